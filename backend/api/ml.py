@@ -1,0 +1,84 @@
+"""The routes Label Studio's ML connector calls: /health, /setup, /predict, /versions, /metrics.
+
+/health and /setup never wait for the model (Label Studio gives them 1 s and 3 s); /predict waits
+for a loading model up to LLM_LOAD_TIMEOUT and then answers 503, never an empty `results`.
+"""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from ..labeling.label_config import parse_label_config
+from ..labeling.service import extract_texts
+from ..errors import PayloadTooLarge
+from .request import json_object, project_id, required_string
+
+bp = Blueprint("ml", __name__)
+
+
+def _ext(name: str):
+    return current_app.extensions[f"llmlb.{name}"]
+
+
+@bp.get("/")
+@bp.get("/health")
+def health():
+    loader = _ext("engine_loader")
+    return jsonify(
+        status="UP",
+        model_class="LLMLabelingBackend",
+        model=_ext("engine_id"),
+        model_state=loader.state,
+        model_error=loader.error,
+    )
+
+
+@bp.post("/setup")
+def setup():
+    body = json_object()
+    project = project_id(body)
+    label_task = parse_label_config(required_string(body, "schema"))
+    version = _ext("versions").current(project, label_task)
+    return jsonify(
+        model_version=version.label,
+        controls=[c.name for c in label_task.controls],
+        skipped=label_task.skipped_messages(),
+    )
+
+
+@bp.post("/predict")
+def predict():
+    settings = _ext("settings")
+    body = json_object()
+    project = project_id(body)
+    label_task = parse_label_config(required_string(body, "label_config"))
+    tasks = body.get("tasks")
+    if isinstance(tasks, list) and len(tasks) > settings.max_tasks_per_request:
+        raise PayloadTooLarge(
+            f"{len(tasks)} tasks in one request; the limit is MAX_TASKS_PER_REQUEST={settings.max_tasks_per_request}",
+            field="tasks",
+        )
+    items = extract_texts(tasks, label_task, settings.max_text_chars)
+    version = _ext("versions").current(project, label_task)
+    t0 = time.monotonic()
+    service = _ext("labeling")()
+    results = service.predict(items, label_task, version.prompt, version.label)
+    _ext("metrics").observe_predict(len(results), time.monotonic() - t0)
+    return jsonify(results=results, model_version=version.label)
+
+
+@bp.get("/versions")
+def versions():
+    history = _ext("versions").history(None)
+    return jsonify(versions=[v.label for v in history], details=[v.to_dict() for v in history])
+
+
+@bp.get("/metrics")
+def metrics():
+    loader = _ext("engine_loader")
+    gauges = {
+        "llmlb_engine_ready": 1 if loader.state == "ready" else 0,
+        "llmlb_engine_load_seconds": round(loader.load_seconds or 0.0, 3),
+    }
+    return Response(_ext("metrics").render(gauges), mimetype="text/plain; version=0.0.4")

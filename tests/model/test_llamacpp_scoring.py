@@ -1,0 +1,95 @@
+"""The real embedded Gemma 3 270M through llama.cpp: exact label log-likelihoods, cached prefix."""
+import math
+
+import numpy as np
+import pytest
+
+from backend.engines.llamacpp import log_softmax
+from backend.evaluation.datasets import load_dataset
+from backend.evaluation.run import evaluate
+from backend.labeling.label_config import parse_label_config
+from backend.labeling.prompt import Branch, PromptVersion
+from backend.labeling.service import LabelingService, extract_texts
+from tests.conftest import DATASETS, load_fixture
+
+pytestmark = pytest.mark.model
+
+
+def _reference_loglik(model_path, segments, continuation_tokens):
+    """log P(continuation | segments) from llama.cpp's own per-position logits (logits_all=True),
+    with a fresh model and the engine's batch schedule (each segment one batch, then one token each)."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(model_path), n_ctx=512, logits_all=True, verbose=False)
+    for segment in segments:
+        llm.eval(list(segment))
+    for token in continuation_tokens[:-1]:
+        llm.eval([token])
+    n_context = sum(len(s) for s in segments)
+    total = 0.0
+    for k, token in enumerate(continuation_tokens):
+        row = llm.scores[n_context + k - 1]
+        total += float(log_softmax(np.asarray(row))[token])
+    return total
+
+
+def test_trie_scores_equal_full_sequence_log_likelihoods(engine, settings):
+    prefix, item = "Classify the topic.\n\n", "Text: the match ended in a draw after extra time\nLabel:"
+    labels = (" sports and games", " sports news", " politics", " technology and science")
+    (scores,) = engine.score(prefix, item, [Branch("", labels)])
+    segments = [engine._tokenize(prefix, True), engine._tokenize(item, False)]
+    for label, got in zip(labels, scores):
+        want = _reference_loglik(settings.model_path, segments, engine._tokenize(label, False))
+        assert got == pytest.approx(want, abs=1e-4), label
+    assert any(len(engine._tokenize(l, False)) > 1 for l in labels)  # multi-token labels were exercised
+
+
+def test_scores_do_not_depend_on_what_the_cache_held_before(engine):
+    branch = [Branch("", (" yes", " no"))]
+    first = engine.score("Question.\n\n", "Text: a\nLabel:", branch)[0]
+    engine.score("Something else entirely.\n\n", "Text: b b b\nLabel:", branch)
+    engine.score("Question.\n\n", "Text: a longer text here\nLabel:", branch)
+    again = engine.score("Question.\n\n", "Text: a\nLabel:", branch)[0]
+    np.testing.assert_array_equal(first, again)
+
+
+def test_the_shared_prefix_is_evaluated_once(engine):
+    prefix = "Instructions that are long enough to matter. " * 20 + "\n\n"
+    branch = [Branch("", (" a", " b"))]
+    engine.score(prefix, "Text: first\nLabel:", branch)
+    before = engine.tokens_evaluated
+    engine.score(prefix, "Text: second\nLabel:", branch)
+    assert engine.tokens_evaluated - before < engine.count_tokens(prefix) / 4
+
+
+@pytest.mark.parametrize("fixture", ["predict-choices-single.json", "predict-choices-multi.json"])
+def test_predictions_are_labels_from_the_set_with_probabilities(engine, fixture):
+    body = load_fixture(fixture)
+    label_task = parse_label_config(body["label_config"])
+    (control,) = label_task.controls
+    service = LabelingService(engine)
+    items = extract_texts(body["tasks"], label_task, 5000)
+    results = service.predict(items, label_task, PromptVersion(), "t.v0")
+    assert len(results) == len(body["tasks"])
+    for item in results:
+        (region,) = item["result"]
+        assert set(region["value"]["choices"]) <= set(control.labels)
+        probs = region["probabilities"]
+        assert list(probs) == list(control.labels)
+        assert all(0 <= p <= 1 for p in probs.values())
+        if not control.multiple:
+            assert sum(probs.values()) == pytest.approx(1, abs=1e-4)
+            assert sum(region["raw_probabilities"].values()) == pytest.approx(1, abs=1e-4)
+            assert item["score"] == pytest.approx(max(probs.values()), abs=1e-6)
+        assert 0 < item["score"] <= 1
+
+
+def test_calibrated_accuracy_on_200_subjectivity_items_is_clearly_above_chance(engine):
+    data = load_dataset(DATASETS / "subjectivity" / "test.jsonl", limit=200)
+    report = evaluate(LabelingService(engine), data)
+    n, acc = report["n"], report["calibrated"]["accuracy"]
+    k = round(acc * n)
+    # one-sided binomial test against guessing (p = 0.5)
+    p_value = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
+    assert p_value < 0.01, report
+    assert report["calibrated"]["macro_f1"] > 0.5, report
