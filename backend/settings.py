@@ -70,6 +70,15 @@ class Settings:
     max_tasks_per_request: int = 1000
     web_workers: int = 1
     web_threads: int = 4
+    # Learning path
+    webhook_secret: str = ""  # when set, /webhook only accepts /<secret>/webhook
+    refine_min_new: int = 10  # a refinement starts after this many ground-truth changes ...
+    refine_delay_s: float = 60.0  # ... or this long after the first change, whichever comes first
+    refine_max_seconds: float = 600.0  # time budget of one refinement job
+    refine_max_eval_items: int = 300  # newest ground truth items used to score candidates
+    refine_folds: int = 5
+    refine_alpha: float = 0.05  # significance level of the paired test a candidate must pass
+    refine_max_shots: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -97,6 +106,14 @@ class Settings:
             max_tasks_per_request=_int(env, "MAX_TASKS_PER_REQUEST", cls.max_tasks_per_request),
             web_workers=_int(env, "WEB_WORKERS", cls.web_workers),
             web_threads=_int(env, "WEB_THREADS", cls.web_threads),
+            webhook_secret=env.get("WEBHOOK_SECRET", "").strip("/ "),
+            refine_min_new=_int(env, "REFINE_MIN_NEW", cls.refine_min_new),
+            refine_delay_s=_float(env, "REFINE_DELAY", cls.refine_delay_s),
+            refine_max_seconds=_float(env, "REFINE_MAX_SECONDS", cls.refine_max_seconds),
+            refine_max_eval_items=_int(env, "REFINE_MAX_EVAL_ITEMS", cls.refine_max_eval_items),
+            refine_folds=_int(env, "REFINE_FOLDS", cls.refine_folds),
+            refine_alpha=_float(env, "REFINE_ALPHA", cls.refine_alpha),
+            refine_max_shots=_int(env, "REFINE_MAX_SHOTS", cls.refine_max_shots),
         )
         values.update(overrides)
         settings = cls(**values)
@@ -117,6 +134,10 @@ class Settings:
         if self.llm_model:
             return Path(self.llm_model)
         return self.model_dir / "models" / EMBEDDED_MODEL_FILE
+
+    @property
+    def label_studio_api(self) -> bool:
+        return bool(self.label_studio_url and self.label_studio_api_key)
 
     @property
     def auth_enabled(self) -> bool:

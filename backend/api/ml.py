@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..labeling.label_config import parse_label_config
 from ..labeling.service import extract_texts
-from ..errors import PayloadTooLarge
+from ..errors import BadRequest, PayloadTooLarge
+from ..store.redis import key
 from .request import json_object, project_id, required_string
 
 bp = Blueprint("ml", __name__)
@@ -63,15 +64,28 @@ def predict():
     version = _ext("versions").current(project, label_task)
     t0 = time.monotonic()
     service = _ext("labeling")()
-    results = service.predict(items, label_task, version.prompt, version.label)
+    results = service.predict(items, label_task, version)
     _ext("metrics").observe_predict(len(results), time.monotonic() - t0)
     return jsonify(results=results, model_version=version.label)
 
 
 @bp.get("/versions")
 def versions():
-    history = _ext("versions").history(None)
-    return jsonify(versions=[v.label for v in history], details=[v.to_dict() for v in history])
+    """Label Studio calls this without a project (it shows the list); `?project=ID` gives details."""
+    registry = _ext("versions")
+    conn = _ext("redis")
+    raw = request.args.get("project", "")
+    if raw and not raw.isdigit():
+        raise BadRequest("`project` must be a project id", field="project")
+    projects = [int(raw)] if raw else sorted(int(p) for p in conn.smembers(key("projects")))
+    details = []
+    for project in projects:
+        for lineage in registry.lineages(project):
+            current = registry.current_number(project, lineage)
+            for v in registry.history(project, lineage):
+                details.append({**v.to_dict(), "project": project, "current": v.number == current})
+    labels = [d["model_version"] for d in details] or [f"{_ext('engine_id')}.v0"]
+    return jsonify(versions=labels, details=details)
 
 
 @bp.get("/metrics")

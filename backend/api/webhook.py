@@ -1,54 +1,55 @@
-"""/webhook and /train: validate, acknowledge at once (Label Studio waits at most 1 s for a webhook).
+"""/webhook and /train: validate, store ground truth, enqueue, answer in milliseconds.
 
-The learning behind these events is issue B; here they are checked and counted, never run inline.
+Label Studio waits at most 1 s for a webhook and sends it without credentials; the refinement
+itself runs on the RQ worker, never here.
 """
 from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
-from ..errors import BadRequest
+from ..errors import BadRequest, Unauthorized
 from .request import json_object, project_id
+from .secret_path import SECRET_OK
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("webhook", __name__)
 
-LEARNING_ACTIONS = {
-    "ANNOTATION_CREATED",
-    "ANNOTATION_UPDATED",
-    "ANNOTATIONS_DELETED",
-    "START_TRAINING",
-    "PROJECT_UPDATED",
-}
-
 
 @bp.post("/webhook")
 def webhook():
+    settings = current_app.extensions["llmlb.settings"]
+    if settings.webhook_secret and not request.environ.get(SECRET_OK):
+        raise Unauthorized("this backend takes webhooks only under its secret path (WEBHOOK_SECRET)", field="path")
     body = json_object()
     action = body.get("action")
     if not isinstance(action, str) or not action:
         raise BadRequest("`action` must be a non-empty string", field="action")
-    project = project_id(body)
-    if action not in LEARNING_ACTIONS:
-        return jsonify(status="ignored", action=action)
-    if project is None:
-        raise BadRequest(f"{action} needs `project`", field="project")
-    if action in {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"} and not isinstance(body.get("annotation"), dict):
-        raise BadRequest(f"{action} needs an `annotation` object", field="annotation")
-    if action == "ANNOTATIONS_DELETED" and not isinstance(body.get("annotations"), list):
-        raise BadRequest("ANNOTATIONS_DELETED needs an `annotations` list", field="annotations")
-    log.info("webhook %s for project %s accepted", action, project)
-    return jsonify(status="accepted", action=action, project=project)
+    outcome = current_app.extensions["llmlb.events"].handle(action, project_id(body), body)
+    return jsonify(outcome.to_dict())
 
 
 @bp.post("/train")
 def train():
+    """Legacy training call (Label Studio with the START_TRAINING flag off): annotated tasks inline."""
     body = json_object()
     project = project_id(body, required=True)
     annotations = body.get("annotations")
     if not isinstance(annotations, list):
         raise BadRequest("`annotations` must be a list of annotated tasks", field="annotations")
-    log.info("/train for project %s with %d tasks accepted", project, len(annotations))
-    return jsonify(status="accepted", project=project, tasks=len(annotations))
+    events = current_app.extensions["llmlb.events"]
+    config = body.get("label_config")
+    stored = 0
+    for i, task in enumerate(annotations):
+        if not isinstance(task, dict):
+            raise BadRequest(f"annotations[{i}] must be a task object", field=f"annotations[{i}]")
+        for annotation in task.get("annotations") or []:
+            if isinstance(annotation, dict):
+                outcome = events.handle("ANNOTATION_UPDATED", project, {
+                    "annotation": annotation, "task": task, "project": {"label_config": config},
+                })
+                stored += outcome.stored
+    job = current_app.extensions["llmlb.scheduler"].notify(project, changes=stored, force=True, reason="/train")
+    return jsonify(status="accepted", project=project, tasks=len(annotations), stored=stored, job=job["id"])

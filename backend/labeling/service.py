@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from .calibration import Calibrator, raw_probabilities
 from .label_config import ChoiceControl, LabelTask
 from .prediction import ControlPrediction, decide, to_ls_prediction
 from .prompt import CONTENT_FREE_TEXTS, PromptVersion, clean_text, render
+
+if TYPE_CHECKING:
+    from ..refinement.versions import ModelVersion
 from .scoring import fit_text, label_logits
 
 log = logging.getLogger(__name__)
@@ -64,43 +68,48 @@ class LabelingService:
         self._calibrators: dict[tuple, Calibrator] = {}
         self._lock = threading.Lock()
 
-    def calibrator(self, control: ChoiceControl, version: PromptVersion) -> Calibrator:
+    def calibrator(self, control: ChoiceControl, prompt: PromptVersion) -> Calibrator:
+        """Contextual (content-free) calibration of `prompt` for `control`, or identity if disabled."""
         if self.calibration == "none":
             return Calibrator.identity(len(control.labels))
-        key = (control, version)
+        key = (control, prompt)
         with self._lock:
             cached = self._calibrators.get(key)
         if cached is None:
-            rendered = render(control, version)
-            cf = np.stack([label_logits(self.engine, rendered, control, t) for t in CONTENT_FREE_TEXTS])
+            cf = np.stack([self.logits(control, prompt, t)[0] for t in CONTENT_FREE_TEXTS])
             cached = Calibrator.contextual(cf, control.multiple)
             with self._lock:
                 self._calibrators[key] = cached
         return cached
 
+    def logits(self, control: ChoiceControl, prompt: PromptVersion, text: str) -> tuple[np.ndarray, bool]:
+        """Uncalibrated label logits of one text, and whether the text had to be cut to fit."""
+        rendered = render(control, prompt)
+        fitted = fit_text(self.engine, rendered, text)
+        return label_logits(self.engine, rendered, control, fitted.text), fitted.truncated
+
     def predict_control(
-        self, control: ChoiceControl, version: PromptVersion, texts: list[str]
+        self, control: ChoiceControl, prompt: PromptVersion, texts: list[str], calibrator: Calibrator | None = None
     ) -> list[tuple[ControlPrediction, bool]]:
-        """Predictions for one control over many texts; tasks run back to back so the prefix stays cached."""
-        rendered = render(control, version)
-        calibrator = self.calibrator(control, version)
+        """Predictions for one control over many texts; tasks run back to back so the prefix stays cached.
+
+        `calibrator=None` means content-free calibration of this prompt."""
+        calibrator = calibrator or self.calibrator(control, prompt)
         out = []
         for text in texts:
-            fitted = fit_text(self.engine, rendered, text)
-            logits = label_logits(self.engine, rendered, control, fitted.text)
+            logits, truncated = self.logits(control, prompt, text)
             raw = raw_probabilities(logits, control.multiple)
-            out.append((decide(control, calibrator.apply(logits, control.multiple), raw), fitted.truncated))
+            out.append((decide(control, calibrator.apply(logits, control.multiple), raw), truncated))
         return out
 
-    def predict(
-        self, items: list[TaskTexts], label_task: LabelTask, version: PromptVersion, model_version: str
-    ) -> list[dict]:
+    def predict(self, items: list[TaskTexts], label_task: LabelTask, version: "ModelVersion") -> list[dict]:
         per_task: list[list[ControlPrediction]] = [[] for _ in items]
         warnings = [list(item.warnings) + label_task.skipped_messages() for item in items]
         for control in label_task.controls:
-            results = self.predict_control(control, version, [item.texts[control.field] for item in items])
-            for i, (pred, truncated) in enumerate(results):
+            recipe = version.recipe(control.name)
+            texts = [item.texts[control.field] for item in items]
+            for i, (pred, truncated) in enumerate(self.predict_control(control, recipe.prompt, texts, recipe.calibrator)):
                 per_task[i].append(pred)
                 if truncated:
                     warnings[i].append(f"data.{control.field} truncated to fit the model's context")
-        return [to_ls_prediction(p, model_version, w) for p, w in zip(per_task, warnings)]
+        return [to_ls_prediction(p, version.label, w) for p, w in zip(per_task, warnings)]

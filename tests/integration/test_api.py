@@ -12,19 +12,23 @@ from tests.conftest import load_fixture
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"ls:secret").decode()}
 
 
-def make_client(tmp_path, engine_factory=ScriptedEngine, **overrides):
-    settings = Settings.from_env({"MODEL_DIR": str(tmp_path)}, **overrides)
-    return create_app(settings, engine_factory=engine_factory).test_client()
+@pytest.fixture
+def make_client(tmp_path, redis_conn, redis_url):
+    def make(engine_factory=ScriptedEngine, **overrides):
+        settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url}, **overrides)
+        return create_app(settings, engine_factory=engine_factory, redis_conn=redis_conn).test_client()
+
+    return make
 
 
 @pytest.fixture
-def client(tmp_path):
-    return make_client(tmp_path)
+def client(make_client):
+    return make_client()
 
 
-def test_health_and_index_answer_without_the_model(tmp_path):
+def test_health_and_index_answer_without_the_model(make_client):
     gate = threading.Event()
-    client = make_client(tmp_path, engine_factory=lambda: gate.wait(10) and ScriptedEngine())
+    client = make_client(engine_factory=lambda: gate.wait(10) and ScriptedEngine())
     for path in ("/health", "/"):
         r = client.get(path)
         assert r.status_code == 200 and r.json["status"] == "UP"
@@ -50,20 +54,20 @@ def test_predict_answers_one_result_per_task_in_order(client):
         assert 0 <= item["score"] <= 1
 
 
-def test_predict_while_the_model_loads_is_503_not_an_empty_result(tmp_path):
+def test_predict_while_the_model_loads_is_503_not_an_empty_result(make_client):
     gate = threading.Event()
-    client = make_client(tmp_path, engine_factory=lambda: gate.wait(10) and ScriptedEngine(), llm_load_timeout_s=0.2)
+    client = make_client(engine_factory=lambda: gate.wait(10) and ScriptedEngine(), llm_load_timeout_s=0.2)
     r = client.post("/predict", json=load_fixture("predict-choices-single.json"))
     gate.set()
     assert r.status_code == 503
     assert r.json["error"] == "engine_unavailable"
 
 
-def test_a_model_that_fails_to_load_is_reported(tmp_path):
+def test_a_model_that_fails_to_load_is_reported(make_client):
     def broken():
         raise RuntimeError("no such gguf")
 
-    client = make_client(tmp_path, engine_factory=broken)
+    client = make_client(engine_factory=broken)
     r = client.post("/predict", json=load_fixture("predict-choices-single.json"))
     assert r.status_code == 503 and "no such gguf" in r.json["message"]
     assert client.get("/health").json["model_state"] == "failed"
@@ -97,8 +101,8 @@ def test_bad_predict_input_is_a_4xx_naming_the_field(client, kwargs, status, fie
     assert r.json["message"]
 
 
-def test_too_many_tasks_is_413(tmp_path):
-    client = make_client(tmp_path, max_tasks_per_request=1)
+def test_too_many_tasks_is_413(make_client):
+    client = make_client(max_tasks_per_request=1)
     r = client.post("/predict", json=load_fixture("predict-choices-single.json"))
     assert r.status_code == 413 and r.json["field"] == "tasks"
 
@@ -116,8 +120,8 @@ def test_unknown_route_and_method_are_json_4xx(client):
     assert r.status_code == 405 and r.json["error"] == "method_not_allowed"
 
 
-def test_basic_auth_protects_all_but_health_and_webhook(tmp_path):
-    client = make_client(tmp_path, basic_auth_user="ls", basic_auth_pass="secret")
+def test_basic_auth_protects_all_but_health_and_webhook(make_client):
+    client = make_client(basic_auth_user="ls", basic_auth_pass="secret")
     assert client.get("/health").status_code == 200
     body = load_fixture("predict-choices-single.json")
     r = client.post("/predict", json=body)
@@ -144,7 +148,7 @@ def test_basic_auth_protects_all_but_health_and_webhook(tmp_path):
 )
 def test_learning_webhooks_are_accepted(client, fixture):
     r = client.post("/webhook", json=load_fixture(fixture))
-    assert r.status_code == 200 and r.json["status"] == "accepted"
+    assert r.status_code == 200 and r.json["status"] == "accepted", r.json
     assert isinstance(r.json["project"], int)
 
 
@@ -162,6 +166,7 @@ def test_malformed_webhooks_are_400(client):
 def test_legacy_train_is_validated_and_accepted(client):
     r = client.post("/train", json=load_fixture("train.json"))
     assert r.status_code == 200 and r.json["status"] == "accepted"
+    assert r.json["stored"] >= 1
     assert client.post("/train", json={"project": "1.2"}).json["field"] == "annotations"
 
 
@@ -169,6 +174,7 @@ def test_versions_and_metrics(client):
     client.post("/predict", json=load_fixture("predict-choices-single.json"))
     versions = client.get("/versions").json["versions"]
     assert versions and versions[0].endswith(".v0")
+    assert client.get("/versions?project=x").status_code == 400
     text = client.get("/metrics").get_data(as_text=True)
     assert "llmlb_tasks_predicted_total 2" in text
     assert 'llmlb_http_requests_total{endpoint="ml.predict",status="200"} 1' in text

@@ -8,7 +8,8 @@ from backend.engines.llamacpp import log_softmax
 from backend.evaluation.datasets import load_dataset
 from backend.evaluation.run import evaluate
 from backend.labeling.label_config import parse_label_config
-from backend.labeling.prompt import Branch, PromptVersion
+from backend.labeling.prompt import Branch
+from backend.refinement.versions import ModelVersion
 from backend.labeling.service import LabelingService, extract_texts
 from tests.conftest import DATASETS, load_fixture
 
@@ -69,7 +70,7 @@ def test_predictions_are_labels_from_the_set_with_probabilities(engine, fixture)
     (control,) = label_task.controls
     service = LabelingService(engine)
     items = extract_texts(body["tasks"], label_task, 5000)
-    results = service.predict(items, label_task, PromptVersion(), "t.v0")
+    results = service.predict(items, label_task, ModelVersion("t.v0"))
     assert len(results) == len(body["tasks"])
     for item in results:
         (region,) = item["result"]

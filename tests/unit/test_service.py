@@ -4,7 +4,7 @@ import pytest
 from backend.engines.scripted import ScriptedEngine
 from backend.errors import BadRequest
 from backend.labeling.label_config import parse_label_config
-from backend.labeling.prompt import PromptVersion
+from backend.refinement.versions import ModelVersion
 from backend.labeling.service import LabelingService, extract_texts
 from tests.conftest import load_fixture
 
@@ -43,7 +43,7 @@ def test_predictions_follow_task_order_and_stay_in_the_label_set():
     service = LabelingService(ScriptedEngine(), calibration="none")
     texts = ["negative negative day", "positive vibes", "neutral neutral neutral"]
     items = extract_texts([_task(t) for t in texts], label_task, 1000)
-    results = service.predict(items, label_task, PromptVersion(), "scripted.v0")
+    results = service.predict(items, label_task, ModelVersion("scripted.v0"))
     chosen = [r["result"][0]["value"]["choices"][0] for r in results]
     assert chosen == ["Negative", "Positive", "Neutral"]
     for r in results:
@@ -56,7 +56,7 @@ def test_content_free_calibration_is_computed_once_per_control_and_version():
     engine = ScriptedEngine()
     service = LabelingService(engine, calibration="contextual")
     items = extract_texts([_task("positive")], label_task, 1000)
-    service.predict(items, label_task, PromptVersion(), "v")
+    service.predict(items, label_task, ModelVersion("v"))
     n_calls = len(engine.calls)
-    service.predict(items, label_task, PromptVersion(), "v")
+    service.predict(items, label_task, ModelVersion("v"))
     assert len(engine.calls) == n_calls + 1  # the second request scores only its task

@@ -1,0 +1,84 @@
+"""Score candidate recipes on held-out ground truth (k-fold cross-validation, out-of-fold predictions).
+
+Every candidate is judged on the same items, so two candidates can be compared pair by pair.
+A recipe that learns from ground truth (fitted calibration, demonstrations) only ever sees the
+other folds when predicting an item.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..evaluation.metrics import summarize
+from ..labeling.calibration import Calibrator, fit_calibrator
+from ..labeling.label_config import ChoiceControl
+from ..labeling.prompt import PromptVersion
+from ..labeling.service import LabelingService
+from .propose import few_shot, select_demos
+from .versions import ControlRecipe
+
+
+@dataclass
+class CandidateResult:
+    name: str
+    recipe: ControlRecipe  # the deployable recipe, fitted on all ground truth
+    probs: np.ndarray  # out-of-fold probabilities, one row per evaluated item
+    gold: np.ndarray
+    metrics: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.metrics = summarize(self.gold, self.probs)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.probs.argmax(axis=1) == self.gold
+
+
+def fold_ids(n: int, k: int, seed: int = 0) -> np.ndarray:
+    order = np.random.default_rng(seed).permutation(n)
+    folds = np.empty(n, dtype=int)
+    folds[order] = np.arange(n) % max(2, min(k, n))
+    return folds
+
+
+def logits_matrix(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts) -> np.ndarray:
+    return np.stack([service.logits(control, prompt, t)[0] for t in texts])
+
+
+def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, control: ChoiceControl,
+                   texts, gold: np.ndarray, logits: np.ndarray | None = None) -> CandidateResult:
+    """A recipe used as is (the current version, or one that learns nothing from ground truth)."""
+    logits = logits_matrix(service, control, recipe.prompt, texts) if logits is None else logits
+    calibrator = recipe.calibrator or service.calibrator(control, recipe.prompt)
+    return CandidateResult(name, recipe, calibrator.apply(logits, False), gold)
+
+
+def evaluate_fitted_calibration(name: str, prompt: PromptVersion, logits: np.ndarray, gold: np.ndarray,
+                                folds: np.ndarray) -> CandidateResult:
+    probs = np.zeros_like(logits, dtype=np.float64)
+    for f in np.unique(folds):
+        test = folds == f
+        probs[test] = fit_calibrator(logits[~test], gold[~test]).apply(logits[test], False)
+    return CandidateResult(name, ControlRecipe(prompt, fit_calibrator(logits, gold)), probs, gold)
+
+
+def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
+                      texts, gold: np.ndarray, folds: np.ndarray, shots: int) -> list[CandidateResult]:
+    """Two candidates from one pass: k-shot with content-free calibration, and with fitted calibration.
+
+    Fold f's prompt shows demos from the other folds only. The fitted calibration of fold f is
+    learnt from the out-of-fold logits of the other folds (cross-fitting), so no label of fold f
+    reaches its own prediction, and no extra LLM pass is needed.
+    """
+    logits = np.zeros((len(texts), len(control.labels)))
+    contextual = np.zeros_like(logits)
+    for f in np.unique(folds):
+        train, test = np.where(folds != f)[0], np.where(folds == f)[0]
+        demos = select_demos([texts[i] for i in train], gold[train], control.labels, shots, seed=int(f))
+        prompt = few_shot(base, demos, name)
+        logits[test] = logits_matrix(service, control, prompt, [texts[i] for i in test])
+        contextual[test] = service.calibrator(control, prompt).apply(logits[test], False)
+    final = few_shot(base, select_demos(texts, gold, control.labels, shots, seed=len(texts)), name)
+    fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
+    return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]

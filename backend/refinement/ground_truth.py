@@ -1,0 +1,150 @@
+"""Label Studio annotation payloads → GoldItem, and the per-project ground-truth store in Redis.
+
+One gold item per task: the newest annotation wins (by `updated_at`, then annotation id), a
+cancelled/skipped annotation is ignored, deleting the annotation removes it. Writes are atomic
+Lua scripts, so duplicate or concurrent deliveries store each task once.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import redis
+
+from ..errors import BadRequest
+from ..labeling.label_config import LabelTask
+from ..labeling.prompt import clean_text
+from ..store.redis import key
+
+
+@dataclass(frozen=True)
+class GoldItem:
+    task_id: int
+    texts: dict[str, str]  # data field → text
+    labels: dict[str, list[str]]  # control name → chosen labels
+    annotation_id: int
+    updated_at: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "GoldItem":
+        data = json.loads(raw)
+        return cls(**data)
+
+
+def gold_from_annotation(label_task: LabelTask, task: dict, annotation: dict) -> GoldItem | None:
+    """The gold item an annotation gives, or None when it carries no usable choice (or was cancelled)."""
+    if annotation.get("was_cancelled"):
+        return None
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+        raise BadRequest("the annotation event needs `task.data`", field="task.data")
+    labels: dict[str, list[str]] = {}
+    allowed = {c.name: set(c.labels) for c in label_task.controls}
+    for region in annotation.get("result") or []:
+        if not isinstance(region, dict) or region.get("from_name") not in allowed:
+            continue
+        choices = (region.get("value") or {}).get("choices")
+        if isinstance(choices, list):
+            kept = [c for c in choices if c in allowed[region["from_name"]]]
+            if kept:
+                labels[region["from_name"]] = kept
+    if not labels:
+        return None
+    texts = {}
+    for control in label_task.controls:
+        if control.name in labels:
+            value = task["data"].get(control.field)
+            if value is None or not clean_text(value):
+                return None
+            texts[control.field] = clean_text(value)
+    try:
+        task_id, annotation_id = int(task.get("id") or annotation.get("task")), int(annotation["id"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise BadRequest("the annotation event needs numeric `task.id` and `annotation.id`", field="annotation.id") from exc
+    updated = str(annotation.get("updated_at") or annotation.get("created_at") or "")
+    return GoldItem(task_id, texts, labels, annotation_id, updated)
+
+
+# KEYS: gt hash, annotation→task hash. ARGV: task id, annotation id, updated_at, json.
+# Returns 1 when stored (new or changed), 0 when the stored one is newer or identical.
+_UPSERT = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  if old == ARGV[4] then return 0 end
+  local o = cjson.decode(old)
+  if o.updated_at > ARGV[3] or (o.updated_at == ARGV[3] and tonumber(o.annotation_id) > tonumber(ARGV[2])) then
+    return 0
+  end
+  redis.call('HDEL', KEYS[2], tostring(o.annotation_id))
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+# KEYS: gt hash, annotation→task hash. ARGV: annotation ids. Returns the number of gold items removed.
+_DELETE = """
+local removed = 0
+for _, ann in ipairs(ARGV) do
+  local task = redis.call('HGET', KEYS[2], ann)
+  if task then
+    redis.call('HDEL', KEYS[2], ann)
+    local old = redis.call('HGET', KEYS[1], task)
+    if old and tostring(cjson.decode(old).annotation_id) == ann then
+      redis.call('HDEL', KEYS[1], task)
+      removed = removed + 1
+    end
+  end
+end
+return removed
+"""
+
+
+class GroundTruthStore:
+    """Gold items of one project, and the project's latest label config."""
+
+    def __init__(self, conn: redis.Redis, project: int):
+        self.conn = conn
+        self.project = project
+        self._gt = key("project", project, "gt")
+        self._ann = key("project", project, "ann2task")
+        self._config = key("project", project, "config")
+
+    def upsert(self, item: GoldItem) -> bool:
+        return bool(
+            self.conn.eval(_UPSERT, 2, self._gt, self._ann, item.task_id, item.annotation_id, item.updated_at, item.to_json())
+        )
+
+    def delete_annotations(self, annotation_ids: list[int]) -> int:
+        if not annotation_ids:
+            return 0
+        return int(self.conn.eval(_DELETE, 2, self._gt, self._ann, *[str(a) for a in annotation_ids]))
+
+    def replace_all(self, items: list[GoldItem]) -> None:
+        """Make the store hold exactly `items` (reconciliation with Label Studio)."""
+        pipe = self.conn.pipeline(transaction=True)
+        pipe.delete(self._gt, self._ann)
+        for item in items:
+            pipe.hset(self._gt, str(item.task_id), item.to_json())
+            pipe.hset(self._ann, str(item.annotation_id), str(item.task_id))
+        pipe.execute()
+
+    def items(self) -> list[GoldItem]:
+        raw = self.conn.hgetall(self._gt)
+        return sorted((GoldItem.from_json(v) for v in raw.values()), key=lambda g: g.task_id)
+
+    def count(self) -> int:
+        return int(self.conn.hlen(self._gt))
+
+    def label_config(self) -> str | None:
+        raw = self.conn.get(self._config)
+        return raw.decode() if raw else None
+
+    def set_label_config(self, label_config: str) -> bool:
+        """Store the project's config; True when it replaced a different one (a new version lineage).
+
+        Gold items are kept: the job uses those whose labels the current config still has."""
+        old = self.conn.getset(self._config, label_config)
+        return old is not None and old.decode() != label_config

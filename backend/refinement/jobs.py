@@ -1,0 +1,141 @@
+"""Refinement jobs on RQ: debounced per project, one running per project, retried, visible.
+
+A job carries only the project id (JSON serializer); the worker rebuilds everything else from
+Settings. Debounce: a job is queued at once after REFINE_MIN_NEW ground-truth changes (or on
+START_TRAINING), otherwise scheduled REFINE_DELAY seconds after the first change; further
+events while one is waiting join it. A Redis lock keeps a second job of the same project from
+running while one runs (with several workers); that job reschedules itself.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import redis
+from rq import Queue, Retry, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from ..settings import Settings
+from ..store.redis import key
+
+log = logging.getLogger(__name__)
+
+JOB_FUNC = "backend.refinement.jobs.refine_project"
+WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+RUNS_KEPT = 50
+
+
+def _keys(project: int) -> dict[str, str]:
+    return {
+        "pending": key("project", project, "pending"),
+        "next": key("project", project, "next-job"),
+        "runs": key("project", project, "runs"),
+        "sched": key("project", project, "sched-lock"),
+        "running": key("project", project, "refine-lock"),
+    }
+
+
+def describe(job: Job) -> dict:
+    def iso(dt):
+        return dt.isoformat() if dt else None
+
+    info = {
+        "id": job.id,
+        "project": (job.args or [None])[0],
+        "status": getattr(job.get_status(refresh=True), "value", None) or "unknown",
+        "reason": (job.meta or {}).get("reason"),
+        "enqueued_at": iso(job.enqueued_at) or iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "ended_at": iso(job.ended_at),
+    }
+    if job.started_at and job.ended_at:
+        info["seconds"] = round((job.ended_at - job.started_at).total_seconds(), 2)
+    result = job.return_value(refresh=True) if info["status"] == JobStatus.FINISHED else None
+    if result is not None:
+        info["result"] = result
+    if info["status"] == JobStatus.FAILED:
+        latest = job.latest_result()
+        info["error"] = (latest.exc_string or "").strip().splitlines()[-1:] if latest else None
+    return info
+
+
+class RefinementScheduler:
+    def __init__(self, conn: redis.Redis, queue: Queue, settings: Settings):
+        self.conn = conn
+        self.queue = queue
+        self.settings = settings
+
+    def _fetch(self, job_id: bytes | str | None) -> Job | None:
+        if not job_id:
+            return None
+        try:
+            return Job.fetch(job_id.decode() if isinstance(job_id, bytes) else job_id,
+                             connection=self.conn, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return None
+
+    def notify(self, project: int, *, changes: int, force: bool = False, reason: str = "") -> dict:
+        """Record `changes` new ground-truth changes and make sure a job is queued or scheduled."""
+        k = _keys(project)
+        pending = self.conn.incrby(k["pending"], changes) if changes else int(self.conn.get(k["pending"]) or 0)
+        now = force or pending >= self.settings.refine_min_new
+        with self.conn.lock(k["sched"], timeout=10, blocking_timeout=5):
+            waiting = self._fetch(self.conn.get(k["next"]))
+            if waiting is not None and waiting.get_status(refresh=True) in WAITING:
+                if not (now and waiting.get_status() == JobStatus.SCHEDULED):
+                    return {**describe(waiting), "pending": pending}
+                waiting.cancel()  # promote a delayed job: it runs now instead
+            options = dict(
+                args=(project,),
+                retry=Retry(max=2, interval=[5, 30]),
+                job_timeout=int(self.settings.refine_max_seconds * 2 + 120),
+                result_ttl=7 * 24 * 3600,
+                failure_ttl=7 * 24 * 3600,
+                meta={"reason": reason or ("threshold" if now else "debounce")},
+            )
+            if now:
+                job = self.queue.enqueue(JOB_FUNC, **options)
+            else:
+                job = self.queue.enqueue_in(timedelta(seconds=self.settings.refine_delay_s), JOB_FUNC, **options)
+            pipe = self.conn.pipeline()
+            pipe.set(k["next"], job.id)
+            pipe.lpush(k["runs"], job.id)
+            pipe.ltrim(k["runs"], 0, RUNS_KEPT - 1)
+            pipe.execute()
+        log.info("project %s: refinement job %s %s (%d pending)", project, job.id, "queued" if now else "scheduled", pending)
+        return {**describe(job), "pending": pending}
+
+    def runs(self, project: int, limit: int = 20) -> list[dict]:
+        ids = self.conn.lrange(_keys(project)["runs"], 0, limit - 1)
+        return [describe(job) for job in (self._fetch(i) for i in ids) if job is not None]
+
+
+def refine_project(project_id: int) -> dict:
+    """RQ entry point: refine one project's model from its ground truth (ids only, no app objects)."""
+    from ..store.redis import connect
+    from ..worker import make_queue
+    from .refine import run_refinement
+
+    settings = Settings.from_env()
+    conn = connect(settings)
+    project = int(project_id)
+    k = _keys(project)
+    job = get_current_job()
+    if job is not None and (conn.get(k["next"]) or b"").decode() == job.id:
+        conn.delete(k["next"])  # events from now on queue a new job
+    lock = conn.lock(k["running"], timeout=int(settings.refine_max_seconds * 2 + 60))
+    if not lock.acquire(blocking=False):
+        RefinementScheduler(conn, make_queue(settings, conn), settings).notify(project, changes=0, reason="busy")
+        return {"status": "deferred", "reason": "another refinement of this project is running"}
+    try:
+        consumed = int(conn.getset(k["pending"], 0) or 0)
+        result = run_refinement(settings, conn, project)
+        result["changes_consumed"] = consumed
+        return result
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            log.warning("project %s: refinement lock expired before release", project)

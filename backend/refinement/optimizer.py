@@ -1,0 +1,112 @@
+"""Pick the best candidate recipe for one control; the current recipe always competes.
+
+A candidate replaces the current recipe only if its macro-F1 on the same held-out items is higher
+and a one-sided paired bootstrap says the gain is significant (p < REFINE_ALPHA); the exact
+McNemar test on accuracy is reported beside it. Among significant candidates the one with the
+best macro-F1 wins, ties broken by lower ECE. Candidates run cheapest first and stop when the
+job's time budget is spent.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..labeling.label_config import ChoiceControl
+from ..labeling.prompt import PromptVersion
+from ..labeling.service import LabelingService
+from .evaluate import CandidateResult, evaluate_few_shot, evaluate_fitted_calibration, evaluate_fixed, fold_ids, logits_matrix
+from .stats import mcnemar_exact, paired_bootstrap_macro_f1
+from .versions import ControlRecipe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ControlDecision:
+    control: str
+    n_eval: int
+    current: CandidateResult
+    best: CandidateResult
+    accepted: bool
+    b: int = 0
+    c: int = 0
+    p_value: float = 1.0
+    table: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "n_eval": self.n_eval,
+            "current": self.current.metrics,
+            "best": self.best.name,
+            "best_metrics": self.best.metrics,
+            "accepted": self.accepted,
+            "p_value": round(self.p_value, 5),
+            "mcnemar": {"only_best_right": self.b, "only_current_right": self.c},
+            "candidates": self.table,
+            "skipped": self.skipped,
+        }
+
+
+def select(current: CandidateResult, candidates: list[CandidateResult], alpha: float) -> tuple[CandidateResult, int, int, float, bool]:
+    """The selection rule alone (pure). Returns (chosen, McNemar b, c, bootstrap p, accepted)."""
+    n_labels = current.probs.shape[1]
+    significant = []
+    for cand in candidates:
+        gain, p = paired_bootstrap_macro_f1(cand.gold, cand.probs.argmax(1), current.probs.argmax(1), n_labels)
+        cand.metrics["p_vs_current"] = round(p, 4)
+        if gain > 0 and p < alpha:
+            significant.append(cand)
+    pool = significant or candidates
+    if not pool:
+        return current, 0, 0, 1.0, False
+    best = max(pool, key=lambda r: (r.metrics["macro_f1"], -r.metrics["ece"]))
+    b, c, _ = mcnemar_exact(best.correct, current.correct)
+    return best, b, c, best.metrics["p_vs_current"], best in significant
+
+
+def optimize_control(
+    service: LabelingService,
+    control: ChoiceControl,
+    texts: list[str],
+    gold: np.ndarray,
+    current: ControlRecipe,
+    *,
+    folds: int,
+    shots: int,
+    alpha: float,
+    deadline: float,
+) -> ControlDecision:
+    gold = np.asarray(gold)
+    fold = fold_ids(len(texts), folds)
+    base = PromptVersion(name="base")
+    skipped: list[str] = []
+    cur_logits = logits_matrix(service, control, current.prompt, texts)
+    cur = evaluate_fixed("current", current, service, control, texts, gold, cur_logits)
+    plans: list[tuple[str, Callable[[], CandidateResult | list[CandidateResult]]]] = [
+        ("calibrated", lambda: evaluate_fitted_calibration("calibrated", current.prompt, cur_logits, gold, fold)),
+    ]
+    if current.prompt.demos or current.prompt.instructions:
+        plans.append(("base", lambda: evaluate_fixed("base", ControlRecipe(base), service, control, texts, gold)))
+    for k in sorted({min(shots, 4), shots}):
+        if k > 0 and len(texts) >= 2 * k:
+            plans.append((f"{k}-shot", lambda k=k: evaluate_few_shot(f"{k}-shot", base, service, control, texts, gold, fold, k)))
+    results = []
+    for name, plan in plans:
+        if time.monotonic() > deadline:
+            skipped.append(f"{name}: time budget spent")
+            continue
+        t0 = time.monotonic()
+        produced = plan()
+        for result in produced if isinstance(produced, list) else [produced]:
+            result.metrics["seconds"] = round(time.monotonic() - t0, 2)
+            results.append(result)
+    best, b, c, p, accepted = select(cur, results, alpha)
+    table = [{"name": r.name, **r.metrics} for r in [cur, *results]]
+    log.info("control %s: best %s %s vs current %s, p=%.4f, accepted=%s", control.name, best.name,
+             best.metrics, cur.metrics, p, accepted)
+    return ControlDecision(control.name, len(texts), cur, best, accepted, b, c, p, table, skipped)

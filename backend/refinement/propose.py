@@ -1,0 +1,32 @@
+"""Candidate recipes built from ground truth: demonstrations for a few-shot prompt.
+
+Demos are picked label by label in turn (so every label is shown, rare ones included) in a
+seeded random order, which keeps a refinement reproducible.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Sequence
+
+from ..labeling.prompt import Demo, PromptVersion
+
+
+def select_demos(texts: Sequence[str], gold: Sequence[int], labels: Sequence[str], k: int, seed: int = 0) -> tuple[Demo, ...]:
+    rng = random.Random(seed)
+    by_label: dict[int, list[int]] = {}
+    for i, g in enumerate(gold):
+        by_label.setdefault(int(g), []).append(i)
+    for idx in by_label.values():
+        rng.shuffle(idx)
+    picked: list[int] = []
+    while len(picked) < k and any(by_label.values()):
+        for label in sorted(by_label):
+            if by_label[label] and len(picked) < k:
+                picked.append(by_label[label].pop())
+    rng.shuffle(picked)
+    return tuple(Demo(texts[i], (labels[int(gold[i])],)) for i in picked)
+
+
+def few_shot(base: PromptVersion, demos: tuple[Demo, ...], name: str) -> PromptVersion:
+    return replace(base, name=name, demos=demos)

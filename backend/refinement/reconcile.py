@@ -1,0 +1,53 @@
+"""Make stored ground truth equal to what Label Studio holds (so a missed or forged webhook
+changes nothing that training uses). Needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY."""
+from __future__ import annotations
+
+import logging
+
+from ..labeling.label_config import parse_label_config
+from ..settings import Settings
+from .ground_truth import GoldItem, GroundTruthStore, gold_from_annotation
+
+log = logging.getLogger(__name__)
+
+
+def _as_dict(obj) -> dict:
+    if isinstance(obj, dict):
+        return obj
+    return obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
+
+
+def newest_gold(label_task, task: dict) -> GoldItem | None:
+    """The gold item of a task's newest usable annotation (cancelled ones never count)."""
+    annotations = [_as_dict(a) for a in task.get("annotations") or [] if not isinstance(a, int)]
+    annotations.sort(key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0), reverse=True)
+    for annotation in annotations:
+        gold = gold_from_annotation(label_task, task, annotation)
+        if gold is not None:
+            return gold
+    return None
+
+
+def reconcile(settings: Settings, store: GroundTruthStore, client=None) -> dict:
+    """Replace the project's ground truth with Label Studio's; returns counts, or the error met."""
+    try:
+        if client is None:
+            from label_studio_sdk import LabelStudio
+
+            client = LabelStudio(base_url=settings.label_studio_url, api_key=settings.label_studio_api_key, timeout=30)
+        project = _as_dict(client.projects.get(id=store.project))
+        label_config = project.get("label_config")
+        if label_config:
+            store.set_label_config(label_config)
+        label_task = parse_label_config(label_config or store.label_config() or "")
+        items = []
+        for task in client.tasks.list(project=store.project, fields="all", only_annotated=True):
+            gold = newest_gold(label_task, _as_dict(task))
+            if gold is not None:
+                items.append(gold)
+    except Exception as exc:  # Label Studio down or misconfigured: train on what webhooks stored
+        log.warning("project %s: reconciliation with Label Studio failed: %s", store.project, exc)
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    before = store.count()
+    store.replace_all(items)
+    return {"status": "ok", "before": before, "after": len(items)}

@@ -1,0 +1,82 @@
+"""One refinement run: ground truth → candidates per control → evaluation → maybe a new version."""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+import numpy as np
+import redis
+
+from ..engines.factory import engine_id, load_engine
+from ..labeling.label_config import parse_label_config
+from ..labeling.service import LabelingService
+from ..settings import Settings
+from .ground_truth import GroundTruthStore
+from .optimizer import optimize_control
+from .reconcile import reconcile
+from .versions import ModelVersion, VersionRegistry
+
+log = logging.getLogger(__name__)
+
+MIN_ITEMS = 8  # fewer labelled items than this cannot show a significant difference anyway
+
+
+@functools.lru_cache(maxsize=2)
+def _engine(settings: Settings):
+    return load_engine(settings)
+
+
+def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=None) -> dict:
+    t0 = time.monotonic()
+    deadline = t0 + settings.refine_max_seconds
+    store = GroundTruthStore(conn, project)
+    out: dict = {"project": project}
+    if settings.label_studio_api:
+        out["reconcile"] = reconcile(settings, store)
+    config = store.label_config()
+    if not config:
+        return {**out, "status": "skipped", "reason": "no label config known for this project yet"}
+    label_task = parse_label_config(config)
+    registry = VersionRegistry(conn, engine_id(settings), settings.model_dir)
+    current = registry.current(project, label_task)
+    gold = store.items()
+    out.update(gt_count=len(gold), current=current.label)
+    service = LabelingService(engine or _engine(settings), calibration=settings.calibration)
+    recipes = dict(current.controls)
+    decisions = {}
+    for control in label_task.controls:
+        if control.multiple:
+            decisions[control.name] = {"skipped": "multi-choice controls keep their recipe (not refined yet)"}
+            continue
+        index = {label: i for i, label in enumerate(control.labels)}
+        usable = [g for g in gold if control.field in g.texts and len(g.labels.get(control.name, [])) == 1
+                  and g.labels[control.name][0] in index]
+        usable = sorted(usable, key=lambda g: g.updated_at)[-settings.refine_max_eval_items:]
+        if len(usable) < MIN_ITEMS:
+            decisions[control.name] = {"skipped": f"{len(usable)} labelled items; need {MIN_ITEMS}"}
+            continue
+        decision = optimize_control(
+            service, control, [g.texts[control.field] for g in usable],
+            np.array([index[g.labels[control.name][0]] for g in usable]), current.recipe(control.name),
+            folds=settings.refine_folds, shots=settings.refine_max_shots, alpha=settings.refine_alpha, deadline=deadline,
+        )
+        decisions[control.name] = decision.summary()
+        if decision.accepted:
+            recipes[control.name] = decision.best.recipe
+    out["controls"] = decisions
+    accepted = [name for name, d in decisions.items() if d.get("accepted")]
+    if accepted:
+        draft = ModelVersion(
+            label="", lineage=label_task.config_hash, controls=recipes,
+            kind="+".join(f"{n}:{decisions[n]['best']}" for n in accepted),
+            metrics={n: decisions[n]["best_metrics"] for n in accepted},
+            gt_count=len(gold), parent=current.label,
+        )
+        version = registry.publish(project, draft)
+        out.update(status="published", model_version=version.label)
+    else:
+        out.update(status="kept", model_version=current.label)
+    out["seconds"] = round(time.monotonic() - t0, 2)
+    log.info("project %s refinement: %s %s in %.1f s", project, out["status"], out["model_version"], out["seconds"])
+    return out

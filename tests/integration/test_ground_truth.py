@@ -1,0 +1,108 @@
+"""Webhook → ground truth in a real Redis: newest wins, idempotent, cancelled and deleted handled."""
+import threading
+
+import pytest
+
+from backend.app import create_app
+from backend.engines.scripted import ScriptedEngine
+from backend.evaluation.datasets import load_dataset
+from backend.refinement.ground_truth import GroundTruthStore
+from backend.settings import Settings
+from tests.conftest import DATASETS, load_fixture
+from tests.ls_payloads import annotation_event
+
+DATA = load_dataset(DATASETS / "sentence_polarity" / "test.jsonl", limit=60)
+
+
+@pytest.fixture
+def app(tmp_path, redis_conn, redis_url):
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url}, refine_min_new=1000,
+                                 refine_delay_s=3600)
+    return create_app(settings, engine_factory=ScriptedEngine, redis_conn=redis_conn)
+
+
+def test_captured_annotation_webhook_is_stored(app, redis_conn):
+    body = load_fixture("webhook-annotation-created.json")
+    r = app.test_client().post("/webhook", json=body)
+    assert r.status_code == 200 and r.json["stored"] == 1
+    (gold,) = GroundTruthStore(redis_conn, 1).items()
+    assert gold.labels == {"sentiment": ["Negative"]}
+    assert gold.texts == {"text": "Terrible service, never again"}
+    assert r.json["job"]["status"] == "scheduled"  # debounced, not run inline
+
+
+def test_duplicate_delivery_is_stored_once(app, redis_conn):
+    client = app.test_client()
+    body = annotation_event(DATA, 0, project=7)
+    assert client.post("/webhook", json=body).json["stored"] == 1
+    assert client.post("/webhook", json=body).json["stored"] == 0
+    assert GroundTruthStore(redis_conn, 7).count() == 1
+
+
+def test_newest_annotation_wins_whatever_the_arrival_order(app, redis_conn):
+    client = app.test_client()
+    new = annotation_event(DATA, 0, project=7, annotation_id=2, label="negative", updated_at="2026-11-24T00:00:00Z")
+    old = annotation_event(DATA, 0, project=7, annotation_id=1, label="positive", updated_at="2026-11-23T00:00:00Z")
+    client.post("/webhook", json=new)
+    assert client.post("/webhook", json=old).json["stored"] == 0
+    (gold,) = GroundTruthStore(redis_conn, 7).items()
+    assert (gold.annotation_id, gold.labels["label"]) == (2, ["negative"])
+
+
+def test_update_replaces_and_delete_removes(app, redis_conn):
+    client = app.test_client()
+    client.post("/webhook", json=annotation_event(DATA, 0, project=7, label="positive"))
+    update = annotation_event(DATA, 0, project=7, label="negative", updated_at="2026-11-25T00:00:00Z",
+                              action="ANNOTATION_UPDATED")
+    assert client.post("/webhook", json=update).json["stored"] == 1
+    assert GroundTruthStore(redis_conn, 7).items()[0].labels["label"] == ["negative"]
+    deleted = {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 5000}], "project": {"id": 7}}
+    assert client.post("/webhook", json=deleted).json["removed"] == 1
+    assert GroundTruthStore(redis_conn, 7).count() == 0
+
+
+def test_cancelled_annotation_is_not_ground_truth(app, redis_conn):
+    client = app.test_client()
+    client.post("/webhook", json=annotation_event(DATA, 0, project=7))
+    skipped = annotation_event(DATA, 0, project=7, cancelled=True, updated_at="2026-11-25T00:00:00Z",
+                               action="ANNOTATION_UPDATED")
+    assert client.post("/webhook", json=skipped).json["removed"] == 1
+    assert GroundTruthStore(redis_conn, 7).count() == 0
+
+
+def test_concurrent_deliveries_all_land(app, redis_conn):
+    client_errors = []
+
+    def send(chunk):
+        client = app.test_client()
+        for i in chunk:
+            r = client.post("/webhook", json=annotation_event(DATA, i, project=8))
+            if r.status_code != 200:
+                client_errors.append(r.json)
+
+    threads = [threading.Thread(target=send, args=(range(k, 60, 6),)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not client_errors
+    assert GroundTruthStore(redis_conn, 8).count() == 60
+
+
+def test_start_training_queues_a_job_now(app, redis_conn):
+    r = app.test_client().post("/webhook", json=load_fixture("webhook-start-training.json"))
+    assert r.status_code == 200 and r.json["job"]["status"] == "queued"
+    jobs = app.test_client().get("/jobs?project=1").json["jobs"]
+    assert jobs[0]["status"] == "queued" and jobs[0]["reason"] == "START_TRAINING"
+
+
+def test_webhook_secret_path(tmp_path, redis_conn, redis_url):
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "WEBHOOK_SECRET": "s3cr3t"})
+    client = create_app(settings, engine_factory=ScriptedEngine, redis_conn=redis_conn).test_client()
+    body = load_fixture("webhook-annotation-created.json")
+    r = client.post("/webhook", json=body)
+    assert r.status_code == 401 and r.json["field"] == "path"
+    assert client.post("/wrong/webhook", json=body).status_code in (401, 404)
+    assert client.post("/s3cr3t/webhook", json=body).status_code == 200
+    assert client.get("/s3cr3t/health").status_code == 200
+    assert GroundTruthStore(redis_conn, 1).count() == 1

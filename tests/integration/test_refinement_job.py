@@ -1,0 +1,76 @@
+"""Learning end to end on real parts: gunicorn /webhook → Redis → a real `rq` worker process →
+a new version that /setup and /predict then serve."""
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+import requests
+
+from backend.evaluation.datasets import load_dataset
+from tests.conftest import DATASETS, MODEL_DIR, ROOT, load_fixture
+from tests.ls_payloads import annotation_event
+
+pytestmark = [pytest.mark.service, pytest.mark.model]
+
+PROJECT = 41
+DATA = load_dataset(DATASETS / "sms_spam" / "train.jsonl", limit=80)
+
+
+@pytest.fixture(scope="module")
+def env(redis_url):
+    return {
+        "REDIS_URL": redis_url,
+        "RQ_QUEUE_NAME": f"test-{uuid.uuid4().hex[:8]}",
+        "REFINE_MIN_NEW": "100000",
+        "REFINE_DELAY": "3600",
+        "REFINE_MAX_SHOTS": "4",
+    }
+
+
+def run_worker_burst(env: dict) -> subprocess.CompletedProcess:
+    full = dict(os.environ, **env, MODEL_DIR=str(MODEL_DIR))
+    return subprocess.run([sys.executable, "-m", "backend", "worker", "--burst"], env=full, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_annotations_refine_into_a_new_served_version(server_factory, env, redis_conn):
+    server = server_factory(env)
+    config = DATA.label_config()
+    setup = {"project": f"{PROJECT}.1795402611", "schema": config}
+    v0 = requests.post(server.url + "/setup", json=setup, timeout=3).json()["model_version"]
+    assert v0.endswith(".v0")
+
+    for i in range(len(DATA.texts)):
+        r = requests.post(server.url + "/webhook", json=annotation_event(DATA, i, project=PROJECT), timeout=1)
+        assert r.status_code == 200 and r.json()["stored"] == 1
+
+    start = load_fixture("webhook-start-training.json")
+    start["project"].update(id=PROJECT, label_config=config)
+    r = requests.post(server.url + "/webhook", json=start, timeout=1)
+    assert r.json()["job"]["status"] == "queued"
+
+    worker = run_worker_burst(env)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+
+    (job,) = [j for j in requests.get(server.url + f"/jobs?project={PROJECT}", timeout=5).json()["jobs"]
+              if j["reason"] == "START_TRAINING"]
+    assert job["status"] == "finished", job
+    result = job["result"]
+    assert result["gt_count"] == len(DATA.texts)
+    decision = result["controls"]["label"]
+    assert decision["accepted"] is True, decision
+    assert decision["p_value"] < 0.05
+    assert decision["best_metrics"]["macro_f1"] > decision["current"]["macro_f1"]
+
+    v1 = requests.post(server.url + "/setup", json=setup, timeout=3).json()["model_version"]
+    assert v1 == result["model_version"] and v1.endswith(".v1")
+    body = load_fixture("predict-choices-single.json")
+    body.update(project=setup["project"], label_config=config)
+    body["tasks"] = [dict(body["tasks"][0], data={"text": "WINNER!! Claim your free prize now, call 0800"})]
+    predicted = requests.post(server.url + "/predict", json=body, timeout=100).json()["results"]
+    assert predicted[0]["model_version"] == v1
+    listed = requests.get(server.url + f"/versions?project={PROJECT}", timeout=3).json()
+    assert [d["model_version"] for d in listed["details"] if d["current"]] == [v1]
+    assert (MODEL_DIR / "versions" / f"project-{PROJECT}" / f"{v1}.json").is_file()

@@ -1,0 +1,78 @@
+"""The learning path's pure parts: significance tests, the selection rule, demos, fitted calibration."""
+import numpy as np
+import pytest
+
+from backend.labeling.calibration import fit_calibrator, softmax
+from backend.refinement.evaluate import CandidateResult, fold_ids
+from backend.refinement.optimizer import select
+from backend.refinement.propose import select_demos
+from backend.refinement.stats import mcnemar_exact, paired_bootstrap_macro_f1
+from backend.refinement.versions import ControlRecipe
+
+
+def _result(name, gold, pred, n_labels=2, confidence=0.8):
+    probs = np.full((len(gold), n_labels), (1 - confidence) / (n_labels - 1))
+    probs[np.arange(len(gold)), pred] = confidence
+    return CandidateResult(name, ControlRecipe(), probs, np.asarray(gold))
+
+
+def test_mcnemar_exact_values():
+    cand = np.array([1] * 10 + [0] * 0 + [1] * 5, dtype=bool)
+    cur = np.array([0] * 10 + [1] * 5, dtype=bool)
+    b, c, p = mcnemar_exact(cand, cur)
+    assert (b, c) == (10, 0)
+    assert p == pytest.approx(2 / 2**10)
+    assert mcnemar_exact(cur, cur)[2] == 1.0
+
+
+def test_bootstrap_is_significant_only_for_a_real_gain():
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 2, 200)
+    good = np.where(rng.random(200) < 0.9, gold, 1 - gold)
+    bad = np.where(rng.random(200) < 0.6, gold, 1 - gold)
+    gain, p = paired_bootstrap_macro_f1(gold, good, bad, 2)
+    assert gain > 0.2 and p < 0.01
+    gain, p = paired_bootstrap_macro_f1(gold, bad, good, 2)
+    assert gain < 0 and p > 0.99
+
+
+def test_a_worse_or_insignificant_candidate_is_never_accepted():
+    rng = np.random.default_rng(2)
+    gold = rng.integers(0, 2, 100)
+    current = _result("current", gold, np.where(rng.random(100) < 0.8, gold, 1 - gold))
+    worse = _result("worse", gold, np.where(rng.random(100) < 0.6, gold, 1 - gold))
+    same = _result("same", gold, current.probs.argmax(1))
+    chosen, _, _, p, accepted = select(current, [worse, same], alpha=0.05)
+    assert not accepted
+    better = _result("better", gold, np.where(rng.random(100) < 0.97, gold, 1 - gold))
+    chosen, b, c, p, accepted = select(current, [worse, better, same], alpha=0.05)
+    assert accepted and chosen.name == "better" and p < 0.05 and b > c
+
+
+def test_select_demos_covers_every_label_and_is_reproducible():
+    texts = [f"t{i}" for i in range(30)]
+    gold = [0] * 25 + [1] * 4 + [2]
+    demos = select_demos(texts, gold, ["a", "b", "c"], 6, seed=3)
+    assert len(demos) == 6
+    assert {d.labels[0] for d in demos} == {"a", "b", "c"}
+    assert demos == select_demos(texts, gold, ["a", "b", "c"], 6, seed=3)
+
+
+def test_fold_ids_are_balanced():
+    folds = fold_ids(103, 5)
+    assert sorted(np.bincount(folds)) == [20, 20, 21, 21, 21]
+
+
+def test_fitted_calibration_removes_a_bias_and_lowers_log_loss():
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, 600)
+    true_logits = np.eye(3)[gold] * 2.0 + rng.normal(0, 1.0, (600, 3))
+    biased = true_logits * 3.0 + np.array([2.0, 0.0, -2.0])  # overconfident and biased to label 0
+    cal = fit_calibrator(biased, gold)
+
+    def nll(p):
+        return -np.log(p[np.arange(len(gold)), gold]).mean()
+
+    assert nll(cal.apply(biased, False)) < nll(softmax(biased)) - 0.1
+    assert cal.temperature > 1.5
+    assert cal.bias[0] < cal.bias[2]
