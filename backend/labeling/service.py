@@ -13,6 +13,8 @@ from ..errors import BadRequest
 from .calibration import Calibrator, raw_probabilities
 from .label_config import ChoiceControl, LabelTask
 from .prediction import ControlPrediction, decide, to_ls_prediction
+from .head import Embedder
+from .recipe import ControlRecipe
 from .prompt import CONTENT_FREE_TEXTS, PromptVersion, clean_text, render
 
 if TYPE_CHECKING:
@@ -62,9 +64,10 @@ def extract_texts(tasks: object, label_task: LabelTask, max_chars: int) -> list[
 class LabelingService:
     """Holds the engine and the content-free calibrators (computed once per prompt and label set)."""
 
-    def __init__(self, engine: LabelEngine, *, calibration: str = "contextual"):
+    def __init__(self, engine: LabelEngine, *, calibration: str = "contextual", embedder: Embedder | None = None):
         self.engine = engine
         self.calibration = calibration
+        self.embedder = embedder or Embedder()
         self._calibrators: dict[tuple, Calibrator] = {}
         self._lock = threading.Lock()
 
@@ -89,26 +92,29 @@ class LabelingService:
         return label_logits(self.engine, rendered, control, fitted.text), fitted.truncated
 
     def predict_control(
-        self, control: ChoiceControl, prompt: PromptVersion, texts: list[str], calibrator: Calibrator | None = None
+        self, control: ChoiceControl, recipe: ControlRecipe, texts: list[str]
     ) -> list[tuple[ControlPrediction, bool]]:
         """Predictions for one control over many texts; tasks run back to back so the prefix stays cached.
 
-        `calibrator=None` means content-free calibration of this prompt."""
-        calibrator = calibrator or self.calibrator(control, prompt)
-        out = []
-        for text in texts:
-            logits, truncated = self.logits(control, prompt, text)
-            raw = raw_probabilities(logits, control.multiple)
-            out.append((decide(control, calibrator.apply(logits, control.multiple), raw), truncated))
-        return out
+        A recipe without a calibrator gets content-free calibration of its prompt; one with a head
+        pools the LLM's distribution with the head's."""
+        calibrator = recipe.calibrator or self.calibrator(control, recipe.prompt)
+        scored = [self.logits(control, recipe.prompt, text) for text in texts]
+        probs = [calibrator.apply(logits, control.multiple) for logits, _ in scored]
+        if recipe.head is not None and not control.multiple:
+            pooled = recipe.head.combine(np.stack(probs), self.embedder.encode(texts))
+            probs = list(pooled)
+        return [
+            (decide(control, p, raw_probabilities(logits, control.multiple)), truncated)
+            for p, (logits, truncated) in zip(probs, scored)
+        ]
 
     def predict(self, items: list[TaskTexts], label_task: LabelTask, version: "ModelVersion") -> list[dict]:
         per_task: list[list[ControlPrediction]] = [[] for _ in items]
         warnings = [list(item.warnings) + label_task.skipped_messages() for item in items]
         for control in label_task.controls:
-            recipe = version.recipe(control.name)
             texts = [item.texts[control.field] for item in items]
-            for i, (pred, truncated) in enumerate(self.predict_control(control, recipe.prompt, texts, recipe.calibrator)):
+            for i, (pred, truncated) in enumerate(self.predict_control(control, version.recipe(control.name), texts)):
                 per_task[i].append(pred)
                 if truncated:
                     warnings[i].append(f"data.{control.field} truncated to fit the model's context")

@@ -16,7 +16,7 @@ from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import PromptVersion
 from ..labeling.service import LabelingService
 from .propose import few_shot, select_demos
-from .versions import ControlRecipe
+from ..labeling.recipe import ControlRecipe
 
 
 @dataclass
@@ -51,7 +51,10 @@ def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, c
     """A recipe used as is (the current version, or one that learns nothing from ground truth)."""
     logits = logits_matrix(service, control, recipe.prompt, texts) if logits is None else logits
     calibrator = recipe.calibrator or service.calibrator(control, recipe.prompt)
-    return CandidateResult(name, recipe, calibrator.apply(logits, False), gold)
+    probs = calibrator.apply(logits, False)
+    if recipe.head is not None:
+        probs = recipe.head.combine(probs, service.embedder.encode(list(texts)))
+    return CandidateResult(name, recipe, probs, gold)
 
 
 def evaluate_fitted_calibration(name: str, prompt: PromptVersion, logits: np.ndarray, gold: np.ndarray,

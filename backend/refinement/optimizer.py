@@ -19,8 +19,9 @@ from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import PromptVersion
 from ..labeling.service import LabelingService
 from .evaluate import CandidateResult, evaluate_few_shot, evaluate_fitted_calibration, evaluate_fixed, fold_ids, logits_matrix
+from .head import evaluate_head
 from .stats import mcnemar_exact, paired_bootstrap_macro_f1
-from .versions import ControlRecipe
+from ..labeling.recipe import ControlRecipe
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,12 @@ def select(current: CandidateResult, candidates: list[CandidateResult], alpha: f
     return best, b, c, best.metrics["p_vs_current"], best in significant
 
 
+def _best_llm(results: list[CandidateResult], current: CandidateResult) -> CandidateResult:
+    """The LLM-only candidate the head is pooled with: the best by macro-F1 so far."""
+    llm_only = [r for r in [current, *results] if r.recipe.head is None]
+    return max(llm_only, key=lambda r: (r.metrics["macro_f1"], -r.metrics["ece"]))
+
+
 def optimize_control(
     service: LabelingService,
     control: ChoiceControl,
@@ -95,7 +102,8 @@ def optimize_control(
     for k in sorted({min(shots, 4), shots}):
         if k > 0 and len(texts) >= 2 * k:
             plans.append((f"{k}-shot", lambda k=k: evaluate_few_shot(f"{k}-shot", base, service, control, texts, gold, fold, k)))
-    results = []
+    plans.append(("head", lambda: evaluate_head(_best_llm(results, cur), service.embedder.encode(texts), fold)))
+    results: list[CandidateResult] = []
     for name, plan in plans:
         if time.monotonic() > deadline:
             skipped.append(f"{name}: time budget spent")

