@@ -101,19 +101,34 @@ def predict(config: str | None, labels: str | None, input_, output) -> None:
 
 
 @main.command(name="eval")
-@click.option("--dataset", required=True, type=click.Path(exists=True), help="JSONL with text/label.")
+@click.option("--dataset", required=True, type=click.Path(exists=True), help="JSONL with text/label (the test split).")
 @click.option("--limit", type=int, default=None, help="Evaluate the first N items only.")
 @click.option("--json-out", type=click.Path(), default=None, help="Also write the metrics as JSON here.")
-def eval_(dataset: str, limit: int | None, json_out: str | None) -> None:
-    """Accuracy, macro-F1 and ECE of raw vs calibrated probabilities, and items/s."""
+@click.option("--simulate", is_flag=True, help="Stream train.jsonl (beside --dataset) as annotations into a running service.")
+@click.option("--rounds", default="25,50,100,200", help="With --simulate: ground-truth sizes at which to refine and measure.")
+@click.option("--naive/--no-naive", default=True, help="With --simulate: also measure the free-text baseline.")
+def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool, rounds: str, naive: bool) -> None:
+    """Accuracy, macro-F1 and ECE of raw vs calibrated probabilities and items/s; or, with
+    --simulate, the learning curve of refinement against the naive prompt and version 0."""
     from .evaluation.datasets import load_dataset
     from .evaluation.run import evaluate
 
     settings = _settings()
     data = load_dataset(dataset, limit=limit)
-    service = _service(settings)
-    with _bar(len(data.texts), f"eval {data.name}") as bar:
-        report = evaluate(service, data, progress=bar.update)
+    if simulate:
+        from .engines.factory import load_engine
+        from .evaluation.naive import evaluate_naive
+        from .evaluation.simulate import simulate as run_simulation
+
+        train = load_dataset(Path(dataset).with_name("train.jsonl"))
+        baseline = evaluate_naive(load_engine(settings), data) if naive else None
+        click.echo(f"naive free-text baseline: {json.dumps(baseline)}", err=True)
+        report = run_simulation(settings, train, data, [int(r) for r in rounds.split(",") if r.strip()], baseline,
+                                log=lambda line: click.echo(line, err=True))
+    else:
+        service = _service(settings)
+        with _bar(len(data.texts), f"eval {data.name}") as bar:
+            report = evaluate(service, data, progress=bar.update)
     text = json.dumps(report, indent=2)
     click.echo(text)
     if json_out:

@@ -1,7 +1,8 @@
 """`serve`: one command that starts everything a fresh machine needs and stops it all on Ctrl-C.
 
 Order: the model is assembled (so the web workers only load it), the embedded Redis starts when
-no REDIS_URL/REDIS_HOST is set, then gunicorn and one RQ worker run as child processes.
+no REDIS_URL/REDIS_HOST is set, then gunicorn and one RQ worker run as child processes. The
+simulation benchmark starts the same stack.
 """
 from __future__ import annotations
 
@@ -34,19 +35,53 @@ def gunicorn_command(settings: Settings) -> list[str]:
     ]
 
 
+class Stack:
+    """Web + worker (+ embedded Redis) as child processes; a context manager that stops them all."""
+
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None, log_file=None):
+        self.settings = settings
+        self.extra_env = env or {}
+        self.log_file = log_file
+        self.embedded: EmbeddedRedis | None = None
+        self.children: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def __enter__(self) -> "Stack":
+        s = self.settings
+        if s.llm_backend == "llamacpp":
+            prepare_model(s)
+        env = dict(os.environ, HOST=s.host, PORT=str(s.port), MODEL_DIR=str(s.model_dir), **self.extra_env)
+        if external_url(s) is None:
+            self.embedded = EmbeddedRedis(s.model_dir)
+            env["REDIS_URL"] = self.embedded.url
+        out = {"stdout": self.log_file, "stderr": subprocess.STDOUT} if self.log_file else {}
+        self.children = [
+            subprocess.Popen(gunicorn_command(s), env=env, **out),
+            subprocess.Popen([sys.executable, "-m", "backend", "worker"], env=env, **out),
+        ]
+        return self
+
+    def exited(self) -> subprocess.Popen | None:
+        return next((c for c in self.children if c.poll() is not None), None)
+
+    def __exit__(self, *exc) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in self.children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if self.embedded is not None:
+            self.embedded.close()
+
+
 def serve(settings: Settings) -> int:
-    if settings.llm_backend == "llamacpp":
-        prepare_model(settings)
-    embedded = None
-    env = dict(os.environ, HOST=settings.host, PORT=str(settings.port), MODEL_DIR=str(settings.model_dir))
-    if external_url(settings) is None:
-        embedded = EmbeddedRedis(settings.model_dir)
-        env["REDIS_URL"] = embedded.url
-    children = [
-        subprocess.Popen(gunicorn_command(settings), env=env),
-        subprocess.Popen([sys.executable, "-m", "backend", "worker"], env=env),
-    ]
-    log.info("serving on http://%s:%d (Ctrl-C stops web, worker and embedded Redis)", settings.host, settings.port)
     stopping = {"signal": None}
 
     def _stop(signum, _frame):
@@ -54,25 +89,12 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    code = 0
-    try:
+    with Stack(settings) as stack:
+        log.info("serving on %s (Ctrl-C stops web, worker and embedded Redis)", stack.url)
         while stopping["signal"] is None:
-            exited = [c for c in children if c.poll() is not None]
-            if exited:
-                code = exited[0].returncode or 1
-                log.error("child %s exited with %s; stopping", exited[0].args[:4], exited[0].returncode)
-                break
+            child = stack.exited()
+            if child is not None:
+                log.error("child %s exited with %s; stopping", child.args[:4], child.returncode)
+                return child.returncode or 1
             time.sleep(0.3)
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if embedded is not None:
-            embedded.close()
-    return code
+    return 0

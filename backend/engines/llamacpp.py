@@ -117,6 +117,13 @@ class LlamaCppEngine:
                 out.append(self._score_branch(context, cuts, conts))
         return out
 
+    def generate(self, prompt: str, max_tokens: int = 8) -> str:
+        """Greedy free text after `prompt` (only for the naive baseline the benchmarks compare with)."""
+        with self._lock:
+            self._llm.n_tokens = 0
+            out = self._llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"])
+        return out["choices"][0]["text"]
+
     def prefill(self, text: str) -> int:
         """Evaluate `text` from an empty cache (the raw llama.cpp baseline of `bench`)."""
         tokens = self._tokenize(text, True)

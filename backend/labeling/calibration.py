@@ -57,10 +57,11 @@ class Calibrator:
         return {"method": self.method, "bias": list(self.bias), "temperature": self.temperature}
 
 
-def fit_calibrator(logits: np.ndarray, gold: np.ndarray, *, l2: float = 1e-2) -> Calibrator:
+def fit_calibrator(logits: np.ndarray, gold: np.ndarray, *, l2: float = 1e-2, fit_bias: bool = True) -> Calibrator:
     """Per-label bias and one temperature that minimise the log-loss on ground truth (single choice).
 
     A small L2 penalty on the biases keeps a handful of examples from pushing one label to 0.
+    With `fit_bias=False` only the temperature is fitted, which never changes the argmax.
     """
     from scipy.optimize import minimize
 
@@ -83,7 +84,9 @@ def fit_calibrator(logits: np.ndarray, gold: np.ndarray, *, l2: float = 1e-2) ->
         return value, np.append(grad_b, grad_s)
 
     start = np.zeros(k + 1)
-    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=[(None, None)] * k + [(-3.0, 3.0)])
+    bias_bounds = [(None, None)] * k if fit_bias else [(0.0, 0.0)] * k
+    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bias_bounds + [(-3.0, 3.0)])
     b, s = result.x[:k], result.x[k]
     b = b - b.mean()
-    return Calibrator(bias=tuple(float(v) for v in b), temperature=float(np.exp(s)), method="fitted")
+    return Calibrator(bias=tuple(float(v) for v in b), temperature=float(np.exp(s)),
+                      method="fitted" if fit_bias else "temperature")

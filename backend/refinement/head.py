@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..labeling.calibration import fit_calibrator
 from ..labeling.head import HeadWeights, pool
 from ..labeling.recipe import ControlRecipe
 from .evaluate import CandidateResult
@@ -50,6 +51,16 @@ def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, n_labels: 
     return max(WEIGHT_GRID, key=score)
 
 
+def _cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, float]:
+    """Out-of-fold probabilities after a temperature fitted on the other folds; and the one fitted on all."""
+    logp = np.log(probs + 1e-12)
+    out = np.zeros_like(probs)
+    for f in np.unique(folds):
+        test = folds == f
+        out[test] = fit_calibrator(logp[~test], gold[~test], fit_bias=False).apply(logp[test], False)
+    return out, fit_calibrator(logp, gold, fit_bias=False).temperature
+
+
 def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray) -> list[CandidateResult]:
     """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused)."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
@@ -58,19 +69,21 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
         test = folds == f
         coef, intercept = train_head(embeddings[~test], gold[~test], n_labels)
         head_oof[test] = _head_probs(coef, intercept, embeddings[test])
-    pooled = np.zeros_like(llm.probs)
+    raw_pool = np.zeros_like(llm.probs)
     for f in np.unique(folds):
         test = folds == f
         w = _best_weight(llm.probs[~test], head_oof[~test], gold[~test], n_labels)
-        pooled[test] = pool(llm.probs[test], head_oof[test], w)
-    coef, intercept = train_head(embeddings, gold, n_labels)
+        raw_pool[test] = pool(llm.probs[test], head_oof[test], w)
     w_all = _best_weight(llm.probs, head_oof, gold, n_labels)
+    pooled, temperature = _cross_fitted_temperature(raw_pool, gold, folds)
+    head_alone, head_only_t = _cross_fitted_temperature(head_oof, gold, folds)
+    coef, intercept = train_head(embeddings, gold, n_labels)
 
-    def recipe(w: float) -> ControlRecipe:
-        head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w)
+    def recipe(w: float, t: float) -> ControlRecipe:
+        head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t)
         return ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head)
 
     return [
-        CandidateResult("head", recipe(0.0), head_oof, gold),
-        CandidateResult(f"{llm.name}+head", recipe(w_all), pooled, gold),
+        CandidateResult("head", recipe(0.0, head_only_t), head_alone, gold),
+        CandidateResult(f"{llm.name}+head", recipe(w_all, temperature), pooled, gold),
     ]

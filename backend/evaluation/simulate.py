@@ -1,0 +1,114 @@
+"""`eval --simulate`: stream a dataset's train split as Label Studio annotation webhooks into a
+running service (real gunicorn, real RQ worker, Redis), let it refine, and measure each version
+on the test split — next to the naive free-text baseline and version 0, in the same run."""
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from ..settings import Settings
+from .datasets import Dataset
+from .metrics import summarize
+
+PROJECT = 1
+BATCH = 50
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def annotation_webhook(data: Dataset, i: int, project: int = PROJECT) -> dict:
+    """The body Label Studio sends on ANNOTATION_CREATED (shape as captured from LS 1.23)."""
+    task_id = 100000 + i
+    return {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": project, "label_config": data.label_config()},
+        "task": {"id": task_id, "project": project, "data": {"text": data.texts[i]}},
+        "annotation": {
+            "id": 500000 + i, "task": task_id, "project": project, "was_cancelled": False,
+            "created_at": f"2026-01-01T00:00:{i % 60:02d}.{i:06d}Z", "updated_at": f"2026-01-01T00:00:{i % 60:02d}.{i:06d}Z",
+            "result": [{"from_name": "label", "to_name": "text", "type": "choices",
+                        "value": {"choices": [data.labels[data.gold[i]]]}}],
+        },
+    }
+
+
+def _wait_ready(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/health", timeout=1).json().get("model_state") == "ready":
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("the service did not become ready")
+
+
+def _measure(url: str, data: Dataset) -> dict:
+    config = data.label_config()
+    probs, versions = [], set()
+    t0 = time.perf_counter()
+    for start in range(0, len(data.texts), BATCH):
+        tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(data.texts[start:start + BATCH], start)]
+        r = requests.post(url + "/predict", json={"tasks": tasks, "label_config": config, "project": f"{PROJECT}.0"},
+                          timeout=300)
+        r.raise_for_status()
+        for item in r.json()["results"]:
+            versions.add(item["model_version"])
+            p = item["result"][0]["probabilities"]
+            probs.append([p[label] for label in data.labels])
+    seconds = time.perf_counter() - t0
+    return {**summarize(np.array(data.gold), np.array(probs)), "version": ",".join(sorted(versions)),
+            "items_per_s": round(len(data.texts) / seconds, 2)}
+
+
+def _refine(url: str, project: int, timeout: float) -> dict:
+    body = {"action": "START_TRAINING", "project": {"id": project}}
+    job_id = requests.post(url + "/webhook", json=body, timeout=5).json()["job"]["id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = requests.get(url + f"/jobs?project={project}", timeout=5).json()["jobs"]
+        job = next((j for j in jobs if j["id"] == job_id), None)
+        if job and job["status"] in ("finished", "failed"):
+            return job
+        time.sleep(1)
+    raise TimeoutError(f"refinement job {job_id} did not finish in {timeout:.0f} s")
+
+
+def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int], naive: dict | None,
+             log=print) -> dict:
+    from ..supervisor import Stack
+
+    workdir = Path(tempfile.mkdtemp(prefix="llmlb-sim-"))
+    stack_settings = settings.with_overrides(host="127.0.0.1", port=_free_port(), model_dir=workdir,
+                                             llm_model=str(settings.model_path.resolve()), redis_url="", redis_host="")
+    env = {"LLM_MODEL": str(settings.model_path.resolve()), "REFINE_MIN_NEW": "1000000000",
+           "REFINE_DELAY": "1000000000", "LOG_LEVEL": "WARNING"}
+    rows = []
+    with open(workdir / "service.log", "wb") as service_log, Stack(stack_settings, env, service_log) as stack:
+        _wait_ready(stack.url)
+        v0 = _measure(stack.url, test)
+        log(f"round 0: {json.dumps(v0)}")
+        sent = 0
+        for target in rounds:
+            target = min(target, len(train.texts))
+            for i in range(sent, target):
+                requests.post(stack.url + "/webhook", json=annotation_webhook(train, i), timeout=5).raise_for_status()
+            sent = target
+            job = _refine(stack.url, PROJECT, timeout=settings.refine_max_seconds * 3 + 300)
+            row = {"labels": target, "job_status": job["status"], "job_seconds": job.get("seconds"),
+                   "decision": (job.get("result") or {}).get("status"), **_measure(stack.url, test)}
+            rows.append(row)
+            log(f"round {target}: {json.dumps(row)}")
+    return {"dataset": test.name, "n_test": len(test.texts), "naive_free_text": naive, "version_0": v0,
+            "rounds": rows, "service_log": str(workdir / "service.log")}
