@@ -13,7 +13,8 @@ def make_queue(settings: Settings, connection) -> Queue:
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
+    """Work the queue; the scheduler runs too, because debounced and retried jobs are scheduled."""
     connection = connect(settings)
     queue = make_queue(settings, connection)
     worker = Worker([queue], connection=connection, serializer=JSONSerializer)
-    return worker.work(burst=burst, with_scheduler=False)
+    return worker.work(burst=burst, with_scheduler=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..evaluation.metrics import summarize
-from ..labeling.calibration import Calibrator, fit_calibrator
+from ..labeling.calibration import fit_calibrator
 from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import PromptVersion
 from ..labeling.service import LabelingService

@@ -1,6 +1,5 @@
 """The embedding head's pure parts: training over the full label set, pooling, serialisation."""
 import numpy as np
-import pytest
 
 from backend.labeling.head import HeadWeights, pool
 from backend.labeling.recipe import ControlRecipe

@@ -1,0 +1,131 @@
+"""Jobs and ground truth survive what production throws at them: a worker killed with -9 mid-job,
+an embedded Redis restart, a burst of concurrent webhooks at four gunicorn workers, and debouncing."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+import requests
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from backend.app import create_app
+from backend.engines.scripted import ScriptedEngine
+from backend.evaluation.datasets import load_dataset
+from backend.refinement.ground_truth import GroundTruthStore
+from backend.settings import Settings
+from backend.store.redis import EmbeddedRedis
+from tests.conftest import DATASETS, MODEL_DIR, ROOT
+from tests.ls_payloads import annotation_event
+
+DATA = load_dataset(DATASETS / "sms_spam" / "train.jsonl", limit=100)
+
+
+def _app(tmp_path, redis_conn, redis_url, **overrides):
+    env = {"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "RQ_QUEUE_NAME": f"q-{uuid.uuid4().hex[:6]}"}
+    settings = Settings.from_env(env, **overrides)
+    return create_app(settings, engine_factory=ScriptedEngine, redis_conn=redis_conn), env
+
+
+def test_debounce_queues_after_n_changes_and_schedules_before(tmp_path, redis_conn, redis_url):
+    app, _ = _app(tmp_path, redis_conn, redis_url, refine_min_new=3, refine_delay_s=600)
+    client = app.test_client()
+    statuses = [client.post("/webhook", json=annotation_event(DATA, i, project=5)).json["job"]["status"]
+                for i in range(3)]
+    assert statuses == ["scheduled", "scheduled", "queued"]  # the third change promotes the waiting job
+    jobs = client.get("/jobs?project=5").json["jobs"]
+    assert [j["status"] for j in jobs].count("queued") == 1
+    assert client.post("/webhook", json=annotation_event(DATA, 3, project=5)).json["job"]["status"] == "queued"
+    assert len([j for j in client.get("/jobs?project=5").json["jobs"] if j["status"] == "queued"]) == 1
+
+
+def test_embedded_redis_keeps_ground_truth_across_a_restart(tmp_path):
+    from backend.refinement.ground_truth import gold_from_annotation
+    from backend.labeling.label_config import parse_label_config
+
+    body = annotation_event(DATA, 0, project=9)
+    gold = gold_from_annotation(parse_label_config(DATA.label_config()), body["task"], body["annotation"])
+    first = EmbeddedRedis(tmp_path)
+    GroundTruthStore(redis.Redis.from_url(first.url), 9).upsert(gold)
+    first.close()
+    second = EmbeddedRedis(tmp_path)
+    try:
+        items = GroundTruthStore(redis.Redis.from_url(second.url), 9).items()
+        assert items == [gold]
+    finally:
+        second.close()
+
+
+@pytest.mark.service
+def test_concurrent_webhooks_at_four_gunicorn_workers_all_land(server_factory, redis_url, redis_conn):
+    server = server_factory({"REDIS_URL": redis_url, "WEB_WORKERS": "4", "REFINE_MIN_NEW": "100000",
+                             "REFINE_DELAY": "3600", "RQ_QUEUE_NAME": f"q-{uuid.uuid4().hex[:6]}"})
+    errors = []
+
+    def send(indices):
+        with requests.Session() as session:
+            for i in indices:
+                r = session.post(server.url + "/webhook", json=annotation_event(DATA, i, project=12), timeout=5)
+                if r.status_code != 200:
+                    errors.append(r.text)
+
+    threads = [threading.Thread(target=send, args=(range(k, 100, 8),)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert GroundTruthStore(redis_conn, 12).count() == 100
+
+
+def _worker(env: dict) -> subprocess.Popen:
+    full = dict(os.environ, **env, MODEL_DIR=str(MODEL_DIR), REFINE_MAX_SHOTS="4")
+    return subprocess.Popen([sys.executable, "-m", "backend", "worker"], env=full, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait_status(job: Job, wanted: set, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = job.get_status(refresh=True).value
+        if status in wanted:
+            return status
+        time.sleep(0.5)
+    raise TimeoutError(f"job {job.id} still {job.get_status(refresh=True)}")
+
+
+@pytest.mark.service
+@pytest.mark.model
+def test_a_job_whose_worker_is_killed_is_retried_and_no_ground_truth_is_lost(tmp_path, redis_conn, redis_url):
+    app, env = _app(tmp_path, redis_conn, redis_url, refine_min_new=100000, refine_delay_s=3600)
+    client = app.test_client()
+    for i in range(80):
+        assert client.post("/webhook", json=annotation_event(DATA, i, project=21)).status_code == 200
+    queued = app.extensions["llmlb.scheduler"].notify(21, changes=0, force=True, reason="test")
+    job = Job.fetch(queued["id"], connection=redis_conn, serializer=JSONSerializer)
+
+    first = _worker(env)
+    try:
+        _wait_status(job, {"started"}, timeout=60)
+        time.sleep(2)
+        os.killpg(first.pid, signal.SIGKILL)  # the worker and its work-horse, mid-job
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert GroundTruthStore(redis_conn, 21).count() == 80
+
+    second = _worker(env)  # finds the abandoned job once its heartbeat expires, and retries it
+    try:
+        assert _wait_status(job, {"finished", "failed"}, timeout=300) == "finished"
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(30)
+    job.refresh()
+    assert job.retries_left == 1
+    assert job.return_value()["gt_count"] == 80
