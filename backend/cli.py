@@ -106,8 +106,11 @@ def predict(config: str | None, labels: str | None, input_, output) -> None:
 @click.option("--json-out", type=click.Path(), default=None, help="Also write the metrics as JSON here.")
 @click.option("--simulate", is_flag=True, help="Stream train.jsonl (beside --dataset) as annotations into a running service.")
 @click.option("--rounds", default="25,50,100,200", help="With --simulate: ground-truth sizes at which to refine and measure.")
-@click.option("--naive/--no-naive", default=True, help="With --simulate: also measure the free-text baseline.")
-def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool, rounds: str, naive: bool) -> None:
+@click.option("--naive/--no-naive", default=True, help="Also measure the naive free-text baseline (with --simulate or --report).")
+@click.option("--report", "report_dir", type=click.Path(), default=None, help="Write report.html + metrics.json here.")
+@click.option("--train-size", type=int, default=0, help="With --report: labels from train.jsonl for the refined and embedding baselines.")
+def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool, rounds: str, naive: bool,
+          report_dir: str | None, train_size: int) -> None:
     """Accuracy, macro-F1 and ECE of raw vs calibrated probabilities and items/s; or, with
     --simulate, the learning curve of refinement against the naive prompt and version 0."""
     from .evaluation.datasets import load_dataset
@@ -120,11 +123,40 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
         from .evaluation.naive import evaluate_naive
         from .evaluation.simulate import simulate as run_simulation
 
+        from .evaluation.naive import naive_predictions
+        from .evaluation.report import system_metrics, write_report
+
         train = load_dataset(Path(dataset).with_name("train.jsonl"))
-        baseline = evaluate_naive(load_engine(settings), data) if naive else None
+        naive_pred = naive_predictions(load_engine(settings), data) if naive else None
+        baseline = evaluate_naive(None, data, naive_pred) if naive else None
         click.echo(f"naive free-text baseline: {json.dumps(baseline)}", err=True)
+        probs: list = []
         report = run_simulation(settings, train, data, [int(r) for r in rounds.split(",") if r.strip()], baseline,
-                                log=lambda line: click.echo(line, err=True))
+                                log=lambda line: click.echo(line, err=True), probs_out=probs)
+        if report_dir:
+            labels, gold = list(data.labels), data.gold
+            systems = ([system_metrics("naive free text", gold, labels, pred=naive_pred)] if naive else [])
+            systems.append(system_metrics("version 0", gold, labels, probs=probs[0]))
+            if report["rounds"]:
+                last = report["rounds"][-1]
+                systems.append(system_metrics(f"served after {last['labels']} labels ({last['version']})",
+                                              gold, labels, probs=probs[-1]))
+            path = write_report(report_dir, title=f"Simulation on {data.name}", labels=labels, systems=systems,
+                                rounds=report["rounds"], meta={"command": " ".join(sys.argv), "n_test": len(gold)})
+            click.echo(f"report: {path}", err=True)
+    elif report_dir:
+        from .evaluation.report import write_report
+        from .evaluation.run import report_systems
+
+        service = _service(settings)
+        train = load_dataset(Path(dataset).with_name("train.jsonl")) if train_size else None
+        with _bar(len(data.texts), f"eval {data.name}") as bar:
+            systems = report_systems(service, data, train=train, n_train=train_size, naive=naive, settings=settings,
+                                     progress=bar.update)
+        path = write_report(report_dir, title=f"Evaluation on {data.name}", labels=list(data.labels),
+                            systems=systems, meta={"command": " ".join(sys.argv), "model": service.engine.model_id})
+        report = {"report": str(path), "systems": [{k: s[k] for k in ("name", "accuracy", "macro_f1") if k in s}
+                                                   | ({"ece": s["ece"]} if "ece" in s else {}) for s in systems]}
     else:
         service = _service(settings)
         with _bar(len(data.texts), f"eval {data.name}") as bar:

@@ -42,6 +42,11 @@ class Unauthorized(BackendError):
     code = "unauthorized"
 
 
+class NotFound(BackendError):
+    status = 404
+    code = "not_found"
+
+
 class PayloadTooLarge(BackendError):
     status = 413
     code = "payload_too_large"

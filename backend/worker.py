@@ -16,5 +16,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     """Work the queue; the scheduler runs too, because debounced and retried jobs are scheduled."""
     connection = connect(settings)
     queue = make_queue(settings, connection)
-    worker = Worker([queue], connection=connection, serializer=JSONSerializer)
+    # Maintenance every minute (RQ's default is 10): a job whose worker died is retried soon after
+    # its heartbeat expires instead of up to ten minutes later.
+    worker = Worker([queue], connection=connection, serializer=JSONSerializer, maintenance_interval=60)
     return worker.work(burst=burst, with_scheduler=True)

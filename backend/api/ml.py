@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..labeling.label_config import parse_label_config
 from ..labeling.service import extract_texts
-from ..errors import BadRequest, PayloadTooLarge
+from ..errors import BadRequest, NotFound, PayloadTooLarge
 from ..store.redis import key
 from .request import json_object, project_id, required_string
 
@@ -86,6 +86,27 @@ def versions():
                 details.append({**v.to_dict(), "project": project, "current": v.number == current})
     labels = [d["model_version"] for d in details] or [f"{_ext('engine_id')}.v0"]
     return jsonify(versions=labels, details=details)
+
+
+@bp.get("/versions/<label>/report")
+def version_report(label: str):
+    """The HTML report of the held-out evaluation that made `label` a version (`?project=ID` when
+    several projects have a version of that name)."""
+    from ..refinement.refine import report_key
+
+    conn = _ext("redis")
+    raw = request.args.get("project", "")
+    if raw and not raw.isdigit():
+        raise BadRequest("`project` must be a project id", field="project")
+    projects = [int(raw)] if raw else sorted(int(p) for p in conn.smembers(key("projects")))
+    found = [(p, conn.get(report_key(p, label))) for p in projects]
+    found = [(p, page) for p, page in found if page]
+    if not found:
+        raise NotFound(f"no report for version {label!r}", field="label")
+    if len(found) > 1:
+        raise BadRequest(f"several projects have a version {label!r}: add ?project= one of "
+                         f"{[p for p, _ in found]}", field="project")
+    return Response(found[0][1], mimetype="text/html")
 
 
 @bp.get("/metrics")

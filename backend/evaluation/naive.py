@@ -22,12 +22,17 @@ def parse_answer(answer: str, labels: tuple[str, ...]) -> int | None:
     return lowered.index(match[0]) if match else None
 
 
-def evaluate_naive(engine, data: Dataset) -> dict:
+def naive_predictions(engine, data: Dataset) -> np.ndarray:
+    """Label index per text, −1 where the free-text answer matched no label."""
     parsed = [parse_answer(engine.generate(naive_prompt(data.labels, t)), data.labels) for t in data.texts]
+    return np.array([-1 if p is None else p for p in parsed])
+
+
+def evaluate_naive(engine, data: Dataset, pred: np.ndarray | None = None) -> dict:
+    pred = naive_predictions(engine, data) if pred is None else pred
     gold = np.array(data.gold)
-    pred = np.array([-1 if p is None else p for p in parsed])
     return {
         "accuracy": round(accuracy(gold, pred), 4),
         "macro_f1": round(macro_f1(gold, pred, len(data.labels)), 4),
-        "unparseable": round(float(np.mean([p is None for p in parsed])), 4),
+        "unparseable": round(float(np.mean(pred < 0)), 4),
     }

@@ -84,3 +84,44 @@ def benchmark(service: LabelingService, dataset: Dataset, demos_from: Dataset, s
     results["n"] = n
     results["model"] = engine.model_id
     return results
+
+
+def report_systems(service: LabelingService, test: Dataset, *, train: Dataset | None = None, n_train: int = 0,
+                   naive: bool = False, settings=None, progress: Progress | None = None) -> list[dict]:
+    """Every system on the same test split, for the HTML report: naive free text, version 0 (raw and
+    calibrated) and, with `n_train` labels from `train`, embedding + LR and the refined version."""
+    from .naive import naive_predictions
+    from .report import system_metrics
+
+    labels = list(test.labels)
+    gold = np.array(test.gold)
+    raw, cal, _ = _probabilities(service, test, PromptVersion(), progress)
+    systems = []
+    if naive:
+        systems.append(system_metrics("naive free text", gold, labels, pred=naive_predictions(service.engine, test)))
+    systems += [system_metrics("version 0 raw", gold, labels, probs=raw),
+                system_metrics("version 0", gold, labels, probs=cal)]
+    if train is not None and n_train:
+        from ..refinement.head import _head_probs, train_head
+        from ..refinement.optimizer import optimize_control
+
+        texts, train_gold = list(train.texts[:n_train]), np.array(train.gold[:n_train])
+        emb = service.embedder.encode(texts)
+        coef, intercept = train_head(emb, train_gold, len(labels))
+        test_emb = service.embedder.encode(list(test.texts))
+        systems.append(system_metrics(f"embedding + LR ({n_train} labels)", gold, labels,
+                                      probs=_head_probs(coef, intercept, test_emb)))
+        control = parse_label_config(test.label_config()).controls[0]
+        decision = optimize_control(
+            service, control, texts, train_gold, ControlRecipe(), folds=settings.refine_folds,
+            shots=settings.refine_max_shots, alpha=settings.refine_alpha,
+            deadline=time.monotonic() + settings.refine_max_seconds,
+        )
+        recipe = decision.best.recipe if decision.accepted else ControlRecipe()
+        preds = service.predict_control(control, recipe, list(test.texts))
+        systems.append(system_metrics(
+            f"refined ({n_train} labels)", gold, labels, probs=np.array([p.probabilities for p, _ in preds]),
+            extra={"chosen": decision.best.name if decision.accepted else "current (nothing significant)",
+                   "candidates": decision.table},
+        ))
+    return systems

@@ -54,7 +54,7 @@ def _wait_ready(url: str, timeout: float = 120) -> None:
     raise TimeoutError("the service did not become ready")
 
 
-def _measure(url: str, data: Dataset) -> dict:
+def _measure(url: str, data: Dataset, keep: list | None = None) -> dict:
     config = data.label_config()
     probs, versions = [], set()
     t0 = time.perf_counter()
@@ -68,6 +68,8 @@ def _measure(url: str, data: Dataset) -> dict:
             p = item["result"][0]["probabilities"]
             probs.append([p[label] for label in data.labels])
     seconds = time.perf_counter() - t0
+    if keep is not None:
+        keep.append(np.array(probs))
     return {**summarize(np.array(data.gold), np.array(probs)), "version": ",".join(sorted(versions)),
             "items_per_s": round(len(data.texts) / seconds, 2)}
 
@@ -85,8 +87,19 @@ def _refine(url: str, project: int, timeout: float) -> dict:
     raise TimeoutError(f"refinement job {job_id} did not finish in {timeout:.0f} s")
 
 
+def head_only_macro_f1(train_emb: np.ndarray, train: Dataset, n: int, test_emb: np.ndarray, test: Dataset) -> float:
+    """The supervised baseline on the same ground truth: embeddings + logistic regression alone."""
+    from ..refinement.head import _head_probs, train_head
+    from .metrics import macro_f1
+
+    coef, intercept = train_head(train_emb[:n], np.array(train.gold[:n]), len(train.labels))
+    pred = _head_probs(coef, intercept, test_emb).argmax(1)
+    return round(macro_f1(np.array(test.gold), pred, len(test.labels)), 4)
+
+
 def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int], naive: dict | None,
-             log=print) -> dict:
+             log=print, probs_out: list | None = None) -> dict:
+    """Run the rounds; `probs_out`, if given, receives the test probabilities of v0 and of each round."""
     from ..supervisor import Stack
 
     workdir = Path(tempfile.mkdtemp(prefix="llmlb-sim-"))
@@ -94,10 +107,14 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
                                              llm_model=str(settings.model_path.resolve()), redis_url="", redis_host="")
     env = {"LLM_MODEL": str(settings.model_path.resolve()), "REFINE_MIN_NEW": "1000000000",
            "REFINE_DELAY": "1000000000", "LOG_LEVEL": "WARNING"}
+    from ..labeling.head import Embedder
+
+    embedder = Embedder()
+    train_emb, test_emb = embedder.encode(list(train.texts[:max(rounds)])), embedder.encode(list(test.texts))
     rows = []
     with open(workdir / "service.log", "wb") as service_log, Stack(stack_settings, env, service_log) as stack:
         _wait_ready(stack.url)
-        v0 = _measure(stack.url, test)
+        v0 = _measure(stack.url, test, probs_out)
         log(f"round 0: {json.dumps(v0)}")
         sent = 0
         for target in rounds:
@@ -107,7 +124,8 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
             sent = target
             job = _refine(stack.url, PROJECT, timeout=settings.refine_max_seconds * 3 + 300)
             row = {"labels": target, "job_status": job["status"], "job_seconds": job.get("seconds"),
-                   "decision": (job.get("result") or {}).get("status"), **_measure(stack.url, test)}
+                   "decision": (job.get("result") or {}).get("status"), **_measure(stack.url, test, probs_out),
+                   "head_only_macro_f1": head_only_macro_f1(train_emb, train, target, test_emb, test)}
             rows.append(row)
             log(f"round {target}: {json.dumps(row)}")
     return {"dataset": test.name, "n_test": len(test.texts), "naive_free_text": naive, "version_0": v0,

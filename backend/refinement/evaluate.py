@@ -30,6 +30,12 @@ class CandidateResult:
     def __post_init__(self):
         self.metrics = summarize(self.gold, self.probs)
 
+    def subset(self, mask: np.ndarray) -> "CandidateResult":
+        """The same candidate judged on the masked items only (its recipe is unchanged)."""
+        out = CandidateResult(self.name, self.recipe, self.probs[mask], self.gold[mask])
+        out.metrics.update({k: v for k, v in self.metrics.items() if k == "seconds"})
+        return out
+
     @property
     def correct(self) -> np.ndarray:
         return self.probs.argmax(axis=1) == self.gold

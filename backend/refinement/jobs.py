@@ -9,6 +9,7 @@ running while one runs (with several workers); that job reschedules itself.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 
 import redis
@@ -123,10 +124,10 @@ def refine_project(project_id: int) -> dict:
     project = int(project_id)
     k = _keys(project)
     job = get_current_job()
+    job_id = job.id if job is not None else f"inline-{uuid.uuid4().hex}"
     if job is not None and (conn.get(k["next"]) or b"").decode() == job.id:
         conn.delete(k["next"])  # events from now on queue a new job
-    lock = conn.lock(k["running"], timeout=int(settings.refine_max_seconds * 2 + 60))
-    if not lock.acquire(blocking=False):
+    if not _acquire_project_lock(conn, k["running"], job_id, int(settings.refine_max_seconds * 2 + 60)):
         RefinementScheduler(conn, make_queue(settings, conn), settings).notify(project, changes=0, reason="busy")
         return {"status": "deferred", "reason": "another refinement of this project is running"}
     try:
@@ -135,7 +136,26 @@ def refine_project(project_id: int) -> dict:
         result["changes_consumed"] = consumed
         return result
     finally:
+        conn.eval(_RELEASE, 1, k["running"], job_id)
+
+
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _acquire_project_lock(conn: redis.Redis, lock_key: str, job_id: str, ttl: int) -> bool:
+    """One refinement per project. The lock names its job, so a job retried after its worker died
+    (same id) or a job that finds the holder no longer running takes the lock over instead of
+    waiting for the TTL."""
+    if conn.set(lock_key, job_id, nx=True, ex=ttl):
+        return True
+    holder = (conn.get(lock_key) or b"").decode()
+    if holder != job_id:
         try:
-            lock.release()
-        except redis.exceptions.LockError:
-            log.warning("project %s: refinement lock expired before release", project)
+            status = Job.fetch(holder, connection=conn, serializer=JSONSerializer).get_status(refresh=True)
+        except (NoSuchJobError, ValueError):
+            status = None
+        if status == JobStatus.STARTED:
+            return False
+    log.warning("taking over the refinement lock %s from %s", lock_key, holder or "nobody")
+    conn.set(lock_key, job_id, ex=ttl)
+    return True

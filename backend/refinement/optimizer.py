@@ -20,7 +20,7 @@ from ..labeling.prompt import PromptVersion
 from ..labeling.service import LabelingService
 from .evaluate import CandidateResult, evaluate_few_shot, evaluate_fitted_calibration, evaluate_fixed, fold_ids, logits_matrix
 from .head import evaluate_head
-from .stats import mcnemar_exact, paired_bootstrap_macro_f1
+from .stats import mcnemar_exact, paired_bootstrap_macro_f1, paired_bootstrap_mean
 from ..labeling.recipe import ControlRecipe
 
 log = logging.getLogger(__name__)
@@ -53,19 +53,38 @@ class ControlDecision:
         }
 
 
+# A candidate whose probabilities are significantly better (log-loss) may lose this much macro-F1.
+F1_NON_INFERIORITY = 0.01
+
+
+def _log_loss_per_item(result: CandidateResult) -> np.ndarray:
+    return -np.log(np.clip(result.probs[np.arange(len(result.gold)), result.gold], 1e-12, None))
+
+
 def select(current: CandidateResult, candidates: list[CandidateResult], alpha: float) -> tuple[CandidateResult, int, int, float, bool]:
-    """The selection rule alone (pure). Returns (chosen, McNemar b, c, bootstrap p, accepted)."""
+    """The selection rule alone (pure). Returns (chosen, McNemar b, c, p, accepted).
+
+    A candidate qualifies if it is significantly better than the current recipe either in
+    macro-F1 (labels) or in log-loss (honest probabilities) without losing more than
+    F1_NON_INFERIORITY of macro-F1; among those the best macro-F1 wins, then the lowest log-loss.
+    """
     n_labels = current.probs.shape[1]
+    current_loss = _log_loss_per_item(current)
     significant = []
     for cand in candidates:
-        gain, p = paired_bootstrap_macro_f1(cand.gold, cand.probs.argmax(1), current.probs.argmax(1), n_labels)
-        cand.metrics["p_vs_current"] = round(p, 4)
-        if gain > 0 and p < alpha:
+        gain, p_f1 = paired_bootstrap_macro_f1(cand.gold, cand.probs.argmax(1), current.probs.argmax(1), n_labels)
+        loss_gain, p_loss = paired_bootstrap_mean(current_loss - _log_loss_per_item(cand))
+        cand.metrics.update(p_f1_vs_current=round(p_f1, 4), p_logloss_vs_current=round(p_loss, 4),
+                            log_loss=round(float(_log_loss_per_item(cand).mean()), 4))
+        better_labels = gain > 0 and p_f1 < alpha
+        better_probs = loss_gain > 0 and p_loss < alpha and gain >= -F1_NON_INFERIORITY
+        cand.metrics["p_vs_current"] = round(p_f1 if better_labels or not better_probs else p_loss, 4)
+        if better_labels or better_probs:
             significant.append(cand)
     pool = significant or candidates
     if not pool:
         return current, 0, 0, 1.0, False
-    best = max(pool, key=lambda r: (r.metrics["macro_f1"], -r.metrics["ece"]))
+    best = max(pool, key=lambda r: (r.metrics["macro_f1"], -r.metrics["log_loss"]))
     b, c, _ = mcnemar_exact(best.correct, current.correct)
     return best, b, c, best.metrics["p_vs_current"], best in significant
 
@@ -87,7 +106,11 @@ def optimize_control(
     shots: int,
     alpha: float,
     deadline: float,
+    judge_mask: np.ndarray | None = None,
 ) -> ControlDecision:
+    """`judge_mask` marks the items the comparison may use: those the current version was not
+    built from (a version always looks good on its own demonstrations and training items).
+    Every candidate still learns from all items, out of fold."""
     gold = np.asarray(gold)
     fold = fold_ids(len(texts), folds)
     base = PromptVersion(name="base")
@@ -113,8 +136,10 @@ def optimize_control(
         for result in produced if isinstance(produced, list) else [produced]:
             result.metrics["seconds"] = round(time.monotonic() - t0, 2)
             results.append(result)
+    if judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all():
+        cur, results = cur.subset(judge_mask), [r.subset(judge_mask) for r in results]
     best, b, c, p, accepted = select(cur, results, alpha)
     table = [{"name": r.name, **r.metrics} for r in [cur, *results]]
     log.info("control %s: best %s %s vs current %s, p=%.4f, accepted=%s", control.name, best.name,
              best.metrics, cur.metrics, p, accepted)
-    return ControlDecision(control.name, len(texts), cur, best, accepted, b, c, p, table, skipped)
+    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped)

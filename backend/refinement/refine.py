@@ -12,6 +12,7 @@ from ..engines.factory import engine_id, load_engine
 from ..labeling.label_config import parse_label_config
 from ..labeling.service import LabelingService
 from ..settings import Settings
+from ..store.redis import key
 from .ground_truth import GroundTruthStore
 from .optimizer import optimize_control
 from .reconcile import reconcile
@@ -20,6 +21,30 @@ from .versions import ModelVersion, VersionRegistry
 log = logging.getLogger(__name__)
 
 MIN_ITEMS = 8  # fewer labelled items than this cannot show a significant difference anyway
+
+
+def report_key(project: int, label: str) -> str:
+    return key("project", project, "report", label)
+
+
+def store_version_report(conn: redis.Redis, settings: Settings, project: int, label: str, reports: list) -> None:
+    """The held-out evaluation behind a published version, as HTML: in Redis (any web replica can
+    serve it at /versions/<label>/report) and under MODEL_DIR/versions/project-<id>/<label>/."""
+    from ..evaluation.report import system_metrics, write_report
+
+    systems = []
+    for control, decision in reports:
+        labels = list(control.labels)
+        for role, result in (("current", decision.current), ("chosen", decision.best)):
+            systems.append(system_metrics(f"{control.name}: {role} ({result.name}), cross-validated",
+                                          result.gold, labels, probs=result.probs))
+    if not systems:
+        return
+    meta = {"project": project, "model_version": label, "decisions": {c.name: d.summary() for c, d in reports}}
+    path = write_report(settings.model_dir / "versions" / f"project-{project}" / label,
+                        title=f"{label}: held-out evaluation", labels=list(reports[0][0].labels),
+                        systems=systems, meta=meta)
+    conn.set(report_key(project, label), path.read_text(encoding="utf-8"))
 
 
 @functools.lru_cache(maxsize=2)
@@ -45,6 +70,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     service = LabelingService(engine or _engine(settings), calibration=settings.calibration)
     recipes = dict(current.controls)
     decisions = {}
+    reports: list[tuple] = []
+    trained_on: set[int] = set()
     for control in label_task.controls:
         if control.multiple:
             decisions[control.name] = {"skipped": "multi-choice controls keep their recipe (not refined yet)"}
@@ -56,12 +83,16 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         if len(usable) < MIN_ITEMS:
             decisions[control.name] = {"skipped": f"{len(usable)} labelled items; need {MIN_ITEMS}"}
             continue
+        seen = set(current.trained_on)
         decision = optimize_control(
             service, control, [g.texts[control.field] for g in usable],
             np.array([index[g.labels[control.name][0]] for g in usable]), current.recipe(control.name),
             folds=settings.refine_folds, shots=settings.refine_max_shots, alpha=settings.refine_alpha, deadline=deadline,
+            judge_mask=np.array([g.task_id not in seen for g in usable]),
         )
+        trained_on.update(g.task_id for g in usable)
         decisions[control.name] = decision.summary()
+        reports.append((control, decision))
         if decision.accepted:
             recipes[control.name] = decision.best.recipe
     out["controls"] = decisions
@@ -71,10 +102,11 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
             label="", lineage=label_task.config_hash, controls=recipes,
             kind="+".join(f"{n}:{decisions[n]['best']}" for n in accepted),
             metrics={n: decisions[n]["best_metrics"] for n in accepted},
-            gt_count=len(gold), parent=current.label,
+            gt_count=len(gold), parent=current.label, trained_on=tuple(sorted(trained_on)),
         )
         version = registry.publish(project, draft)
         out.update(status="published", model_version=version.label)
+        store_version_report(conn, settings, project, version.label, reports)
     else:
         out.update(status="kept", model_version=current.label)
     out["seconds"] = round(time.monotonic() - t0, 2)

@@ -55,3 +55,11 @@ def paired_bootstrap_macro_f1(
         diff = _macro_f1_counts(gold[idx], cand[idx], n_labels) - _macro_f1_counts(gold[idx], cur[idx], n_labels)
         not_better += diff <= 0
     return observed, (not_better + 1) / (n_boot + 1)
+
+
+def paired_bootstrap_mean(diffs: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """One-sided paired bootstrap of mean(diffs) > 0; returns (observed mean, p)."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, len(diffs), (n_boot, len(diffs)))].mean(axis=1)
+    return float(diffs.mean()), float(((means <= 0).sum() + 1) / (n_boot + 1))

@@ -32,6 +32,7 @@ class ModelVersion:
     gt_count: int = 0
     parent: str | None = None
     created_at: float = 0.0
+    trained_on: tuple[int, ...] = ()  # task ids whose labels built it: never used to judge it again
 
     def recipe(self, control_name: str) -> ControlRecipe:
         return self.controls.get(control_name) or ControlRecipe()
@@ -47,6 +48,7 @@ class ModelVersion:
             "gt_count": self.gt_count,
             "parent": self.parent,
             "created_at": self.created_at,
+            "trained_on": list(self.trained_on),
         }
 
     @classmethod
@@ -61,6 +63,7 @@ class ModelVersion:
             gt_count=int(data.get("gt_count") or 0),
             parent=data.get("parent"),
             created_at=float(data.get("created_at") or 0.0),
+            trained_on=tuple(int(t) for t in data.get("trained_on") or ()),
         )
 
 

@@ -8,10 +8,15 @@ import threading
 import time
 import uuid
 
+from datetime import datetime, timezone
+
+import psutil
 import pytest
 import redis
 import requests
+from rq import Queue
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from backend.app import create_app
@@ -84,7 +89,7 @@ def test_concurrent_webhooks_at_four_gunicorn_workers_all_land(server_factory, r
 
 
 def _worker(env: dict) -> subprocess.Popen:
-    full = dict(os.environ, **env, MODEL_DIR=str(MODEL_DIR), REFINE_MAX_SHOTS="4")
+    full = dict(os.environ, **{**env, "MODEL_DIR": str(MODEL_DIR), "REFINE_MAX_SHOTS": "4"})
     return subprocess.Popen([sys.executable, "-m", "backend", "worker"], env=full, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -113,19 +118,27 @@ def test_a_job_whose_worker_is_killed_is_retried_and_no_ground_truth_is_lost(tmp
     try:
         _wait_status(job, {"started"}, timeout=60)
         time.sleep(2)
-        os.killpg(first.pid, signal.SIGKILL)  # the worker and its work-horse, mid-job
+        # the worker, its scheduler and its work-horse (RQ puts the horse in its own session)
+        for proc in [*psutil.Process(first.pid).children(recursive=True), psutil.Process(first.pid)]:
+            proc.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
         if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
+            first.kill()
+    killed_at = datetime.now(timezone.utc)
     assert GroundTruthStore(redis_conn, 21).count() == 80
 
-    second = _worker(env)  # finds the abandoned job once its heartbeat expires, and retries it
+    # once the dead job's heartbeat has expired, a new worker's maintenance finds it and retries it
+    registry = StartedJobRegistry(queue=Queue(env["RQ_QUEUE_NAME"], connection=redis_conn, serializer=JSONSerializer))
+    deadline = time.monotonic() + 180
+    while job.id not in registry.get_expired_job_ids() and time.monotonic() < deadline:
+        time.sleep(1)
+    second = _worker(env)
     try:
-        assert _wait_status(job, {"finished", "failed"}, timeout=300) == "finished"
+        assert _wait_status(job, {"finished", "failed"}, timeout=600) == "finished"
     finally:
         os.killpg(second.pid, signal.SIGTERM)
         second.wait(30)
     job.refresh()
-    assert job.retries_left == 1
+    assert job.started_at > killed_at  # it ran again after the kill
     assert job.return_value()["gt_count"] == 80

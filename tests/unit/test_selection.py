@@ -76,3 +76,17 @@ def test_fitted_calibration_removes_a_bias_and_lowers_log_loss():
     assert nll(cal.apply(biased, False)) < nll(softmax(biased)) - 0.1
     assert cal.temperature > 1.5
     assert cal.bias[0] < cal.bias[2]
+
+
+def test_better_probabilities_with_the_same_labels_are_accepted_but_not_at_a_real_f1_cost():
+    rng = np.random.default_rng(4)
+    gold = rng.integers(0, 2, 200)
+    pred = np.where(rng.random(200) < 0.8, gold, 1 - gold)
+    overconfident = _result("current", gold, pred, confidence=0.99)
+    honest = _result("calibrated", gold, pred, confidence=0.8)
+    chosen, _, _, p, accepted = select(overconfident, [honest], alpha=0.05)
+    assert accepted and chosen.name == "calibrated" and p < 0.05
+    worse_pred = np.where(rng.random(200) < 0.65, gold, 1 - gold)
+    cautious_but_wrong = _result("cautious", gold, worse_pred, confidence=0.55)
+    _, _, _, _, accepted = select(overconfident, [cautious_but_wrong], alpha=0.05)
+    assert not accepted
