@@ -183,6 +183,8 @@ def preannotate(project: int, only_missing: bool, below_score: float | None, bat
                 set_project_version: bool) -> None:
     """Predict every task of a Label Studio project that lacks a prediction of the current version,
     in batches, writing each batch to Label Studio at once (a rerun resumes where it stopped)."""
+    from .errors import BackendError
+    from .labelstudio import label_studio_client
     from .preannotate import Selection, build_preannotator
 
     settings = _settings()
@@ -190,14 +192,16 @@ def preannotate(project: int, only_missing: bool, below_score: float | None, bat
         if batch_size < 1:
             raise click.UsageError("--batch-size must be at least 1")
         settings = settings.with_overrides(preannotate_batch=batch_size)
-    if not settings.label_studio_api:
-        raise click.UsageError("set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a token of a Label Studio user)")
-    annotator = build_preannotator(settings, _redis(settings))
-    plan = annotator.plan(project, selection=Selection(only_missing=only_missing, below_score=below_score))
-    click.echo(f"project {project}: {len(plan.todo)} of {plan.report.tasks} tasks to predict with "
-               f"{plan.version.label}", err=True)
-    with _bar(len(plan.todo), "preannotate") as bar:
-        report = annotator.execute(plan, progress=bar.update, set_project_version=set_project_version)
+    try:
+        client = label_studio_client(settings)  # fails before anything starts when LS is not configured
+        annotator = build_preannotator(settings, _redis(settings), client)
+        plan = annotator.plan(project, selection=Selection(only_missing=only_missing, below_score=below_score))
+        click.echo(f"project {project}: {len(plan.todo)} of {plan.report.tasks} tasks to predict with "
+                   f"{plan.version.label}", err=True)
+        with _bar(len(plan.todo), "preannotate") as bar:
+            report = annotator.execute(plan, progress=bar.update, set_project_version=set_project_version)
+    except BackendError as exc:  # Label Studio unreachable or not configured, a config we cannot serve
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
     click.echo(json.dumps(report.to_dict(), indent=2))
     if report.failed:
         sys.exit(1)

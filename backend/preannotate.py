@@ -44,6 +44,16 @@ def _api(what: str, call: Callable, *args, **kwargs):
         raise LabelStudioApiError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
+def _predictions(task: dict) -> list[dict]:
+    """A listed task's predictions (full objects with `fields=all`; bare ids are skipped)."""
+    return [as_dict(p) for p in task.get("predictions") or [] if not isinstance(p, int)]
+
+
+def carries(task: dict, version: str) -> bool:
+    """Whether the task already has a prediction of this model version (so it is done)."""
+    return any(p.get("model_version") == version for p in _predictions(task))
+
+
 @dataclass(frozen=True)
 class Selection:
     """Which tasks lacking a prediction of the current version are predicted.
@@ -56,8 +66,8 @@ class Selection:
     below_score: float | None = None
 
     def wants(self, task: dict, version: str) -> bool:
-        predictions = [as_dict(p) for p in task.get("predictions") or [] if not isinstance(p, int)]
-        if any(p.get("model_version") == version for p in predictions):
+        predictions = _predictions(task)
+        if carries(task, version):
             return False
         if not predictions:
             return True
@@ -136,11 +146,10 @@ class Preannotator:
         todo = []
         for task in self._tasks(project, task_ids):
             report.tasks += 1
-            if selection.wants(task, version.label):
-                todo.append(task)
-            elif any(as_dict(p).get("model_version") == version.label
-                     for p in task.get("predictions") or [] if not isinstance(p, int)):
+            if carries(task, version.label):
                 report.up_to_date += 1
+            elif selection.wants(task, version.label):
+                todo.append(task)
             else:
                 report.not_selected += 1
         return Plan(project, label_task, version, todo, report)
