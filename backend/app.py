@@ -17,6 +17,7 @@ from .api.secret_path import SecretPathMiddleware
 from .engines.base import LabelEngine
 from .engines.factory import EngineLoader, engine_id, load_engine
 from .labeling.service import LabelingService
+from .preannotate_jobs import ImportPreannotation
 from .refinement.events import LearningEvents
 from .refinement.jobs import RefinementScheduler
 from .refinement.versions import VersionRegistry
@@ -68,6 +69,7 @@ def create_app(
             "llmlb.versions": VersionRegistry(conn, engine_id(settings), settings.model_dir),
             "llmlb.scheduler": scheduler,
             "llmlb.events": LearningEvents(conn, scheduler),
+            "llmlb.import_preannotation": ImportPreannotation(conn, queue, settings),
             "llmlb.metrics": metrics.Metrics(),
         }
     )

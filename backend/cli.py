@@ -1,4 +1,4 @@
-"""`python -m backend …`: serve, worker, prepare, predict, eval, bench."""
+"""`python -m backend …`: serve, worker, prepare, predict, eval, bench, refine, preannotate, versions."""
 from __future__ import annotations
 
 import json
@@ -14,6 +14,7 @@ from .settings import Settings
 def _settings() -> Settings:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per Label Studio API call otherwise
     return settings
 
 
@@ -198,6 +199,44 @@ def refine(project: int) -> None:
 
     settings = _settings()
     click.echo(json.dumps(run_refinement(settings, _redis(settings), project), indent=2))
+
+
+@main.command()
+@click.option("--project", required=True, type=int, help="Label Studio project id.")
+@click.option("--only-missing", is_flag=True, help="Only tasks without any prediction (e.g. newly imported ones).")
+@click.option("--below-score", type=float, default=None,
+              help="Only tasks whose latest prediction scored below S (and tasks without one): re-predict the "
+                   "uncertain part of a project after a new version.")
+@click.option("--batch-size", type=int, default=None, help="Tasks per batch (default PREANNOTATE_BATCH).")
+@click.option("--set-project-version/--no-set-project-version", default=True,
+              help="Afterwards set project.model_version to our version, so that Label Studio's prediction "
+                   "score (sort/filter) uses these predictions (default on).")
+def preannotate(project: int, only_missing: bool, below_score: float | None, batch_size: int | None,
+                set_project_version: bool) -> None:
+    """Predict every task of a Label Studio project that lacks a prediction of the current version,
+    in batches, writing each batch to Label Studio at once (a rerun resumes where it stopped)."""
+    from .errors import BackendError
+    from .labelstudio import label_studio_client
+    from .preannotate import Selection, build_preannotator
+
+    settings = _settings()
+    if batch_size is not None:
+        if batch_size < 1:
+            raise click.UsageError("--batch-size must be at least 1")
+        settings = settings.with_overrides(preannotate_batch=batch_size)
+    try:
+        client = label_studio_client(settings)  # fails before anything starts when LS is not configured
+        annotator = build_preannotator(settings, _redis(settings), client)
+        plan = annotator.plan(project, selection=Selection(only_missing=only_missing, below_score=below_score))
+        click.echo(f"project {project}: {len(plan.todo)} of {plan.report.tasks} tasks to predict with "
+                   f"{plan.version.label}", err=True)
+        with _bar(len(plan.todo), "preannotate") as bar:
+            report = annotator.execute(plan, progress=bar.update, set_project_version=set_project_version)
+    except BackendError as exc:  # Label Studio unreachable or not configured, a config we cannot serve
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    click.echo(json.dumps(report.to_dict(), indent=2))
+    if report.failed:
+        sys.exit(1)
 
 
 @main.command()

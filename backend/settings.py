@@ -35,6 +35,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = env.get(name, "").strip().lower() or default
     if value not in allowed:
@@ -79,6 +90,9 @@ class Settings:
     refine_folds: int = 5
     refine_alpha: float = 0.05  # significance level of the paired test a candidate must pass
     refine_max_shots: int = 8
+    # Pre-annotation through the Label Studio API (the `preannotate` command and TASKS_CREATED)
+    preannotate_on_import: bool = False  # TASKS_CREATED webhook → background RQ job predicts the new tasks
+    preannotate_batch: int = 20  # tasks predicted (and written to Label Studio) per batch
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -114,11 +128,17 @@ class Settings:
             refine_folds=_int(env, "REFINE_FOLDS", cls.refine_folds),
             refine_alpha=_float(env, "REFINE_ALPHA", cls.refine_alpha),
             refine_max_shots=_int(env, "REFINE_MAX_SHOTS", cls.refine_max_shots),
+            preannotate_on_import=_bool(env, "PREANNOTATE_ON_IMPORT", cls.preannotate_on_import),
+            preannotate_batch=_int(env, "PREANNOTATE_BATCH", cls.preannotate_batch),
         )
         values.update(overrides)
         settings = cls(**values)
         if bool(settings.basic_auth_user) != bool(settings.basic_auth_pass):
             raise ConfigurationError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
+        if settings.preannotate_on_import and not settings.label_studio_api:
+            raise ConfigurationError("PREANNOTATE_ON_IMPORT needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+        if settings.preannotate_batch < 1:
+            raise ConfigurationError("PREANNOTATE_BATCH must be at least 1")
         return settings
 
     def with_overrides(self, **overrides) -> "Settings":

@@ -1,4 +1,5 @@
-"""/webhook and /train: validate, store ground truth, enqueue, answer in milliseconds.
+"""/webhook and /train: validate, store ground truth (or queue pre-annotation of new tasks),
+enqueue, answer in milliseconds.
 
 Label Studio waits at most 1 s for a webhook and sends it without credentials; the refinement
 itself runs on the RQ worker, never here.
@@ -27,6 +28,8 @@ def webhook():
     action = body.get("action")
     if not isinstance(action, str) or not action:
         raise BadRequest("`action` must be a non-empty string", field="action")
+    if action == "TASKS_CREATED":  # pre-annotation of new tasks (PREANNOTATE_ON_IMPORT), queued only
+        return jsonify(current_app.extensions["llmlb.import_preannotation"].handle(project_id(body), body))
     outcome = current_app.extensions["llmlb.events"].handle(action, project_id(body), body)
     return jsonify(outcome.to_dict())
 

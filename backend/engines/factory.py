@@ -2,6 +2,7 @@
 background loader so that no HTTP request ever waits for a model load it did not ask for."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -59,6 +60,13 @@ def load_engine(settings: Settings) -> LabelEngine:
     except KeyError:
         raise ConfigurationError(f"LLM_BACKEND must be one of {', '.join(LOADERS)}") from None
     return loader(settings)
+
+
+@functools.lru_cache(maxsize=2)
+def shared_engine(settings: Settings) -> LabelEngine:
+    """The engine of a worker process, loaded once per Settings: RQ jobs (refinement, pre-annotation)
+    that run in the same process reuse it instead of loading the model again."""
+    return load_engine(settings)
 
 
 class EngineLoader:

@@ -62,20 +62,28 @@ def describe(job: Job) -> dict:
     return info
 
 
+def fetch_job(conn: redis.Redis, job_id: bytes | str | None) -> Job | None:
+    """The RQ job with this id, or None when it expired or never existed."""
+    if not job_id:
+        return None
+    try:
+        return Job.fetch(job_id.decode() if isinstance(job_id, bytes) else job_id,
+                         connection=conn, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+
+
+def describe_runs(conn: redis.Redis, runs_key: str, limit: int = 20) -> list[dict]:
+    """The newest jobs whose ids were pushed onto `runs_key`, described (expired ones left out)."""
+    ids = conn.lrange(runs_key, 0, limit - 1)
+    return [describe(job) for job in (fetch_job(conn, i) for i in ids) if job is not None]
+
+
 class RefinementScheduler:
     def __init__(self, conn: redis.Redis, queue: Queue, settings: Settings):
         self.conn = conn
         self.queue = queue
         self.settings = settings
-
-    def _fetch(self, job_id: bytes | str | None) -> Job | None:
-        if not job_id:
-            return None
-        try:
-            return Job.fetch(job_id.decode() if isinstance(job_id, bytes) else job_id,
-                             connection=self.conn, serializer=JSONSerializer)
-        except NoSuchJobError:
-            return None
 
     def notify(self, project: int, *, changes: int, force: bool = False, reason: str = "") -> dict:
         """Record `changes` new ground-truth changes and make sure a job is queued or scheduled."""
@@ -83,7 +91,7 @@ class RefinementScheduler:
         pending = self.conn.incrby(k["pending"], changes) if changes else int(self.conn.get(k["pending"]) or 0)
         now = force or pending >= self.settings.refine_min_new
         with self.conn.lock(k["sched"], timeout=10, blocking_timeout=5):
-            waiting = self._fetch(self.conn.get(k["next"]))
+            waiting = fetch_job(self.conn, self.conn.get(k["next"]))
             if waiting is not None and waiting.get_status(refresh=True) in WAITING:
                 if not (now and waiting.get_status() == JobStatus.SCHEDULED):
                     return {**describe(waiting), "pending": pending}
@@ -109,8 +117,7 @@ class RefinementScheduler:
         return {**describe(job), "pending": pending}
 
     def runs(self, project: int, limit: int = 20) -> list[dict]:
-        ids = self.conn.lrange(_keys(project)["runs"], 0, limit - 1)
-        return [describe(job) for job in (self._fetch(i) for i in ids) if job is not None]
+        return describe_runs(self.conn, _keys(project)["runs"], limit)
 
 
 def refine_project(project_id: int) -> dict:

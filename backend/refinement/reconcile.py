@@ -5,21 +5,16 @@ from __future__ import annotations
 import logging
 
 from ..labeling.label_config import parse_label_config
+from ..labelstudio import as_dict, label_studio_client
 from ..settings import Settings
 from .ground_truth import GoldItem, GroundTruthStore, gold_from_annotation
 
 log = logging.getLogger(__name__)
 
 
-def _as_dict(obj) -> dict:
-    if isinstance(obj, dict):
-        return obj
-    return obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
-
-
 def newest_gold(label_task, task: dict) -> GoldItem | None:
     """The gold item of a task's newest usable annotation (cancelled ones never count)."""
-    annotations = [_as_dict(a) for a in task.get("annotations") or [] if not isinstance(a, int)]
+    annotations = [as_dict(a) for a in task.get("annotations") or [] if not isinstance(a, int)]
     annotations.sort(key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0), reverse=True)
     for annotation in annotations:
         gold = gold_from_annotation(label_task, task, annotation)
@@ -32,17 +27,15 @@ def reconcile(settings: Settings, store: GroundTruthStore, client=None) -> dict:
     """Replace the project's ground truth with Label Studio's; returns counts, or the error met."""
     try:
         if client is None:
-            from label_studio_sdk import LabelStudio
-
-            client = LabelStudio(base_url=settings.label_studio_url, api_key=settings.label_studio_api_key, timeout=30)
-        project = _as_dict(client.projects.get(id=store.project))
+            client = label_studio_client(settings)
+        project = as_dict(client.projects.get(id=store.project))
         label_config = project.get("label_config")
         if label_config:
             store.set_label_config(label_config)
         label_task = parse_label_config(label_config or store.label_config() or "")
         items = []
         for task in client.tasks.list(project=store.project, fields="all", only_annotated=True):
-            gold = newest_gold(label_task, _as_dict(task))
+            gold = newest_gold(label_task, as_dict(task))
             if gold is not None:
                 items.append(gold)
     except Exception as exc:  # Label Studio down or misconfigured: train on what webhooks stored

@@ -1,14 +1,13 @@
 """One refinement run: ground truth → candidates per control → evaluation → maybe a new version."""
 from __future__ import annotations
 
-import functools
 import logging
 import time
 
 import numpy as np
 import redis
 
-from ..engines.factory import engine_id, load_engine
+from ..engines.factory import engine_id, shared_engine
 from ..labeling.label_config import parse_label_config
 from ..labeling.service import LabelingService
 from ..settings import Settings
@@ -47,11 +46,6 @@ def store_version_report(conn: redis.Redis, settings: Settings, project: int, la
     conn.set(report_key(project, label), path.read_text(encoding="utf-8"))
 
 
-@functools.lru_cache(maxsize=2)
-def _engine(settings: Settings):
-    return load_engine(settings)
-
-
 def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=None) -> dict:
     t0 = time.monotonic()
     deadline = t0 + settings.refine_max_seconds
@@ -67,7 +61,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     current = registry.current(project, label_task)
     gold = store.items()
     out.update(gt_count=len(gold), current=current.label)
-    service = LabelingService(engine or _engine(settings), calibration=settings.calibration)
+    service = LabelingService(engine or shared_engine(settings), calibration=settings.calibration)
     recipes = dict(current.controls)
     decisions = {}
     reports: list[tuple] = []
