@@ -190,21 +190,26 @@ def test_a_server_without_logprobs_gets_votes_not_a_constant(peer_factory):
     assert "A) positive" in votes[0]["prompt"]  # no tokenizer on this server: letter codes
 
 
-@pytest.mark.parametrize("body, attempts, error", [
-    ({"error": {"message": "CUDA out of memory", "type": "server_error"}}, 3, UpstreamUnavailable),
-    (LLAMACPP_VALIDATION_500, 1, UpstreamError),
+CONTEXT_400 = {"error": {"message": "This model's maximum context length is 2048 tokens, however you requested "
+                                   "6004 tokens", "type": "invalid_request_error", "code": "context_length_exceeded"}}
+
+
+@pytest.mark.parametrize("status, body, attempts, error", [
+    (500, {"error": {"message": "CUDA out of memory", "type": "server_error"}}, 3, UpstreamUnavailable),
+    (500, LLAMACPP_VALIDATION_500, 1, UpstreamError),
+    (400, CONTEXT_400, 1, UpstreamError),
 ])
-def test_a_500_fails_with_a_named_error_without_hammering(peer_factory, body, attempts, error):
-    """A transient-looking 500 gets the SDK's backoff retries (2 here), a validation 500 none, and
-    the other tasks of the batch are not sent once the server has failed."""
-    peer = peer_factory(lambda path, _: (500, body, {}))
+def test_a_failing_server_gives_a_named_error_without_hammering(peer_factory, status, body, attempts, error):
+    """A transient-looking 500 gets the SDK's backoff retries (2 here), a validation 500 and a 4xx
+    none, and the other tasks of the batch are not sent once the server has failed."""
+    peer = peer_factory(lambda path, _: (status, body, {}))
     engine = OpenAICompatEngine(openai_settings(peer.base_url, OPENAI_MAX_RETRIES=2, OPENAI_CONCURRENCY=1,
                                                 OPENAI_PROBABILITIES="logprobs"))
     t0 = time.monotonic()
     with pytest.raises(error) as err:
         predict(engine, control_for(["yes", "no"]), [f"text {i}" for i in range(20)])
     assert type(err.value) is error
-    assert "500" in err.value.message
+    assert str(status) in err.value.message and body["error"]["message"][:20] in err.value.message
     assert len(peer.completions()) == attempts
     assert time.monotonic() - t0 < 10
 
