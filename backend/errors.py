@@ -7,6 +7,7 @@ class BackendError(Exception):
 
     status = 500
     code = "internal_error"
+    retry_after: float | None = None  # seconds; sent as a Retry-After header when set
 
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
@@ -64,3 +65,37 @@ class EngineError(BackendError):
 
     status = 502
     code = "engine_error"
+
+
+class UpstreamError(EngineError):
+    """The OpenAI-compatible LLM server refused a request or answered something unusable.
+
+    Retrying the same request would give the same answer (a 4xx, a deterministic 500, a response
+    without the fields we asked for), so this is not retried and maps to 502."""
+
+    code = "llm_server_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The LLM server cannot be reached, dropped the connection, or kept failing (5xx) through the
+    whole retry budget (OPENAI_MAX_RETRIES). A 503: Label Studio may try again later."""
+
+    status = 503
+    code = "llm_server_unavailable"
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """No answer within OPENAI_TIMEOUT seconds, on every attempt of the retry budget."""
+
+    status = 504
+    code = "llm_server_timeout"
+
+
+class UpstreamRateLimited(UpstreamUnavailable):
+    """The LLM server still answered 429 after the retry budget; its Retry-After is passed on."""
+
+    code = "llm_server_rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after

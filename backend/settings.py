@@ -13,6 +13,10 @@ from typing import Mapping
 from .errors import ConfigurationError
 
 EMBEDDED_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
+LLM_BACKENDS = ("llamacpp", "openai")
+OPENAI_SERVER_KINDS = ("auto", "openai", "vllm", "llamacpp", "ollama")
+OPENAI_ENDPOINTS = ("auto", "completions", "chat")
+OPENAI_PROBABILITIES = ("auto", "logprobs", "votes")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -70,11 +74,27 @@ class Settings:
     redis_port: int = 6379
     rq_queue_name: str = "llm-labeling"
     # LLM
-    llm_backend: str = "llamacpp"
-    llm_model: str = ""  # path to a GGUF; empty = the embedded Gemma 3 270M
-    llm_n_ctx: int = 2048
+    llm_backend: str = "llamacpp"  # llamacpp | openai
+    llm_model: str = ""  # llamacpp: path to a GGUF (empty = the embedded Gemma 3 270M); openai: model name
+    llm_n_ctx: int = 2048  # openai: the context assumed unless the server reports one (vLLM does)
     llm_n_threads: int = 0  # 0 = all cores
     llm_load_timeout_s: float = 120.0
+    # LLM_BACKEND=openai: any OpenAI-compatible server (see engines/openai_compat.py)
+    openai_base_url: str = ""  # e.g. http://127.0.0.1:8000/v1; required with LLM_BACKEND=openai
+    openai_api_key: str = ""  # empty: a placeholder key (local servers accept any)
+    openai_server_kind: str = "auto"  # auto | openai | vllm | llamacpp | ollama
+    openai_endpoint: str = "auto"  # auto (chat for kind openai, else completions) | completions | chat
+    openai_probabilities: str = "auto"  # auto (probe once for logprobs) | logprobs | votes
+    openai_timeout_s: float = 30.0  # per attempt; the SDK retries timeouts too
+    openai_max_retries: int = 2  # SDK retries (backoff) of connection errors, timeouts, 408/409/429/5xx
+    openai_concurrency: int = 4  # requests in flight per process
+    openai_votes: int = 5  # samples per item when the server gives no logprobs
+    llm_price_per_1k_prompt: float = 0.0  # optional price table for cost accounting
+    llm_price_per_1k_completion: float = 0.0
+    # Teacher model for refinement (parsed now, used by a later issue)
+    teacher_base_url: str = ""
+    teacher_model: str = ""
+    teacher_api_key: str = ""
     # Request path
     calibration: str = "contextual"  # contextual | none
     max_text_chars: int = 6000
@@ -110,11 +130,25 @@ class Settings:
             redis_host=env.get("REDIS_HOST", ""),
             redis_port=_int(env, "REDIS_PORT", cls.redis_port),
             rq_queue_name=env.get("RQ_QUEUE_NAME", "") or cls.rq_queue_name,
-            llm_backend=_choice(env, "LLM_BACKEND", cls.llm_backend, ("llamacpp",)),
+            llm_backend=_choice(env, "LLM_BACKEND", cls.llm_backend, LLM_BACKENDS),
             llm_model=env.get("LLM_MODEL", ""),
             llm_n_ctx=_int(env, "LLM_N_CTX", cls.llm_n_ctx),
             llm_n_threads=_int(env, "LLM_N_THREADS", cls.llm_n_threads),
             llm_load_timeout_s=_float(env, "LLM_LOAD_TIMEOUT", cls.llm_load_timeout_s),
+            openai_base_url=env.get("OPENAI_BASE_URL", "").strip().rstrip("/"),
+            openai_api_key=env.get("OPENAI_API_KEY", ""),
+            openai_server_kind=_choice(env, "OPENAI_SERVER_KIND", cls.openai_server_kind, OPENAI_SERVER_KINDS),
+            openai_endpoint=_choice(env, "OPENAI_ENDPOINT", cls.openai_endpoint, OPENAI_ENDPOINTS),
+            openai_probabilities=_choice(env, "OPENAI_PROBABILITIES", cls.openai_probabilities, OPENAI_PROBABILITIES),
+            openai_timeout_s=_float(env, "OPENAI_TIMEOUT", cls.openai_timeout_s),
+            openai_max_retries=_int(env, "OPENAI_MAX_RETRIES", cls.openai_max_retries),
+            openai_concurrency=_int(env, "OPENAI_CONCURRENCY", cls.openai_concurrency),
+            openai_votes=_int(env, "OPENAI_VOTES", cls.openai_votes),
+            llm_price_per_1k_prompt=_float(env, "LLM_PRICE_PER_1K_PROMPT", cls.llm_price_per_1k_prompt),
+            llm_price_per_1k_completion=_float(env, "LLM_PRICE_PER_1K_COMPLETION", cls.llm_price_per_1k_completion),
+            teacher_base_url=env.get("TEACHER_BASE_URL", "").strip().rstrip("/"),
+            teacher_model=env.get("TEACHER_MODEL", ""),
+            teacher_api_key=env.get("TEACHER_API_KEY", ""),
             calibration=_choice(env, "CALIBRATION", cls.calibration, ("contextual", "none")),
             max_text_chars=_int(env, "MAX_TEXT_CHARS", cls.max_text_chars),
             max_tasks_per_request=_int(env, "MAX_TASKS_PER_REQUEST", cls.max_tasks_per_request),
@@ -139,7 +173,21 @@ class Settings:
             raise ConfigurationError("PREANNOTATE_ON_IMPORT needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
         if settings.preannotate_batch < 1:
             raise ConfigurationError("PREANNOTATE_BATCH must be at least 1")
+        settings._check_openai()
         return settings
+
+    def _check_openai(self) -> None:
+        """Fail at start-up, not on the first /predict: texts only leave the machine when asked to."""
+        if self.llm_backend == "openai" and not self.openai_base_url:
+            raise ConfigurationError("LLM_BACKEND=openai needs OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1)")
+        for name, value, low in (("OPENAI_TIMEOUT", self.openai_timeout_s, 1e-3),
+                                 ("OPENAI_MAX_RETRIES", self.openai_max_retries, 0),
+                                 ("OPENAI_CONCURRENCY", self.openai_concurrency, 1),
+                                 ("OPENAI_VOTES", self.openai_votes, 1),
+                                 ("LLM_PRICE_PER_1K_PROMPT", self.llm_price_per_1k_prompt, 0),
+                                 ("LLM_PRICE_PER_1K_COMPLETION", self.llm_price_per_1k_completion, 0)):
+            if value < low:
+                raise ConfigurationError(f"{name} must be at least {low}, got {value}")
 
     def with_overrides(self, **overrides) -> "Settings":
         known = {f.name for f in fields(self)}
@@ -154,6 +202,11 @@ class Settings:
         if self.llm_model:
             return Path(self.llm_model)
         return self.model_dir / "models" / EMBEDDED_MODEL_FILE
+
+    @property
+    def teacher_enabled(self) -> bool:
+        """A teacher model is configured (used by refinement in a later issue)."""
+        return bool(self.teacher_base_url and self.teacher_model)
 
     @property
     def label_studio_api(self) -> bool:

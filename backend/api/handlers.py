@@ -18,6 +18,8 @@ def _backend_error(exc: BackendError):
     response.status_code = exc.status
     if isinstance(exc, Unauthorized):
         response.headers["WWW-Authenticate"] = 'Basic realm="llm-labeling-backend"'
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     return response
 
 

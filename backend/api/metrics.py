@@ -28,7 +28,8 @@ class Metrics:
             self.predict_seconds += seconds
             self.predict_calls += 1
 
-    def render(self, gauges: dict[str, float]) -> str:
+    def render(self, gauges: dict[str, float], counters: dict[str, tuple[str, float]] | None = None) -> str:
+        """Prometheus text; `counters` are name → (help, value) kept elsewhere (e.g. LLM token usage)."""
         lines = [
             "# HELP llmlb_http_requests_total HTTP requests by endpoint and status.",
             "# TYPE llmlb_http_requests_total counter",
@@ -48,6 +49,8 @@ class Metrics:
                 "# TYPE llmlb_predict_calls_total counter",
                 f"llmlb_predict_calls_total {self.predict_calls}",
             ]
+        for name, (help_text, value) in (counters or {}).items():
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
         for name, value in gauges.items():
             lines += [f"# TYPE {name} gauge", f"{name} {value}"]
         return "\n".join(lines) + "\n"
@@ -64,3 +67,23 @@ def init_app(app: Flask, metrics: Metrics) -> None:
         if t0 is not None:
             metrics.observe_request(request.endpoint or "unknown", response.status_code, time.monotonic() - t0)
         return response
+
+
+def usage_counters(engine) -> dict[str, tuple[str, float]]:
+    """Token and cost counters of a remote LLM engine (none for the local engine or before it loads)."""
+    meter = getattr(engine, "usage", None)
+    if meter is None:
+        return {}
+    total = meter.total()
+    counters = {
+        "llmlb_llm_requests_total": ("Requests sent to the LLM server.", total.requests),
+        "llmlb_llm_prompt_tokens_total": ("Prompt tokens the LLM server reported (usage).", total.prompt_tokens),
+        "llmlb_llm_completion_tokens_total": ("Completion tokens the LLM server reported (usage).",
+                                              total.completion_tokens),
+    }
+    if meter.prices.known:
+        counters["llmlb_llm_cost_total"] = (
+            "Cost of those tokens at LLM_PRICE_PER_1K_PROMPT / LLM_PRICE_PER_1K_COMPLETION.",
+            round(meter.prices.cost(total), 8),
+        )
+    return counters

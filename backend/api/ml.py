@@ -13,6 +13,7 @@ from ..labeling.label_config import parse_label_config
 from ..labeling.service import extract_texts
 from ..errors import BadRequest, NotFound, PayloadTooLarge
 from ..store.redis import key
+from .metrics import usage_counters
 from .request import json_object, project_id, required_string
 
 bp = Blueprint("ml", __name__)
@@ -116,4 +117,5 @@ def metrics():
         "llmlb_engine_ready": 1 if loader.state == "ready" else 0,
         "llmlb_engine_load_seconds": round(loader.load_seconds or 0.0, 3),
     }
-    return Response(_ext("metrics").render(gauges), mimetype="text/plain; version=0.0.4")
+    counters = usage_counters(loader.engine)
+    return Response(_ext("metrics").render(gauges, counters), mimetype="text/plain; version=0.0.4")

@@ -1,8 +1,14 @@
-"""What the request path needs from an LLM: exact log-likelihoods of given continuations.
+"""What the request path needs from an LLM: log-likelihoods of given continuations.
 
 An engine never generates free text for a label: it is asked for the log-likelihood of each
 allowed label's tokens after a prompt, so the answer is always in the label set and carries a
-real probability. Engines state their capabilities up front.
+real probability. Engines state their capabilities up front, and the labeling layer adapts:
+
+- the local llama.cpp engine scores whole continuations exactly (any number of tokens);
+- a remote OpenAI-compatible server only shows one next-token distribution per request
+  (`next_token_only`), so the prompt lists the labels with one-token codes ("A) …") whenever a
+  label is not a single token of its own, and only the top-k of that distribution is visible
+  (`exact_logprobs=False`), or none at all (`probability_source="votes"`).
 """
 from __future__ import annotations
 
@@ -14,10 +20,19 @@ import numpy as np
 from ..labeling.prompt import Branch
 
 
+PROBABILITY_SOURCES = ("exact", "top_logprobs", "votes")
+
+
 @dataclass(frozen=True)
 class Capabilities:
     exact_logprobs: bool  # full-sequence log-likelihood of every continuation
     max_context: int
+    # Only the next-token distribution after the prompt is scored: every continuation must be a
+    # distinct single token (the prompt then uses letter codes for labels that are not).
+    next_token_only: bool = False
+    exact_token_counts: bool = True  # count_tokens is the model's tokenizer, not an estimate
+    parallel_requests: int = 1  # texts the labeling service may score at the same time
+    probability_source: str = "exact"  # exact | top_logprobs | votes (shown in predictions unless exact)
 
 
 class LabelEngine(Protocol):

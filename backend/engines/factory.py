@@ -40,7 +40,12 @@ def prepare_model(settings: Settings) -> Path:
 
 
 def engine_id(settings: Settings) -> str:
-    """A short, stable model name for version strings, known without loading the model."""
+    """A short, stable model name for version strings, known without loading the model (or, for
+    LLM_BACKEND=openai, without asking the server: set LLM_MODEL to name versions after it)."""
+    if settings.llm_backend == "openai":
+        from .openai_compat import model_slug
+
+        return model_slug(settings.llm_model)
     stem = settings.model_path.stem.lower()
     return re.sub(r"[^a-z0-9.]+", "-", stem).strip("-") or "model"
 
@@ -51,7 +56,13 @@ def _load_llamacpp(settings: Settings) -> LabelEngine:
     return LlamaCppEngine(prepare_model(settings), n_ctx=settings.llm_n_ctx, n_threads=settings.llm_n_threads)
 
 
-LOADERS: dict[str, Callable[[Settings], LabelEngine]] = {"llamacpp": _load_llamacpp}
+def _load_openai(settings: Settings) -> LabelEngine:
+    from .openai_compat import OpenAICompatEngine
+
+    return OpenAICompatEngine(settings)  # no network here: the server is probed on first use
+
+
+LOADERS: dict[str, Callable[[Settings], LabelEngine]] = {"llamacpp": _load_llamacpp, "openai": _load_openai}
 
 
 def load_engine(settings: Settings) -> LabelEngine:

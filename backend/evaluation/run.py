@@ -16,26 +16,63 @@ from .metrics import summarize
 Progress = Callable[[int], None]
 
 
+def _usage(engine) -> dict | None:
+    """Token counters of the engine, if it keeps any (a remote server's usage, or llama.cpp's
+    evaluated tokens), to report tokens per item."""
+    meter = getattr(engine, "usage", None)
+    if meter is not None:
+        return {"meter": meter, "total": meter.total()}
+    if hasattr(engine, "tokens_evaluated"):
+        return {"tokens_evaluated": engine.tokens_evaluated}
+    return None
+
+
+def _usage_report(engine, before: dict | None, n: int) -> dict | None:
+    if before is None or not n:
+        return None
+    if "meter" in before:
+        meter = before["meter"]
+        spent = meter.total().minus(before["total"])
+        out = meter.to_dict(spent)
+        out.update(prompt_tokens_per_item=round(spent.prompt_tokens / n, 2),
+                   completion_tokens_per_item=round(spent.completion_tokens / n, 3),
+                   requests_per_item=round(spent.requests / n, 3))
+        if meter.prices.known:
+            out["cost_per_item"] = round(meter.prices.cost(spent) / n, 8)
+        return out
+    return {"tokens_evaluated_per_item": round((engine.tokens_evaluated - before["tokens_evaluated"]) / n, 2)}
+
+
 def _probabilities(service: LabelingService, dataset: Dataset, version: PromptVersion, progress: Progress | None):
+    """Raw and calibrated probabilities of every item, seconds spent and usage (calibration excluded).
+
+    Items go to the service in chunks of a few times the engine's parallelism: one at a time for
+    the local engine, concurrently for a server."""
     control = parse_label_config(dataset.label_config()).controls[0]
     service.calibrator(control, version)  # content-free calibration is a one-off, not per item
+    parallel = service.engine.capabilities.parallel_requests
+    chunk = 1 if parallel <= 1 else 4 * parallel
+    before = _usage(service.engine)
     raw, cal = [], []
     t0 = time.perf_counter()
-    for text in dataset.texts:
-        (pred, _), = service.predict_control(control, ControlRecipe(version), [text])
-        raw.append(pred.raw_probabilities)
-        cal.append(pred.probabilities)
+    texts = list(dataset.texts)
+    for start in range(0, len(texts), chunk):
+        part = texts[start:start + chunk]
+        for pred, _ in service.predict_control(control, ControlRecipe(version), part):
+            raw.append(pred.raw_probabilities)
+            cal.append(pred.probabilities)
         if progress:
-            progress(1)
-    return np.array(raw), np.array(cal), time.perf_counter() - t0
+            progress(len(part))
+    seconds = time.perf_counter() - t0
+    return np.array(raw), np.array(cal), seconds, _usage_report(service.engine, before, len(texts))
 
 
 def evaluate(service: LabelingService, dataset: Dataset, version: PromptVersion | None = None,
              progress: Progress | None = None) -> dict:
     version = version or PromptVersion()
-    raw, cal, seconds = _probabilities(service, dataset, version, progress)
+    raw, cal, seconds, usage = _probabilities(service, dataset, version, progress)
     gold = np.array(dataset.gold)
-    return {
+    report = {
         "dataset": dataset.name,
         "n": len(gold),
         "labels": list(dataset.labels),
@@ -45,7 +82,11 @@ def evaluate(service: LabelingService, dataset: Dataset, version: PromptVersion 
         "calibrated": summarize(gold, cal),
         "majority_class_accuracy": round(float(np.bincount(gold).max() / len(gold)), 4),
         "items_per_s": round(len(gold) / seconds, 2),
+        "probability_source": service.engine.capabilities.probability_source,
     }
+    if usage is not None:
+        report["usage"] = usage
+    return report
 
 
 def benchmark(service: LabelingService, dataset: Dataset, demos_from: Dataset, shots: int = 8) -> dict:
@@ -95,7 +136,7 @@ def report_systems(service: LabelingService, test: Dataset, *, train: Dataset | 
 
     labels = list(test.labels)
     gold = np.array(test.gold)
-    raw, cal, _ = _probabilities(service, test, PromptVersion(), progress)
+    raw, cal, _, _ = _probabilities(service, test, PromptVersion(), progress)
     systems = []
     if naive:
         systems.append(system_metrics("naive free text", gold, labels, pred=naive_predictions(service.engine, test)))

@@ -2,7 +2,9 @@
 
 `score` is the calibrated probability of what we predict: for single choice P(label), for multiple
 choice the probability of exactly the predicted set (labels independent), for several controls
-the product. Each result region also carries its own `score` and the full per-label distribution.
+the product. Each result region also carries its own `score` and the full per-label distribution;
+with a remote engine also where the probabilities come from (`probability_source`: "top_logprobs"
+or "votes") and the tokens the task cost (`usage`).
 """
 from __future__ import annotations
 
@@ -22,9 +24,12 @@ class ControlPrediction:
     score: float
     probabilities: tuple[float, ...]
     raw_probabilities: tuple[float, ...]
+    probability_source: str = "exact"
+    usage: dict | None = None
 
 
-def decide(control: ChoiceControl, probs: np.ndarray, raw: np.ndarray) -> ControlPrediction:
+def decide(control: ChoiceControl, probs: np.ndarray, raw: np.ndarray, *, source: str = "exact",
+           usage: dict | None = None) -> ControlPrediction:
     probs = np.asarray(probs, dtype=np.float64)
     if control.multiple:
         picked = [i for i, p in enumerate(probs) if p >= MULTI_THRESHOLD] or [int(np.argmax(probs))]
@@ -42,12 +47,14 @@ def decide(control: ChoiceControl, probs: np.ndarray, raw: np.ndarray) -> Contro
         score=score,
         probabilities=tuple(float(p) for p in probs),
         raw_probabilities=tuple(float(p) for p in raw),
+        probability_source=source,
+        usage=usage,
     )
 
 
 def to_region(pred: ControlPrediction) -> dict:
     c = pred.control
-    return {
+    region = {
         "from_name": c.name,
         "to_name": c.to_name,
         "type": "choices",
@@ -56,6 +63,11 @@ def to_region(pred: ControlPrediction) -> dict:
         "probabilities": {label: round(p, 6) for label, p in zip(c.labels, pred.probabilities)},
         "raw_probabilities": {label: round(p, 6) for label, p in zip(c.labels, pred.raw_probabilities)},
     }
+    if pred.probability_source != "exact":
+        region["probability_source"] = pred.probability_source
+    if pred.usage is not None:
+        region["usage"] = pred.usage
+    return region
 
 
 def to_ls_prediction(preds: list[ControlPrediction], model_version: str, warnings: list[str]) -> dict:

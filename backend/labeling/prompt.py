@@ -2,15 +2,24 @@
 
 The prefix (instructions + demonstrations) is identical for every task of a request, so the engine
 evaluates it once and keeps it in its KV cache; only the item and the label tokens cost per task.
+
+A single-choice control has two renderings. The plain one scores each label's own tokens after
+"Label:". The coded one (`codes=True`) lists the labels as "A) ...", "B) ..." and scores the code
+tokens " A", " B" after "Answer:": it is for engines that see only one next-token distribution
+(a remote OpenAI-compatible server), where a multi-token label, or two labels starting with the
+same token, cannot be told apart by their first token.
 """
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 
+from ..errors import LabelConfigError
 from .label_config import ChoiceControl
 
 CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
 YES, NO = " Yes", " No"
+CODES = tuple(string.ascii_uppercase)  # " A" ... " Z" are single tokens in common tokenizers
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,9 @@ def clean_text(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def render(control: ChoiceControl, version: PromptVersion) -> RenderedPrompt:
+def render(control: ChoiceControl, version: PromptVersion, *, codes: bool = False) -> RenderedPrompt:
+    if codes and not control.multiple:
+        return render_coded(control, version)
     instructions = version.instructions or default_instructions(control)
     if control.multiple:
         demos = "".join(
@@ -89,3 +100,21 @@ def render(control: ChoiceControl, version: PromptVersion) -> RenderedPrompt:
     )
     branch = Branch(suffix="", continuations=tuple(f" {label}" for label in control.labels))
     return RenderedPrompt(prefix=f"{instructions}\n\n{demos}", item_tail="\nLabel:", branches=(branch,))
+
+
+def render_coded(control: ChoiceControl, version: PromptVersion) -> RenderedPrompt:
+    """Single choice with one-letter codes: the answer is one token whatever the labels are."""
+    if len(control.labels) > len(CODES):
+        raise LabelConfigError(
+            f"control {control.name!r} has {len(control.labels)} labels; with LLM_BACKEND=openai a control "
+            f"can have at most {len(CODES)} (one letter code each)", field="label_config")
+    code_of = dict(zip(control.labels, CODES))
+    options = "\n".join(f"{code}) {clean_text(label)}" for label, code in code_of.items())
+    head = version.instructions or f"Classify the {_topic(control)} of each text."
+    instructions = f"{head}\nOptions:\n{options}\nAnswer with the letter of one option."
+    demos = "".join(
+        f"Text: {clean_text(d.text)}\nAnswer: {code_of[d.labels[0]]}\n\n"
+        for d in version.demos if d.labels and d.labels[0] in code_of
+    )
+    branch = Branch(suffix="", continuations=tuple(f" {code_of[label]}" for label in control.labels))
+    return RenderedPrompt(prefix=f"{instructions}\n\n{demos}", item_tail="\nAnswer:", branches=(branch,))

@@ -1,7 +1,9 @@
-"""Rendered prompt + text → one logit per label, from exact log-likelihoods (never parsed free text).
+"""Rendered prompt + text → one logit per label, from label log-likelihoods (never parsed free text).
 
 Single choice: the label log-likelihoods normalised over the label set (log-softmax), so the
 argmax is always an allowed label. Multiple choice: per label, log P(Yes) − log P(No).
+An engine that scores only the next token gets letter codes when the labels need them
+(`uses_codes`); the logits are then those of the codes, in label order.
 """
 from __future__ import annotations
 
@@ -21,6 +23,21 @@ CONTEXT_MARGIN_TOKENS = 16
 class FittedText:
     text: str
     truncated: bool
+
+
+def uses_codes(engine: LabelEngine, control: ChoiceControl) -> bool:
+    """Whether `control` must be rendered with letter codes for `engine`.
+
+    Only for single choice on a next-token-only engine, unless every label is provably one token
+    of its own (the engine's tokenizer is exact) and labels stay distinct once stripped. Yes/No
+    questions of multiple choice are single tokens already."""
+    caps = engine.capabilities
+    if control.multiple or not caps.next_token_only:
+        return False
+    if not caps.exact_token_counts:
+        return True
+    distinct = len({label.strip() for label in control.labels}) == len(control.labels)
+    return not (distinct and all(engine.count_tokens(f" {label}") == 1 for label in control.labels))
 
 
 def fit_text(engine: LabelEngine, rendered: RenderedPrompt, text: str) -> FittedText:

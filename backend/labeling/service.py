@@ -1,10 +1,18 @@
-"""The request path composed: tasks → texts → prompt → scoring → calibration → LS predictions."""
+"""The request path composed: tasks → texts → prompt → scoring → calibration → LS predictions.
+
+The local engine scores texts one after another (its KV cache keeps the shared prefix). An engine
+that is a remote server (`capabilities.parallel_requests > 1`) gets the texts of one call
+concurrently on a thread pool; the first failure cancels what has not started, so a broken server
+sees one failing request per worker, not one per task.
+"""
 from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -19,9 +27,35 @@ from .prompt import CONTENT_FREE_TEXTS, PromptVersion, clean_text, render
 
 if TYPE_CHECKING:
     from ..refinement.versions import ModelVersion
-from .scoring import fit_text, label_logits
+from .scoring import fit_text, label_logits, uses_codes
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def map_tasks(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """`[fn(x) for x in items]`, on `workers` threads when > 1; fail fast on the first error."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="score") as pool:
+        futures = [pool.submit(fn, x) for x in items]
+        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+    for future in futures:  # the first failure in task order, once the started ones have ended
+        if not future.cancelled() and future.exception() is not None:
+            raise future.exception()
+    return [future.result() for future in futures]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One text scored: uncalibrated label logits, whether the text was cut, tokens it cost."""
+
+    logits: np.ndarray
+    truncated: bool
+    usage: dict | None = None
 
 
 @dataclass
@@ -69,6 +103,7 @@ class LabelingService:
         self.calibration = calibration
         self.embedder = embedder or Embedder()
         self._calibrators: dict[tuple, Calibrator] = {}
+        self._codes: dict[ChoiceControl, bool] = {}
         self._lock = threading.Lock()
 
     def calibrator(self, control: ChoiceControl, prompt: PromptVersion) -> Calibrator:
@@ -79,17 +114,34 @@ class LabelingService:
         with self._lock:
             cached = self._calibrators.get(key)
         if cached is None:
-            cf = np.stack([self.logits(control, prompt, t)[0] for t in CONTENT_FREE_TEXTS])
+            cf = np.stack([s.logits for s in self.score_texts(control, prompt, list(CONTENT_FREE_TEXTS))])
             cached = Calibrator.contextual(cf, control.multiple)
             with self._lock:
                 self._calibrators[key] = cached
         return cached
 
+    def uses_codes(self, control: ChoiceControl) -> bool:
+        """Whether the engine needs letter codes for this control (decided once per control)."""
+        if control not in self._codes:
+            self._codes[control] = uses_codes(self.engine, control)
+        return self._codes[control]
+
     def logits(self, control: ChoiceControl, prompt: PromptVersion, text: str) -> tuple[np.ndarray, bool]:
         """Uncalibrated label logits of one text, and whether the text had to be cut to fit."""
-        rendered = render(control, prompt)
+        rendered = render(control, prompt, codes=self.uses_codes(control))
         fitted = fit_text(self.engine, rendered, text)
         return label_logits(self.engine, rendered, control, fitted.text), fitted.truncated
+
+    def score_texts(self, control: ChoiceControl, prompt: PromptVersion, texts: Sequence[str]) -> list[Scored]:
+        """`logits` of many texts, concurrently when the engine is a server; each with its token usage."""
+        meter = getattr(self.engine, "usage", None)
+
+        def one(text: str) -> Scored:
+            with meter.scope() if meter else nullcontext() as usage:
+                logits, truncated = self.logits(control, prompt, text)
+            return Scored(logits, truncated, meter.to_dict(usage) if meter else None)
+
+        return map_tasks(one, list(texts), self.engine.capabilities.parallel_requests)
 
     def predict_control(
         self, control: ChoiceControl, recipe: ControlRecipe, texts: list[str]
@@ -99,14 +151,16 @@ class LabelingService:
         A recipe without a calibrator gets content-free calibration of its prompt; one with a head
         pools the LLM's distribution with the head's."""
         calibrator = recipe.calibrator or self.calibrator(control, recipe.prompt)
-        scored = [self.logits(control, recipe.prompt, text) for text in texts]
-        probs = [calibrator.apply(logits, control.multiple) for logits, _ in scored]
+        scored = self.score_texts(control, recipe.prompt, texts)
+        probs = [calibrator.apply(s.logits, control.multiple) for s in scored]
         if recipe.head is not None and not control.multiple:
             pooled = recipe.head.combine(np.stack(probs), self.embedder.encode(texts))
             probs = list(pooled)
+        source = self.engine.capabilities.probability_source
         return [
-            (decide(control, p, raw_probabilities(logits, control.multiple)), truncated)
-            for p, (logits, truncated) in zip(probs, scored)
+            (decide(control, p, raw_probabilities(s.logits, control.multiple), source=source, usage=s.usage),
+             s.truncated)
+            for p, s in zip(probs, scored)
         ]
 
     def predict(self, items: list[TaskTexts], label_task: LabelTask, version: "ModelVersion") -> list[dict]:

@@ -49,7 +49,7 @@ def fold_ids(n: int, k: int, seed: int = 0) -> np.ndarray:
 
 
 def logits_matrix(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts) -> np.ndarray:
-    return np.stack([service.logits(control, prompt, t)[0] for t in texts])
+    return np.stack([scored.logits for scored in service.score_texts(control, prompt, list(texts))])
 
 
 def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, control: ChoiceControl,
