@@ -5,9 +5,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     MODEL_DIR=/data LLM_MODEL=/opt/models/gemma-3-270m-q4_k_m.gguf HOST=0.0.0.0 PORT=9090
 
 # A compiler for llama-cpp-python (it builds llama.cpp from source), removed after the install.
+# torch is needed only by the embedding head and runs on the CPU: pass the PyTorch CPU wheel index
+# as TORCH_INDEX_URL to avoid pulling a multi-GB CUDA build from PyPI.
+ARG TORCH_INDEX_URL=""
 COPY requirements.txt /app/requirements.txt
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake \
+    && if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0; fi \
     && pip install -r /app/requirements.txt \
     && apt-get purge -y build-essential cmake && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/*
