@@ -13,6 +13,7 @@ import logging
 import redis
 from rq import Queue, Retry
 
+from .api.request import id_list
 from .errors import BadRequest, LabelConfigError
 from .refinement.jobs import RUNS_KEPT, describe_runs
 from .settings import Settings
@@ -29,20 +30,6 @@ def _runs_key(project: int) -> str:
     return key("project", project, "preannotate-runs")
 
 
-def created_task_ids(body: dict) -> list[int]:
-    """The ids of the tasks a TASKS_CREATED body announces (the only thing the job needs)."""
-    tasks = body.get("tasks")
-    if not isinstance(tasks, list):
-        raise BadRequest("TASKS_CREATED needs a `tasks` list", field="tasks")
-    ids = []
-    for i, task in enumerate(tasks):
-        value = task.get("id") if isinstance(task, dict) else None
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise BadRequest(f"tasks[{i}].id must be an integer", field=f"tasks[{i}].id")
-        ids.append(value)
-    return ids
-
-
 class ImportPreannotation:
     """Turns TASKS_CREATED webhooks into pre-annotation jobs; lists them for GET /jobs."""
 
@@ -56,7 +43,7 @@ class ImportPreannotation:
             return {"status": "ignored", "action": "TASKS_CREATED", "reason": "PREANNOTATE_ON_IMPORT is off"}
         if project is None:
             raise BadRequest("TASKS_CREATED needs `project`", field="project")
-        ids = created_task_ids(body)
+        ids = id_list(body, "tasks", "TASKS_CREATED")
         job_ids = []
         for start in range(0, len(ids), TASKS_PER_JOB):
             chunk = ids[start:start + TASKS_PER_JOB]

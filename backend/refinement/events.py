@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import redis
 
+from ..api.request import id_list
 from ..errors import BadRequest
 from ..labeling.label_config import parse_label_config
 from .ground_truth import GroundTruthStore, gold_from_annotation
@@ -29,19 +30,6 @@ class EventOutcome:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
-
-
-def _annotation_ids(body: dict) -> list[int]:
-    raw = body.get("annotations")
-    if not isinstance(raw, list):
-        raise BadRequest("ANNOTATIONS_DELETED needs an `annotations` list", field="annotations")
-    ids = []
-    for i, a in enumerate(raw):
-        value = a.get("id") if isinstance(a, dict) else a
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise BadRequest(f"annotations[{i}].id must be an integer", field=f"annotations[{i}].id")
-        ids.append(value)
-    return ids
 
 
 class LearningEvents:
@@ -74,7 +62,7 @@ class LearningEvents:
             else:
                 outcome.stored = int(store.upsert(gold))
         elif action == "ANNOTATIONS_DELETED":
-            outcome.removed = store.delete_annotations(_annotation_ids(body))
+            outcome.removed = store.delete_annotations(id_list(body, "annotations", action, bare_ints=True))
         changed = outcome.stored + outcome.removed
         if action == "START_TRAINING":
             outcome.job = self.scheduler.notify(project, changes=0, force=True, reason="START_TRAINING")
