@@ -8,11 +8,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 # torch is needed only by the embedding head and runs on the CPU: pass the PyTorch CPU wheel index
 # as TORCH_INDEX_URL to avoid pulling a multi-GB CUDA build from PyPI.
 ARG TORCH_INDEX_URL=""
+# Portable llama.cpp (AVX2, no -march=native): a native build on an AMX-capable CPU segfaults in many
+# VMs (ggml-org/llama.cpp#20824). Pass --build-arg LLAMA_CMAKE_ARGS=-DGGML_NATIVE=ON for a host-tuned build.
+ARG LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 COPY requirements.txt /app/requirements.txt
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake \
     && if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0; fi \
-    && pip install -r /app/requirements.txt \
+    && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip install -r /app/requirements.txt \
     && apt-get purge -y build-essential cmake && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/*
 

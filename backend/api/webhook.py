@@ -52,7 +52,7 @@ def train():
             if isinstance(annotation, dict):
                 outcome = events.handle("ANNOTATION_UPDATED", project, {
                     "annotation": annotation, "task": task, "project": {"label_config": config},
-                })
+                }, notify=False)
                 stored += outcome.stored
     job = current_app.extensions["llmlb.scheduler"].notify(project, changes=stored, force=True, reason="/train")
     return jsonify(status="accepted", project=project, tasks=len(annotations), stored=stored, job=job["id"])

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ConfigurationError, EngineUnavailable
+from ..errors import ConfigurationError, EngineError, EngineUnavailable
 from ..settings import Settings
 from .base import LabelEngine
 
@@ -37,6 +37,32 @@ def prepare_model(settings: Settings) -> Path:
         finally:
             partial.unlink(missing_ok=True)
     return path
+
+
+SMOKE_DECODE = (
+    "import sys; from llama_cpp import Llama; "
+    "llm = Llama(model_path=sys.argv[1], n_ctx=64, verbose=False); "
+    "llm.eval(llm.tokenize(b'Label: yes', add_bos=True))"
+)
+
+
+def smoke_test_decode(command: list[str], timeout: float = 300) -> None:
+    """Run a decode in a child process first: a llama.cpp built for the wrong CPU features dies by a
+    signal on its first decode (AMX under many VMs), which would otherwise kill web and worker later."""
+    import signal
+    import subprocess
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if done.returncode == 0:
+        return
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        raise EngineError(
+            f"llama.cpp died with {name} on a test decode. If this CPU has AMX (grep amx /proc/cpuinfo), "
+            "llama-cpp-python was probably compiled with -march=native: rebuild it portable with "
+            "`pip cache remove llama_cpp_python && make clean && make serve` (the Makefile sets CMAKE_ARGS).",
+            field="LLM_MODEL")
+    raise EngineError(f"the test decode failed: {done.stderr.strip()[-500:]}", field="LLM_MODEL")
 
 
 def engine_id(settings: Settings) -> str:

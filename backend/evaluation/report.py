@@ -144,6 +144,8 @@ def _learning_curve(rounds: list[dict], baselines: dict[str, float]) -> str:
     ax.plot(xs, [r["macro_f1"] for r in rounds], "o-", label="refined (served version)")
     if rounds and "head_only_macro_f1" in rounds[0]:
         ax.plot(xs, [r["head_only_macro_f1"] for r in rounds], "s--", label="embedding + LR on the same labels")
+    if rounds and "v0_head_ensemble_macro_f1" in rounds[0]:
+        ax.plot(xs, [r["v0_head_ensemble_macro_f1"] for r in rounds], "^-.", color="C6", label="version 0 + head ensemble")
     for i, (name, value) in enumerate(baselines.items()):
         ax.axhline(value, ls=":", color=f"C{i + 2}", label=name)
     ax.set(xlabel="ground-truth labels", ylabel="macro-F1 on test", title="Learning curve")

@@ -10,6 +10,7 @@ from ..labeling.label_config import parse_label_config
 from ..labeling.prompt import Demo, PromptVersion, render
 from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
+from ..refinement.propose import demo_pool, nearest_shot
 from .datasets import Dataset
 from .metrics import summarize
 
@@ -89,8 +90,9 @@ def evaluate(service: LabelingService, dataset: Dataset, version: PromptVersion 
     return report
 
 
-def benchmark(service: LabelingService, dataset: Dataset, demos_from: Dataset, shots: int = 8) -> dict:
-    """Items/s of the engine as /predict uses it vs raw llama.cpp prefill of the same prompts."""
+def benchmark(service: LabelingService, dataset: Dataset, demos_from: Dataset, shots: int = 8, nearest: int = 4) -> dict:
+    """Items/s of the engine as /predict uses it vs raw llama.cpp prefill of the same prompts, for
+    zero-shot, fixed k-shot (demos in the cached prefix) and per-task nearest demos (demos paid per task)."""
     engine = service.engine
     if not hasattr(engine, "prefill"):
         raise ValueError("bench needs an engine with raw prefill (the local llama.cpp engine)")
@@ -98,7 +100,10 @@ def benchmark(service: LabelingService, dataset: Dataset, demos_from: Dataset, s
     zero = PromptVersion(name="zero-shot")
     demos = tuple(Demo(t, (demos_from.labels[g],)) for t, g in zip(demos_from.texts[:shots], demos_from.gold[:shots]))
     few = PromptVersion(name=f"{shots}-shot", demos=demos)
+    pool = demo_pool(demos_from.texts, demos_from.gold, demos_from.labels)
+    near = nearest_shot(zero, pool, nearest, f"{nearest}-nearest")
     n = len(dataset.texts)
+    texts = list(dataset.texts)
 
     def timed(fn) -> float:
         t0 = time.perf_counter()
@@ -106,23 +111,29 @@ def benchmark(service: LabelingService, dataset: Dataset, demos_from: Dataset, s
         return time.perf_counter() - t0
 
     results = {}
-    for version in (zero, few):
+    for version in (zero, few, near):
         service.calibrator(control, version)
-        rendered = render(control, version)
-        prompts = [rendered.prefix + rendered.item(t) for t in dataset.texts]
-        engine_s = timed(lambda: service.predict_control(control, ControlRecipe(version), list(dataset.texts)))
+        task_demos = service.task_demos(version, texts)
+        service.task_demos(version, texts[:1])  # the pool's embeddings are cached, as when serving
+        prompts = []
+        for text, shown in zip(texts, task_demos):
+            rendered = render(control, version, task_demos=shown)
+            prompts.append(rendered.prefix + rendered.item(text))
+        engine_s = timed(lambda: service.predict_control(control, ControlRecipe(version), texts))
         raw_s = timed(lambda: [engine.prefill(p) for p in prompts])
         results[version.name] = {
             "engine_items_per_s": round(n / engine_s, 2),
             "raw_prefill_items_per_s": round(n / raw_s, 2),
             "ratio_engine_to_raw_prefill": round(raw_s / engine_s, 3),
-            "prompt_prefix_tokens": engine.count_tokens(rendered.prefix),
+            "prompt_prefix_tokens": engine.count_tokens(render(control, version).prefix),
+            "mean_prompt_tokens": round(float(np.mean([engine.count_tokens(p) for p in prompts])), 1),
             "seconds_per_item": engine_s / n,
         }
-    results["cost_ratio_few_shot_to_zero_shot"] = round(
-        results[few.name]["seconds_per_item"] / results[zero.name]["seconds_per_item"], 3
-    )
+    for version in (few, near):
+        results[f"cost_ratio_{version.name}_to_zero_shot"] = round(
+            results[version.name]["seconds_per_item"] / results[zero.name]["seconds_per_item"], 3)
     results["n"] = n
+    results["nearest_pool"] = len(pool)
     results["model"] = engine.model_id
     return results
 

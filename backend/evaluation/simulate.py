@@ -54,12 +54,13 @@ def _wait_ready(url: str, timeout: float = 120) -> None:
     raise TimeoutError("the service did not become ready")
 
 
-def _measure(url: str, data: Dataset, keep: list | None = None) -> dict:
+def _served_probs(url: str, data: Dataset, limit: int | None = None) -> tuple[np.ndarray, set]:
+    """What /predict answers for the first `limit` items: probabilities in label order, versions seen."""
     config = data.label_config()
+    texts = data.texts[:limit] if limit else data.texts
     probs, versions = [], set()
-    t0 = time.perf_counter()
-    for start in range(0, len(data.texts), BATCH):
-        tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(data.texts[start:start + BATCH], start)]
+    for start in range(0, len(texts), BATCH):
+        tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(texts[start:start + BATCH], start)]
         r = requests.post(url + "/predict", json={"tasks": tasks, "label_config": config, "project": f"{PROJECT}.0"},
                           timeout=300)
         r.raise_for_status()
@@ -67,10 +68,16 @@ def _measure(url: str, data: Dataset, keep: list | None = None) -> dict:
             versions.add(item["model_version"])
             p = item["result"][0]["probabilities"]
             probs.append([p[label] for label in data.labels])
+    return np.array(probs), versions
+
+
+def _measure(url: str, data: Dataset, keep: list | None = None) -> dict:
+    t0 = time.perf_counter()
+    probs, versions = _served_probs(url, data)
     seconds = time.perf_counter() - t0
     if keep is not None:
-        keep.append(np.array(probs))
-    return {**summarize(np.array(data.gold), np.array(probs)), "version": ",".join(sorted(versions)),
+        keep.append(probs)
+    return {**summarize(np.array(data.gold), probs), "version": ",".join(sorted(versions)),
             "items_per_s": round(len(data.texts) / seconds, 2)}
 
 
@@ -97,6 +104,24 @@ def head_only_macro_f1(train_emb: np.ndarray, train: Dataset, n: int, test_emb: 
     return round(macro_f1(np.array(test.gold), pred, len(test.labels)), 4)
 
 
+def v0_head_ensemble(v0_train: np.ndarray, train_emb: np.ndarray, train: Dataset, n: int,
+                     v0_test: np.ndarray, test_emb: np.ndarray, test: Dataset, folds: int) -> dict:
+    """The ensemble baseline on the same ground truth: version 0's distribution pooled with the
+    embedding head, weight and temperature chosen by cross-validation on the `n` labels (the
+    refinement's own "current+head" candidate, measured on the test split)."""
+    from ..labeling.recipe import ControlRecipe
+    from ..refinement.evaluate import CandidateResult, fold_ids
+    from ..refinement.head import evaluate_head
+
+    gold = np.array(train.gold[:n])
+    llm = CandidateResult("version 0", ControlRecipe(), v0_train[:n], gold)
+    _, pooled = evaluate_head(llm, train_emb[:n], fold_ids(n, folds))
+    probs = pooled.recipe.head.combine(v0_test, test_emb)
+    metrics = summarize(np.array(test.gold), probs)
+    return {"v0_head_ensemble_macro_f1": metrics["macro_f1"], "v0_head_ensemble_ece": metrics["ece"],
+            "v0_head_ensemble_weight_llm": pooled.recipe.head.weight_llm}
+
+
 def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int], naive: dict | None,
              log=print, probs_out: list | None = None) -> dict:
     """Run the rounds; `probs_out`, if given, receives the test probabilities of v0 and of each round."""
@@ -114,7 +139,12 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
     rows = []
     with open(workdir / "service.log", "wb") as service_log, Stack(stack_settings, env, service_log) as stack:
         _wait_ready(stack.url)
-        v0 = _measure(stack.url, test, probs_out)
+        kept: list = []
+        v0 = _measure(stack.url, test, kept)
+        v0_test = kept[0]
+        if probs_out is not None:
+            probs_out.append(v0_test)
+        v0_train, _ = _served_probs(stack.url, train, max(rounds))
         log(f"round 0: {json.dumps(v0)}")
         sent = 0
         for target in rounds:
@@ -125,7 +155,8 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
             job = _refine(stack.url, PROJECT, timeout=settings.refine_max_seconds * 3 + 300)
             row = {"labels": target, "job_status": job["status"], "job_seconds": job.get("seconds"),
                    "decision": (job.get("result") or {}).get("status"), **_measure(stack.url, test, probs_out),
-                   "head_only_macro_f1": head_only_macro_f1(train_emb, train, target, test_emb, test)}
+                   "head_only_macro_f1": head_only_macro_f1(train_emb, train, target, test_emb, test),
+                   **v0_head_ensemble(v0_train, train_emb, train, target, v0_test, test_emb, test, settings.refine_folds)}
             rows.append(row)
             log(f"round {target}: {json.dumps(row)}")
     return {"dataset": test.name, "n_test": len(test.texts), "naive_free_text": naive, "version_0": v0,

@@ -8,11 +8,16 @@ A single-choice control has two renderings. The plain one scores each label's ow
 tokens " A", " B" after "Answer:": it is for engines that see only one next-token distribution
 (a remote OpenAI-compatible server), where a multi-token label, or two labels starting with the
 same token, cannot be told apart by their first token.
+
+Demonstrations come two ways. Fixed demos (`PromptVersion.demos`) are part of the shared prefix.
+Nearest demos (`PromptVersion.nearest` > 0) are picked per task from `PromptVersion.pool` by
+embedding similarity; they are rendered at the head of the item (`task_demos`), after the shared
+instructions, so the instructions stay in the KV cache and only the task's own demos cost per task.
 """
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import LabelConfigError
 from .label_config import ChoiceControl
@@ -20,6 +25,7 @@ from .label_config import ChoiceControl
 CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
 YES, NO = " Yes", " No"
 CODES = tuple(string.ascii_uppercase)  # " A" ... " Z" are single tokens in common tokenizers
+DEMO_MAX_CHARS = 400  # a demonstration is an example, not a document: it must leave room for the task
 
 
 @dataclass(frozen=True)
@@ -30,18 +36,39 @@ class Demo:
 
 @dataclass(frozen=True)
 class PromptVersion:
-    """What a model version changes in the prompt; `instructions=None` means the built-in default."""
+    """What a model version changes in the prompt; `instructions=None` means the built-in default.
+
+    `nearest` > 0 shows each task the `nearest` demos of `pool` most similar to its text."""
 
     name: str = "v0"
     instructions: str | None = None
     demos: tuple[Demo, ...] = ()
+    pool: tuple[Demo, ...] = ()
+    nearest: int = 0
+
+    @property
+    def shared(self) -> "PromptVersion":
+        """The part every task shares (what content-free calibration can see of a nearest-demo prompt)."""
+        return replace(self, pool=(), nearest=0) if self.nearest else self
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "instructions": self.instructions,
-            "demos": [{"text": d.text, "labels": list(d.labels)} for d in self.demos],
+            "demos": [_demo_dict(d) for d in self.demos],
         }
+        if self.nearest:
+            out.update(nearest=self.nearest, pool=[_demo_dict(d) for d in self.pool])
+        return out
+
+
+def _demo_dict(demo: Demo) -> dict:
+    return {"text": demo.text, "labels": list(demo.labels)}
+
+
+def clip_demo(text: str) -> str:
+    """A demonstration's text, cleaned and cut to DEMO_MAX_CHARS."""
+    return clean_text(text)[:DEMO_MAX_CHARS]
 
 
 @dataclass(frozen=True)
@@ -82,27 +109,32 @@ def clean_text(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def render(control: ChoiceControl, version: PromptVersion, *, codes: bool = False) -> RenderedPrompt:
+def render(control: ChoiceControl, version: PromptVersion, *, codes: bool = False,
+           task_demos: tuple[Demo, ...] = ()) -> RenderedPrompt:
+    """`task_demos` (this task's nearest demos) go at the head of the item, after the shared prefix."""
     if codes and not control.multiple:
-        return render_coded(control, version)
+        return render_coded(control, version, task_demos)
     instructions = version.instructions or default_instructions(control)
     if control.multiple:
-        demos = "".join(
-            f"Text: {clean_text(d.text)}\nLabels: {', '.join(d.labels) or 'none'}\n\n" for d in version.demos
-        )
+        def shown(demos):
+            return "".join(f"Text: {clean_text(d.text)}\nLabels: {', '.join(d.labels) or 'none'}\n\n" for d in demos)
+
         branches = tuple(
             Branch(suffix=f'Does the label "{label}" apply to this text? Answer:', continuations=(YES, NO))
             for label in control.labels
         )
-        return RenderedPrompt(prefix=f"{instructions}\n\n{demos}", item_tail="\n", branches=branches)
-    demos = "".join(
-        f"Text: {clean_text(d.text)}\nLabel: {d.labels[0]}\n\n" for d in version.demos if d.labels
-    )
+        return RenderedPrompt(prefix=f"{instructions}\n\n{shown(version.demos)}",
+                              item_head=f"{shown(task_demos)}Text: ", item_tail="\n", branches=branches)
+
+    def shown(demos):
+        return "".join(f"Text: {clean_text(d.text)}\nLabel: {d.labels[0]}\n\n" for d in demos if d.labels)
+
     branch = Branch(suffix="", continuations=tuple(f" {label}" for label in control.labels))
-    return RenderedPrompt(prefix=f"{instructions}\n\n{demos}", item_tail="\nLabel:", branches=(branch,))
+    return RenderedPrompt(prefix=f"{instructions}\n\n{shown(version.demos)}", item_head=f"{shown(task_demos)}Text: ",
+                          item_tail="\nLabel:", branches=(branch,))
 
 
-def render_coded(control: ChoiceControl, version: PromptVersion) -> RenderedPrompt:
+def render_coded(control: ChoiceControl, version: PromptVersion, task_demos: tuple[Demo, ...] = ()) -> RenderedPrompt:
     """Single choice with one-letter codes: the answer is one token whatever the labels are."""
     if len(control.labels) > len(CODES):
         raise LabelConfigError(
@@ -112,9 +144,11 @@ def render_coded(control: ChoiceControl, version: PromptVersion) -> RenderedProm
     options = "\n".join(f"{code}) {clean_text(label)}" for label, code in code_of.items())
     head = version.instructions or f"Classify the {_topic(control)} of each text."
     instructions = f"{head}\nOptions:\n{options}\nAnswer with the letter of one option."
-    demos = "".join(
-        f"Text: {clean_text(d.text)}\nAnswer: {code_of[d.labels[0]]}\n\n"
-        for d in version.demos if d.labels and d.labels[0] in code_of
-    )
+
+    def shown(demos):
+        return "".join(f"Text: {clean_text(d.text)}\nAnswer: {code_of[d.labels[0]]}\n\n"
+                       for d in demos if d.labels and d.labels[0] in code_of)
+
     branch = Branch(suffix="", continuations=tuple(f" {code_of[label]}" for label in control.labels))
-    return RenderedPrompt(prefix=f"{instructions}\n\n{demos}", item_tail="\nAnswer:", branches=(branch,))
+    return RenderedPrompt(prefix=f"{instructions}\n\n{shown(version.demos)}", item_head=f"{shown(task_demos)}Text: ",
+                          item_tail="\nAnswer:", branches=(branch,))

@@ -28,6 +28,8 @@ class ControlRecipe:
             name=p.get("name", "v0"),
             instructions=p.get("instructions"),
             demos=tuple(Demo(d["text"], tuple(d["labels"])) for d in p.get("demos", [])),
+            pool=tuple(Demo(d["text"], tuple(d["labels"])) for d in p.get("pool", [])),
+            nearest=int(p.get("nearest", 0)),
         )
         c = data.get("calibrator")
         calibrator = Calibrator(tuple(c["bias"]), c.get("temperature", 1.0), c.get("method", "fitted")) if c else None

@@ -21,9 +21,10 @@ from ..errors import BadRequest
 from .calibration import Calibrator, raw_probabilities
 from .label_config import ChoiceControl, LabelTask
 from .prediction import ControlPrediction, decide, to_ls_prediction
+from .demos import NearestDemos
 from .head import Embedder
 from .recipe import ControlRecipe
-from .prompt import CONTENT_FREE_TEXTS, PromptVersion, clean_text, render
+from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, clean_text, render
 
 if TYPE_CHECKING:
     from ..refinement.versions import ModelVersion
@@ -102,14 +103,19 @@ class LabelingService:
         self.engine = engine
         self.calibration = calibration
         self.embedder = embedder or Embedder()
+        self.demos = NearestDemos(self.embedder)
         self._calibrators: dict[tuple, Calibrator] = {}
         self._codes: dict[ChoiceControl, bool] = {}
         self._lock = threading.Lock()
 
     def calibrator(self, control: ChoiceControl, prompt: PromptVersion) -> Calibrator:
-        """Contextual (content-free) calibration of `prompt` for `control`, or identity if disabled."""
+        """Contextual (content-free) calibration of `prompt` for `control`, or identity if disabled.
+
+        A nearest-demo prompt is calibrated on its shared part (instructions and fixed demos): its
+        per-task demos depend on the text, which a content-free input does not have."""
         if self.calibration == "none":
             return Calibrator.identity(len(control.labels))
+        prompt = prompt.shared
         key = (control, prompt)
         with self._lock:
             cached = self._calibrators.get(key)
@@ -126,22 +132,36 @@ class LabelingService:
             self._codes[control] = uses_codes(self.engine, control)
         return self._codes[control]
 
-    def logits(self, control: ChoiceControl, prompt: PromptVersion, text: str) -> tuple[np.ndarray, bool]:
+    def logits(self, control: ChoiceControl, prompt: PromptVersion, text: str,
+               task_demos: tuple[Demo, ...] = ()) -> tuple[np.ndarray, bool]:
         """Uncalibrated label logits of one text, and whether the text had to be cut to fit."""
-        rendered = render(control, prompt, codes=self.uses_codes(control))
+        rendered = render(control, prompt, codes=self.uses_codes(control), task_demos=task_demos)
         fitted = fit_text(self.engine, rendered, text)
         return label_logits(self.engine, rendered, control, fitted.text), fitted.truncated
 
-    def score_texts(self, control: ChoiceControl, prompt: PromptVersion, texts: Sequence[str]) -> list[Scored]:
-        """`logits` of many texts, concurrently when the engine is a server; each with its token usage."""
-        meter = getattr(self.engine, "usage", None)
+    def task_demos(self, prompt: PromptVersion, texts: Sequence[str],
+                   embeddings: np.ndarray | None = None) -> list[tuple[Demo, ...]]:
+        """Each text's nearest demos of the prompt's pool (empty tuples for a prompt without a pool)."""
+        if not prompt.nearest:
+            return [() for _ in texts]
+        return self.demos.for_texts(prompt.pool, list(texts), prompt.nearest, embeddings)
 
-        def one(text: str) -> Scored:
+    def score_texts(self, control: ChoiceControl, prompt: PromptVersion, texts: Sequence[str],
+                    task_demos: Sequence[tuple[Demo, ...]] | None = None) -> list[Scored]:
+        """`logits` of many texts, concurrently when the engine is a server; each with its token usage.
+
+        `task_demos` overrides the per-task demos the prompt's pool would give (cross-validation
+        picks them from the training folds only)."""
+        meter = getattr(self.engine, "usage", None)
+        texts = list(texts)
+        demos = list(task_demos) if task_demos is not None else self.task_demos(prompt, texts)
+
+        def one(pair: tuple[str, tuple[Demo, ...]]) -> Scored:
             with meter.scope() if meter else nullcontext() as usage:
-                logits, truncated = self.logits(control, prompt, text)
+                logits, truncated = self.logits(control, prompt, *pair)
             return Scored(logits, truncated, meter.to_dict(usage) if meter else None)
 
-        return map_tasks(one, list(texts), self.engine.capabilities.parallel_requests)
+        return map_tasks(one, list(zip(texts, demos)), self.engine.capabilities.parallel_requests)
 
     def predict_control(
         self, control: ChoiceControl, recipe: ControlRecipe, texts: list[str]
@@ -151,11 +171,12 @@ class LabelingService:
         A recipe without a calibrator gets content-free calibration of its prompt; one with a head
         pools the LLM's distribution with the head's."""
         calibrator = recipe.calibrator or self.calibrator(control, recipe.prompt)
-        scored = self.score_texts(control, recipe.prompt, texts)
+        use_head = recipe.head is not None and not control.multiple
+        embeddings = self.embedder.encode(texts) if use_head or recipe.prompt.nearest else None
+        scored = self.score_texts(control, recipe.prompt, texts, self.task_demos(recipe.prompt, texts, embeddings))
         probs = [calibrator.apply(s.logits, control.multiple) for s in scored]
-        if recipe.head is not None and not control.multiple:
-            pooled = recipe.head.combine(np.stack(probs), self.embedder.encode(texts))
-            probs = list(pooled)
+        if use_head:
+            probs = list(recipe.head.combine(np.stack(probs), embeddings))
         source = self.engine.capabilities.probability_source
         return [
             (decide(control, p, raw_probabilities(s.logits, control.multiple), source=source, usage=s.usage),

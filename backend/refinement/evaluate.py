@@ -15,7 +15,8 @@ from ..labeling.calibration import fit_calibrator
 from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import PromptVersion
 from ..labeling.service import LabelingService
-from .propose import few_shot, select_demos
+from ..labeling.demos import nearest_indices
+from .propose import demo_pool, few_shot, nearest_shot, select_demos
 from ..labeling.recipe import ControlRecipe
 
 
@@ -89,5 +90,28 @@ def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, 
         logits[test] = logits_matrix(service, control, prompt, [texts[i] for i in test])
         contextual[test] = service.calibrator(control, prompt).apply(logits[test], False)
     final = few_shot(base, select_demos(texts, gold, control.labels, shots, seed=len(texts)), name)
+    fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
+    return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]
+
+
+def evaluate_nearest_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
+                          texts, gold: np.ndarray, folds: np.ndarray, k: int,
+                          embeddings: np.ndarray) -> list[CandidateResult]:
+    """Per-task nearest demos, as served: fold f's items see their k most similar items of the
+    other folds. Returned with content-free calibration of the shared prompt, and with a fitted
+    calibration cross-fitted on the out-of-fold logits (as for fixed few-shot)."""
+    labels = control.labels
+    logits = np.zeros((len(texts), len(labels)))
+    contextual = np.zeros_like(logits)
+    for f in np.unique(folds):
+        train, test = np.where(folds != f)[0], np.where(folds == f)[0]
+        pool = demo_pool([texts[i] for i in train], gold[train], labels)
+        prompt = nearest_shot(base, pool, k, name)
+        chosen = nearest_indices(embeddings[train], embeddings[test], k)
+        task_demos = [tuple(pool[j] for j in idx) for idx in chosen]
+        scored = service.score_texts(control, prompt, [texts[i] for i in test], task_demos)
+        logits[test] = np.stack([s.logits for s in scored])
+        contextual[test] = service.calibrator(control, prompt).apply(logits[test], False)
+    final = nearest_shot(base, demo_pool(texts, gold, labels), k, name)
     fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
     return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]

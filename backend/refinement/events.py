@@ -37,7 +37,8 @@ class LearningEvents:
         self.conn = conn
         self.scheduler = scheduler
 
-    def handle(self, action: str, project: int | None, body: dict) -> EventOutcome:
+    def handle(self, action: str, project: int | None, body: dict, *, notify: bool = True) -> EventOutcome:
+        """`notify=False` stores only: a caller with many annotations (legacy /train) schedules once."""
         if action not in LEARNING_ACTIONS:
             return EventOutcome("ignored", action, project)
         if project is None:
@@ -64,6 +65,8 @@ class LearningEvents:
         elif action == "ANNOTATIONS_DELETED":
             outcome.removed = store.delete_annotations(id_list(body, "annotations", action, bare_ints=True))
         changed = outcome.stored + outcome.removed
+        if not notify:
+            return outcome
         if action == "START_TRAINING":
             outcome.job = self.scheduler.notify(project, changes=0, force=True, reason="START_TRAINING")
         elif changed:

@@ -1,7 +1,9 @@
 """Candidate recipes built from ground truth: demonstrations for a few-shot prompt.
 
-Demos are picked label by label in turn (so every label is shown, rare ones included) in a
-seeded random order, which keeps a refinement reproducible.
+Fixed demos are picked label by label in turn (so every label is shown, rare ones included) in a
+seeded random order, which keeps a refinement reproducible. A nearest-demo prompt carries the
+whole labelled pool and shows each task its most similar examples (backend/labeling/demos.py).
+Demo texts are clipped (DEMO_MAX_CHARS) so demonstrations never crowd the task out of the context.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import random
 from dataclasses import replace
 from typing import Sequence
 
-from ..labeling.prompt import Demo, PromptVersion
+from ..labeling.prompt import Demo, PromptVersion, clip_demo
 
 
 def select_demos(texts: Sequence[str], gold: Sequence[int], labels: Sequence[str], k: int, seed: int = 0) -> tuple[Demo, ...]:
@@ -25,8 +27,17 @@ def select_demos(texts: Sequence[str], gold: Sequence[int], labels: Sequence[str
             if by_label[label] and len(picked) < k:
                 picked.append(by_label[label].pop())
     rng.shuffle(picked)
-    return tuple(Demo(texts[i], (labels[int(gold[i])],)) for i in picked)
+    return tuple(Demo(clip_demo(texts[i]), (labels[int(gold[i])],)) for i in picked)
 
 
 def few_shot(base: PromptVersion, demos: tuple[Demo, ...], name: str) -> PromptVersion:
     return replace(base, name=name, demos=demos)
+
+
+def demo_pool(texts: Sequence[str], gold: Sequence[int], labels: Sequence[str]) -> tuple[Demo, ...]:
+    """Every labelled item as a candidate demonstration (clipped), in the given order."""
+    return tuple(Demo(clip_demo(t), (labels[int(g)],)) for t, g in zip(texts, gold))
+
+
+def nearest_shot(base: PromptVersion, pool: tuple[Demo, ...], k: int, name: str) -> PromptVersion:
+    return replace(base, name=name, demos=(), pool=pool, nearest=k)

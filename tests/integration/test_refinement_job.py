@@ -63,6 +63,7 @@ def test_annotations_refine_into_a_new_served_version(server_factory, env, redis
     assert decision["accepted"] is True, decision
     assert decision["p_value"] < 0.05
     assert decision["best_metrics"]["macro_f1"] > decision["current"]["macro_f1"]
+    assert {"calibrated", "4-shot", "4-nearest+calibrated", "head"} <= {c["name"] for c in decision["candidates"]}
 
     v1 = requests.post(server.url + "/setup", json=setup, timeout=3).json()["model_version"]
     assert v1 == result["model_version"] and v1.endswith(".v1")

@@ -63,6 +63,31 @@ def test_the_shared_prefix_is_evaluated_once(engine):
     assert engine.tokens_evaluated - before < engine.count_tokens(prefix) / 4
 
 
+def test_nearest_demos_keep_the_instructions_cached_and_scores_cache_independent(engine):
+    from backend.labeling.prompt import Demo, PromptVersion, render
+    from backend.labeling.recipe import ControlRecipe
+    from backend.refinement.propose import nearest_shot
+
+    control = parse_label_config(load_fixture("predict-choices-single.json")["label_config"]).controls[0]
+    pool = (Demo("a wonderful, moving film", ("Positive",)), Demo("dull and far too long", ("Negative",)),
+            Demo("the film opens on friday", ("Neutral",)), Demo("i loved every minute", ("Positive",)))
+    prompt = nearest_shot(PromptVersion(instructions="Decide the sentiment of each text. " * 8), pool, 2, "2-nearest")
+    service = LabelingService(engine)
+    texts = ["what a wonderful film, i loved it", "it opens on friday in most cities"]
+    demos = service.task_demos(prompt, texts)
+    assert [d.labels for d in demos[0]] == [("Positive",), ("Positive",)]  # its two nearest
+    first = service.score_texts(control, prompt, texts)[0].logits  # the cache now ends with texts[1]
+    before = engine.tokens_evaluated
+    again = service.score_texts(control, prompt, texts[:1])[0].logits
+    rendered = render(control, prompt.shared, task_demos=demos[0])
+    per_task = engine.tokens_evaluated - before
+    assert per_task < engine.count_tokens(rendered.prefix + rendered.item(texts[0]))
+    assert per_task >= engine.count_tokens(rendered.item(texts[0])) - 2  # its demos are paid per task
+    np.testing.assert_array_equal(first, again)
+    served = service.predict_control(control, ControlRecipe(prompt), texts)
+    assert all(pred.chosen[0] in control.labels for pred, _ in served)
+
+
 @pytest.mark.parametrize("fixture", ["predict-choices-single.json", "predict-choices-multi.json"])
 def test_predictions_are_labels_from_the_set_with_probabilities(engine, fixture):
     body = load_fixture(fixture)

@@ -26,3 +26,17 @@ def test_compose_config_validates(cmd):
         pytest.skip(f"{' '.join(cmd)} not available")
     result = subprocess.run(cmd + ["config", "-q"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_decode_that_dies_by_a_signal_is_reported_with_the_rebuild_advice():
+    import signal
+    import sys
+
+    from backend.engines.factory import smoke_test_decode
+    from backend.errors import EngineError
+
+    smoke_test_decode([sys.executable, "-c", "print('decoded')"])
+    with pytest.raises(EngineError, match="SIGSEGV.*pip cache remove llama_cpp_python"):
+        smoke_test_decode([sys.executable, "-c", f"import os; os.kill(os.getpid(), {int(signal.SIGSEGV)})"])
+    with pytest.raises(EngineError, match="boom"):
+        smoke_test_decode([sys.executable, "-c", "raise SystemExit('boom')"])

@@ -43,14 +43,15 @@ def test_report_files_and_plots(run, tmp_path):
     gold, probs, pred = run
     systems = [system_metrics("naive free text", gold, LABELS, pred=pred),
                system_metrics("version 0", gold, LABELS, probs=probs)]
-    rounds = [{"labels": 25, "macro_f1": 0.4, "head_only_macro_f1": 0.3},
-              {"labels": 50, "macro_f1": 0.5, "head_only_macro_f1": 0.45}]
+    rounds = [{"labels": 25, "macro_f1": 0.4, "head_only_macro_f1": 0.3, "v0_head_ensemble_macro_f1": 0.42},
+              {"labels": 50, "macro_f1": 0.5, "head_only_macro_f1": 0.45, "v0_head_ensemble_macro_f1": 0.5}]
     path = write_report(tmp_path, title="t", labels=LABELS, systems=systems, rounds=rounds)
     data = json.loads((tmp_path / "metrics.json").read_text())
     assert [s["name"] for s in data["systems"]] == ["naive free text", "version 0"]
     assert data["systems"][0]["accuracy"] == pytest.approx(float((pred == gold).mean()), abs=1e-4)
     assert "ece" not in data["systems"][0]  # hard answers have no scores to calibrate
     page = path.read_text()
+    assert "v0_head_ensemble_macro_f1" in page  # the learning-curve table shows every baseline
     images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
     assert len(images) == 1 + 1 + 4  # learning curve, naive confusion, v0 confusion/reliability/histogram/coverage
     for image in images:
