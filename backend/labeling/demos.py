@@ -11,19 +11,22 @@ import threading
 import numpy as np
 
 from .head import Embedder
-from .prompt import Demo
+from .prompt import Demo, clip_demo
 
 
-def nearest_indices(pool_embeddings: np.ndarray, text_embeddings: np.ndarray, k: int) -> list[list[int]]:
-    """Per text, the indices of its `k` most similar pool items, least similar first (ties: pool order)."""
+def nearest_indices(pool_embeddings: np.ndarray, text_embeddings: np.ndarray, k: int,
+                    exclude: list[set[int]] | None = None) -> list[list[int]]:
+    """Per text, the indices of its `k` most similar pool items, least similar first (ties: pool order);
+    `exclude[i]` are pool items text i may not see."""
     k = min(k, len(pool_embeddings))
     if k <= 0:
         return [[] for _ in range(len(text_embeddings))]
     sims = np.asarray(text_embeddings) @ np.asarray(pool_embeddings).T
     out = []
-    for row in sims:
-        top = np.argsort(-row, kind="stable")[:k]
-        out.append([int(i) for i in top[::-1]])
+    for i, row in enumerate(sims):
+        banned = exclude[i] if exclude else set()
+        top = [int(j) for j in np.argsort(-row, kind="stable") if int(j) not in banned][:k]
+        out.append(top[::-1])
     return out
 
 
@@ -48,8 +51,16 @@ class NearestDemos:
         return cached
 
     def for_texts(self, pool: tuple[Demo, ...], texts: list[str], k: int,
-                  text_embeddings: np.ndarray | None = None) -> list[tuple[Demo, ...]]:
+                  text_embeddings: np.ndarray | None = None, *, leave_out_self: bool = False) -> list[tuple[Demo, ...]]:
+        """`leave_out_self`: a text never sees its own labelled copy (judging a version on the items
+        it was built from would otherwise measure its memory, not its skill)."""
         if not pool or k <= 0:
             return [() for _ in texts]
         emb = self.embedder.encode(list(texts)) if text_embeddings is None else text_embeddings
-        return [tuple(pool[i] for i in idx) for idx in nearest_indices(self.pool_embeddings(pool), emb, k)]
+        exclude = None
+        if leave_out_self:
+            where: dict[str, set[int]] = {}
+            for j, demo in enumerate(pool):
+                where.setdefault(demo.text, set()).add(j)
+            exclude = [where.get(clip_demo(t), set()) for t in texts]
+        return [tuple(pool[i] for i in idx) for idx in nearest_indices(self.pool_embeddings(pool), emb, k, exclude)]

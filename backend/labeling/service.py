@@ -139,12 +139,12 @@ class LabelingService:
         fitted = fit_text(self.engine, rendered, text)
         return label_logits(self.engine, rendered, control, fitted.text), fitted.truncated
 
-    def task_demos(self, prompt: PromptVersion, texts: Sequence[str],
-                   embeddings: np.ndarray | None = None) -> list[tuple[Demo, ...]]:
+    def task_demos(self, prompt: PromptVersion, texts: Sequence[str], embeddings: np.ndarray | None = None,
+                   *, leave_out_self: bool = False) -> list[tuple[Demo, ...]]:
         """Each text's nearest demos of the prompt's pool (empty tuples for a prompt without a pool)."""
         if not prompt.nearest:
             return [() for _ in texts]
-        return self.demos.for_texts(prompt.pool, list(texts), prompt.nearest, embeddings)
+        return self.demos.for_texts(prompt.pool, list(texts), prompt.nearest, embeddings, leave_out_self=leave_out_self)
 
     def score_texts(self, control: ChoiceControl, prompt: PromptVersion, texts: Sequence[str],
                     task_demos: Sequence[tuple[Demo, ...]] | None = None) -> list[Scored]:

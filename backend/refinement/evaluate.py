@@ -50,7 +50,11 @@ def fold_ids(n: int, k: int, seed: int = 0) -> np.ndarray:
 
 
 def logits_matrix(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts) -> np.ndarray:
-    return np.stack([scored.logits for scored in service.score_texts(control, prompt, list(texts))])
+    """A nearest-demo prompt shows no item its own labelled copy: the current version's pool holds
+    the items it was built from, and the candidates learn from these logits."""
+    texts = list(texts)
+    demos = service.task_demos(prompt, texts, leave_out_self=True)
+    return np.stack([scored.logits for scored in service.score_texts(control, prompt, texts, demos)])
 
 
 def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, control: ChoiceControl,

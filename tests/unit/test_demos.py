@@ -70,3 +70,11 @@ def test_each_task_is_shown_its_nearest_demos_and_pools_are_embedded_once():
     service.predict_control(control, recipe, ["election vote"])
     assert embedder.calls == calls + 1  # the texts only: the pool's embeddings were kept
     assert NearestDemos(embedder).for_texts((), ["x"], 2) == [()]
+
+
+def test_judging_a_version_on_its_own_pool_leaves_each_item_out_of_its_demos():
+    pool = (Demo("goal match", ("Positive",)), Demo("goal match goal", ("Negative",)), Demo("vote", ("Neutral",)))
+    chooser = NearestDemos(WordEmbedder())
+    assert chooser.for_texts(pool, ["goal match"], 1) == [(pool[0],)]
+    assert chooser.for_texts(pool, ["goal match"], 1, leave_out_self=True) == [(pool[1],)]
+    assert nearest_indices(np.eye(3), np.eye(3)[:1], 2, exclude=[{0}]) == [[2, 1]]  # tie: pool order, reversed
