@@ -14,6 +14,7 @@ stops while there is still time to evaluate its winner.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field, replace
 
@@ -87,6 +88,14 @@ class SearchLog:
         return {"rewrite_llm_calls": self.llm_calls, "rewrite_teacher_calls": self.teacher_calls,
                 "rewrite_proposals": self.proposals, "rewrite_rounds": self.rounds,
                 "rewrite_stopped": self.stopped or "rounds done"}
+
+
+def with_label_list(instructions: str, labels) -> str:
+    """The proposal, plus the label list the default instructions end with when it does not name
+    every label: the model should always see its options, whatever the teacher wrote."""
+    if all(re.search(rf"(?<!\w){re.escape(label)}(?!\w)", instructions, re.IGNORECASE) for label in labels):
+        return instructions
+    return f"{instructions.rstrip()} Answer with exactly one of: {', '.join(labels)}."
 
 
 def pick_minibatch(gold: np.ndarray, judged: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
@@ -191,7 +200,7 @@ class InstructionSearch:
             if proposals is None:
                 break
             new = []
-            for text in proposals:
+            for text in (with_label_list(p, self.control.labels) for p in proposals):
                 if text.casefold() in scored:
                     continue
                 if not self._affordable(len(mb) + CONTENT_FREE_CALLS):

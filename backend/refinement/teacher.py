@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Iterable, Protocol, Sequence
 
 from ..labeling.prompt import clean_text
 
@@ -34,6 +34,8 @@ _PROMPT_STRUCTURE = re.compile(r"\b(?:text|labels?|answer)\s*:", re.IGNORECASE)
 _LEADING_NOISE = re.compile(r"^(?:[-*•\d.)\s\"'“”‘’]+|(?:new |improved |better )?instructions?\s*:\s*)+",
                             re.IGNORECASE)
 _TRAILING_QUOTES = re.compile(r"[\s\"'“”‘’]+$")
+_MARKUP = re.compile(r"</?[A-Za-z][^<>]*>")
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 
 
 @dataclass(frozen=True)
@@ -61,14 +63,16 @@ class Teacher(Protocol):
         """Up to `n` sanitised, distinct instructions (fewer when some were garbage)."""
 
 
-def sanitize(raw: str) -> str | None:
+def sanitize(raw: str, labels: Sequence[str] = ()) -> str | None:
     """One proposal made safe to put in a prompt, or None when it cannot be.
 
-    Whitespace is collapsed (the labeling prompt is line-structured), list markers, quotes and an
-    "Instruction:" heading are stripped; too short, too long, mostly non-letters, or anything that
-    looks like the prompt's own "Text:"/"Label:" lines is rejected.
+    Whitespace is collapsed (the labeling prompt is line-structured); markup, list markers, quotes
+    and an "Instruction:" heading are stripped. Rejected: too short or too long, mostly
+    non-letters, a sentence said twice (a small model looping), anything that looks like the
+    prompt's own "Text:"/"Label:" lines, and, when `labels` are given, a text naming none of them
+    (an instruction for some other task).
     """
-    text = clean_text(raw or "")
+    text = clean_text(_MARKUP.sub(" ", raw or ""))
     text = _TRAILING_QUOTES.sub("", _LEADING_NOISE.sub("", text))
     if not MIN_INSTRUCTION_CHARS <= len(text) <= MAX_INSTRUCTION_CHARS:
         return None
@@ -76,15 +80,21 @@ def sanitize(raw: str) -> str | None:
         return None
     if _PROMPT_STRUCTURE.search(text):
         return None
+    sentences = [s.casefold() for s in _SENTENCE_END.split(text) if s]
+    if len(set(sentences)) < len(sentences):
+        return None
+    if labels and not any(re.search(rf"(?<!\w){re.escape(label)}(?!\w)", text, re.IGNORECASE) for label in labels):
+        return None
     return text
 
 
-def sanitize_all(raws: Iterable[str], *, exclude: Iterable[str] = (), limit: int | None = None) -> list[str]:
+def sanitize_all(raws: Iterable[str], *, labels: Sequence[str] = (), exclude: Iterable[str] = (),
+                 limit: int | None = None) -> list[str]:
     """Sanitised proposals in order, without duplicates (case-insensitive) or already known texts."""
     seen = {t.casefold() for t in exclude}
     out: list[str] = []
     for raw in raws:
-        text = sanitize(raw)
+        text = sanitize(raw, labels)
         if text is None or text.casefold() in seen:
             continue
         seen.add(text.casefold())
@@ -106,22 +116,46 @@ def describe(brief: TeacherBrief) -> str:
     layout of the labeling prompt, so a teacher continuing them cannot produce a fake demo."""
     labels = ", ".join(brief.labels)
     lines = [
-        f"A reader sorts short texts by their {brief.topic}, choosing one of: {labels}.",
-        f"The reader follows this instruction: {_quoted(brief.instructions)}",
+        f"Task: sort texts by {brief.topic}, one of: {labels}.",
+        f"Old instruction: {_quoted(brief.instructions)}",
     ]
     if brief.mistakes:
-        lines.append("Following it, the reader made these mistakes:")
+        lines.append("Mistakes made with it:")
         lines += [f"- {_quoted(m.text)} was marked {m.predicted}, but it is {m.gold}." for m in brief.mistakes]
     return "\n".join(lines)
 
 
-def completion_prompt(brief: TeacherBrief) -> str:
-    """A document a base model continues with one improved instruction, ended by a blank line."""
+# A worked example in another domain: a base model imitates a document far better than it follows
+# a request, and the quote marks show where a proposal ends.
+_WORKED_EXAMPLE = TeacherBrief(
+    topic="topic", labels=("sports", "politics"), instructions="Classify the topic of each text.",
+    mistakes=(Mistake("The senate voted on the new stadium budget.", "politics", "sports"),
+              Mistake("The coach was fired after the third loss.", "sports", "politics")),
+)
+_WORKED_ANSWER = ("Choose politics when the text is about governments, elections, laws or public money, even "
+                  "if a sport is mentioned; choose sports when it is about games, teams, players or results.")
+
+
+def primer(brief: TeacherBrief, i: int) -> str:
+    """How proposal `i` starts: with a label of this task (each in turn), so a small model writes
+    about this task's labels instead of retelling the worked example."""
+    return f"Choose {brief.labels[i % len(brief.labels)]} when" if brief.labels else ""
+
+
+def retells_the_example(text: str, brief: TeacherBrief) -> bool:
+    """A proposal naming the worked example's labels (not this task's) copied the example."""
+    foreign = [label for label in _WORKED_EXAMPLE.labels if label not in brief.labels]
+    return any(re.search(rf"\b{label}\b", text, re.IGNORECASE) for label in foreign)
+
+
+def completion_prompt(brief: TeacherBrief, start: str = "") -> str:
+    """A document a base model continues with one improved instruction (after `start`), ended by
+    its closing quote."""
     return (
-        f"{describe(brief)}\n\n"
-        f"A better instruction explains what each of {', '.join(brief.labels)} means, so that the "
-        f"reader avoids these mistakes. It is one short paragraph.\n\n"
-        f"Better instruction: "
+        "Each old instruction below is rewritten into a better one that explains what every label "
+        "means, so that the mistakes are not made again.\n\n"
+        f'{describe(_WORKED_EXAMPLE)}\nBetter instruction: "{_WORKED_ANSWER}"\n\n'
+        f'{describe(brief)}\nBetter instruction: "{start}'
     )
 
 
@@ -148,14 +182,15 @@ class LocalTeacher:
         self.calls = 0
 
     def propose(self, brief: TeacherBrief, n: int, *, seed: int = 0) -> list[str]:
-        prompt = completion_prompt(brief)
         raws = []
         for i in range(n):
             self.calls += 1
-            raws.append(self.engine.complete(
-                prompt, max_tokens=MAX_PROPOSAL_TOKENS, temperature=self.TEMPERATURES[i % len(self.TEMPERATURES)],
-                seed=seed * 1000 + i, stop=["\n\n"]))
-        return sanitize_all(raws, exclude=[brief.instructions], limit=n)
+            start = primer(brief, i)
+            raws.append(start + self.engine.complete(
+                completion_prompt(brief, start), max_tokens=MAX_PROPOSAL_TOKENS,
+                temperature=self.TEMPERATURES[i % len(self.TEMPERATURES)], seed=seed * 1000 + i, stop=['"', "\n"]))
+        raws = [raw for raw in raws if not retells_the_example(raw, brief)]
+        return sanitize_all(raws, labels=brief.labels, exclude=[brief.instructions], limit=n)
 
 
 class OpenAITeacher:
@@ -188,7 +223,7 @@ class OpenAITeacher:
             raws += [choice.message.content or "" for choice in response.choices]
             if len(raws) >= n:
                 break
-        return sanitize_all(raws, exclude=[brief.instructions], limit=n)
+        return sanitize_all(raws, labels=brief.labels, exclude=[brief.instructions], limit=n)
 
 
 def build_teacher(settings, engine) -> Teacher | None:

@@ -28,11 +28,12 @@ from backend.refinement.rewrite import (
     RewriteBudget,
     beam_update,
     pick_minibatch,
+    with_label_list,
 )
 from backend.refinement.teacher import sanitize_all
 
-GOOD = "When a text mentions lunch, lunch means ham."
-MEH = "When a text mentions prize, prize means spam."
+GOOD = "When a text mentions lunch, lunch means ham; otherwise say spam."
+MEH = "When a text mentions prize, prize means spam; otherwise say ham."
 LABELS = ("spam", "ham")
 
 
@@ -91,6 +92,12 @@ def setup(n=80, rounds=None, budget=RewriteBudget(rounds=2, proposals=3, beam=2,
                                logits_matrix(service, control, current.prompt, texts), fold_ids(n, 5),
                                judge_mask, deadline or time.monotonic() + 600)
     return search, teacher
+
+
+def test_a_proposal_that_does_not_name_every_label_gets_the_label_list():
+    assert with_label_list("Say spam for adverts.", LABELS) == "Say spam for adverts. Answer with exactly one of: spam, ham."
+    assert with_label_list(GOOD, LABELS) == GOOD
+    assert with_label_list("Hamlet is spam.", LABELS).endswith("one of: spam, ham.")  # whole words only
 
 
 def test_minibatch_is_label_balanced_and_takes_unjudged_items_first():

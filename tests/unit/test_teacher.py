@@ -13,6 +13,7 @@ from backend.refinement.teacher import (
     build_teacher,
     chat_messages,
     completion_prompt,
+    primer,
     sanitize,
     sanitize_all,
 )
@@ -49,6 +50,13 @@ def test_sanitize_rejects_garbage_and_fake_prompt_structure(raw):
     assert sanitize(raw) is None
 
 
+def test_sanitize_rejects_a_looping_model_and_with_labels_an_instruction_for_another_task():
+    assert sanitize("Pick one of them. Read it again. Pick one of them.") is None
+    assert sanitize("<b>Choose positive when the writer praises it.</b>") == "Choose positive when the writer praises it."
+    assert sanitize("Choose sports for games and teams.", ("positive", "negative")) is None
+    assert sanitize("Choose Positive for praise only.", ("positive", "negative")) == "Choose Positive for praise only."
+
+
 def test_sanitize_all_dedupes_case_insensitively_skips_known_texts_and_bounds_the_count():
     raws = ["Decide whether the writer likes the product.", "decide whether the writer LIKES the product.",
             "Text: junk", BRIEF.instructions, "Say neutral when the text only states facts.",
@@ -58,11 +66,12 @@ def test_sanitize_all_dedupes_case_insensitively_skips_known_texts_and_bounds_th
 
 
 def test_completion_prompt_states_the_task_the_mistakes_and_ends_where_the_proposal_starts():
-    prompt = completion_prompt(BRIEF)
-    assert prompt.endswith("Better instruction: ")
-    assert BRIEF.instructions in prompt
-    assert "positive, negative, neutral" in prompt
-    assert "\"no complaints there.\" was marked negative, but it is positive." in prompt
+    prompt = completion_prompt(BRIEF, "Choose neutral when")
+    assert prompt.endswith('Better instruction: "Choose neutral when')
+    task = prompt.split("\n\n")[-1]  # after the worked example
+    assert task.startswith("Task: sort texts by sentiment, one of: positive, negative, neutral.")
+    assert BRIEF.instructions in task
+    assert "\"no complaints there.\" was marked negative, but it is positive." in task
     # a mistake's text is one quoted line: it cannot open a "Label:" line of its own
     lines = prompt.splitlines()
     assert not any(line.startswith(("Text:", "Label:")) for line in lines)
@@ -71,7 +80,7 @@ def test_completion_prompt_states_the_task_the_mistakes_and_ends_where_the_propo
 
 def test_long_examples_are_clipped():
     brief = TeacherBrief("topic", ("a", "b"), "Pick a or b for each text please.", (Mistake("w " * 500, "a", "b"),))
-    (line,) = [line for line in completion_prompt(brief).splitlines() if line.startswith("- ")]
+    (line,) = [line for line in completion_prompt(brief).splitlines() if line.startswith('- "w w')]
     assert len(line) < EXAMPLE_CHARS + 60 and "…" in line
 
 
@@ -79,6 +88,11 @@ def test_chat_messages_ask_for_the_instruction_only():
     system, user = chat_messages(BRIEF)
     assert system["role"] == "system" and user["role"] == "user"
     assert BRIEF.instructions in user["content"] and "instruction only" in user["content"]
+
+
+def test_the_primer_starts_each_proposal_with_a_label_of_this_task_in_turn():
+    assert [primer(BRIEF, i) for i in range(4)] == ["Choose positive when", "Choose negative when",
+                                                    "Choose neutral when", "Choose positive when"]
 
 
 class CompletingEngine(ScriptedEngine):
@@ -94,14 +108,16 @@ class CompletingEngine(ScriptedEngine):
 
 
 def test_local_teacher_samples_each_proposal_with_its_own_seed_and_sanitises():
-    engine = CompletingEngine(["Say positive when the writer praises it.", "Text: x Label: y",
-                               "say POSITIVE when the writer praises it.", "Say neutral for plain facts only."])
+    engine = CompletingEngine([" the writer praises it.", " Text: x Label: y", " it only states facts.",
+                               " THE WRITER praises it.", " it is about politics or sports."])
     teacher = LocalTeacher(engine)
-    out = teacher.propose(BRIEF, 4, seed=2)
-    assert out == ["Say positive when the writer praises it.", "Say neutral for plain facts only."]
-    assert teacher.calls == 4
-    assert len({a["seed"] for a in engine.asked}) == 4 and len({a["temperature"] for a in engine.asked}) > 1
-    assert all(a["stop"] == ["\n\n"] and a["prompt"] == completion_prompt(BRIEF) for a in engine.asked)
+    out = teacher.propose(BRIEF, 5, seed=2)
+    # the fake demo, the retold worked example (politics/sports) and the duplicate are dropped
+    assert out == ["Choose positive when the writer praises it.", "Choose neutral when it only states facts."]
+    assert teacher.calls == 5
+    assert len({a["seed"] for a in engine.asked}) == 5 and len({a["temperature"] for a in engine.asked}) > 1
+    assert [a["prompt"] for a in engine.asked] == [completion_prompt(BRIEF, primer(BRIEF, i)) for i in range(5)]
+    assert all(a["stop"] == ['"', "\n"] for a in engine.asked)
 
 
 def test_settings_choose_the_teacher():
