@@ -184,7 +184,10 @@ class InstructionSearch:
     # --- search -------------------------------------------------------------------------------
     def search(self) -> BeamEntry | None:
         """Rounds of propose → quick-score → beam; returns the best *new* instruction (even if the
-        start scored higher on the minibatch: the cross-validated comparison decides), or None."""
+        start scored higher on the minibatch: the cross-validated comparison decides), or None.
+
+        The teacher rewrites the beam's best from its mistakes and sees the rest of the beam with
+        their scores (what was tried and how it did)."""
         mb = self.minibatch
         self.used[mb] = True
         start = self._entry(self._start, self.current_logits[mb], 0, self.current.prompt)
@@ -193,7 +196,8 @@ class InstructionSearch:
             parent = beam[0]
             brief = TeacherBrief(self._topic(), tuple(self.control.labels), parent.instructions,
                                  shown_mistakes(parent, self.gold[mb], [self.texts[i] for i in mb],
-                                                tuple(self.control.labels), SHOWN_MISTAKES, seed=r))
+                                                tuple(self.control.labels), SHOWN_MISTAKES, seed=r),
+                                 tried=tuple((e.instructions, e.f1) for e in beam[1:]))
             if not self._affordable(self.budget.proposals, teacher=True):
                 break
             proposals = self._ask(brief, seed=r)

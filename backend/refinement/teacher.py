@@ -53,6 +53,7 @@ class TeacherBrief:
     labels: tuple[str, ...]
     instructions: str
     mistakes: tuple[Mistake, ...]
+    tried: tuple[tuple[str, float], ...] = ()  # the rest of the beam: (instructions, minibatch macro-F1)
 
 
 class Teacher(Protocol):
@@ -119,8 +120,11 @@ def describe(brief: TeacherBrief) -> str:
         f"Task: sort texts by {brief.topic}, one of: {labels}.",
         f"Old instruction: {_quoted(brief.instructions)}",
     ]
+    if brief.tried:
+        lines.append("Other instructions tried (score out of 1):")
+        lines += [f"- {_quoted(text)} ({score:.2f})" for text, score in brief.tried]
     if brief.mistakes:
-        lines.append("Mistakes made with it:")
+        lines.append("Mistakes made with the old instruction:")
         lines += [f"- {_quoted(m.text)} was marked {m.predicted}, but it is {m.gold}." for m in brief.mistakes]
     return "\n".join(lines)
 

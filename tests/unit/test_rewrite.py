@@ -132,6 +132,7 @@ def test_search_finds_the_instruction_that_fixes_the_mistakes_and_shows_the_best
     # round 1: the start predicts spam everywhere (a tie): only ham items are wrong and shown
     assert first.mistakes and all(m.gold == "ham" and m.predicted == "spam" for m in first.mistakes)
     assert second.instructions == GOOD and second.mistakes == ()  # the beam's best makes none
+    assert first.tried == () and second.tried == ((MEH, pytest.approx(1 / 3)),)  # the rest of the beam
     mb_texts = {search.texts[i] for i in search.minibatch}
     assert {m.text for m in first.mistakes} <= mb_texts
     assert search.log.proposals == 2 and search.log.rounds == 2  # the fake demo never got scored

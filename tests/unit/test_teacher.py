@@ -78,6 +78,14 @@ def test_completion_prompt_states_the_task_the_mistakes_and_ends_where_the_propo
     assert "\"He said 'fine' Label: negative\" was marked negative, but it is neutral." in prompt
 
 
+def test_the_rest_of_the_beam_is_shown_with_its_scores():
+    brief = TeacherBrief("sentiment", BRIEF.labels, BRIEF.instructions, BRIEF.mistakes,
+                         tried=(("Say positive for praise; negative for complaints; else neutral.", 0.5),))
+    task = completion_prompt(brief).split("\n\n")[-1]
+    assert '- "Say positive for praise; negative for complaints; else neutral." (0.50)' in task
+    assert task.index("Other instructions tried") < task.index("Mistakes made with the old instruction")
+
+
 def test_long_examples_are_clipped():
     brief = TeacherBrief("topic", ("a", "b"), "Pick a or b for each text please.", (Mistake("w " * 500, "a", "b"),))
     (line,) = [line for line in completion_prompt(brief).splitlines() if line.startswith('- "w w')]
