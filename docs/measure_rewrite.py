@@ -29,7 +29,8 @@ from backend.refinement.refine import instruction_rewrite  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 
 COLUMNS = ("macro_f1", "accuracy", "log_loss", "p_vs_current", "seconds", "rewrite_llm_calls",
-           "rewrite_teacher_calls", "rewrite_proposals", "rewrite_rounds", "rewrite_minibatch_f1", "rewrite_stopped")
+           "rewrite_teacher_calls", "rewrite_proposals", "rewrite_rounds", "rewrite_start_minibatch_f1",
+           "rewrite_minibatch_f1", "rewrite_stopped")
 
 
 def main() -> None:

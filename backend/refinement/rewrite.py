@@ -81,12 +81,14 @@ class SearchLog:
     teacher_calls: int = 0
     proposals: int = 0  # sanitised proposals received
     rounds: int = 0
+    start_f1: float = 0.0  # the current instructions on the same minibatch, for comparison
     stopped: str = ""
     history: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {"rewrite_llm_calls": self.llm_calls, "rewrite_teacher_calls": self.teacher_calls,
                 "rewrite_proposals": self.proposals, "rewrite_rounds": self.rounds,
+                "rewrite_start_minibatch_f1": round(self.start_f1, 4),
                 "rewrite_stopped": self.stopped or "rounds done"}
 
 
@@ -192,6 +194,7 @@ class InstructionSearch:
         self.used[mb] = True
         start = self._entry(self._start, self.current_logits[mb], 0, self.current.prompt)
         beam, scored = [start], {self._start.casefold(): start}
+        self.log.start_f1 = start.f1
         for r in range(1, self.budget.rounds + 1):
             parent = beam[0]
             brief = TeacherBrief(self._topic(), tuple(self.control.labels), parent.instructions,

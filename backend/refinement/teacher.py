@@ -3,8 +3,9 @@
 Two teachers, one interface (`propose(brief, n, seed) -> list[str]`):
 
 - `LocalTeacher`: the local llama.cpp model (the default). The embedded model is a tiny *base*
-  model, so it gets a completion-style meta-prompt (a document it continues), not a chat;
-  diversity comes from sampling each proposal with its own seed and temperature.
+  model, so it gets a completion-style meta-prompt (a document with a worked example that it
+  continues, up to the proposal's closing quote), not a chat; diversity comes from sampling each
+  proposal with its own seed and temperature, and from starting it with a different label.
 - `OpenAITeacher`: any OpenAI-compatible server (TEACHER_BASE_URL + TEACHER_MODEL), through chat
   completions with `n` proposals per request (servers that ignore `n` get more requests).
 
@@ -24,7 +25,7 @@ MIN_INSTRUCTION_CHARS = 20  # shorter than "Classify the sentiment." says nothin
 MAX_INSTRUCTION_CHARS = 600  # ~150 tokens: the instructions sit in every prompt, demos and text must fit too
 MIN_LETTER_SHARE = 0.6  # below this it is numbers, markup or repeated punctuation, not an instruction
 EXAMPLE_CHARS = 200  # each misclassified text shown to the teacher is clipped to this
-MAX_PROPOSAL_TOKENS = 120
+MAX_PROPOSAL_TOKENS = 120  # a little more than MAX_INSTRUCTION_CHARS in English
 TEACHER_TIMEOUT_S = 120.0  # a generation of ~100 tokens, not a one-token scoring request
 
 # Lines the labeling prompt is built from ("Text: …", "Label: …", "Labels: …", "Answer: …"):
@@ -204,10 +205,10 @@ class OpenAITeacher:
     TEMPERATURE = 1.0
 
     def __init__(self, base_url: str, model: str, api_key: str = "", *, max_retries: int = 2,
-                 timeout_s: float = TEACHER_TIMEOUT_S):
+                 timeout_s: float = TEACHER_TIMEOUT_S, max_tokens: int = 2 * MAX_PROPOSAL_TOKENS):
         from ..engines.openai_client import make_client
 
-        self.model = model
+        self.model, self.max_tokens = model, max_tokens  # a chat model may say a word or two first
         self.client = make_client(base_url, api_key, timeout_s=timeout_s, max_retries=max_retries)
         self.calls = 0
         self._retries, self._timeout_s = max_retries, timeout_s
@@ -223,7 +224,7 @@ class OpenAITeacher:
             with named_errors("teacher", retries=self._retries, timeout_s=self._timeout_s):
                 response = self.client.chat.completions.create(
                     model=self.model, messages=chat_messages(brief), n=n - len(raws),
-                    temperature=self.TEMPERATURE, max_tokens=MAX_PROPOSAL_TOKENS * 2, seed=seed * 1000 + attempt)
+                    temperature=self.TEMPERATURE, max_tokens=self.max_tokens, seed=seed * 1000 + attempt)
             raws += [choice.message.content or "" for choice in response.choices]
             if len(raws) >= n:
                 break

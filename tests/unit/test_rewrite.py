@@ -146,6 +146,8 @@ def test_candidates_are_evaluated_on_every_item_and_the_search_items_leave_the_j
     assert fixed.recipe.prompt.instructions == GOOD and fitted.recipe.calibrator is not None
     assert len(fixed.gold) == 80 and fixed.metrics["macro_f1"] == 1.0
     assert fixed.metrics["rewrite_llm_calls"] <= 10_000 and fixed.metrics["rewrite_proposals"] == 2
+    assert fixed.metrics["rewrite_start_minibatch_f1"] == 0.3333  # spam everywhere: ham F1 is 0
+    assert fixed.metrics["rewrite_minibatch_f1"] == 1.0
     mask = search.restrict(None)
     assert mask.sum() == 80 - MINIBATCH and not mask[search.minibatch].any()
     judge = np.ones(80, bool)
