@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import BackendError
 from ..evaluation.metrics import macro_f1
 from ..labeling.label_config import ChoiceControl
-from ..labeling.prompt import PromptVersion, default_instructions
+from ..labeling.prompt import CONTENT_FREE_TEXTS, PromptVersion, default_instructions
 from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
 from .evaluate import CandidateResult, evaluate_fitted_calibration, evaluate_fixed, logits_matrix
@@ -37,7 +37,7 @@ SHOWN_MISTAKES = 4  # misclassified items the teacher reads per round (a 270M mo
 # confirm very large gains, for every candidate: then the rewrite is not worth the items it takes.
 MIN_JUDGE_ITEMS = 40
 RESERVE_SECONDS = 30.0  # left to the candidates after the rewrite (the embedding head) within the deadline
-CONTENT_FREE_CALLS = 3  # texts scored to calibrate a new prompt (labeling.prompt.CONTENT_FREE_TEXTS)
+CONTENT_FREE_CALLS = len(CONTENT_FREE_TEXTS)  # texts scored to calibrate a new prompt
 
 
 @dataclass(frozen=True)
