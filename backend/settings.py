@@ -91,7 +91,7 @@ class Settings:
     openai_votes: int = 5  # samples per item when the server gives no logprobs
     llm_price_per_1k_prompt: float = 0.0  # optional price table for cost accounting
     llm_price_per_1k_completion: float = 0.0
-    # Teacher model for refinement (parsed now, used by a later issue)
+    # Teacher model of the instruction rewrite (refinement/teacher.py); unset: the local engine teaches
     teacher_base_url: str = ""
     teacher_model: str = ""
     teacher_api_key: str = ""
@@ -110,6 +110,11 @@ class Settings:
     refine_folds: int = 5
     refine_alpha: float = 0.05  # significance level of the paired test a candidate must pass
     refine_max_shots: int = 8
+    # Error-driven instruction rewrite (refinement/rewrite.py); 0 rounds turns it off
+    refine_rewrite_rounds: int = 3
+    refine_rewrite_proposals: int = 4  # per round
+    refine_rewrite_beam: int = 2
+    refine_rewrite_max_calls: int = 1200  # teacher generations + scored texts, per control and job
     # Pre-annotation through the Label Studio API (the `preannotate` command and TASKS_CREATED)
     preannotate_on_import: bool = False  # TASKS_CREATED webhook → background RQ job predicts the new tasks
     preannotate_batch: int = 20  # tasks predicted (and written to Label Studio) per batch
@@ -162,6 +167,10 @@ class Settings:
             refine_folds=_int(env, "REFINE_FOLDS", cls.refine_folds),
             refine_alpha=_float(env, "REFINE_ALPHA", cls.refine_alpha),
             refine_max_shots=_int(env, "REFINE_MAX_SHOTS", cls.refine_max_shots),
+            refine_rewrite_rounds=_int(env, "REFINE_REWRITE_ROUNDS", cls.refine_rewrite_rounds),
+            refine_rewrite_proposals=_int(env, "REFINE_REWRITE_PROPOSALS", cls.refine_rewrite_proposals),
+            refine_rewrite_beam=_int(env, "REFINE_REWRITE_BEAM", cls.refine_rewrite_beam),
+            refine_rewrite_max_calls=_int(env, "REFINE_REWRITE_MAX_CALLS", cls.refine_rewrite_max_calls),
             preannotate_on_import=_bool(env, "PREANNOTATE_ON_IMPORT", cls.preannotate_on_import),
             preannotate_batch=_int(env, "PREANNOTATE_BATCH", cls.preannotate_batch),
         )
@@ -174,6 +183,12 @@ class Settings:
         if settings.preannotate_batch < 1:
             raise ConfigurationError("PREANNOTATE_BATCH must be at least 1")
         settings._check_openai()
+        for name, value, low in (("REFINE_REWRITE_ROUNDS", settings.refine_rewrite_rounds, 0),
+                                 ("REFINE_REWRITE_PROPOSALS", settings.refine_rewrite_proposals, 1),
+                                 ("REFINE_REWRITE_BEAM", settings.refine_rewrite_beam, 1),
+                                 ("REFINE_REWRITE_MAX_CALLS", settings.refine_rewrite_max_calls, 0)):
+            if value < low:
+                raise ConfigurationError(f"{name} must be at least {low}, got {value}")
         return settings
 
     def _check_openai(self) -> None:
@@ -205,7 +220,7 @@ class Settings:
 
     @property
     def teacher_enabled(self) -> bool:
-        """A teacher model is configured (used by refinement in a later issue)."""
+        """A teacher server is configured (else the local engine teaches the instruction rewrite)."""
         return bool(self.teacher_base_url and self.teacher_model)
 
     @property

@@ -119,9 +119,23 @@ class LlamaCppEngine:
 
     def generate(self, prompt: str, max_tokens: int = 8) -> str:
         """Greedy free text after `prompt` (only for the naive baseline the benchmarks compare with)."""
+        return self.complete(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"])
+
+    def complete(self, prompt: str, *, max_tokens: int, temperature: float = 0.0, seed: int = 0,
+                 stop: Sequence[str] = ()) -> str:
+        """Sampled free text after `prompt` (the refinement teacher; never used to pick a label).
+
+        llama.cpp evaluates a completion in its own batches, so the KV cache is emptied before
+        and after: scoring only ever resumes from a cache it filled itself at its fixed cuts,
+        and keeps giving a task the same numbers.
+        """
         with self._lock:
             self._llm.n_tokens = 0
-            out = self._llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, stop=["\n"])
+            try:
+                out = self._llm.create_completion(prompt, max_tokens=max_tokens, temperature=temperature,
+                                                  seed=seed, stop=list(stop))
+            finally:
+                self._llm.n_tokens = 0
         return out["choices"][0]["text"]
 
     def prefill(self, text: str) -> int:

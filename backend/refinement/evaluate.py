@@ -34,7 +34,7 @@ class CandidateResult:
     def subset(self, mask: np.ndarray) -> "CandidateResult":
         """The same candidate judged on the masked items only (its recipe is unchanged)."""
         out = CandidateResult(self.name, self.recipe, self.probs[mask], self.gold[mask])
-        out.metrics.update({k: v for k, v in self.metrics.items() if k == "seconds"})
+        out.metrics.update({k: v for k, v in self.metrics.items() if k not in out.metrics})  # cost, notes
         return out
 
     @property

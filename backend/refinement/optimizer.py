@@ -21,6 +21,7 @@ from ..labeling.service import LabelingService
 from .evaluate import (CandidateResult, evaluate_few_shot, evaluate_fitted_calibration, evaluate_fixed, evaluate_nearest_shot,
                        fold_ids, logits_matrix)
 from .head import evaluate_head
+from .rewrite import InstructionSearch, Rewrite
 from .stats import mcnemar_exact, paired_bootstrap_macro_f1, paired_bootstrap_mean
 from ..labeling.recipe import ControlRecipe
 
@@ -112,10 +113,12 @@ def optimize_control(
     alpha: float,
     deadline: float,
     judge_mask: np.ndarray | None = None,
+    rewrite: Rewrite | None = None,
 ) -> ControlDecision:
     """`judge_mask` marks the items the comparison may use: those the current version was not
     built from (a version always looks good on its own demonstrations and training items).
-    Every candidate still learns from all items, out of fold."""
+    Every candidate still learns from all items, out of fold. With `rewrite`, the items its search
+    looked at are not judged either, for every candidate."""
     gold = np.asarray(gold)
     fold = fold_ids(len(texts), folds)
     base = PromptVersion(name="base")
@@ -135,6 +138,10 @@ def optimize_control(
     if k_near > 0 and len(texts) >= 2 * k_near:
         plans.append((f"{k_near}-nearest", lambda: evaluate_nearest_shot(
             f"{k_near}-nearest", base, service, control, texts, gold, fold, k_near, embeddings)))
+    search = rewrite and InstructionSearch(rewrite, service, control, texts, gold, current, cur_logits, fold,
+                                           judge_mask, deadline)
+    if search:  # before the head, which may pool with it
+        plans.append(("rewrite", search.candidates))
     plans.append(("head", lambda: evaluate_head(_best_llm(results, cur), embeddings, fold)))
     results: list[CandidateResult] = []
     for name, plan in plans:
@@ -146,6 +153,8 @@ def optimize_control(
         for result in produced if isinstance(produced, list) else [produced]:
             result.metrics["seconds"] = round(time.monotonic() - t0, 2)
             results.append(result)
+    if search:
+        judge_mask, skipped = search.restrict(judge_mask), skipped + search.skipped
     if judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all():
         cur, results = cur.subset(judge_mask), [r.subset(judge_mask) for r in results]
     best, b, c, p, accepted = select(cur, results, alpha)

@@ -15,6 +15,8 @@ from ..store.redis import key
 from .ground_truth import GroundTruthStore
 from .optimizer import optimize_control
 from .reconcile import reconcile
+from .rewrite import Rewrite, RewriteBudget
+from .teacher import build_teacher
 from .versions import ModelVersion, VersionRegistry
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,17 @@ def store_version_report(conn: redis.Redis, settings: Settings, project: int, la
     conn.set(report_key(project, label), path.read_text(encoding="utf-8"))
 
 
+def instruction_rewrite(settings: Settings, engine) -> Rewrite | None:
+    """The rewrite candidate's teacher and budget, or None when it is off or nobody can teach."""
+    if settings.refine_rewrite_rounds == 0:
+        return None
+    teacher = build_teacher(settings, engine)
+    if teacher is None:
+        log.info("instruction rewrite off: the engine cannot generate and TEACHER_BASE_URL/TEACHER_MODEL are unset")
+        return None
+    return Rewrite(teacher, RewriteBudget.from_settings(settings))
+
+
 def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=None) -> dict:
     t0 = time.monotonic()
     deadline = t0 + settings.refine_max_seconds
@@ -62,6 +75,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     gold = store.items()
     out.update(gt_count=len(gold), current=current.label)
     service = LabelingService(engine or shared_engine(settings), calibration=settings.calibration)
+    rewrite = instruction_rewrite(settings, service.engine)
     recipes = dict(current.controls)
     decisions = {}
     reports: list[tuple] = []
@@ -82,7 +96,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
             service, control, [g.texts[control.field] for g in usable],
             np.array([index[g.labels[control.name][0]] for g in usable]), current.recipe(control.name),
             folds=settings.refine_folds, shots=settings.refine_max_shots, alpha=settings.refine_alpha, deadline=deadline,
-            judge_mask=np.array([g.task_id not in seen for g in usable]),
+            judge_mask=np.array([g.task_id not in seen for g in usable]), rewrite=rewrite,
         )
         trained_on.update(g.task_id for g in usable)
         decisions[control.name] = decision.summary()

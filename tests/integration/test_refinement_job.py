@@ -26,6 +26,7 @@ def env(redis_url):
         "REFINE_MIN_NEW": "100000",
         "REFINE_DELAY": "3600",
         "REFINE_MAX_SHOTS": "4",
+        "REFINE_REWRITE_ROUNDS": "0",  # the rewrite has its own test (test_refinement_rewrite.py)
     }
 
 

@@ -1,0 +1,211 @@
+"""The rewrite search's bookkeeping on scripted parts: minibatch, beam, what the teacher is shown,
+budgets, and the judge mask every candidate is compared on.
+
+The engine is the scripted one plus instructions that matter: a rule "<word> means <label>" in
+the prompt's instructions adds 3 to <label>'s score for texts containing <word>, so a scripted
+teacher can propose better and worse instructions and the search must tell them apart.
+"""
+import re
+import time
+
+import numpy as np
+import pytest
+
+from backend.engines.scripted import ScriptedEngine
+from backend.errors import UpstreamUnavailable
+from backend.labeling.label_config import parse_label_config
+from backend.labeling.recipe import ControlRecipe
+from backend.labeling.service import LabelingService
+from backend.evaluation.datasets import Dataset
+from backend.refinement.evaluate import fold_ids, logits_matrix
+from backend.refinement.optimizer import optimize_control
+from backend.refinement.rewrite import (
+    MIN_JUDGE_ITEMS,
+    MINIBATCH,
+    BeamEntry,
+    InstructionSearch,
+    Rewrite,
+    RewriteBudget,
+    beam_update,
+    pick_minibatch,
+    with_label_list,
+)
+from backend.refinement.teacher import sanitize_all
+
+GOOD = "When a text mentions lunch, lunch means ham; otherwise say spam."
+MEH = "When a text mentions prize, prize means spam; otherwise say ham."
+LABELS = ("spam", "ham")
+
+
+class RuleFollowingEngine(ScriptedEngine):
+    def score(self, prefix, item, branches):
+        out = super().score(prefix, item, branches)
+        words = item.lower().split()
+        for (word, label) in re.findall(r"(\w+) means (\w+)", prefix):
+            for values, branch in zip(out, branches):
+                for j, cont in enumerate(branch.continuations):
+                    if cont.strip() == label and word in words:
+                        values[j] += 3.0
+        return out
+
+
+class ScriptedTeacher:
+    """Replays raw proposals round by round through the real sanitiser; records what it was shown."""
+
+    name = "scripted"
+
+    def __init__(self, rounds, fail=False):
+        self.rounds, self.fail, self.briefs, self.calls = list(rounds), fail, [], 0
+
+    def propose(self, brief, n, *, seed=0):
+        self.briefs.append(brief)
+        self.calls += n
+        if self.fail:
+            raise UpstreamUnavailable("teacher: cannot reach the LLM server")
+        raws = self.rounds.pop(0) if self.rounds else []
+        return sanitize_all(raws, exclude=[brief.instructions], limit=n)
+
+
+class WordEmbedder:
+    """One-hot words: enough for the head candidate in a pure-logic test."""
+
+    VOCAB = ("prize", "lunch", "win", "today")
+
+    def encode(self, texts):
+        v = np.array([[float(w in t.lower().split()) for w in self.VOCAB] + [1.0] for t in texts])
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def data(n=80):
+    texts = [f"win a prize number {i} today" if i % 2 == 0 else f"see you at lunch number {i}" for i in range(n)]
+    return texts, np.array([i % 2 for i in range(n)])  # 0 spam, 1 ham
+
+
+def setup(n=80, rounds=None, budget=RewriteBudget(rounds=2, proposals=3, beam=2, max_calls=10_000),
+          judge_mask=None, deadline=None, fail=False):
+    control = parse_label_config(Dataset("t", LABELS, (), ()).label_config()).controls[0]
+    service = LabelingService(RuleFollowingEngine(), embedder=WordEmbedder())
+    texts, gold = data(n)
+    current = ControlRecipe()
+    teacher = ScriptedTeacher(rounds if rounds is not None else [[MEH, "Text: a Label: spam", GOOD], [GOOD]], fail)
+    search = InstructionSearch(Rewrite(teacher, budget), service, control, texts, gold, current,
+                               logits_matrix(service, control, current.prompt, texts), fold_ids(n, 5),
+                               judge_mask, deadline or time.monotonic() + 600)
+    return search, teacher
+
+
+def test_a_proposal_that_does_not_name_every_label_gets_the_label_list():
+    assert with_label_list("Say spam for adverts.", LABELS) == "Say spam for adverts. Answer with exactly one of: spam, ham."
+    assert with_label_list(GOOD, LABELS) == GOOD
+    assert with_label_list("Hamlet is spam.", LABELS).endswith("one of: spam, ham.")  # whole words only
+
+
+def test_minibatch_is_label_balanced_and_takes_unjudged_items_first():
+    gold = np.array([0] * 30 + [1] * 10)
+    judged = np.ones(40, bool)
+    judged[[1, 2, 3, 35]] = False
+    mb = pick_minibatch(gold, judged, 8, seed=1)
+    assert len(mb) == 8 and len(set(mb)) == 8
+    assert (gold[mb] == 0).sum() == 4 and (gold[mb] == 1).sum() == 4
+    assert {1, 2, 3, 35} <= set(mb)
+    assert len(pick_minibatch(np.array([0, 1, 1]), np.ones(3, bool), 8)) == 3
+
+
+def _entry(name, f1, loss):
+    return BeamEntry(name, f1, loss, np.zeros((1, 2)), np.zeros(1, int), 0)
+
+
+def test_beam_keeps_the_best_first_ties_by_log_loss_then_age():
+    beam = [_entry("start", 0.5, 0.7)]
+    beam = beam_update(beam, [_entry("a", 0.6, 0.9), _entry("b", 0.6, 0.5), _entry("c", 0.4, 0.1)], 2)
+    assert [e.instructions for e in beam] == ["b", "a"]
+    beam = beam_update(beam, [_entry("d", 0.6, 0.5)], 2)
+    assert [e.instructions for e in beam] == ["b", "d"]
+
+
+def test_search_finds_the_instruction_that_fixes_the_mistakes_and_shows_the_best_ones_errors():
+    search, teacher = setup()
+    best = search.search()
+    assert best.instructions == GOOD and best.f1 == 1.0
+    first, second = teacher.briefs
+    assert first.instructions.startswith("Classify the label of each text")  # the default instructions
+    # round 1: the start predicts spam everywhere (a tie): only ham items are wrong and shown
+    assert first.mistakes and all(m.gold == "ham" and m.predicted == "spam" for m in first.mistakes)
+    assert second.instructions == GOOD and second.mistakes == ()  # the beam's best makes none
+    assert first.tried == () and second.tried == ((MEH, pytest.approx(1 / 3)),)  # the rest of the beam
+    mb_texts = {search.texts[i] for i in search.minibatch}
+    assert {m.text for m in first.mistakes} <= mb_texts
+    assert search.log.proposals == 2 and search.log.rounds == 2  # the fake demo never got scored
+    assert search.log.llm_calls == 2 * 3 + 2 * (MINIBATCH + 3)  # teacher calls + MEH and GOOD scored once
+
+
+def test_candidates_are_evaluated_on_every_item_and_the_search_items_leave_the_judging():
+    search, _ = setup()
+    fixed, fitted = search.candidates()
+    assert (fixed.name, fitted.name) == ("rewrite", "rewrite+calibrated")
+    assert fixed.recipe.prompt.instructions == GOOD and fitted.recipe.calibrator is not None
+    assert len(fixed.gold) == 80 and fixed.metrics["macro_f1"] == 1.0
+    assert fixed.metrics["rewrite_llm_calls"] <= 10_000 and fixed.metrics["rewrite_proposals"] == 2
+    assert fixed.metrics["rewrite_start_minibatch_f1"] == 0.3333  # spam everywhere: ham F1 is 0
+    assert fixed.metrics["rewrite_minibatch_f1"] == 1.0
+    mask = search.restrict(None)
+    assert mask.sum() == 80 - MINIBATCH and not mask[search.minibatch].any()
+    judge = np.ones(80, bool)
+    judge[:10] = False
+    assert (search.restrict(judge) == (judge & mask)).all()
+
+
+def test_optimize_control_lists_the_rewrite_and_judges_all_candidates_without_the_search_items():
+    control = parse_label_config(Dataset("t", LABELS, (), ()).label_config()).controls[0]
+    service = LabelingService(RuleFollowingEngine(), embedder=WordEmbedder())
+    texts, gold = data(100)
+    teacher = ScriptedTeacher([[MEH, GOOD]])
+    decision = optimize_control(service, control, texts, gold, ControlRecipe(), folds=5, shots=4, alpha=0.05,
+                                deadline=time.monotonic() + 600, judge_mask=np.ones(100, bool),
+                                rewrite=Rewrite(teacher, RewriteBudget(rounds=1, proposals=2, beam=2)))
+    names = [row["name"] for row in decision.table]
+    assert "rewrite" in names and "rewrite+calibrated" in names
+    assert decision.n_eval == 100 - MINIBATCH
+    row = next(r for r in decision.table if r["name"] == "rewrite")
+    assert row["rewrite_teacher_calls"] == 2 and "p_vs_current" in row
+
+
+def test_too_few_judge_items_skip_the_rewrite_and_take_no_items():
+    search, teacher = setup(n=MINIBATCH + MIN_JUDGE_ITEMS - 1)
+    assert search.candidates() == [] and teacher.briefs == []
+    assert "judge items would remain" in search.skipped[0]
+    assert search.restrict(None) is None
+
+
+def test_unjudged_items_are_spent_first_so_the_rewrite_can_cost_no_judge_items():
+    n = MINIBATCH + MIN_JUDGE_ITEMS - 1
+    judge = np.ones(n, bool)
+    judge[:MINIBATCH] = False  # e.g. the current version was trained on these
+    search, _ = setup(n=n, judge_mask=judge)
+    assert len(search.candidates()) == 2
+    assert (search.restrict(judge) == judge).all()
+
+
+def test_garbage_only_or_a_failing_teacher_skips_the_candidate_without_failing():
+    search, _ = setup(rounds=[["", "Text: x\nLabel: spam", "!!!! ???? 1234 5678 9999"], ["ok"]])
+    assert search.candidates() == [] and "teacher proposed none" in search.skipped[0]
+    search, _ = setup(fail=True)
+    assert search.candidates() == [] and "teacher failed" in search.skipped[0]
+    assert search.restrict(None).sum() == 80 - MINIBATCH  # the teacher may have seen the minibatch
+
+
+# 0: not even the first round; 56: the teacher once, no proposal scored; 100: one proposal scored
+@pytest.mark.parametrize("max_calls", [0, 56, 100])
+def test_the_call_budget_covers_the_search_and_the_final_evaluation(max_calls):
+    search, _ = setup(budget=RewriteBudget(rounds=3, proposals=3, beam=2, max_calls=max_calls))
+    results = search.candidates()
+    assert search.log.llm_calls <= max_calls
+    assert "REFINE_REWRITE_MAX_CALLS" in search.log.stopped
+    if results:
+        assert results[0].metrics["rewrite_llm_calls"] == search.log.llm_calls
+
+
+def test_the_search_stops_while_the_winner_can_still_be_evaluated_before_the_deadline():
+    search, teacher = setup(deadline=time.monotonic() + 5)  # less than the reserve for what follows
+    assert search.candidates() == [] and teacher.briefs == []
+    assert search.log.stopped == "time budget spent"
