@@ -153,7 +153,7 @@ class LabelingService:
         calibrator = recipe.calibrator or self.calibrator(control, recipe.prompt)
         scored = self.score_texts(control, recipe.prompt, texts)
         probs = [calibrator.apply(s.logits, control.multiple) for s in scored]
-        if recipe.head is not None and not control.multiple:
+        if recipe.head is not None:
             pooled = recipe.head.combine(np.stack(probs), self.embedder.encode(texts))
             probs = list(pooled)
         source = self.engine.capabilities.probability_source
