@@ -56,6 +56,9 @@ def load_dataset(path: str | Path, *, limit: int | None = None, labels_file: str
         rows = [r for r in rows if isinstance(r.get("labels"), list) and r["labels"]]
     else:
         rows = [r for r in rows if isinstance(r.get("label"), str)]
+    if not rows:
+        raise DatasetError(f'{path}: no row has a "label" string or a "labels" list '
+                           "(span annotations such as NER are not served)")
     if limit:
         rows = rows[:limit]
     used = {label for r in rows for label in (r["labels"] if multi else [r["label"]])}

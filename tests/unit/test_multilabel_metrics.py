@@ -10,6 +10,7 @@ from backend.evaluation import multilabel_metrics as ml
 from backend.evaluation.datasets import load_dataset
 from backend.evaluation.report import multilabel_system_metrics, write_report
 from backend.labeling.label_config import parse_label_config
+from tests.conftest import DATASETS
 
 LABELS = ["joy", "anger", "fear", "surprise", "neutral"]
 
@@ -85,3 +86,10 @@ def test_a_jsonl_with_label_lists_loads_as_a_multiple_choice_set(tmp_path):
     np.testing.assert_array_equal(data.gold_matrix(), [[1, 0, 1], [0, 1, 0]])
     (control,) = parse_label_config(data.label_config()).controls
     assert control.multiple and control.labels == ("a", "b", "c")
+
+
+def test_a_span_data_set_is_refused_by_name():
+    from backend.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="span annotations"):
+        load_dataset(DATASETS / "wnut17" / "test.jsonl")
