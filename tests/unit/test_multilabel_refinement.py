@@ -134,3 +134,20 @@ def test_multilabel_selection_accepts_only_a_significantly_better_candidate():
     chosen, b, c, p, accepted = select_multilabel(current, [worse, better, same], alpha=0.05)
     assert accepted and chosen.name == "better" and p < 0.05 and b > c
     assert (predicted_sets(chosen.probs) == gold).mean() > 0.9
+
+
+def test_usable_gold_gives_indices_for_single_choice_and_a_matrix_for_multiple_choice():
+    from backend.labeling.label_config import ChoiceControl
+    from backend.refinement.ground_truth import GoldItem
+    from backend.refinement.refine import usable_gold
+
+    gold = [GoldItem(1, {"text": "a"}, {"one": ["x"], "many": ["x", "z"]}, 11, "2026-01-02"),
+            GoldItem(2, {"text": "b"}, {"one": ["x", "y"], "many": ["y"]}, 12, "2026-01-01"),
+            GoldItem(3, {"text": "c"}, {"many": ["z"]}, 13, "2026-01-03")]
+    single = ChoiceControl("one", "text", "text", ("x", "y"), False)
+    items, targets = usable_gold(single, gold, 300)
+    assert [g.task_id for g in items] == [1] and targets.tolist() == [0]  # two labels on one choice: unusable
+    multiple = ChoiceControl("many", "text", "text", ("x", "y", "z"), True)
+    items, targets = usable_gold(multiple, gold, 2)
+    assert [g.task_id for g in items] == [1, 3]  # the newest two, oldest first
+    assert targets.tolist() == [[1, 0, 1], [0, 0, 1]]
