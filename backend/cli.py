@@ -129,6 +129,8 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
 
     settings = _settings()
     data = load_dataset(dataset, limit=limit)
+    if simulate and data.multiple:
+        raise click.UsageError("--simulate streams single-label annotations; it does not take a multi-label set yet")
     if simulate:
         from .engines.factory import load_engine
         from .evaluation.naive import evaluate_naive
@@ -166,8 +168,8 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
                                      progress=bar.update)
         path = write_report(report_dir, title=f"Evaluation on {data.name}", labels=list(data.labels),
                             systems=systems, meta={"command": " ".join(sys.argv), "model": service.engine.model_id})
-        report = {"report": str(path), "systems": [{k: s[k] for k in ("name", "accuracy", "macro_f1") if k in s}
-                                                   | ({"ece": s["ece"]} if "ece" in s else {}) for s in systems]}
+        summary_keys = ("name", "accuracy", "micro_f1", "macro_f1", "subset_accuracy", "ece", "log_loss")
+        report = {"report": str(path), "systems": [{k: s[k] for k in summary_keys if k in s} for s in systems]}
     else:
         service = _service(settings)
         with _bar(len(data.texts), f"eval {data.name}") as bar:
@@ -190,6 +192,8 @@ def bench(dataset: str, demos: str | None, limit: int, shots: int) -> None:
 
     settings = _settings()
     data = load_dataset(dataset, limit=limit)
+    if data.multiple:
+        raise click.UsageError("bench times single-label prompts; time a multi-label set with `eval` (items/s)")
     demo_path = demos or str(Path(dataset).with_name("train.jsonl"))
     demo_data = load_dataset(demo_path, limit=shots * 4)
     click.echo(json.dumps(benchmark(_service(settings), data, demo_data, shots=shots), indent=2))

@@ -27,6 +27,13 @@ class ConfigurationError(BackendError):
     code = "configuration_error"
 
 
+class DatasetError(BackendError):
+    """A labelled data set (eval, bench) cannot be used as asked: labels missing from labels.json,
+    or a command that does not support its kind (multi-label) yet."""
+
+    code = "invalid_dataset"
+
+
 class BadRequest(BackendError):
     status = 400
     code = "bad_request"

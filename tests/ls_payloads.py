@@ -18,10 +18,16 @@ def annotation_event(dataset: Dataset, i: int, *, project: int, annotation_id: i
     body["project"]["id"] = project
     body["project"]["label_config"] = dataset.label_config()
     body["task"].update(id=task_id, project=project, data={"text": dataset.texts[i]})
+    if label:
+        choices = [label]
+    elif dataset.multiple:
+        choices = [dataset.labels[j] for j in dataset.label_sets[i]]
+    else:
+        choices = [dataset.labels[dataset.gold[i]]]
     body["annotation"].update(
         id=annotation_id if annotation_id is not None else 5000 + i, task=task_id, project=project,
         updated_at=updated_at, was_cancelled=cancelled,
         result=[{"id": "r1", "from_name": "label", "to_name": "text", "type": "choices",
-                 "value": {"choices": [label or dataset.labels[dataset.gold[i]]]}}],
+                 "value": {"choices": choices}}],
     )
     return body

@@ -3,6 +3,8 @@
 Per system: per-label precision/recall/F1, confusion matrix, reliability diagram with ECE, score
 histogram, and accuracy at each coverage level (what annotators get if they only check tasks whose
 score is below a threshold and accept the rest). Simulations add the learning curve per round.
+A multi-label system (`multilabel_system_metrics`) has micro/macro-F1 and subset accuracy instead
+of accuracy, its reliability diagram over every (item, label) P(yes), and no confusion matrix.
 """
 from __future__ import annotations
 
@@ -82,6 +84,31 @@ def system_metrics(name: str, gold, labels: list[str], probs=None, pred=None, ex
     return out
 
 
+def multilabel_system_metrics(name: str, gold, labels: list[str], probs, extra: dict | None = None) -> dict:
+    """Metrics of one multi-label system: `gold` items × labels 0/1, `probs` P(yes) per cell.
+    Coverage uses the prediction score P(exactly the served set) and exact-match correctness."""
+    from . import multilabel_metrics as ml
+
+    gold, probs = np.asarray(gold), np.asarray(probs, dtype=np.float64)
+    pred = ml.predicted_sets(probs)
+    scores, exact = ml.set_scores(probs), (pred == gold.astype(bool)).all(axis=1)
+    order = np.argsort(-scores)
+    coverage = []
+    for share in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+        k = max(1, int(round(share * len(gold))))
+        coverage.append({"coverage": share, "threshold": round(float(scores[order][k - 1]), 4),
+                         "accuracy": round(float(exact[order][:k].mean()), 4)})
+    return {
+        "name": name, "n": int(len(gold)), "multi_label": True,
+        **ml.summarize_multilabel(gold, probs),
+        "per_label": ml.per_label(gold, pred, labels),
+        "reliability": ml.yes_no_reliability(gold, probs),
+        "coverage": coverage,
+        "score_histogram": np.histogram(scores, bins=10, range=(0, 1))[0].tolist(),
+        **(extra or {}),
+    }
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
@@ -98,27 +125,29 @@ def _plots(system: dict, labels: list[str]) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
 
     out = []
-    fig, ax = plt.subplots(figsize=(4, 3.4))
-    m = np.array(system["confusion"])
-    ax.imshow(m, cmap="Blues")
-    if len(labels) <= 12:
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
-        for (i, j), v in np.ndenumerate(m):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
-                    color="white" if v > m.max() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    ax.set_title("Confusion matrix")
-    out.append(("confusion", _png(fig)))
+    if "confusion" in system:
+        fig, ax = plt.subplots(figsize=(4, 3.4))
+        m = np.array(system["confusion"])
+        ax.imshow(m, cmap="Blues")
+        if len(labels) <= 12:
+            ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+            ax.set_yticks(range(len(labels)), labels)
+            for (i, j), v in np.ndenumerate(m):
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                        color="white" if v > m.max() / 2 else "black")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+        ax.set_title("Confusion matrix")
+        out.append(("confusion", _png(fig)))
     if "reliability" in system:
+        multi = system.get("multi_label", False)
         fig, ax = plt.subplots(figsize=(4, 3.4))
         pts = [b for b in system["reliability"] if b["count"]]
         ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
         ax.bar([(b["lo"] + b["hi"]) / 2 for b in pts], [b["accuracy"] for b in pts], width=0.09, alpha=0.7)
         ax.plot([b["confidence"] for b in pts], [b["accuracy"] for b in pts], "o-", color="C1")
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (score)", ylabel="accuracy",
-               title=f"Reliability, ECE = {system['ece']:.3f}")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="P(label applies), all item × label" if multi else "confidence (score)",
+               ylabel="share that applies" if multi else "accuracy", title=f"Reliability, ECE = {system['ece']:.3f}")
         out.append(("reliability", _png(fig)))
         fig, ax = plt.subplots(figsize=(4, 3.4))
         ax.bar(np.arange(10) / 10 + 0.05, system["score_histogram"], width=0.09)
@@ -128,7 +157,7 @@ def _plots(system: dict, labels: list[str]) -> list[tuple[str, str]]:
         cov = system["coverage"]
         ax.plot([c["coverage"] for c in cov], [c["accuracy"] for c in cov], "o-")
         ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="share of tasks accepted (highest scores first)",
-               ylabel="accuracy of accepted", title="Accuracy at coverage")
+               ylabel="exact-set accuracy of accepted" if multi else "accuracy of accepted", title="Accuracy at coverage")
         out.append(("coverage", _png(fig)))
     return out
 
@@ -159,6 +188,10 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+SUMMARY_COLUMNS = ["name", "n", "accuracy", "macro_f1", "ece"]
+SUMMARY_COLUMNS_MULTI = ["name", "n", "micro_f1", "macro_f1", "subset_accuracy", "ece", "log_loss"]
+
+
 def write_report(out_dir: str | Path, *, title: str, labels: list[str], systems: list[dict],
                  rounds: list[dict] | None = None, meta: dict | None = None) -> Path:
     """Write metrics.json and report.html into `out_dir`; returns the HTML path."""
@@ -169,7 +202,7 @@ def write_report(out_dir: str | Path, *, title: str, labels: list[str], systems:
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<pre>{html.escape(json.dumps(meta or {}, indent=1))}</pre>",
              "<h2>Summary</h2>",
-             _table(systems, ["name", "n", "accuracy", "macro_f1", "ece"])]
+             _table(systems, SUMMARY_COLUMNS_MULTI if any(s.get("multi_label") for s in systems) else SUMMARY_COLUMNS)]
     if rounds:
         baselines = {s["name"]: s["macro_f1"] for s in systems if s["name"] in ("naive free text", "version 0")}
         parts += ["<h2>Learning curve</h2>", f'<img src="data:image/png;base64,{_learning_curve(rounds, baselines)}">',

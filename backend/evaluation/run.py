@@ -72,6 +72,8 @@ def evaluate(service: LabelingService, dataset: Dataset, version: PromptVersion 
              progress: Progress | None = None) -> dict:
     version = version or PromptVersion()
     raw, cal, seconds, usage = _probabilities(service, dataset, version, progress)
+    if dataset.multiple:
+        return _multilabel_report(service, dataset, version, raw, cal, seconds, usage)
     gold = np.array(dataset.gold)
     report = {
         "dataset": dataset.name,
@@ -83,6 +85,39 @@ def evaluate(service: LabelingService, dataset: Dataset, version: PromptVersion 
         "calibrated": summarize(gold, cal),
         "majority_class_accuracy": round(float(np.bincount(gold).max() / len(gold)), 4),
         "items_per_s": round(len(gold) / seconds, 2),
+        "probability_source": service.engine.capabilities.probability_source,
+    }
+    if usage is not None:
+        report["usage"] = usage
+    return report
+
+
+def _multilabel_report(service: LabelingService, dataset: Dataset, version: PromptVersion, raw: np.ndarray,
+                       cal: np.ndarray, seconds: float, usage: dict | None) -> dict:
+    """`evaluate` of a multi-label set: micro/macro-F1, exact-set accuracy and yes/no ECE of raw
+    and calibrated P(yes), per-label precision/recall/F1 of the calibrated ones."""
+    from .multilabel_metrics import per_label, predicted_sets, summarize_multilabel
+
+    gold = dataset.gold_matrix()
+    frequent = np.zeros_like(gold)
+    frequent[:, int(gold.sum(0).argmax())] = 1  # the "majority" baseline: always the most frequent label
+    report = {
+        "dataset": dataset.name,
+        "n": len(gold),
+        "multi_label": True,
+        "labels": list(dataset.labels),
+        "label_cardinality": round(float(gold.sum(1).mean()), 3),
+        "model": service.engine.model_id,
+        "version": version.name,
+        "raw": summarize_multilabel(gold, raw),
+        "calibrated": summarize_multilabel(gold, cal),
+        "most_frequent_label_only": {k: v for k, v in summarize_multilabel(gold, frequent).items()
+                                     if k in ("micro_f1", "macro_f1", "subset_accuracy")},
+        "per_label_calibrated": {r["label"]: [r["precision"], r["recall"], r["f1"], r["support"]]
+                                 for r in per_label(gold, predicted_sets(cal), list(dataset.labels))},
+        "items_per_s": round(len(gold) / seconds, 3),
+        "seconds": round(seconds, 1),
+        "yes_no_questions_per_item": len(dataset.labels),
         "probability_source": service.engine.capabilities.probability_source,
     }
     if usage is not None:
@@ -145,6 +180,8 @@ def report_systems(service: LabelingService, test: Dataset, *, train: Dataset | 
     from .naive import naive_predictions
     from .report import system_metrics
 
+    if test.multiple:
+        return _multilabel_systems(service, test, train=train, n_train=n_train, settings=settings, progress=progress)
     labels = list(test.labels)
     gold = np.array(test.gold)
     raw, cal, _, _ = _probabilities(service, test, PromptVersion(), progress)
@@ -176,4 +213,40 @@ def report_systems(service: LabelingService, test: Dataset, *, train: Dataset | 
             extra={"chosen": decision.best.name if decision.accepted else "current (nothing significant)",
                    "candidates": decision.table},
         ))
+    return systems
+
+
+def _multilabel_systems(service: LabelingService, test: Dataset, *, train: Dataset | None, n_train: int,
+                        settings, progress: Progress | None) -> list[dict]:
+    """`report_systems` of a multi-label set: version 0 raw and calibrated and, with `n_train`
+    labels, the one-vs-rest embedding head alone and the refined version. The naive free-text
+    baseline answers with one label, so it does not apply here."""
+    from ..labeling.calibration import sigmoid
+    from ..refinement.multilabel import optimize_multilabel_control
+    from ..refinement.multilabel_head import train_one_vs_rest
+    from .report import multilabel_system_metrics
+
+    labels, gold = list(test.labels), test.gold_matrix()
+    raw, cal, _, _ = _probabilities(service, test, PromptVersion(), progress)
+    systems = [multilabel_system_metrics("version 0 raw", gold, labels, raw),
+               multilabel_system_metrics("version 0", gold, labels, cal)]
+    if train is None or not n_train:
+        return systems
+    texts, train_gold = list(train.texts[:n_train]), train.gold_matrix()[:n_train]
+    coef, intercept = train_one_vs_rest(service.embedder.encode(texts), train_gold)
+    head = sigmoid(service.embedder.encode(list(test.texts)) @ coef.T + intercept)
+    systems.append(multilabel_system_metrics(f"embedding + one-vs-rest LR ({n_train} labels)", gold, labels, head))
+    control = parse_label_config(test.label_config()).controls[0]
+    decision = optimize_multilabel_control(
+        service, control, texts, train_gold, ControlRecipe(), folds=settings.refine_folds,
+        shots=settings.refine_max_shots, alpha=settings.refine_alpha,
+        deadline=time.monotonic() + settings.refine_max_seconds,
+    )
+    recipe = decision.best.recipe if decision.accepted else ControlRecipe()
+    preds = service.predict_control(control, recipe, list(test.texts))
+    systems.append(multilabel_system_metrics(
+        f"refined ({n_train} labels)", gold, labels, np.array([p.probabilities for p, _ in preds]),
+        extra={"chosen": decision.best.name if decision.accepted else "current (nothing significant)",
+               "candidates": decision.table},
+    ))
     return systems

@@ -6,6 +6,11 @@ P ∝ P_llm^w · P_head^(1−w), with w chosen on held-out ground truth (w = 1 i
 head alone), then sharpened or softened by one temperature fitted on held-out ground truth (a
 pooled distribution is not calibrated by itself). The weights are plain numbers stored with the
 version, never pickled.
+
+For a multi-choice control the head is one-vs-rest (`one_vs_rest`): one binary logistic regression
+per label, pooled with the LLM label by label on the yes/no logit,
+logit = w · logit(P_llm) + (1 − w) · logit(P_head), which is the same log-linear pooling applied
+to each label's Yes/No distribution.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibration import softmax
+from .calibration import sigmoid, softmax
 
 EMBEDDER_NAME = "all-MiniLM-L6-v2"
 
@@ -49,16 +54,21 @@ class HeadWeights:
     weight_llm: float
     temperature: float = 1.0
     embedder: str = EMBEDDER_NAME
+    one_vs_rest: bool = False  # multi-choice: per-label sigmoid instead of a softmax over labels
 
     def head_logits(self, embeddings: np.ndarray) -> np.ndarray:
         return embeddings @ np.asarray(self.coef).T + np.asarray(self.intercept)
 
     def combine(self, llm_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        if self.one_vs_rest:
+            pooled = pool_yes_no(llm_probs, sigmoid(self.head_logits(embeddings)), self.weight_llm)
+            return sigmoid(logit(pooled) / self.temperature)
         pooled = pool(llm_probs, softmax(self.head_logits(embeddings)), self.weight_llm)
         return softmax(np.log(pooled + 1e-12) / self.temperature)
 
     def to_dict(self) -> dict:
         return {
+            **({"one_vs_rest": True} if self.one_vs_rest else {}),
             "embedder": self.embedder,
             "weight_llm": self.weight_llm,
             "temperature": self.temperature,
@@ -74,6 +84,7 @@ class HeadWeights:
             weight_llm=float(data["weight_llm"]),
             temperature=float(data.get("temperature", 1.0)),
             embedder=data.get("embedder", EMBEDDER_NAME),
+            one_vs_rest=bool(data.get("one_vs_rest", False)),
         )
 
 
@@ -82,3 +93,13 @@ def pool(llm_probs: np.ndarray, head_probs: np.ndarray, weight_llm: float) -> np
     eps = 1e-9
     z = weight_llm * np.log(np.asarray(llm_probs) + eps) + (1 - weight_llm) * np.log(np.asarray(head_probs) + eps)
     return softmax(z)
+
+
+def logit(probs: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-9, 1 - 1e-9)
+    return np.log(p) - np.log1p(-p)
+
+
+def pool_yes_no(llm_probs: np.ndarray, head_probs: np.ndarray, weight_llm: float) -> np.ndarray:
+    """Log-linear pooling of per-label P(yes) (each label its own Yes/No distribution)."""
+    return sigmoid(weight_llm * logit(llm_probs) + (1 - weight_llm) * logit(head_probs))

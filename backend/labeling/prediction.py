@@ -28,15 +28,23 @@ class ControlPrediction:
     usage: dict | None = None
 
 
+def chosen_mask(probs: np.ndarray) -> np.ndarray:
+    """Multiple choice: the labels with P ≥ 0.5, or the most probable one when none reaches it
+    (an annotator always gets a suggestion). Evaluation uses the same rule."""
+    probs = np.asarray(probs, dtype=np.float64)
+    mask = probs >= MULTI_THRESHOLD
+    if not mask.any():
+        mask[int(np.argmax(probs))] = True
+    return mask
+
+
 def decide(control: ChoiceControl, probs: np.ndarray, raw: np.ndarray, *, source: str = "exact",
            usage: dict | None = None) -> ControlPrediction:
     probs = np.asarray(probs, dtype=np.float64)
     if control.multiple:
-        picked = [i for i, p in enumerate(probs) if p >= MULTI_THRESHOLD] or [int(np.argmax(probs))]
-        chosen_mask = np.zeros(len(probs), dtype=bool)
-        chosen_mask[picked] = True
-        score = float(np.prod(np.where(chosen_mask, probs, 1.0 - probs)))
-        chosen = tuple(control.labels[i] for i in picked)
+        mask = chosen_mask(probs)
+        score = float(np.prod(np.where(mask, probs, 1.0 - probs)))
+        chosen = tuple(label for label, on in zip(control.labels, mask) if on)
     else:
         best = int(np.argmax(probs))
         score = float(probs[best])

@@ -32,6 +32,11 @@ class ControlRecipe:
             nearest=int(p.get("nearest", 0)),
         )
         c = data.get("calibrator")
-        calibrator = Calibrator(tuple(c["bias"]), c.get("temperature", 1.0), c.get("method", "fitted")) if c else None
+        calibrator = Calibrator(tuple(c["bias"]), _temperature(c.get("temperature", 1.0)), c.get("method", "fitted")) if c else None
         head = HeadWeights.from_dict(data["head"]) if data.get("head") else None
         return cls(prompt=prompt, calibrator=calibrator, head=head)
+
+
+def _temperature(value) -> float | tuple[float, ...]:
+    """One temperature, or one per label (a multi-choice calibrator) kept hashable."""
+    return tuple(float(v) for v in value) if isinstance(value, list) else float(value)

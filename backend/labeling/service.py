@@ -171,7 +171,7 @@ class LabelingService:
         A recipe without a calibrator gets content-free calibration of its prompt; one with a head
         pools the LLM's distribution with the head's."""
         calibrator = recipe.calibrator or self.calibrator(control, recipe.prompt)
-        use_head = recipe.head is not None and not control.multiple
+        use_head = recipe.head is not None
         embeddings = self.embedder.encode(texts) if use_head or recipe.prompt.nearest else None
         scored = self.score_texts(control, recipe.prompt, texts, self.task_demos(recipe.prompt, texts, embeddings))
         probs = [calibrator.apply(s.logits, control.multiple) for s in scored]

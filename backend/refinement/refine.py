@@ -8,11 +8,12 @@ import numpy as np
 import redis
 
 from ..engines.factory import engine_id, shared_engine
-from ..labeling.label_config import parse_label_config
+from ..labeling.label_config import ChoiceControl, parse_label_config
 from ..labeling.service import LabelingService
 from ..settings import Settings
 from ..store.redis import key
-from .ground_truth import GroundTruthStore
+from .ground_truth import GoldItem, GroundTruthStore
+from .multilabel import optimize_multilabel_control
 from .optimizer import optimize_control
 from .reconcile import reconcile
 from .rewrite import Rewrite, RewriteBudget
@@ -31,14 +32,15 @@ def report_key(project: int, label: str) -> str:
 def store_version_report(conn: redis.Redis, settings: Settings, project: int, label: str, reports: list) -> None:
     """The held-out evaluation behind a published version, as HTML: in Redis (any web replica can
     serve it at /versions/<label>/report) and under MODEL_DIR/versions/project-<id>/<label>/."""
-    from ..evaluation.report import system_metrics, write_report
+    from ..evaluation.report import multilabel_system_metrics, system_metrics, write_report
 
     systems = []
     for control, decision in reports:
         labels = list(control.labels)
+        metrics_of = multilabel_system_metrics if control.multiple else system_metrics
         for role, result in (("current", decision.current), ("chosen", decision.best)):
-            systems.append(system_metrics(f"{control.name}: {role} ({result.name}), cross-validated",
-                                          result.gold, labels, probs=result.probs))
+            systems.append(metrics_of(f"{control.name}: {role} ({result.name}), cross-validated",
+                                      result.gold, labels, probs=result.probs))
     if not systems:
         return
     meta = {"project": project, "model_version": label, "decisions": {c.name: d.summary() for c, d in reports}}
@@ -57,6 +59,22 @@ def instruction_rewrite(settings: Settings, engine) -> Rewrite | None:
         log.info("instruction rewrite off: the engine cannot generate and TEACHER_BASE_URL/TEACHER_MODEL are unset")
         return None
     return Rewrite(teacher, RewriteBudget.from_settings(settings))
+
+
+def usable_gold(control: ChoiceControl, gold: list[GoldItem], newest: int) -> tuple[list[GoldItem], np.ndarray]:
+    """The `newest` gold items that label `control`, and their targets: a label index per item
+    (single choice: exactly one label), or an items × labels 0/1 matrix (multiple choice)."""
+    index = {label: i for i, label in enumerate(control.labels)}
+    usable = [g for g in gold if control.field in g.texts and g.labels.get(control.name)
+              and all(label in index for label in g.labels[control.name])
+              and (control.multiple or len(g.labels[control.name]) == 1)]
+    usable = sorted(usable, key=lambda g: g.updated_at)[-newest:]
+    if not control.multiple:
+        return usable, np.array([index[g.labels[control.name][0]] for g in usable])
+    targets = np.zeros((len(usable), len(control.labels)), dtype=np.int8)
+    for row, g in zip(targets, usable):
+        row[[index[label] for label in g.labels[control.name]]] = 1
+    return usable, targets
 
 
 def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=None) -> dict:
@@ -81,23 +99,19 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     reports: list[tuple] = []
     trained_on: set[int] = set()
     for control in label_task.controls:
-        if control.multiple:
-            decisions[control.name] = {"skipped": "multi-choice controls keep their recipe (not refined yet)"}
-            continue
-        index = {label: i for i, label in enumerate(control.labels)}
-        usable = [g for g in gold if control.field in g.texts and len(g.labels.get(control.name, [])) == 1
-                  and g.labels[control.name][0] in index]
-        usable = sorted(usable, key=lambda g: g.updated_at)[-settings.refine_max_eval_items:]
+        usable, targets = usable_gold(control, gold, settings.refine_max_eval_items)
         if len(usable) < MIN_ITEMS:
             decisions[control.name] = {"skipped": f"{len(usable)} labelled items; need {MIN_ITEMS}"}
             continue
         seen = set(current.trained_on)
-        decision = optimize_control(
-            service, control, [g.texts[control.field] for g in usable],
-            np.array([index[g.labels[control.name][0]] for g in usable]), current.recipe(control.name),
-            folds=settings.refine_folds, shots=settings.refine_max_shots, alpha=settings.refine_alpha, deadline=deadline,
-            judge_mask=np.array([g.task_id not in seen for g in usable]), rewrite=rewrite,
-        )
+        options = dict(folds=settings.refine_folds, shots=settings.refine_max_shots, alpha=settings.refine_alpha,
+                       deadline=deadline, judge_mask=np.array([g.task_id not in seen for g in usable]))
+        texts = [g.texts[control.field] for g in usable]
+        if control.multiple:  # the instruction rewrite is for single choice only (for now)
+            decision = optimize_multilabel_control(service, control, texts, targets, current.recipe(control.name), **options)
+        else:
+            decision = optimize_control(service, control, texts, targets, current.recipe(control.name),
+                                        rewrite=rewrite, **options)
         trained_on.update(g.task_id for g in usable)
         decisions[control.name] = decision.summary()
         reports.append((control, decision))

@@ -1,0 +1,203 @@
+"""Refine a multi-choice control: candidates judged like the single-choice ones, on the same folds.
+
+Every label of a multi-choice control is its own yes/no question, so a candidate gives an
+items × labels matrix of P(yes). The candidates, cheapest first, each built from the current
+version (which always competes):
+
+- `calibrated`: the current prompt with a per-label bias and scale fitted on ground truth, with
+  the contextual calibration as prior (a label seen in few items stays near it);
+- `k-shot` (and `k-shot+calibrated`): demonstrations picked label by label, rarest label first,
+  so the few slots show as many different labels as possible;
+- `head` and `<best LLM>+head`: a one-vs-rest MiniLM head alone and pooled with the best LLM
+  candidate per label (multilabel_head.py).
+
+Selection mirrors optimizer.select: significantly better (one-sided paired bootstrap over items)
+in multi-label macro-F1, or in log-loss summed over an item's labels while losing at most
+F1_NON_INFERIORITY macro-F1.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..evaluation.multilabel_metrics import log_loss_per_item, predicted_sets, summarize_multilabel
+from ..labeling.calibration import fit_multilabel_calibrator
+from ..labeling.label_config import ChoiceControl
+from ..labeling.prompt import Demo, PromptVersion
+from ..labeling.recipe import ControlRecipe
+from ..labeling.service import LabelingService
+from .evaluate import fold_ids, logits_matrix
+from .optimizer import F1_NON_INFERIORITY, ControlDecision
+from .stats import mcnemar_exact, paired_bootstrap_mean, paired_bootstrap_multilabel_macro_f1
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MultiLabelResult:
+    """A candidate's out-of-fold P(yes) per item and label, with the recipe fitted on all items."""
+
+    name: str
+    recipe: ControlRecipe
+    probs: np.ndarray  # items × labels
+    gold: np.ndarray  # items × labels, 0/1
+    metrics: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.metrics = summarize_multilabel(self.gold, self.probs)
+
+    def subset(self, mask: np.ndarray) -> "MultiLabelResult":
+        out = MultiLabelResult(self.name, self.recipe, self.probs[mask], self.gold[mask])
+        out.metrics.update({k: v for k, v in self.metrics.items() if k == "seconds"})
+        return out
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Exact match of the served set, per item (for McNemar's table)."""
+        return (predicted_sets(self.probs) == self.gold.astype(bool)).all(axis=1)
+
+
+def select_multilabel(current: MultiLabelResult, candidates: list[MultiLabelResult],
+                      alpha: float) -> tuple[MultiLabelResult, int, int, float, bool]:
+    """The selection rule alone (pure); returns (chosen, McNemar b, c, p, accepted) like `select`."""
+    current_pred, current_loss = predicted_sets(current.probs), log_loss_per_item(current.gold, current.probs)
+    significant = []
+    for cand in candidates:
+        gain, p_f1 = paired_bootstrap_multilabel_macro_f1(cand.gold, predicted_sets(cand.probs), current_pred)
+        loss_gain, p_loss = paired_bootstrap_mean(current_loss - log_loss_per_item(cand.gold, cand.probs))
+        cand.metrics.update(p_f1_vs_current=round(p_f1, 4), p_logloss_vs_current=round(p_loss, 4))
+        better_labels = gain > 0 and p_f1 < alpha
+        better_probs = loss_gain > 0 and p_loss < alpha and gain >= -F1_NON_INFERIORITY
+        cand.metrics["p_vs_current"] = round(p_f1 if better_labels or not better_probs else p_loss, 4)
+        if better_labels or better_probs:
+            significant.append(cand)
+    pool = significant or candidates
+    if not pool:
+        return current, 0, 0, 1.0, False
+    best = max(pool, key=lambda r: (r.metrics["macro_f1"], -r.metrics["log_loss"]))
+    b, c, _ = mcnemar_exact(best.correct, current.correct)
+    return best, b, c, best.metrics["p_vs_current"], best in significant
+
+
+def select_multilabel_demos(texts: Sequence[str], gold: np.ndarray, labels: Sequence[str], k: int,
+                            seed: int = 0) -> tuple[Demo, ...]:
+    """k demos, each an item with its whole label set; rounds over the labels, rarest first, pick
+    an unused item for every label shown fewer times than the round number. Seeded, reproducible."""
+    gold = np.asarray(gold, dtype=bool)
+    rng = random.Random(seed)
+    by_label = {j: [i for i in range(len(texts)) if gold[i, j]] for j in range(gold.shape[1])}
+    for items in by_label.values():
+        rng.shuffle(items)
+    order = sorted(by_label, key=lambda j: (len(by_label[j]), j))
+    shown = np.zeros(gold.shape[1], dtype=int)
+    picked: list[int] = []
+    round_ = 0
+    while len(picked) < k and any(i not in picked for items in by_label.values() for i in items):
+        for j in order:
+            candidates = [i for i in by_label[j] if i not in picked]
+            if len(picked) < k and shown[j] <= round_ and candidates:
+                picked.append(candidates[0])
+                shown += gold[candidates[0]]
+        round_ += 1
+    rng.shuffle(picked)
+    return tuple(Demo(texts[i], tuple(labels[j] for j in np.flatnonzero(gold[i]))) for i in picked)
+
+
+def evaluate_fixed_multilabel(name: str, recipe: ControlRecipe, service: LabelingService, control: ChoiceControl,
+                              texts, gold: np.ndarray, logits: np.ndarray | None = None) -> MultiLabelResult:
+    """A recipe used as is (the current version, or one that learns nothing from ground truth)."""
+    logits = logits_matrix(service, control, recipe.prompt, texts) if logits is None else logits
+    probs = (recipe.calibrator or service.calibrator(control, recipe.prompt)).apply(logits, True)
+    if recipe.head is not None:
+        probs = recipe.head.combine(probs, service.embedder.encode(list(texts)))
+    return MultiLabelResult(name, recipe, probs, gold)
+
+
+def evaluate_per_label_calibration(name: str, prompt: PromptVersion, logits: np.ndarray, gold: np.ndarray,
+                                   folds: np.ndarray, prior) -> MultiLabelResult:
+    """Per-label bias and scale fitted on the other folds (cross-fitting), around `prior`."""
+    probs = np.zeros_like(logits, dtype=np.float64)
+    for f in np.unique(folds):
+        test = folds == f
+        probs[test] = fit_multilabel_calibrator(logits[~test], gold[~test], prior).apply(logits[test], True)
+    return MultiLabelResult(name, ControlRecipe(prompt, fit_multilabel_calibrator(logits, gold, prior)), probs, gold)
+
+
+def evaluate_multilabel_few_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
+                                 texts, gold: np.ndarray, folds: np.ndarray, shots: int) -> list[MultiLabelResult]:
+    """k-shot with content-free calibration, and with per-label calibration cross-fitted on the
+    out-of-fold logits (fold f's prompt shows demos of the other folds only)."""
+    logits = np.zeros(gold.shape)
+    contextual = np.zeros(gold.shape)
+    for f in np.unique(folds):
+        train, test = np.where(folds != f)[0], np.where(folds == f)[0]
+        demos = select_multilabel_demos([texts[i] for i in train], gold[train], control.labels, shots, seed=int(f))
+        prompt = replace(base, name=name, demos=demos)
+        logits[test] = logits_matrix(service, control, prompt, [texts[i] for i in test])
+        contextual[test] = service.calibrator(control, prompt).apply(logits[test], True)
+    final = replace(base, name=name, demos=select_multilabel_demos(texts, gold, control.labels, shots, seed=len(texts)))
+    prior = service.calibrator(control, final)
+    fitted = evaluate_per_label_calibration(f"{name}+calibrated", final, logits, gold, folds, prior)
+    return [MultiLabelResult(name, ControlRecipe(final, None), contextual, gold), fitted]
+
+
+def _best_llm(results: list[MultiLabelResult], current: MultiLabelResult) -> MultiLabelResult:
+    llm_only = [r for r in [current, *results] if r.recipe.head is None]
+    return max(llm_only, key=lambda r: (r.metrics["macro_f1"], -r.metrics["log_loss"]))
+
+
+def optimize_multilabel_control(
+    service: LabelingService,
+    control: ChoiceControl,
+    texts: list[str],
+    gold: np.ndarray,
+    current: ControlRecipe,
+    *,
+    folds: int,
+    shots: int,
+    alpha: float,
+    deadline: float,
+    judge_mask: np.ndarray | None = None,
+) -> ControlDecision:
+    """Same contract as optimizer.optimize_control, with `gold` an items × labels 0/1 matrix."""
+    from .multilabel_head import evaluate_one_vs_rest_head
+
+    gold = np.asarray(gold, dtype=np.int8)
+    fold = fold_ids(len(texts), folds)
+    base = PromptVersion(name="base")
+    skipped: list[str] = []
+    cur_logits = logits_matrix(service, control, current.prompt, texts)
+    cur = evaluate_fixed_multilabel("current", current, service, control, texts, gold, cur_logits)
+    prior = service.calibrator(control, current.prompt)
+    plans: list[tuple[str, Callable[[], MultiLabelResult | list[MultiLabelResult]]]] = [
+        ("calibrated", lambda: evaluate_per_label_calibration("calibrated", current.prompt, cur_logits, gold, fold, prior)),
+    ]
+    if current.prompt.demos or current.prompt.instructions:
+        plans.append(("base", lambda: evaluate_fixed_multilabel("base", ControlRecipe(base), service, control, texts, gold)))
+    for k in sorted({min(shots, 4), shots}):
+        if k > 0 and len(texts) >= 2 * k:
+            plans.append((f"{k}-shot", lambda k=k: evaluate_multilabel_few_shot(
+                f"{k}-shot", base, service, control, texts, gold, fold, k)))
+    plans.append(("head", lambda: evaluate_one_vs_rest_head(_best_llm(results, cur), service.embedder.encode(texts), fold)))
+    results: list[MultiLabelResult] = []
+    for name, plan in plans:
+        if time.monotonic() > deadline:
+            skipped.append(f"{name}: time budget spent")
+            continue
+        t0 = time.monotonic()
+        produced = plan()
+        for result in produced if isinstance(produced, list) else [produced]:
+            result.metrics["seconds"] = round(time.monotonic() - t0, 2)
+            results.append(result)
+    if judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all():
+        cur, results = cur.subset(judge_mask), [r.subset(judge_mask) for r in results]
+    best, b, c, p, accepted = select_multilabel(cur, results, alpha)
+    table = [{"name": r.name, **r.metrics} for r in [cur, *results]]
+    log.info("multi-choice control %s: best %s %s vs current %s, p=%.4f, accepted=%s", control.name, best.name,
+             best.metrics, cur.metrics, p, accepted)
+    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped)

@@ -1,0 +1,100 @@
+"""The one-vs-rest embedding head of a multi-choice control, scored alone and pooled with the LLM
+by cross-validation on the same folds as every other candidate.
+
+One binary logistic regression per label on MiniLM embeddings. A label never seen positive gets
+no weights and a very low intercept (it must not be suggested from nothing); one always seen
+positive gets the smoothed log-odds of its frequency. Pooling is per label on the yes/no logit with
+one LLM weight for the control, chosen on the other folds, then one temperature fitted on the
+other folds (a pooled probability is not calibrated by itself).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..evaluation.multilabel_metrics import log_loss_per_item, macro_f1, predicted_sets
+from ..labeling.calibration import sigmoid
+from ..labeling.head import HeadWeights, logit, pool_yes_no
+from ..labeling.recipe import ControlRecipe
+from .head import REGULARISATION_C, WEIGHT_GRID
+from .multilabel import MultiLabelResult
+
+NEVER_SEEN_INTERCEPT = -20.0
+
+
+def train_one_vs_rest(embeddings: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(coef labels × dims, intercept per label) from items × labels 0/1 ground truth."""
+    from sklearn.linear_model import LogisticRegression
+
+    gold = np.asarray(gold, dtype=int)
+    n, k = gold.shape
+    coef = np.zeros((k, embeddings.shape[1]))
+    intercept = np.full(k, NEVER_SEEN_INTERCEPT)
+    for j in range(k):
+        positives = int(gold[:, j].sum())
+        if positives == 0:
+            continue
+        if positives == n:
+            intercept[j] = float(np.log((n + 0.5) / 0.5))
+            continue
+        model = LogisticRegression(C=REGULARISATION_C, max_iter=2000).fit(embeddings, gold[:, j])
+        coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
+    return coef, intercept
+
+
+def _fit_temperature(logits: np.ndarray, gold: np.ndarray) -> float:
+    """One temperature on yes/no logits minimising the log-loss over all cells."""
+    from scipy.optimize import minimize_scalar
+
+    z, y = np.asarray(logits, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+
+    def loss(log_t):
+        q = z / np.exp(log_t)
+        return float((np.logaddexp(0.0, q) - y * q).sum())
+
+    return float(np.exp(minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded").x))
+
+
+def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray) -> float:
+    """Best multi-label macro-F1 over the grid, ties to lower log-loss."""
+    def score(w):
+        p = pool_yes_no(llm, head, w)
+        return macro_f1(gold, predicted_sets(p)), -log_loss_per_item(gold, p).mean()
+
+    return max(WEIGHT_GRID, key=score)
+
+
+def _cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, float]:
+    z = logit(probs)
+    out = np.zeros_like(probs)
+    for f in np.unique(folds):
+        test = folds == f
+        out[test] = sigmoid(z[test] / _fit_temperature(z[~test], gold[~test]))
+    return out, _fit_temperature(z, gold)
+
+
+def evaluate_one_vs_rest_head(llm: MultiLabelResult, embeddings: np.ndarray, folds: np.ndarray) -> list[MultiLabelResult]:
+    """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused)."""
+    gold = llm.gold
+    head_oof = np.zeros(gold.shape)
+    for f in np.unique(folds):
+        test = folds == f
+        coef, intercept = train_one_vs_rest(embeddings[~test], gold[~test])
+        head_oof[test] = sigmoid(embeddings[test] @ coef.T + intercept)
+    raw_pool = np.zeros(gold.shape)
+    for f in np.unique(folds):
+        test = folds == f
+        w = _best_weight(llm.probs[~test], head_oof[~test], gold[~test])
+        raw_pool[test] = pool_yes_no(llm.probs[test], head_oof[test], w)
+    w_all = _best_weight(llm.probs, head_oof, gold)
+    pooled, temperature = _cross_fitted_temperature(raw_pool, gold, folds)
+    head_alone, head_only_t = _cross_fitted_temperature(head_oof, gold, folds)
+    coef, intercept = train_one_vs_rest(embeddings, gold)
+
+    def recipe(w: float, t: float) -> ControlRecipe:
+        head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t, one_vs_rest=True)
+        return ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head)
+
+    return [
+        MultiLabelResult("head", recipe(0.0, head_only_t), head_alone, gold),
+        MultiLabelResult(f"{llm.name}+head", recipe(w_all, temperature), pooled, gold),
+    ]
