@@ -24,9 +24,14 @@ def _counts(gold: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return (gold & pred).sum(0), (~gold & pred).sum(0), (gold & ~pred).sum(0)
 
 
+def micro_f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> float:
+    """F1 of all (item, label) yes/no decisions pooled."""
+    tp, fp, fn = float(np.sum(tp)), float(np.sum(fp)), float(np.sum(fn))
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+
 def micro_f1(gold: np.ndarray, pred: np.ndarray) -> float:
-    tp, fp, fn = (c.sum() for c in _counts(gold, pred))
-    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0
+    return micro_f1_from_counts(*_counts(gold, pred))
 
 
 def macro_f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evaluation.multilabel_metrics import log_loss_per_item, macro_f1, predicted_sets
+from ..evaluation.multilabel_metrics import log_loss_per_item, micro_f1, predicted_sets
 from ..labeling.calibration import sigmoid
 from ..labeling.head import HeadWeights, logit, pool_yes_no
 from ..labeling.recipe import ControlRecipe
@@ -55,10 +55,10 @@ def _fit_temperature(logits: np.ndarray, gold: np.ndarray) -> float:
 
 
 def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray) -> float:
-    """Best multi-label macro-F1 over the grid, ties to lower log-loss."""
+    """Best multi-label micro-F1 over the grid (the selection's label metric), ties to lower log-loss."""
     def score(w):
         p = pool_yes_no(llm, head, w)
-        return macro_f1(gold, predicted_sets(p)), -log_loss_per_item(gold, p).mean()
+        return micro_f1(gold, predicted_sets(p)), -log_loss_per_item(gold, p).mean()
 
     return max(WEIGHT_GRID, key=score)
 

@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from backend.evaluation.multilabel_metrics import log_loss_per_item, macro_f1, predicted_sets
+from backend.evaluation.multilabel_metrics import log_loss_per_item, macro_f1, micro_f1, predicted_sets
 from backend.labeling.calibration import Calibrator, fit_multilabel_calibrator, sigmoid
 from backend.labeling.head import HeadWeights
 from backend.labeling.recipe import ControlRecipe
 from backend.refinement.evaluate import fold_ids
 from backend.refinement.multilabel import MultiLabelResult, select_multilabel, select_multilabel_demos
 from backend.refinement.multilabel_head import NEVER_SEEN_INTERCEPT, evaluate_one_vs_rest_head, train_one_vs_rest
-from backend.refinement.stats import paired_bootstrap_multilabel_macro_f1
+from backend.refinement.stats import paired_bootstrap_multilabel_f1
 
 
 def _biased_logits(n, seed=0):
@@ -86,8 +86,9 @@ def test_pooled_one_vs_rest_head_is_not_worse_than_the_better_part_on_held_out_d
     emb = np.stack([gold[:, 2] * 1.0, 1.0 - gold[:, 2]], 1) + rng.normal(0, 0.35, (n, 2))
     llm = MultiLabelResult("llm", ControlRecipe(), llm_probs, gold)
     head, pooled = evaluate_one_vs_rest_head(llm, emb, fold_ids(n, 5))
-    assert pooled.metrics["macro_f1"] >= max(head.metrics["macro_f1"], llm.metrics["macro_f1"])
-    assert pooled.metrics["macro_f1"] > 0.85
+    for metric in ("micro_f1", "macro_f1"):  # the weight is chosen on micro-F1, the selection's metric
+        assert pooled.metrics[metric] >= max(head.metrics[metric], llm.metrics[metric]), metric
+    assert pooled.metrics["micro_f1"] > 0.85
     assert 0 < pooled.recipe.head.weight_llm < 1 and pooled.recipe.head.one_vs_rest
 
 
@@ -110,11 +111,28 @@ def test_multilabel_bootstrap_is_significant_only_for_a_real_gain():
     gold = (rng.random((200, 4)) < 0.3).astype(int)
     good = np.where(rng.random(gold.shape) < 0.95, gold, 1 - gold)
     bad = np.where(rng.random(gold.shape) < 0.7, gold, 1 - gold)
-    gain, p = paired_bootstrap_multilabel_macro_f1(gold, good, bad)
+    gain, p = paired_bootstrap_multilabel_f1(gold, good, bad)
     assert gain == pytest.approx(macro_f1(gold, good) - macro_f1(gold, bad))
     assert gain > 0.2 and p < 0.01
-    gain, p = paired_bootstrap_multilabel_macro_f1(gold, bad, good)
+    gain, p = paired_bootstrap_multilabel_f1(gold, bad, good)
     assert gain < 0 and p > 0.99
+    gain, p = paired_bootstrap_multilabel_f1(gold, good, bad, average="micro")
+    assert gain == pytest.approx(micro_f1(gold, good) - micro_f1(gold, bad)) and p < 0.01
+
+
+def test_multilabel_selection_prefers_honest_sets_to_saying_yes_to_everything():
+    """28 rare labels: 'yes' to all wins per-label macro-F1 at 0.5 but loses micro-F1 and log-loss."""
+    rng = np.random.default_rng(3)
+    n, k = 200, 28
+    gold = np.zeros((n, k), dtype=int)
+    gold[np.arange(n), rng.integers(0, k, n)] = 1
+    yes_to_all = MultiLabelResult("current", ControlRecipe(), np.full((n, k), 0.7), gold)
+    honest_probs = np.where(gold == 1, 0.6, 0.02)
+    honest_probs[rng.random(n) < 0.3] = 0.02  # misses some items entirely
+    honest = MultiLabelResult("calibrated", ControlRecipe(), honest_probs, gold)
+    assert honest.metrics["macro_f1"] > 0 and honest.metrics["micro_f1"] > yes_to_all.metrics["micro_f1"]
+    chosen, _, _, p, accepted = select_multilabel(yes_to_all, [honest], alpha=0.05)
+    assert accepted and chosen.name == "calibrated" and p < 0.05
 
 
 def _result(name, gold, flip, rng, confidence=0.8):
