@@ -199,6 +199,50 @@ def bench(dataset: str, demos: str | None, limit: int, shots: int) -> None:
     click.echo(json.dumps(benchmark(_service(settings), data, demo_data, shots=shots), indent=2))
 
 
+CANDIDATE_COLUMNS = ("accuracy", "macro_f1", "ece", "log_loss", "p_vs_current", "seconds", "rewrite_llm_calls",
+                     "rewrite_minibatch_f1")
+
+
+@main.command()
+@click.option("--dataset", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Labelled single-label JSONL used as the project's ground truth.")
+@click.option("--limit", default=120, show_default=True, help="First N items.")
+@click.option("--shots", default=None, type=int, help="Largest few-shot candidate (default REFINE_MAX_SHOTS; 0: none).")
+@click.option("--no-rewrite", is_flag=True, help="Leave the instruction rewrite out.")
+def candidates(dataset: str, limit: int, shots: int | None, no_rewrite: bool) -> None:
+    """Dry-run one refinement on a labelled file: every candidate's cross-validated metrics against
+    version 0, as a job would judge them (same budgets and folds); nothing is published."""
+    import time
+
+    import numpy as np
+
+    from .evaluation.datasets import load_dataset
+    from .labeling.label_config import parse_label_config
+    from .labeling.recipe import ControlRecipe
+    from .refinement.optimizer import optimize_control
+    from .refinement.refine import instruction_rewrite
+
+    settings = _settings()
+    data = load_dataset(dataset, limit=limit)
+    if data.multiple:
+        raise click.UsageError("candidates takes single-label sets (multi-choice refinement runs in jobs and eval --report)")
+    control = parse_label_config(data.label_config()).controls[0]
+    service = _service(settings)
+    t0 = time.monotonic()
+    decision = optimize_control(
+        service, control, list(data.texts), np.array(data.gold), ControlRecipe(),
+        folds=settings.refine_folds, shots=settings.refine_max_shots if shots is None else shots,
+        alpha=settings.refine_alpha, deadline=t0 + settings.refine_max_seconds,
+        rewrite=None if no_rewrite else instruction_rewrite(settings, service.engine))
+    click.echo(f"{data.name}: {len(data.texts)} items, judged on {decision.n_eval}, "
+               f"{time.monotonic() - t0:.0f} s; skipped: {', '.join(decision.skipped) or '-'}")
+    click.echo("| candidate | " + " | ".join(CANDIDATE_COLUMNS) + " |")
+    click.echo("|---" * (len(CANDIDATE_COLUMNS) + 1) + "|")
+    for row in decision.table:
+        click.echo(f"| {row['name']} | " + " | ".join(str(row.get(c, "")) for c in CANDIDATE_COLUMNS) + " |")
+    click.echo(f"chosen: {decision.best.name}, accepted: {decision.accepted} (p = {decision.p_value:.4f})")
+
+
 def _redis(settings: Settings):
     from .store.redis import EmbeddedRedis, connect, external_url
 

@@ -1,0 +1,26 @@
+"""`python -m backend candidates`: the refinement optimizer on a labelled file, real model, real process."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import DATASETS, MODEL_DIR, ROOT
+
+pytestmark = pytest.mark.model
+
+
+def test_candidates_prints_every_candidate_against_version_0():
+    env = dict(os.environ, MODEL_DIR=str(MODEL_DIR), LOG_LEVEL="WARNING")
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "candidates", "--dataset", str(DATASETS / "sms_spam" / "train.jsonl"),
+         "--limit", "40", "--shots", "0", "--no-rewrite"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert {"current", "calibrated", "head"} <= set(rows)
+    assert any(name.endswith("+head") for name in rows)  # the head pooled with the best LLM candidate
+    assert "judged on 40" in done.stdout and "chosen: " in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "backend", "candidates", "--dataset",
+                          str(DATASETS / "goemotions" / "test.jsonl")], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "single-label" in bad.stderr
