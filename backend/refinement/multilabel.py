@@ -36,8 +36,8 @@ from ..labeling.prompt import Demo, PromptVersion
 from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
 from .evaluate import fold_ids, logits_matrix
-from .optimizer import F1_NON_INFERIORITY, ControlDecision
-from .stats import mcnemar_exact, paired_bootstrap_mean, paired_bootstrap_multilabel_f1
+from .optimizer import F1_NON_INFERIORITY, ControlDecision, choose_significant
+from .stats import paired_bootstrap_mean, paired_bootstrap_multilabel_f1
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +70,14 @@ def select_multilabel(current: MultiLabelResult, candidates: list[MultiLabelResu
                       alpha: float) -> tuple[MultiLabelResult, int, int, float, bool]:
     """The selection rule alone (pure); returns (chosen, McNemar b, c, p, accepted) like `select`."""
     current_pred, current_loss = predicted_sets(current.probs), log_loss_per_item(current.gold, current.probs)
-    significant = []
+    tests = []
     for cand in candidates:
         gain, p_f1 = paired_bootstrap_multilabel_f1(cand.gold, predicted_sets(cand.probs), current_pred,
-                                                          average="micro")
+                                                    average="micro")
         loss_gain, p_loss = paired_bootstrap_mean(current_loss - log_loss_per_item(cand.gold, cand.probs))
         cand.metrics.update(p_f1_vs_current=round(p_f1, 4), p_logloss_vs_current=round(p_loss, 4))
-        better_labels = gain > 0 and p_f1 < alpha
-        better_probs = loss_gain > 0 and p_loss < alpha and gain >= -F1_NON_INFERIORITY
-        cand.metrics["p_vs_current"] = round(p_f1 if better_labels or not better_probs else p_loss, 4)
-        if better_labels or better_probs:
-            significant.append(cand)
-    pool = significant or candidates
-    if not pool:
-        return current, 0, 0, 1.0, False
-    best = max(pool, key=lambda r: (r.metrics["micro_f1"], -r.metrics["log_loss"]))
-    b, c, _ = mcnemar_exact(best.correct, current.correct)
-    return best, b, c, best.metrics["p_vs_current"], best in significant
+        tests += [(cand, p_f1, gain > 0), (cand, p_loss, loss_gain > 0 and gain >= -F1_NON_INFERIORITY)]
+    return choose_significant(current, candidates, tests, alpha, key=lambda r: (r.metrics["micro_f1"], -r.metrics["log_loss"]))
 
 
 def select_multilabel_demos(texts: Sequence[str], gold: np.ndarray, labels: Sequence[str], k: int,

@@ -1,8 +1,9 @@
 """Pick the best candidate recipe for one control; the current recipe always competes.
 
-A candidate replaces the current recipe only if its macro-F1 on the same held-out items is higher
-and a one-sided paired bootstrap says the gain is significant (p < REFINE_ALPHA); the exact
-McNemar test on accuracy is reported beside it. Among significant candidates the one with the
+A candidate replaces the current recipe only if its macro-F1 (or log-loss, at no macro-F1 cost)
+on the same held-out items is better and a one-sided paired bootstrap says the gain is
+significant, Holm–Bonferroni-corrected over every test of the job (family-wise REFINE_ALPHA);
+the exact McNemar test on accuracy is reported beside it. Among significant candidates the one with the
 best macro-F1 wins, ties broken by lower ECE. Candidates run cheapest first and stop when the
 job's time budget is spent, except the embedding head (seconds, and usually the biggest gain).
 """
@@ -22,7 +23,7 @@ from .evaluate import (CandidateResult, evaluate_few_shot, evaluate_fitted_calib
                        fold_ids, logits_matrix)
 from .head import evaluate_head
 from .rewrite import InstructionSearch, Rewrite
-from .stats import mcnemar_exact, paired_bootstrap_macro_f1, paired_bootstrap_mean
+from .stats import holm_rejections, mcnemar_exact, paired_bootstrap_macro_f1, paired_bootstrap_mean
 from ..labeling.recipe import ControlRecipe
 
 log = logging.getLogger(__name__)
@@ -71,26 +72,36 @@ def select(current: CandidateResult, candidates: list[CandidateResult], alpha: f
     """The selection rule alone (pure). Returns (chosen, McNemar b, c, p, accepted).
 
     A candidate qualifies if it is significantly better than the current recipe either in
-    macro-F1 (labels) or in log-loss (honest probabilities) without losing more than
-    F1_NON_INFERIORITY of macro-F1; among those the best macro-F1 wins, then the lowest log-loss.
+    macro-F1 (labels) or in log-loss (honest probabilities) without losing macro-F1 (more than
+    F1_NON_INFERIORITY), significance being Holm–Bonferroni over both tests of every candidate
+    (family-wise error `alpha`); among those the best macro-F1 wins, then the lowest log-loss.
     """
     n_labels = current.probs.shape[1]
     current_loss = _log_loss_per_item(current)
-    significant = []
+    tests: list[tuple[CandidateResult, float, bool]] = []  # (candidate, p, would this test qualify it)
     for cand in candidates:
         gain, p_f1 = paired_bootstrap_macro_f1(cand.gold, cand.probs.argmax(1), current.probs.argmax(1), n_labels)
         loss_gain, p_loss = paired_bootstrap_mean(current_loss - _log_loss_per_item(cand))
         cand.metrics.update(p_f1_vs_current=round(p_f1, 4), p_logloss_vs_current=round(p_loss, 4),
                             log_loss=round(float(_log_loss_per_item(cand).mean()), 4))
-        better_labels = gain > 0 and p_f1 < alpha
-        better_probs = loss_gain > 0 and p_loss < alpha and gain >= -F1_NON_INFERIORITY
-        cand.metrics["p_vs_current"] = round(p_f1 if better_labels or not better_probs else p_loss, 4)
-        if better_labels or better_probs:
+        tests += [(cand, p_f1, gain > 0), (cand, p_loss, loss_gain > 0 and gain >= -F1_NON_INFERIORITY)]
+    return choose_significant(current, candidates, tests, alpha, key=lambda r: (r.metrics["macro_f1"], -r.metrics["log_loss"]))
+
+
+def choose_significant(current, candidates, tests, alpha: float, key) -> tuple:
+    """Holm over all tests; each candidate reports the p of its qualifying (or best) test."""
+    significant = []
+    for (cand, p, qualifies), passed in zip(tests, holm_rejections([t[1] for t in tests], alpha)):
+        if passed and qualifies and cand not in significant:
             significant.append(cand)
+            cand.metrics["p_vs_current"] = round(p, 4)
+    for cand in candidates:
+        if cand not in significant:
+            cand.metrics["p_vs_current"] = round(min(p for c, p, _ in tests if c is cand), 4)
     pool = significant or candidates
     if not pool:
         return current, 0, 0, 1.0, False
-    best = max(pool, key=lambda r: (r.metrics["macro_f1"], -r.metrics["log_loss"]))
+    best = max(pool, key=key)
     b, c, _ = mcnemar_exact(best.correct, current.correct)
     return best, b, c, best.metrics["p_vs_current"], best in significant
 

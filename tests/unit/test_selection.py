@@ -90,3 +90,26 @@ def test_better_probabilities_with_the_same_labels_are_accepted_but_not_at_a_rea
     cautious_but_wrong = _result("cautious", gold, worse_pred, confidence=0.55)
     _, _, _, _, accepted = select(overconfident, [cautious_but_wrong], alpha=0.05)
     assert not accepted
+
+
+def test_holm_rejects_in_order_and_stops_at_the_first_failure():
+    from backend.refinement.stats import holm_rejections
+
+    assert holm_rejections([0.01, 0.04, 0.03, 0.5], 0.05) == [True, False, False, False]  # 0.03 ≥ 0.05/3
+    assert holm_rejections([0.001, 0.015, 0.02], 0.05) == [True, True, True]  # 0.015 < 0.025, 0.02 < 0.05
+    assert holm_rejections([], 0.05) == []
+
+
+def test_candidates_that_are_only_lucky_are_rarely_shipped():
+    """Ten candidates drawn like the current one (70 % right), judged on 25 items, 24 times:
+    uncorrected, a job would ship one of them about a third of the time; Holm keeps it near alpha."""
+    shipped = uncorrected = 0
+    for seed in range(24):
+        rng = np.random.default_rng(seed)
+        gold = rng.integers(0, 2, 25)
+        current = _result("current", gold, np.where(rng.random(25) < 0.7, gold, 1 - gold))
+        noise = [_result(f"c{i}", gold, np.where(rng.random(25) < 0.7, gold, 1 - gold)) for i in range(10)]
+        shipped += select(current, noise, alpha=0.05)[4]
+        uncorrected += min(c.metrics["p_f1_vs_current"] for c in noise) < 0.05
+    assert uncorrected >= 6
+    assert shipped <= 3
