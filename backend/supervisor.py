@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from .engines.factory import prepare_model
@@ -79,6 +80,17 @@ class Stack:
                 child.kill()
         if self.embedded is not None:
             self.embedded.close()
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that a `with Stack(...)` block unwinds and stops its
+    children: by default SIGTERM ends this process at once and orphans gunicorn, the worker and
+    the embedded Redis (seen with `eval --simulate`)."""
+    def _exit(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit)
 
 
 def serve(settings: Settings) -> int:

@@ -125,8 +125,9 @@ def v0_head_ensemble(v0_train: np.ndarray, train_emb: np.ndarray, train: Dataset
 def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int], naive: dict | None,
              log=print, probs_out: list | None = None) -> dict:
     """Run the rounds; `probs_out`, if given, receives the test probabilities of v0 and of each round."""
-    from ..supervisor import Stack
+    from ..supervisor import Stack, exit_on_sigterm
 
+    exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="llmlb-sim-"))
     stack_settings = settings.with_overrides(host="127.0.0.1", port=_free_port(), model_dir=workdir,
                                              llm_model=str(settings.model_path.resolve()), redis_url="", redis_host="")

@@ -58,13 +58,15 @@ def logits_matrix(service: LabelingService, control: ChoiceControl, prompt: Prom
 
 
 def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, control: ChoiceControl,
-                   texts, gold: np.ndarray, logits: np.ndarray | None = None) -> CandidateResult:
+                   texts, gold: np.ndarray, logits: np.ndarray | None = None,
+                   embeddings: np.ndarray | None = None) -> CandidateResult:
     """A recipe used as is (the current version, or one that learns nothing from ground truth)."""
     logits = logits_matrix(service, control, recipe.prompt, texts) if logits is None else logits
     calibrator = recipe.calibrator or service.calibrator(control, recipe.prompt)
     probs = calibrator.apply(logits, False)
     if recipe.head is not None:
-        probs = recipe.head.combine(probs, service.embedder.encode(list(texts)))
+        embeddings = service.embedder.encode(list(texts)) if embeddings is None else embeddings
+        probs = recipe.head.combine(probs, embeddings)
     return CandidateResult(name, recipe, probs, gold)
 
 

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -36,7 +35,8 @@ from ..labeling.prompt import Demo, PromptVersion
 from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
 from .evaluate import fold_ids, logits_matrix
-from .optimizer import F1_NON_INFERIORITY, ControlDecision, choose_significant
+from .judge_current import cross_fit_current
+from .optimizer import F1_NON_INFERIORITY, ControlDecision, Plan, choose_significant, run_plans
 from .stats import paired_bootstrap_mean, paired_bootstrap_multilabel_f1
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class MultiLabelResult:
 
     def subset(self, mask: np.ndarray) -> "MultiLabelResult":
         out = MultiLabelResult(self.name, self.recipe, self.probs[mask], self.gold[mask])
-        out.metrics.update({k: v for k, v in self.metrics.items() if k == "seconds"})
+        out.metrics.update({k: v for k, v in self.metrics.items() if k not in out.metrics})  # cost, notes
         return out
 
     @property
@@ -77,7 +77,11 @@ def select_multilabel(current: MultiLabelResult, candidates: list[MultiLabelResu
         loss_gain, p_loss = paired_bootstrap_mean(current_loss - log_loss_per_item(cand.gold, cand.probs))
         cand.metrics.update(p_f1_vs_current=round(p_f1, 4), p_logloss_vs_current=round(p_loss, 4))
         tests += [(cand, p_f1, gain > 0), (cand, p_loss, loss_gain > 0 and gain >= -F1_NON_INFERIORITY)]
-    return choose_significant(current, candidates, tests, alpha, key=lambda r: (r.metrics["micro_f1"], -r.metrics["log_loss"]))
+    def f1_gain_p(a: MultiLabelResult, b: MultiLabelResult) -> float:
+        return paired_bootstrap_multilabel_f1(a.gold, predicted_sets(a.probs), predicted_sets(b.probs), average="micro")[1]
+
+    return choose_significant(current, candidates, tests, alpha, key=lambda r: (r.metrics["micro_f1"], -r.metrics["log_loss"]),
+                              f1_gain_p=f1_gain_p)
 
 
 def select_multilabel_demos(texts: Sequence[str], gold: np.ndarray, labels: Sequence[str], k: int,
@@ -105,12 +109,14 @@ def select_multilabel_demos(texts: Sequence[str], gold: np.ndarray, labels: Sequ
 
 
 def evaluate_fixed_multilabel(name: str, recipe: ControlRecipe, service: LabelingService, control: ChoiceControl,
-                              texts, gold: np.ndarray, logits: np.ndarray | None = None) -> MultiLabelResult:
+                              texts, gold: np.ndarray, logits: np.ndarray | None = None,
+                              embeddings: np.ndarray | None = None) -> MultiLabelResult:
     """A recipe used as is (the current version, or one that learns nothing from ground truth)."""
     logits = logits_matrix(service, control, recipe.prompt, texts) if logits is None else logits
     probs = (recipe.calibrator or service.calibrator(control, recipe.prompt)).apply(logits, True)
     if recipe.head is not None:
-        probs = recipe.head.combine(probs, service.embedder.encode(list(texts)))
+        embeddings = service.embedder.encode(list(texts)) if embeddings is None else embeddings
+        probs = recipe.head.combine(probs, embeddings)
     return MultiLabelResult(name, recipe, probs, gold)
 
 
@@ -168,28 +174,24 @@ def optimize_multilabel_control(
     base = PromptVersion(name="base")
     skipped: list[str] = []
     cur_logits = logits_matrix(service, control, current.prompt, texts)
-    cur = evaluate_fixed_multilabel("current", current, service, control, texts, gold, cur_logits)
+    embeddings = service.embedder.encode(texts)
+    cur = evaluate_fixed_multilabel("current", current, service, control, texts, gold, cur_logits, embeddings)
     prior = service.calibrator(control, current.prompt)
-    plans: list[tuple[str, Callable[[], MultiLabelResult | list[MultiLabelResult]]]] = [
-        ("calibrated", lambda: evaluate_per_label_calibration("calibrated", current.prompt, cur_logits, gold, fold, prior)),
-    ]
+    if judge_mask is not None:
+        cur, judge_mask = cross_fit_current(cur, current.calibrator or prior, cur_logits, embeddings, texts, ~judge_mask,
+                                            fold, multiple=True, prior=prior)
+    plans = [Plan("calibrated", lambda: evaluate_per_label_calibration(
+        "calibrated", current.prompt, cur_logits, gold, fold, prior), cheap=True)]
     if current.prompt.demos or current.prompt.instructions:
-        plans.append(("base", lambda: evaluate_fixed_multilabel("base", ControlRecipe(base), service, control, texts, gold)))
+        plans.append(Plan("base", lambda: evaluate_fixed_multilabel("base", ControlRecipe(base), service, control, texts, gold)))
     for k in sorted({min(shots, 4), shots}):
         if k > 0 and len(texts) >= 2 * k:
-            plans.append((f"{k}-shot", lambda k=k: evaluate_multilabel_few_shot(
+            plans.append(Plan(f"{k}-shot", lambda k=k: evaluate_multilabel_few_shot(
                 f"{k}-shot", base, service, control, texts, gold, fold, k)))
-    plans.append(("head", lambda: evaluate_one_vs_rest_head(_best_llm(results, cur), service.embedder.encode(texts), fold)))
+    plans.append(Plan("head", lambda: evaluate_one_vs_rest_head(_best_llm(results, cur), embeddings, fold),
+                      cheap=True))
     results: list[MultiLabelResult] = []
-    for name, plan in plans:
-        if time.monotonic() > deadline:
-            skipped.append(f"{name}: time budget spent")
-            continue
-        t0 = time.monotonic()
-        produced = plan()
-        for result in produced if isinstance(produced, list) else [produced]:
-            result.metrics["seconds"] = round(time.monotonic() - t0, 2)
-            results.append(result)
+    run_plans(plans, deadline, results, skipped)
     if judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all():
         cur, results = cur.subset(judge_mask), [r.subset(judge_mask) for r in results]
     best, b, c, p, accepted = select_multilabel(cur, results, alpha)

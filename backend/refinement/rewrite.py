@@ -3,8 +3,9 @@ search on a small minibatch keeps the best; the winner becomes two ordinary cand
 
 Leakage: every item the search looks at (the minibatch, and the mistakes shown to the teacher,
 which are drawn from it) helped choose the instruction, so `restrict` removes them from the items
-that judge *every* candidate. The minibatch prefers items that are not judged anyway (those the
-current version was built from), so the rewrite usually costs no judge items at all.
+that judge *every* candidate. The minibatch prefers items that are not judged anyway (see
+judge_current: the current version's fixed demonstrations, or all its items when its own
+instructions were searched), so a rewrite after a rewrite usually costs no judge items.
 
 Cost: each proposal is scored on the minibatch (plus three content-free texts for its
 calibration), each teacher generation is one more call; REFINE_REWRITE_MAX_CALLS caps the sum,

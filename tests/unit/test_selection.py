@@ -113,3 +113,23 @@ def test_candidates_that_are_only_lucky_are_rarely_shipped():
         uncorrected += min(c.metrics["p_f1_vs_current"] for c in noise) < 0.05
     assert uncorrected >= 6
     assert shipped <= 3
+
+
+def test_among_f1_ties_the_more_honest_candidate_wins_but_a_real_f1_lead_does_not_tie():
+    rng = np.random.default_rng(11)
+    gold = rng.integers(0, 2, 200)
+    current = _result("current", gold, np.where(rng.random(200) < 0.6, gold, 1 - gold))
+    good = np.where(rng.random(200) < 0.85, gold, 1 - gold)
+    flip = np.flatnonzero(good != gold)[:2]  # two more right answers: a noise-level F1 lead
+    lucky = good.copy()
+    lucky[flip] = gold[flip]
+    overconfident = _result("4-shot+head", gold, lucky, confidence=0.995)
+    honest = _result("head", gold, good, confidence=0.85)
+    chosen, _, _, _, accepted = select(current, [overconfident, honest], alpha=0.05)
+    assert overconfident.metrics["macro_f1"] > honest.metrics["macro_f1"]
+    assert accepted and chosen.name == "head" and "4-shot+head" in chosen.metrics["chosen_over"]
+
+    much_better = _result("8-shot+head", gold, np.where(rng.random(200) < 0.95, gold, 1 - gold), confidence=0.99999)
+    chosen, _, _, _, accepted = select(current, [much_better, honest], alpha=0.05)
+    assert much_better.metrics["log_loss"] > honest.metrics["log_loss"]
+    assert accepted and chosen.name == "8-shot+head" and "chosen_over" not in chosen.metrics

@@ -1,0 +1,144 @@
+"""The current version judged on its own items by cross-fitting what it learnt (pure parts)."""
+import numpy as np
+
+from backend.labeling.calibration import Calibrator, fit_calibrator
+from backend.labeling.head import HeadWeights
+from backend.labeling.prompt import Demo, PromptVersion
+from backend.labeling.recipe import ControlRecipe
+from backend.refinement.evaluate import CandidateResult, fold_ids
+from backend.refinement.head import train_head
+from backend.refinement.judge_current import cross_fit_current
+
+
+def _served(recipe, logits, embeddings):
+    probs = recipe.calibrator.apply(logits, False)
+    return recipe.head.combine(probs, embeddings) if recipe.head else probs
+
+
+def _noise_fixture(n=120, dim=64, seed=0):
+    """Labels that nothing can predict: the LLM logits and the embeddings are pure noise."""
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(0, 2, n)
+    logits = rng.normal(0, 0.3, (n, 2))
+    emb = rng.normal(size=(n, dim))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    texts = [f"text {i}" for i in range(n)]
+    return gold, logits, emb, texts
+
+
+def _overfit_head_version(gold, logits, emb, seen):
+    """A version whose head memorised the items it was built from (like a real version does)."""
+    calibrator = fit_calibrator(logits[seen], gold[seen])
+    coef, intercept = train_head(emb[seen], gold[seen], 2)
+    head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.25)
+    return ControlRecipe(PromptVersion(name="v1"), calibrator, head)
+
+
+def test_a_version_is_not_flattered_by_the_items_it_memorised():
+    gold, logits, emb, texts = _noise_fixture()
+    seen = np.arange(len(gold)) < 80
+    recipe = _overfit_head_version(gold, logits, emb, seen)
+    current = CandidateResult("current", recipe, _served(recipe, logits, emb), gold)
+    in_sample = (current.probs[seen].argmax(1) == gold[seen]).mean()
+    assert in_sample > 0.85  # as served, it "knows" its own items
+
+    refit, judge = cross_fit_current(current, recipe.calibrator, logits, emb, texts, seen, fold_ids(len(gold), 5))
+    assert judge.all()
+    cross_fitted = (refit.probs[seen].argmax(1) == gold[seen]).mean()
+    assert cross_fitted < 0.7  # out of fold it is the coin it really is
+    np.testing.assert_array_equal(refit.probs[~seen], current.probs[~seen])  # new items: as served
+    assert refit.recipe is recipe and refit.metrics["judged_seen_items"] == 80
+
+
+def test_the_refit_uses_only_the_other_folds_of_the_seen_items():
+    gold, logits, emb, texts = _noise_fixture(n=60, seed=1)
+    seen = np.arange(60) < 40
+    folds = fold_ids(60, 4)
+    recipe = _overfit_head_version(gold, logits, emb, seen)
+    current = CandidateResult("current", recipe, _served(recipe, logits, emb), gold)
+    refit, _ = cross_fit_current(current, recipe.calibrator, logits, emb, texts, seen, folds)
+    f = folds[0]
+    test, train = seen & (folds == f), seen & (folds != f)
+    coef, intercept = train_head(emb[train], gold[train], 2)
+    head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), 0.25)
+    expected = head.combine(fit_calibrator(logits[train], gold[train]).apply(logits[test], False), emb[test])
+    np.testing.assert_allclose(refit.probs[test], expected, rtol=1e-6, atol=1e-9)
+
+
+def test_fixed_demonstrations_and_searched_instructions_stay_out_of_the_judging():
+    gold, logits, emb, texts = _noise_fixture(n=40, seed=2)
+    seen = np.arange(40) < 20
+    labels = ("a", "b")
+    demos = tuple(Demo(texts[i], (labels[gold[i]],)) for i in (0, 1, 2))
+    calibrator = fit_calibrator(logits[seen], gold[seen])
+    few_shot = ControlRecipe(PromptVersion(name="4-shot", demos=demos), calibrator)
+    current = CandidateResult("current", few_shot, calibrator.apply(logits, False), gold)
+    _, judge = cross_fit_current(current, calibrator, logits, emb, texts, seen, fold_ids(40, 5))
+    assert not judge[:3].any() and judge[3:].all()
+
+    rewritten = ControlRecipe(PromptVersion(name="rewrite", instructions="Choose a when ..."), calibrator)
+    current = CandidateResult("current", rewritten, calibrator.apply(logits, False), gold)
+    _, judge = cross_fit_current(current, calibrator, logits, emb, texts, seen, fold_ids(40, 5))
+    np.testing.assert_array_equal(judge, ~seen)
+
+
+def test_content_free_calibration_learnt_nothing_and_is_kept():
+    gold, logits, emb, texts = _noise_fixture(n=30, seed=3)
+    seen = np.arange(30) < 15
+    contextual = Calibrator(bias=(0.5, -0.5), method="contextual")
+    recipe = ControlRecipe(PromptVersion(name="v0"), None)
+    current = CandidateResult("current", recipe, contextual.apply(logits, False), gold)
+    refit, judge = cross_fit_current(current, contextual, logits, emb, texts, seen, fold_ids(30, 5))
+    assert judge.all()
+    np.testing.assert_allclose(refit.probs, current.probs)
+
+
+def test_multi_choice_refit_uses_per_label_calibration_and_one_vs_rest_head():
+    from backend.refinement.multilabel import MultiLabelResult
+    from backend.refinement.multilabel_head import train_one_vs_rest
+    from backend.labeling.calibration import fit_multilabel_calibrator
+
+    rng = np.random.default_rng(4)
+    n, k = 60, 3
+    gold = (rng.random((n, k)) < 0.3).astype(np.int8)
+    logits = rng.normal(0, 1, (n, k))
+    emb = rng.normal(size=(n, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    texts = [f"text {i}" for i in range(n)]
+    seen = np.arange(n) < 40
+    prior = Calibrator(bias=(0.2, -0.1, 0.0), method="contextual")
+    calibrator = fit_multilabel_calibrator(logits[seen], gold[seen], prior)
+    coef, intercept = train_one_vs_rest(emb[seen], gold[seen])
+    head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), 0.5, one_vs_rest=True)
+    recipe = ControlRecipe(PromptVersion(name="v1"), calibrator, head)
+    current = MultiLabelResult("current", recipe, head.combine(calibrator.apply(logits, True), emb), gold)
+    folds = fold_ids(n, 5)
+    refit, judge = cross_fit_current(current, calibrator, logits, emb, texts, seen, folds, multiple=True, prior=prior)
+    assert judge.all() and isinstance(refit, MultiLabelResult)
+    f = folds[0]
+    test, train = seen & (folds == f), seen & (folds != f)
+    c, i = train_one_vs_rest(emb[train], gold[train])
+    fold_head = HeadWeights(tuple(map(tuple, c.tolist())), tuple(i.tolist()), 0.5, one_vs_rest=True)
+    expected = fold_head.combine(fit_multilabel_calibrator(logits[train], gold[train], prior).apply(logits[test], True), emb[test])
+    np.testing.assert_allclose(refit.probs[test], expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(refit.probs[~seen], current.probs[~seen])
+
+
+def test_a_good_version_is_judged_about_as_well_as_on_new_items():
+    """The other side: the refit on 4/5 of its items does not make a real skill look much worse."""
+    rng = np.random.default_rng(5)
+    n_seen, n_new, dim = 100, 600, 16
+    centers = rng.normal(size=(2, dim))
+    gold = rng.integers(0, 2, n_seen + n_new)
+    emb = centers[gold] + rng.normal(0, 1.6, (len(gold), dim))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    logits = np.stack([gold == 0, gold == 1], axis=1) * 0.6 + rng.normal(0, 1.0, (len(gold), 2))
+    texts = [f"text {i}" for i in range(len(gold))]
+    seen = np.arange(len(gold)) < n_seen
+    recipe = _overfit_head_version(gold, logits, emb, seen)
+    current = CandidateResult("current", recipe, _served(recipe, logits, emb), gold)
+    refit, _ = cross_fit_current(current, recipe.calibrator, logits, emb, texts, seen, fold_ids(len(gold), 5))
+    on_new = (current.probs[~seen].argmax(1) == gold[~seen]).mean()
+    cross_fitted = (refit.probs[seen].argmax(1) == gold[seen]).mean()
+    in_sample = (current.probs[seen].argmax(1) == gold[seen]).mean()
+    assert abs(cross_fitted - on_new) < 0.06 and abs(cross_fitted - on_new) < in_sample - on_new
