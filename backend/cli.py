@@ -209,7 +209,12 @@ CANDIDATE_COLUMNS = ("accuracy", "macro_f1", "ece", "log_loss", "p_vs_current", 
 @click.option("--limit", default=120, show_default=True, help="First N items.")
 @click.option("--shots", default=None, type=int, help="Largest few-shot candidate (default REFINE_MAX_SHOTS; 0: none).")
 @click.option("--no-rewrite", is_flag=True, help="Leave the instruction rewrite out.")
-def candidates(dataset: str, limit: int, shots: int | None, no_rewrite: bool) -> None:
+@click.option("--test", "test_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Also serve every candidate's recipe on this labelled JSONL (e.g. the test split) and show "
+                   "its metrics there: does the selection pick what does best on new items?")
+@click.option("--test-limit", default=300, show_default=True, help="With --test: first N items.")
+def candidates(dataset: str, limit: int, shots: int | None, no_rewrite: bool, test_path: str | None,
+               test_limit: int) -> None:
     """Dry-run one refinement on a labelled file: every candidate's cross-validated metrics against
     version 0, as a job would judge them (same budgets and folds); nothing is published."""
     import time
@@ -241,6 +246,20 @@ def candidates(dataset: str, limit: int, shots: int | None, no_rewrite: bool) ->
     for row in decision.table:
         click.echo(f"| {row['name']} | " + " | ".join(str(row.get(c, "")) for c in CANDIDATE_COLUMNS) + " |")
     click.echo(f"chosen: {decision.best.name}, accepted: {decision.accepted} (p = {decision.p_value:.4f})")
+    if test_path:
+        from .errors import DatasetError
+        from .evaluation.candidates_on_test import serve_candidates
+
+        test = load_dataset(test_path, limit=test_limit)
+        click.echo(f"served on {test.name} ({len(test.texts)} items, {Path(test_path).name}):")
+        click.echo("| candidate | cross-validated macro-F1 | log-loss | test accuracy | test macro-F1 | test ECE |")
+        click.echo("|---|---|---|---|---|---|")
+        try:
+            rows = serve_candidates(service, control, decision, test)
+        except DatasetError as err:
+            raise click.ClickException(str(err)) from err
+        for row in rows:
+            click.echo("| {name} | {cv_macro_f1} | {cv_log_loss} | {accuracy} | {macro_f1} | {ece} |".format(**row))
 
 
 def _redis(settings: Settings):

@@ -198,4 +198,4 @@ def optimize_multilabel_control(
     table = [{"name": r.name, **r.metrics} for r in [cur, *results]]
     log.info("multi-choice control %s: best %s %s vs current %s, p=%.4f, accepted=%s", control.name, best.name,
              best.metrics, cur.metrics, p, accepted)
-    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped)
+    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results)

@@ -43,6 +43,7 @@ class ControlDecision:
     p_value: float = 1.0
     table: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    results: list = field(default_factory=list)  # every candidate, with its recipe (not in the summary)
 
     def summary(self) -> dict:
         return {
@@ -209,4 +210,4 @@ def optimize_control(
     table = [{"name": r.name, **r.metrics} for r in [cur, *results]]
     log.info("control %s: best %s %s vs current %s, p=%.4f, accepted=%s", control.name, best.name,
              best.metrics, cur.metrics, p, accepted)
-    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped)
+    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results)

@@ -14,11 +14,18 @@ def test_candidates_prints_every_candidate_against_version_0():
     env = dict(os.environ, MODEL_DIR=str(MODEL_DIR), LOG_LEVEL="WARNING")
     done = subprocess.run(
         [sys.executable, "-m", "backend", "candidates", "--dataset", str(DATASETS / "sms_spam" / "train.jsonl"),
-         "--limit", "40", "--shots", "0", "--no-rewrite"],
+         "--limit", "40", "--shots", "0", "--no-rewrite",
+         "--test", str(DATASETS / "sms_spam" / "test.jsonl"), "--test-limit", "20"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    cv_part, test_part = done.stdout.split("served on ")
+    rows = {line.split("|")[1].strip(): line for line in cv_part.splitlines() if line.startswith("| ")}
     assert {"current", "calibrated", "head"} <= set(rows)
+    assert "(20 items, test.jsonl)" in test_part
+    served = [line.split("|")[1:-1] for line in test_part.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [cells[0].strip().removesuffix(" (chosen)") for cells in served] == [n for n in rows if n != "candidate"]
+    for cells in served:  # test accuracy, macro-F1 and ECE are numbers in [0, 1]
+        assert all(0.0 <= float(v) <= 1.0 for v in cells[3:6]), cells
     assert any(name.endswith("+head") for name in rows)  # the head pooled with the best LLM candidate
     assert "judged on 40" in done.stdout and "chosen: " in done.stdout
     bad = subprocess.run([sys.executable, "-m", "backend", "candidates", "--dataset",

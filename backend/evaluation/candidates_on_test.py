@@ -1,0 +1,39 @@
+"""Every candidate of a refinement served on a labelled test split (`candidates --test`): the
+cross-validated numbers the selection saw next to what each recipe does on items nobody learnt
+from, to check that the rule picks well."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DatasetError
+from ..labeling.label_config import ChoiceControl
+from ..labeling.service import LabelingService
+from ..refinement.evaluate import evaluate_fixed, logits_matrix
+from .datasets import Dataset
+
+
+def gold_indices(control: ChoiceControl, test: Dataset) -> np.ndarray:
+    """The test labels as indices of the control's labels (the two files may order them differently)."""
+    unknown = sorted(set(test.labels) - set(control.labels))
+    if unknown:
+        raise DatasetError(f"test labels not in the ground truth's label set: {unknown[:5]}")
+    return np.array([control.labels.index(test.labels[g]) for g in test.gold])
+
+
+def serve_candidates(service: LabelingService, control: ChoiceControl, decision, test: Dataset) -> list[dict]:
+    """One row per candidate (the current version first): its cross-validated macro-F1 and
+    log-loss, and accuracy / macro-F1 / ECE served on `test`. One LLM pass per distinct prompt."""
+    gold, texts = gold_indices(control, test), list(test.texts)
+    embeddings = service.embedder.encode(texts)
+    logits: dict = {}
+    rows = []
+    for result in [decision.current, *decision.results]:
+        prompt = result.recipe.prompt
+        if prompt not in logits:
+            logits[prompt] = logits_matrix(service, control, prompt, texts)
+        served = evaluate_fixed(result.name, result.recipe, service, control, texts, gold, logits[prompt], embeddings)
+        chosen = " (chosen)" if result is decision.best and decision.accepted else ""
+        rows.append({"name": result.name + chosen, "cv_macro_f1": result.metrics.get("macro_f1"),
+                     "cv_log_loss": result.metrics.get("log_loss", ""),
+                     **{k: served.metrics[k] for k in ("accuracy", "macro_f1", "ece")}})
+    return rows
