@@ -6,7 +6,9 @@ other folds when predicting an item.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -40,6 +42,30 @@ class CandidateResult:
     @property
     def correct(self) -> np.ndarray:
         return self.probs.argmax(axis=1) == self.gold
+
+
+class OverBudget(Exception):
+    """A plan stopped between folds: at its pace so far, the rest would end after the job's deadline."""
+
+
+def fold_budget(deadline: float | None, n_folds: int, clock: Callable[[], float] = time.monotonic) -> Callable[[], None]:
+    """A callback for the end of each fold of an LLM plan. The deadline is otherwise only checked
+    between plans, and one nearest-demo pass over 200 items can take minutes: this bounds the
+    overrun to one fold, and no plan is cut without a reason in the decision's `skipped`."""
+    start, done = clock(), 0
+
+    def after_fold() -> None:
+        nonlocal done
+        done += 1
+        if deadline is None or done >= n_folds:
+            return
+        now = clock()
+        finish = now + (now - start) / done * (n_folds - done)
+        if finish > deadline:
+            raise OverBudget(f"stopped after {done}/{n_folds} folds ({now - start:.0f} s); "
+                             f"the rest would end {finish - deadline:.0f} s after the job's deadline")
+
+    return after_fold
 
 
 def fold_ids(n: int, k: int, seed: int = 0) -> np.ndarray:
@@ -80,7 +106,8 @@ def evaluate_fitted_calibration(name: str, prompt: PromptVersion, logits: np.nda
 
 
 def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
-                      texts, gold: np.ndarray, folds: np.ndarray, shots: int) -> list[CandidateResult]:
+                      texts, gold: np.ndarray, folds: np.ndarray, shots: int,
+                      deadline: float | None = None) -> list[CandidateResult]:
     """Two candidates from one pass: k-shot with content-free calibration, and with fitted calibration.
 
     Fold f's prompt shows demos from the other folds only. The fitted calibration of fold f is
@@ -89,12 +116,14 @@ def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, 
     """
     logits = np.zeros((len(texts), len(control.labels)))
     contextual = np.zeros_like(logits)
+    after_fold = fold_budget(deadline, len(np.unique(folds)))
     for f in np.unique(folds):
         train, test = np.where(folds != f)[0], np.where(folds == f)[0]
         demos = select_demos([texts[i] for i in train], gold[train], control.labels, shots, seed=int(f))
         prompt = few_shot(base, demos, name)
         logits[test] = logits_matrix(service, control, prompt, [texts[i] for i in test])
         contextual[test] = service.calibrator(control, prompt).apply(logits[test], False)
+        after_fold()
     final = few_shot(base, select_demos(texts, gold, control.labels, shots, seed=len(texts)), name)
     fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
     return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]
@@ -102,13 +131,14 @@ def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, 
 
 def evaluate_nearest_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
                           texts, gold: np.ndarray, folds: np.ndarray, k: int,
-                          embeddings: np.ndarray) -> list[CandidateResult]:
+                          embeddings: np.ndarray, deadline: float | None = None) -> list[CandidateResult]:
     """Per-task nearest demos, as served: fold f's items see their k most similar items of the
     other folds. Returned with content-free calibration of the shared prompt, and with a fitted
     calibration cross-fitted on the out-of-fold logits (as for fixed few-shot)."""
     labels = control.labels
     logits = np.zeros((len(texts), len(labels)))
     contextual = np.zeros_like(logits)
+    after_fold = fold_budget(deadline, len(np.unique(folds)))
     for f in np.unique(folds):
         train, test = np.where(folds != f)[0], np.where(folds == f)[0]
         pool = demo_pool([texts[i] for i in train], gold[train], labels)
@@ -118,6 +148,7 @@ def evaluate_nearest_shot(name: str, base: PromptVersion, service: LabelingServi
         scored = service.score_texts(control, prompt, [texts[i] for i in test], task_demos)
         logits[test] = np.stack([s.logits for s in scored])
         contextual[test] = service.calibrator(control, prompt).apply(logits[test], False)
+        after_fold()
     final = nearest_shot(base, demo_pool(texts, gold, labels), k, name)
     fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
     return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]

@@ -34,7 +34,7 @@ from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import Demo, PromptVersion
 from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
-from .evaluate import fold_ids, logits_matrix
+from .evaluate import fold_budget, fold_ids, logits_matrix
 from .judge_current import cross_fit_current
 from .optimizer import F1_NON_INFERIORITY, ControlDecision, Plan, choose_significant, run_plans
 from .stats import paired_bootstrap_mean, paired_bootstrap_multilabel_f1
@@ -131,17 +131,20 @@ def evaluate_per_label_calibration(name: str, prompt: PromptVersion, logits: np.
 
 
 def evaluate_multilabel_few_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
-                                 texts, gold: np.ndarray, folds: np.ndarray, shots: int) -> list[MultiLabelResult]:
+                                 texts, gold: np.ndarray, folds: np.ndarray, shots: int,
+                                 deadline: float | None = None) -> list[MultiLabelResult]:
     """k-shot with content-free calibration, and with per-label calibration cross-fitted on the
     out-of-fold logits (fold f's prompt shows demos of the other folds only)."""
     logits = np.zeros(gold.shape)
     contextual = np.zeros(gold.shape)
+    after_fold = fold_budget(deadline, len(np.unique(folds)))
     for f in np.unique(folds):
         train, test = np.where(folds != f)[0], np.where(folds == f)[0]
         demos = select_multilabel_demos([texts[i] for i in train], gold[train], control.labels, shots, seed=int(f))
         prompt = replace(base, name=name, demos=demos)
         logits[test] = logits_matrix(service, control, prompt, [texts[i] for i in test])
         contextual[test] = service.calibrator(control, prompt).apply(logits[test], True)
+        after_fold()
     final = replace(base, name=name, demos=select_multilabel_demos(texts, gold, control.labels, shots, seed=len(texts)))
     prior = service.calibrator(control, final)
     fitted = evaluate_per_label_calibration(f"{name}+calibrated", final, logits, gold, folds, prior)
@@ -187,7 +190,7 @@ def optimize_multilabel_control(
     for k in sorted({min(shots, 4), shots}):
         if k > 0 and len(texts) >= 2 * k:
             plans.append(Plan(f"{k}-shot", lambda k=k: evaluate_multilabel_few_shot(
-                f"{k}-shot", base, service, control, texts, gold, fold, k)))
+                f"{k}-shot", base, service, control, texts, gold, fold, k, deadline)))
     plans.append(Plan("head", lambda: evaluate_one_vs_rest_head(_best_llm(results, cur), embeddings, fold),
                       cheap=True))
     results: list[MultiLabelResult] = []

@@ -20,8 +20,8 @@ import numpy as np
 from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import PromptVersion
 from ..labeling.service import LabelingService
-from .evaluate import (CandidateResult, evaluate_few_shot, evaluate_fitted_calibration, evaluate_fixed, evaluate_nearest_shot,
-                       fold_ids, logits_matrix)
+from .evaluate import (CandidateResult, OverBudget, evaluate_few_shot, evaluate_fitted_calibration, evaluate_fixed,
+                       evaluate_nearest_shot, fold_ids, logits_matrix)
 from .head import evaluate_head
 from .judge_current import cross_fit_current
 from .rewrite import InstructionSearch, Rewrite
@@ -129,7 +129,8 @@ def choose_significant(current, candidates, tests, alpha: float, key, f1_gain_p)
 class Plan:
     """One way to build candidates. Plans run in order (cheapest LLM work first) until the job's
     time budget is spent; a `cheap` one (no LLM calls: a fit on logits or embeddings already
-    computed, seconds) runs anyway, and the embedding head is usually the biggest lever."""
+    computed, seconds) runs anyway, and the embedding head is usually the biggest lever. An LLM
+    plan may stop between its folds (OverBudget) when it would end after the deadline."""
     name: str
     run: Callable[[], "CandidateResult | list[CandidateResult]"]
     cheap: bool = False
@@ -143,7 +144,11 @@ def run_plans(plans: list[Plan], deadline: float, results: list, skipped: list[s
             skipped.append(f"{plan.name}: time budget spent")
             continue
         t0 = time.monotonic()
-        produced = plan.run()
+        try:
+            produced = plan.run()
+        except OverBudget as stopped:
+            skipped.append(f"{plan.name}: {stopped}")
+            continue
         for result in produced if isinstance(produced, list) else [produced]:
             result.metrics["seconds"] = round(time.monotonic() - t0, 2)
             results.append(result)
@@ -190,11 +195,12 @@ def optimize_control(
         plans.append(Plan("base", lambda: evaluate_fixed("base", ControlRecipe(base), service, control, texts, gold)))
     for k in sorted({min(shots, 4), shots}):
         if k > 0 and len(texts) >= 2 * k:
-            plans.append(Plan(f"{k}-shot", lambda k=k: evaluate_few_shot(f"{k}-shot", base, service, control, texts, gold, fold, k)))
+            plans.append(Plan(f"{k}-shot", lambda k=k: evaluate_few_shot(f"{k}-shot", base, service, control, texts, gold,
+                                                                         fold, k, deadline)))
     k_near = min(shots, NEAREST_SHOTS)
     if k_near > 0 and len(texts) >= 2 * k_near:
         plans.append(Plan(f"{k_near}-nearest", lambda: evaluate_nearest_shot(
-            f"{k_near}-nearest", base, service, control, texts, gold, fold, k_near, embeddings)))
+            f"{k_near}-nearest", base, service, control, texts, gold, fold, k_near, embeddings, deadline)))
     search = rewrite and InstructionSearch(rewrite, service, control, texts, gold, current, cur_logits, fold,
                                            judge_mask, deadline)
     if search:  # before the head, which may pool with it
