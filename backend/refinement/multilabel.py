@@ -80,8 +80,11 @@ def select_multilabel(current: MultiLabelResult, candidates: list[MultiLabelResu
     def f1_gain_p(a: MultiLabelResult, b: MultiLabelResult) -> float:
         return paired_bootstrap_multilabel_f1(a.gold, predicted_sets(a.probs), predicted_sets(b.probs), average="micro")[1]
 
+    def loss_gain_p(a: MultiLabelResult, b: MultiLabelResult) -> float:
+        return paired_bootstrap_mean(log_loss_per_item(b.gold, b.probs) - log_loss_per_item(a.gold, a.probs))[1]
+
     return choose_significant(current, candidates, tests, alpha, key=lambda r: (r.metrics["micro_f1"], -r.metrics["log_loss"]),
-                              f1_gain_p=f1_gain_p)
+                              f1_gain_p=f1_gain_p, loss_gain_p=loss_gain_p)
 
 
 def select_multilabel_demos(texts: Sequence[str], gold: np.ndarray, labels: Sequence[str], k: int,

@@ -133,3 +133,18 @@ def test_among_f1_ties_the_more_honest_candidate_wins_but_a_real_f1_lead_does_no
     chosen, _, _, _, accepted = select(current, [much_better, honest], alpha=0.05)
     assert much_better.metrics["log_loss"] > honest.metrics["log_loss"]
     assert accepted and chosen.name == "8-shot+head" and "chosen_over" not in chosen.metrics
+
+
+def test_a_log_loss_edge_that_is_only_noise_does_not_override_the_f1_leader():
+    rng = np.random.default_rng(11)
+    gold = rng.integers(0, 2, 200)
+    current = _result("current", gold, np.where(rng.random(200) < 0.6, gold, 1 - gold))
+    leader_pred = np.where(rng.random(200) < 0.88, gold, 1 - gold)
+    follower_pred = leader_pred.copy()
+    wrong = np.flatnonzero(leader_pred == gold)[:3]
+    follower_pred[wrong] = 1 - gold[wrong]  # three fewer right: F1 behind by noise
+    leader = _result("head", gold, leader_pred, confidence=0.95)
+    follower = _result("calibrated+head", gold, follower_pred, confidence=0.88)
+    chosen, _, _, _, accepted = select(current, [leader, follower], alpha=0.05)
+    assert follower.metrics["log_loss"] < leader.metrics["log_loss"]  # lower, but not significantly
+    assert accepted and chosen.name == "head" and "chosen_over" not in chosen.metrics
