@@ -1,4 +1,4 @@
-"""`python -m backend …`: serve, worker, prepare, predict, eval, bench, refine, preannotate, versions."""
+"""`python -m backend …`: serve, worker, prepare, predict, eval, bench, head-bench, candidates, refine, preannotate, versions."""
 from __future__ import annotations
 
 import json
@@ -197,6 +197,51 @@ def bench(dataset: str, demos: str | None, limit: int, shots: int) -> None:
     demo_path = demos or str(Path(dataset).with_name("train.jsonl"))
     demo_data = load_dataset(demo_path, limit=shots * 4)
     click.echo(json.dumps(benchmark(_service(settings), data, demo_data, shots=shots), indent=2))
+
+
+@main.command(name="head-bench")
+@click.option("--dataset", required=True, type=click.Path(exists=True, dir_okay=False), help="Train JSONL (text/label).")
+@click.option("--test", "test_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Test JSONL.")
+@click.option("--labels", "budgets", default="25,50,100,200", show_default=True, help="Label budgets: first N train items.")
+@click.option("--limit-test", type=int, default=300, show_default=True, help="First N test items.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--iterations", type=int, default=None, help="Pair iterations per item (default 20, SetFit's R).")
+@click.option("--max-pairs", type=int, default=None, help="Cap on training pairs (a time cap; default none).")
+@click.option("--threads", type=int, default=1, show_default=True, help="torch threads (the machine is shared).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the rows as JSON here.")
+def head_bench(dataset: str, test_path: str, budgets: str, limit_test: int, seed: int, iterations: int | None,
+               max_pairs: int | None, threads: int, out: str | None) -> None:
+    """Frozen MiniLM + LR vs SetFit-style fine-tuned MiniLM + LR: macro-F1, accuracy and fit seconds."""
+    import os
+    import time
+
+    import torch
+
+    from .evaluation.datasets import load_dataset
+    from .evaluation.head_bench import TABLE_HEADER, head_bench as run, markdown_row
+    from .labeling.head import load_minilm
+    from .refinement.setfit_head import PAIR_ITERATIONS
+
+    _settings()
+    torch.set_num_threads(threads)
+    train, test = load_dataset(dataset), load_dataset(test_path, limit=limit_test)
+    if train.multiple or test.multiple:
+        raise click.UsageError("head-bench takes single-label sets")
+    sizes = [int(n) for n in budgets.split(",") if n.strip()]
+    iterations = PAIR_ITERATIONS if iterations is None else iterations
+    click.echo(TABLE_HEADER)
+    t0 = time.perf_counter()
+    report = {"dataset": train.name, "n_test": len(test.texts), "torch_threads": threads, "seed": seed,
+              "pair_iterations": iterations, "max_pairs": max_pairs, "command": " ".join(sys.argv), "rows": []}
+
+    def record(row: dict) -> None:  # after every budget: a long run stopped early keeps what it measured
+        click.echo(markdown_row(train.name, row))
+        report["rows"].append({**row, "load_average_1min": round(os.getloadavg()[0], 2)})  # the CPU is shared
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        if out:
+            Path(out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    run(load_minilm(), train, test, sizes, seed=seed, iterations=iterations, max_pairs=max_pairs, on_row=record)
 
 
 CANDIDATE_COLUMNS = ("accuracy", "macro_f1", "ece", "log_loss", "p_vs_current", "seconds", "rewrite_llm_calls",

