@@ -18,7 +18,7 @@ from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import PromptVersion
 from ..labeling.service import LabelingService
 from ..labeling.demos import nearest_indices
-from .propose import demo_pool, few_shot, nearest_shot, select_demos
+from .propose import demo_pool, demos_of, few_shot, nearest_shot, pick_demo_indices
 from ..labeling.recipe import ControlRecipe
 
 
@@ -106,25 +106,29 @@ def evaluate_fitted_calibration(name: str, prompt: PromptVersion, logits: np.nda
 
 
 def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
-                      texts, gold: np.ndarray, folds: np.ndarray, shots: int,
-                      deadline: float | None = None) -> list[CandidateResult]:
-    """Two candidates from one pass: k-shot with content-free calibration, and with fitted calibration.
+                      texts, gold: np.ndarray, folds: np.ndarray, shots: int) -> list[CandidateResult]:
+    """Two candidates from one pass of the k-shot prompt that would ship (k demonstrations drawn
+    label by label from all items): with content-free calibration, and with a fitted calibration
+    cross-fitted on its logits.
 
-    Fold f's prompt shows demos from the other folds only. The fitted calibration of fold f is
-    learnt from the out-of-fold logits of the other folds (cross-fitting), so no label of fold f
-    reaches its own prediction, and no extra LLM pass is needed.
-    """
-    logits = np.zeros((len(texts), len(control.labels)))
+    Not a different draw per fold: what a k-shot prompt does depends mostly on which k examples
+    it shows, so an average over draws says little about the one draw that ships (on
+    product_reviews, 4-shot cross-validated at 0.475 macro-F1 over fold draws; the draw that
+    shipped made 0.362 on the test split). Every item is scored with the prompt that ships, except
+    that a demonstration is scored with the other k − 1 (no item sees its own label). One shared
+    prefix, so this is also cheaper than a prompt per fold."""
+    texts, labels = list(texts), control.labels
+    picked = pick_demo_indices(gold, shots, seed=len(texts))
+    final = few_shot(base, demos_of(texts, gold, labels, picked), name)
+    logits = np.zeros((len(texts), len(labels)))
     contextual = np.zeros_like(logits)
-    after_fold = fold_budget(deadline, len(np.unique(folds)))
-    for f in np.unique(folds):
-        train, test = np.where(folds != f)[0], np.where(folds == f)[0]
-        demos = select_demos([texts[i] for i in train], gold[train], control.labels, shots, seed=int(f))
-        prompt = few_shot(base, demos, name)
-        logits[test] = logits_matrix(service, control, prompt, [texts[i] for i in test])
-        contextual[test] = service.calibrator(control, prompt).apply(logits[test], False)
-        after_fold()
-    final = few_shot(base, select_demos(texts, gold, control.labels, shots, seed=len(texts)), name)
+    rest = np.setdiff1d(np.arange(len(texts)), picked)
+    logits[rest] = logits_matrix(service, control, final, [texts[i] for i in rest])
+    contextual[rest] = service.calibrator(control, final).apply(logits[rest], False)
+    for i in picked:
+        without = few_shot(base, demos_of(texts, gold, labels, [j for j in picked if j != i]), name)
+        logits[i] = logits_matrix(service, control, without, [texts[i]])[0]
+        contextual[i] = service.calibrator(control, without).apply(logits[i:i + 1], False)[0]
     fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
     return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]
 

@@ -200,7 +200,7 @@ def optimize_control(
     for k in sorted({min(shots, 4), shots}):
         if k > 0 and len(texts) >= 2 * k:
             plans.append(Plan(f"{k}-shot", lambda k=k: evaluate_few_shot(f"{k}-shot", base, service, control, texts, gold,
-                                                                         fold, k, deadline)))
+                                                                         fold, k)))
     k_near = min(shots, NEAREST_SHOTS)
     if k_near > 0 and len(texts) >= 2 * k_near:
         plans.append(Plan(f"{k_near}-nearest", lambda: evaluate_nearest_shot(

@@ -14,7 +14,8 @@ from typing import Sequence
 from ..labeling.prompt import Demo, PromptVersion, clip_demo
 
 
-def select_demos(texts: Sequence[str], gold: Sequence[int], labels: Sequence[str], k: int, seed: int = 0) -> tuple[Demo, ...]:
+def pick_demo_indices(gold: Sequence[int], k: int, seed: int = 0) -> list[int]:
+    """k items drawn label by label (round robin over labels, random within one), in a seeded order."""
     rng = random.Random(seed)
     by_label: dict[int, list[int]] = {}
     for i, g in enumerate(gold):
@@ -27,7 +28,11 @@ def select_demos(texts: Sequence[str], gold: Sequence[int], labels: Sequence[str
             if by_label[label] and len(picked) < k:
                 picked.append(by_label[label].pop())
     rng.shuffle(picked)
-    return tuple(Demo(clip_demo(texts[i]), (labels[int(gold[i])],)) for i in picked)
+    return picked
+
+
+def demos_of(texts: Sequence[str], gold: Sequence[int], labels: Sequence[str], indices: Sequence[int]) -> tuple[Demo, ...]:
+    return tuple(Demo(clip_demo(texts[i]), (labels[int(gold[i])],)) for i in indices)
 
 
 def few_shot(base: PromptVersion, demos: tuple[Demo, ...], name: str) -> PromptVersion:

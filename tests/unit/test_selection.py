@@ -5,7 +5,7 @@ import pytest
 from backend.labeling.calibration import fit_calibrator, softmax
 from backend.refinement.evaluate import CandidateResult, fold_ids
 from backend.refinement.optimizer import select
-from backend.refinement.propose import select_demos
+from backend.refinement.propose import demos_of, pick_demo_indices
 from backend.refinement.stats import mcnemar_exact, paired_bootstrap_macro_f1
 from backend.labeling.recipe import ControlRecipe
 
@@ -49,13 +49,13 @@ def test_a_worse_or_insignificant_candidate_is_never_accepted():
     assert accepted and chosen.name == "better" and p < 0.05 and b > c
 
 
-def test_select_demos_covers_every_label_and_is_reproducible():
+def test_demo_draw_covers_every_label_and_is_reproducible():
     texts = [f"t{i}" for i in range(30)]
     gold = [0] * 25 + [1] * 4 + [2]
-    demos = select_demos(texts, gold, ["a", "b", "c"], 6, seed=3)
+    demos = demos_of(texts, gold, ["a", "b", "c"], pick_demo_indices(gold, 6, seed=3))
     assert len(demos) == 6
     assert {d.labels[0] for d in demos} == {"a", "b", "c"}
-    assert demos == select_demos(texts, gold, ["a", "b", "c"], 6, seed=3)
+    assert demos == demos_of(texts, gold, ["a", "b", "c"], pick_demo_indices(gold, 6, seed=3))
 
 
 def test_fold_ids_are_balanced():

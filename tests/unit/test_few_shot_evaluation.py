@@ -1,0 +1,58 @@
+"""Fixed k-shot candidates are judged as they ship: one draw of demos, each demo item scored without itself."""
+import numpy as np
+
+from backend.labeling.calibration import Calibrator
+from backend.labeling.prompt import PromptVersion
+from backend.labeling.service import Scored
+from backend.refinement.evaluate import evaluate_few_shot, fold_ids
+from backend.refinement.propose import demos_of, pick_demo_indices
+from backend.evaluation.datasets import Dataset
+from backend.labeling.label_config import parse_label_config
+
+
+class RecordingService:
+    """Scores a text by whether the prompt shows a demo with that text and label (a fake LLM that
+    copies its demonstrations), and records which prompt scored which text."""
+
+    def __init__(self, labels):
+        self.labels, self.calls = labels, []
+
+    def task_demos(self, prompt, texts, embeddings=None, *, leave_out_self=False):
+        return [() for _ in texts]
+
+    def score_texts(self, control, prompt, texts, task_demos=None):
+        out = []
+        for text in texts:
+            self.calls.append((prompt.demos, text))
+            logits = np.zeros(len(self.labels))
+            for demo in prompt.demos:
+                if demo.text == text:
+                    logits[self.labels.index(demo.labels[0])] += 5.0
+            out.append(Scored(logits, False))
+        return out
+
+    def calibrator(self, control, prompt):
+        return Calibrator.identity(len(self.labels))
+
+
+def test_every_item_is_scored_by_the_prompt_that_ships_except_its_own_demo():
+    labels = ("ham", "spam")
+    control = parse_label_config(Dataset("t", labels, ("a",), (0,)).label_config()).controls[0]
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 2, 30)
+    texts = [f"message {i}" for i in range(30)]
+    service = RecordingService(list(labels))
+    plain, fitted = evaluate_few_shot("4-shot", PromptVersion(name="base"), service, control, texts, gold,
+                                      fold_ids(30, 5), 4)
+    picked = pick_demo_indices(gold, 4, seed=30)
+    shipped = demos_of(texts, gold, labels, picked)
+    assert plain.recipe.prompt.demos == shipped == fitted.recipe.prompt.demos
+    scored_by = {text: demos for demos, text in service.calls}
+    assert len(service.calls) == 30  # each item once
+    for i, text in enumerate(texts):
+        if i in picked:
+            assert text not in {d.text for d in scored_by[text]} and len(scored_by[text]) == 3
+        else:
+            assert scored_by[text] == shipped
+    # the fake copies a demo's label when it sees its own text: no item may profit from that
+    assert np.allclose(plain.probs, 0.5)
