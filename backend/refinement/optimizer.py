@@ -210,6 +210,8 @@ def optimize_control(
     if search:  # before the head, which may pool with it
         plans.append(Plan("rewrite", search.candidates))
     plans.append(Plan("head", lambda: evaluate_head(_best_llm(results, cur), embeddings, fold), cheap=True))
+    plans.append(Plan("head-balanced", lambda: evaluate_head(_best_llm(results, cur), embeddings, fold, balanced=True),
+                      cheap=True))
     results: list[CandidateResult] = []
     run_plans(plans, deadline, results, skipped)
     if search:

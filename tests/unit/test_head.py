@@ -44,3 +44,21 @@ def test_pooled_head_is_not_worse_than_the_better_part_on_held_out_data():
     assert pooled.metrics["macro_f1"] >= max(head.metrics["macro_f1"], llm.metrics["macro_f1"])
     assert pooled.metrics["macro_f1"] > 0.9
     assert 0 < pooled.recipe.head.weight_llm < 1
+
+
+def test_a_balanced_head_finds_a_rare_label_the_plain_one_drowns():
+    """30 items, 4 of the rare label, whose embeddings are close to the common label's."""
+    rng = np.random.default_rng(3)
+    gold = np.array([1] * 4 + [0] * 26)
+    rng.shuffle(gold)
+    emb = rng.normal(0, 1, (30, 8)) + np.outer(gold, np.full(8, 0.6))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    llm = CandidateResult("llm", ControlRecipe(), np.full((30, 2), 0.5), gold)
+    plain, _ = evaluate_head(llm, emb, fold_ids(30, 5))
+    balanced, pooled = evaluate_head(llm, emb, fold_ids(30, 5), balanced=True)
+    assert (balanced.name, pooled.name) == ("head-balanced", "llm+head-balanced")
+    assert balanced.probs.argmax(1).sum() > plain.probs.argmax(1).sum()  # it does say "rare"
+    assert balanced.metrics["macro_f1"] > plain.metrics["macro_f1"]
+    assert balanced.recipe.head.balanced and not plain.recipe.head.balanced
+    again = ControlRecipe.from_dict(balanced.recipe.to_dict())  # stored with the version, refit the same way
+    assert again.head.balanced and again.to_dict() == balanced.recipe.to_dict()
