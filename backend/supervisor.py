@@ -59,9 +59,11 @@ class Stack:
             self.embedded = EmbeddedRedis(s.model_dir)
             env["REDIS_URL"] = self.embedded.url
         out = {"stdout": self.log_file, "stderr": subprocess.STDOUT} if self.log_file else {}
+        # each child leads its own process group, so that stopping it also stops what it forked
+        # (gunicorn's workers, the worker's job "horse", which a killed worker leaves running)
         self.children = [
-            subprocess.Popen(gunicorn_command(s), env=env, **out),
-            subprocess.Popen([sys.executable, "-m", "backend", "worker"], env=env, **out),
+            subprocess.Popen(gunicorn_command(s), env=env, start_new_session=True, **out),
+            subprocess.Popen([sys.executable, "-m", "backend", "worker"], env=env, start_new_session=True, **out),
         ]
         return self
 
@@ -69,17 +71,29 @@ class Stack:
         return next((c for c in self.children if c.poll() is not None), None)
 
     def __exit__(self, *exc) -> None:
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in self.children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_process_groups(self.children, grace=15.0)
         if self.embedded is not None:
             self.embedded.close()
+
+
+def stop_process_groups(children: list[subprocess.Popen], grace: float) -> None:
+    """SIGTERM each child (gunicorn and the RQ worker shut down gracefully on it), wait up to
+    `grace` seconds, then SIGKILL each child's process group: a worker killed mid-job would
+    otherwise leave its job's forked "horse" running (seen after stopping `eval --simulate`)."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # anything it forked that outlived it
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def exit_on_sigterm() -> None:
