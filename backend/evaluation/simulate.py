@@ -154,8 +154,10 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
                 requests.post(stack.url + "/webhook", json=annotation_webhook(train, i), timeout=5).raise_for_status()
             sent = target
             job = _refine(stack.url, PROJECT, timeout=settings.refine_max_seconds * 3 + 300)
+            result = job.get("result") or {}
             row = {"labels": target, "job_status": job["status"], "job_seconds": job.get("seconds"),
-                   "decision": (job.get("result") or {}).get("status"), **_measure(stack.url, test, probs_out),
+                   "decision": result.get("status"),
+                   "chosen": {c: d["best"] for c, d in (result.get("controls") or {}).items() if d.get("accepted")}, **_measure(stack.url, test, probs_out),
                    "head_only_macro_f1": head_only_macro_f1(train_emb, train, target, test_emb, test),
                    **v0_head_ensemble(v0_train, train_emb, train, target, v0_test, test_emb, test, settings.refine_folds)}
             rows.append(row)

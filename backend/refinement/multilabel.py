@@ -34,7 +34,7 @@ from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import Demo, PromptVersion
 from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
-from .evaluate import fold_budget, fold_ids, logits_matrix
+from .evaluate import fold_ids, logits_matrix
 from .judge_current import cross_fit_current
 from .optimizer import F1_NON_INFERIORITY, ControlDecision, Plan, choose_significant, run_plans
 from .stats import paired_bootstrap_mean, paired_bootstrap_multilabel_f1
@@ -87,13 +87,18 @@ def select_multilabel(current: MultiLabelResult, candidates: list[MultiLabelResu
                               f1_gain_p=f1_gain_p, loss_gain_p=loss_gain_p)
 
 
-def select_multilabel_demos(texts: Sequence[str], gold: np.ndarray, labels: Sequence[str], k: int,
-                            seed: int = 0) -> tuple[Demo, ...]:
-    """k demos, each an item with its whole label set; rounds over the labels, rarest first, pick
+def multilabel_demos_of(texts: Sequence[str], gold: np.ndarray, labels: Sequence[str],
+                        indices: Sequence[int]) -> tuple[Demo, ...]:
+    gold = np.asarray(gold, dtype=bool)
+    return tuple(Demo(texts[i], tuple(labels[j] for j in np.flatnonzero(gold[i]))) for i in indices)
+
+
+def pick_multilabel_demo_indices(gold: np.ndarray, k: int, seed: int = 0) -> list[int]:
+    """k items, each shown with its whole label set; rounds over the labels, rarest first, pick
     an unused item for every label shown fewer times than the round number. Seeded, reproducible."""
     gold = np.asarray(gold, dtype=bool)
     rng = random.Random(seed)
-    by_label = {j: [i for i in range(len(texts)) if gold[i, j]] for j in range(gold.shape[1])}
+    by_label = {j: [i for i in range(len(gold)) if gold[i, j]] for j in range(gold.shape[1])}
     for items in by_label.values():
         rng.shuffle(items)
     order = sorted(by_label, key=lambda j: (len(by_label[j]), j))
@@ -108,7 +113,7 @@ def select_multilabel_demos(texts: Sequence[str], gold: np.ndarray, labels: Sequ
                 shown += gold[candidates[0]]
         round_ += 1
     rng.shuffle(picked)
-    return tuple(Demo(texts[i], tuple(labels[j] for j in np.flatnonzero(gold[i]))) for i in picked)
+    return picked
 
 
 def evaluate_fixed_multilabel(name: str, recipe: ControlRecipe, service: LabelingService, control: ChoiceControl,
@@ -134,21 +139,22 @@ def evaluate_per_label_calibration(name: str, prompt: PromptVersion, logits: np.
 
 
 def evaluate_multilabel_few_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
-                                 texts, gold: np.ndarray, folds: np.ndarray, shots: int,
-                                 deadline: float | None = None) -> list[MultiLabelResult]:
-    """k-shot with content-free calibration, and with per-label calibration cross-fitted on the
-    out-of-fold logits (fold f's prompt shows demos of the other folds only)."""
+                                 texts, gold: np.ndarray, folds: np.ndarray, shots: int) -> list[MultiLabelResult]:
+    """k-shot with content-free calibration, and with per-label calibration cross-fitted on its
+    logits; judged as it ships (evaluate.evaluate_few_shot says why): one draw of demonstrations
+    for every item, a demonstration item scored with the other k − 1."""
+    texts, labels = list(texts), control.labels
+    picked = pick_multilabel_demo_indices(gold, shots, seed=len(texts))
+    final = replace(base, name=name, demos=multilabel_demos_of(texts, gold, labels, picked))
     logits = np.zeros(gold.shape)
     contextual = np.zeros(gold.shape)
-    after_fold = fold_budget(deadline, len(np.unique(folds)))
-    for f in np.unique(folds):
-        train, test = np.where(folds != f)[0], np.where(folds == f)[0]
-        demos = select_multilabel_demos([texts[i] for i in train], gold[train], control.labels, shots, seed=int(f))
-        prompt = replace(base, name=name, demos=demos)
-        logits[test] = logits_matrix(service, control, prompt, [texts[i] for i in test])
-        contextual[test] = service.calibrator(control, prompt).apply(logits[test], True)
-        after_fold()
-    final = replace(base, name=name, demos=select_multilabel_demos(texts, gold, control.labels, shots, seed=len(texts)))
+    rest = np.setdiff1d(np.arange(len(texts)), picked)
+    logits[rest] = logits_matrix(service, control, final, [texts[i] for i in rest])
+    contextual[rest] = service.calibrator(control, final).apply(logits[rest], True)
+    for i in picked:
+        without = replace(final, demos=multilabel_demos_of(texts, gold, labels, [j for j in picked if j != i]))
+        logits[i] = logits_matrix(service, control, without, [texts[i]])[0]
+        contextual[i] = service.calibrator(control, without).apply(logits[i:i + 1], True)[0]
     prior = service.calibrator(control, final)
     fitted = evaluate_per_label_calibration(f"{name}+calibrated", final, logits, gold, folds, prior)
     return [MultiLabelResult(name, ControlRecipe(final, None), contextual, gold), fitted]
@@ -193,7 +199,7 @@ def optimize_multilabel_control(
     for k in sorted({min(shots, 4), shots}):
         if k > 0 and len(texts) >= 2 * k:
             plans.append(Plan(f"{k}-shot", lambda k=k: evaluate_multilabel_few_shot(
-                f"{k}-shot", base, service, control, texts, gold, fold, k, deadline)))
+                f"{k}-shot", base, service, control, texts, gold, fold, k)))
     plans.append(Plan("head", lambda: evaluate_one_vs_rest_head(_best_llm(results, cur), embeddings, fold),
                       cheap=True))
     results: list[MultiLabelResult] = []

@@ -27,7 +27,8 @@ class RecordingService:
             logits = np.zeros(len(self.labels))
             for demo in prompt.demos:
                 if demo.text == text:
-                    logits[self.labels.index(demo.labels[0])] += 5.0
+                    for label in demo.labels:
+                        logits[self.labels.index(label)] += 5.0
             out.append(Scored(logits, False))
         return out
 
@@ -56,3 +57,26 @@ def test_every_item_is_scored_by_the_prompt_that_ships_except_its_own_demo():
             assert scored_by[text] == shipped
     # the fake copies a demo's label when it sees its own text: no item may profit from that
     assert np.allclose(plain.probs, 0.5)
+
+
+def test_multi_choice_few_shot_is_judged_the_same_way():
+    from backend.refinement.multilabel import evaluate_multilabel_few_shot, pick_multilabel_demo_indices
+
+    labels = ("joy", "anger", "fear")
+    config = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text" choice="multiple">'
+              + "".join(f'<Choice value="{label}"/>' for label in labels) + "</Choices></View>")
+    control = parse_label_config(config).controls[0]
+    rng = np.random.default_rng(1)
+    gold = (rng.random((24, 3)) < 0.4).astype(np.int8)
+    gold[gold.sum(1) == 0, 0] = 1
+    texts = [f"post {i}" for i in range(24)]
+    service = RecordingService(list(labels))
+    plain, fitted = evaluate_multilabel_few_shot("4-shot", PromptVersion(name="base"), service, control, texts, gold,
+                                                 fold_ids(24, 4), 4)
+    picked = pick_multilabel_demo_indices(gold, 4, seed=24)
+    scored_by = {text: demos for demos, text in service.calls}
+    assert len(service.calls) == 24
+    for i, text in enumerate(texts):
+        shown = {d.text for d in scored_by[text]}
+        assert (text not in shown and len(shown) == 3) if i in picked else shown == {texts[j] for j in picked}
+    assert np.allclose(plain.probs, 0.5)  # sigmoid(0): no item was shown its own labels

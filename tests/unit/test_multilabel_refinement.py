@@ -10,7 +10,8 @@ from backend.labeling.calibration import Calibrator, fit_multilabel_calibrator, 
 from backend.labeling.head import HeadWeights
 from backend.labeling.recipe import ControlRecipe
 from backend.refinement.evaluate import fold_ids
-from backend.refinement.multilabel import MultiLabelResult, select_multilabel, select_multilabel_demos
+from backend.refinement.multilabel import (MultiLabelResult, multilabel_demos_of, pick_multilabel_demo_indices,
+                                          select_multilabel)
 from backend.refinement.multilabel_head import NEVER_SEEN_INTERCEPT, evaluate_one_vs_rest_head, train_one_vs_rest
 from backend.refinement.stats import paired_bootstrap_multilabel_f1
 
@@ -99,11 +100,11 @@ def test_label_balanced_demos_show_rare_labels_and_are_reproducible():
     gold[30:36, 1] = 1
     gold[36:39, 2] = 1
     gold[39, [0, 3]] = 1
-    demos = select_multilabel_demos(texts, gold, ["a", "b", "c", "d"], 4, seed=3)
+    demos = multilabel_demos_of(texts, gold, ["a", "b", "c", "d"], pick_multilabel_demo_indices(gold, 4, seed=3))
     assert len(demos) == 4
     assert {label for d in demos for label in d.labels} == {"a", "b", "c", "d"}
     assert ("a", "d") in [d.labels for d in demos]  # an item keeps its whole label set
-    assert demos == select_multilabel_demos(texts, gold, ["a", "b", "c", "d"], 4, seed=3)
+    assert demos == multilabel_demos_of(texts, gold, ["a", "b", "c", "d"], pick_multilabel_demo_indices(gold, 4, seed=3))
 
 
 def test_multilabel_bootstrap_is_significant_only_for_a_real_gain():
