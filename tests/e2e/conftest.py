@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from tests.conftest import MODEL_DIR, ROOT, SHARED, free_port
 
@@ -128,6 +130,11 @@ class Service:
 
     def __post_init__(self):
         self.http.auth = BASIC_AUTH
+        # GETs are retried: polling every 2 s on a keep-alive session races gunicorn's 2 s keep-alive
+        # timeout, and a request sent on a connection the server has just closed fails with
+        # "Remote end closed connection without response" (seen once in CI)
+        retry = Retry(total=3, backoff_factor=0.2, allowed_methods=frozenset({"GET"}))
+        self.http.mount("http://", HTTPAdapter(max_retries=retry))
 
     def jobs(self, project: int) -> dict:
         r = self.http.get(f"{self.url}/jobs?project={project}", timeout=10)
