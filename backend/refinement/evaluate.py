@@ -117,20 +117,34 @@ def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, 
     shipped made 0.362 on the test split). Every item is scored with the prompt that ships, except
     that a demonstration is scored with the other k − 1 (no item sees its own label). One shared
     prefix, so this is also cheaper than a prompt per fold."""
-    texts, labels = list(texts), control.labels
+    texts = list(texts)
+
+    def prompt_with(indices) -> PromptVersion:
+        return few_shot(base, demos_of(texts, gold, control.labels, indices), name)
+
     picked = pick_demo_indices(gold, shots, seed=len(texts))
-    final = few_shot(base, demos_of(texts, gold, labels, picked), name)
-    logits = np.zeros((len(texts), len(labels)))
+    final, logits, contextual = score_as_shipped(service, control, texts, picked, prompt_with, multiple=False)
+    fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
+    return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]
+
+
+def score_as_shipped(service: LabelingService, control: ChoiceControl, texts: list[str], picked: list[int],
+                     prompt_with: Callable[[list[int]], PromptVersion], multiple: bool):
+    """(the prompt that ships, its logits, its content-free calibrated probabilities) for a fixed
+    k-shot prompt whose demonstrations are the items `picked`: every item is scored with that
+    prompt, except that a demonstration item is scored with the other k − 1 (no item sees its own
+    label). Single and multiple choice alike."""
+    final = prompt_with(picked)
+    logits = np.zeros((len(texts), len(control.labels)))
     contextual = np.zeros_like(logits)
     rest = np.setdiff1d(np.arange(len(texts)), picked)
     logits[rest] = logits_matrix(service, control, final, [texts[i] for i in rest])
-    contextual[rest] = service.calibrator(control, final).apply(logits[rest], False)
+    contextual[rest] = service.calibrator(control, final).apply(logits[rest], multiple)
     for i in picked:
-        without = few_shot(base, demos_of(texts, gold, labels, [j for j in picked if j != i]), name)
+        without = prompt_with([j for j in picked if j != i])
         logits[i] = logits_matrix(service, control, without, [texts[i]])[0]
-        contextual[i] = service.calibrator(control, without).apply(logits[i:i + 1], False)[0]
-    fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
-    return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]
+        contextual[i] = service.calibrator(control, without).apply(logits[i:i + 1], multiple)[0]
+    return final, logits, contextual
 
 
 def evaluate_nearest_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,

@@ -34,7 +34,7 @@ from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import Demo, PromptVersion
 from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
-from .evaluate import fold_ids, logits_matrix
+from .evaluate import fold_ids, logits_matrix, score_as_shipped
 from .judge_current import cross_fit_current
 from .optimizer import F1_NON_INFERIORITY, ControlDecision, Plan, choose_significant, run_plans
 from .stats import paired_bootstrap_mean, paired_bootstrap_multilabel_f1
@@ -143,18 +143,13 @@ def evaluate_multilabel_few_shot(name: str, base: PromptVersion, service: Labeli
     """k-shot with content-free calibration, and with per-label calibration cross-fitted on its
     logits; judged as it ships (evaluate.evaluate_few_shot says why): one draw of demonstrations
     for every item, a demonstration item scored with the other k − 1."""
-    texts, labels = list(texts), control.labels
+    texts = list(texts)
+
+    def prompt_with(indices) -> PromptVersion:
+        return replace(base, name=name, demos=multilabel_demos_of(texts, gold, control.labels, indices))
+
     picked = pick_multilabel_demo_indices(gold, shots, seed=len(texts))
-    final = replace(base, name=name, demos=multilabel_demos_of(texts, gold, labels, picked))
-    logits = np.zeros(gold.shape)
-    contextual = np.zeros(gold.shape)
-    rest = np.setdiff1d(np.arange(len(texts)), picked)
-    logits[rest] = logits_matrix(service, control, final, [texts[i] for i in rest])
-    contextual[rest] = service.calibrator(control, final).apply(logits[rest], True)
-    for i in picked:
-        without = replace(final, demos=multilabel_demos_of(texts, gold, labels, [j for j in picked if j != i]))
-        logits[i] = logits_matrix(service, control, without, [texts[i]])[0]
-        contextual[i] = service.calibrator(control, without).apply(logits[i:i + 1], True)[0]
+    final, logits, contextual = score_as_shipped(service, control, texts, picked, prompt_with, multiple=True)
     prior = service.calibrator(control, final)
     fitted = evaluate_per_label_calibration(f"{name}+calibrated", final, logits, gold, folds, prior)
     return [MultiLabelResult(name, ControlRecipe(final, None), contextual, gold), fitted]
