@@ -168,7 +168,7 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
                                      progress=bar.update)
         path = write_report(report_dir, title=f"Evaluation on {data.name}", labels=list(data.labels),
                             systems=systems, meta={"command": " ".join(sys.argv), "model": service.engine.model_id})
-        summary_keys = ("name", "accuracy", "micro_f1", "macro_f1", "subset_accuracy", "ece", "log_loss")
+        summary_keys = ("name", "accuracy", "micro_f1", "macro_f1", "subset_accuracy", "ece", "ece_floor", "log_loss")
         report = {"report": str(path), "systems": [{k: s[k] for k in summary_keys if k in s} for s in systems]}
     else:
         service = _service(settings)
@@ -297,14 +297,15 @@ def candidates(dataset: str, limit: int, shots: int | None, no_rewrite: bool, te
 
         test = load_dataset(test_path, limit=test_limit)
         click.echo(f"served on {test.name} ({len(test.texts)} items, {Path(test_path).name}):")
-        click.echo("| candidate | cross-validated macro-F1 | log-loss | test accuracy | test macro-F1 | test ECE |")
-        click.echo("|---|---|---|---|---|---|")
+        click.echo("| candidate | cross-validated macro-F1 | log-loss | test accuracy | test macro-F1 | test ECE "
+                   "| ECE floor |")
+        click.echo("|---|---|---|---|---|---|---|")
         try:
             rows = serve_candidates(service, control, decision, test)
         except DatasetError as err:
             raise click.ClickException(str(err)) from err
         for row in rows:
-            click.echo("| {name} | {cv_macro_f1} | {cv_log_loss} | {accuracy} | {macro_f1} | {ece} |".format(**row))
+            click.echo("| {name} | {cv_macro_f1} | {cv_log_loss} | {accuracy} | {macro_f1} | {ece} | {ece_floor} |".format(**row))
 
 
 def _redis(settings: Settings):

@@ -35,5 +35,5 @@ def serve_candidates(service: LabelingService, control: ChoiceControl, decision,
         chosen = " (chosen)" if result is decision.best and decision.accepted else ""
         rows.append({"name": result.name + chosen, "cv_macro_f1": result.metrics.get("macro_f1"),
                      "cv_log_loss": result.metrics.get("log_loss", ""),
-                     **{k: served.metrics[k] for k in ("accuracy", "macro_f1", "ece")}})
+                     **{k: served.metrics[k] for k in ("accuracy", "macro_f1", "ece", "ece_floor")}})
     return rows

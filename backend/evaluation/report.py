@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import accuracy, expected_calibration_error, macro_f1
+from .metrics import accuracy, ece_noise_floor, expected_calibration_error, macro_f1
 
 
 def per_label(gold: np.ndarray, pred: np.ndarray, labels: list[str]) -> list[dict]:
@@ -78,7 +78,8 @@ def system_metrics(name: str, gold, labels: list[str], probs=None, pred=None, ex
         **(extra or {}),
     }
     if probs is not None:
-        out.update(ece=round(expected_calibration_error(gold, probs), 4), reliability=reliability(gold, probs),
+        out.update(ece=round(expected_calibration_error(gold, probs), 4), ece_floor=round(ece_noise_floor(probs), 4),
+                   reliability=reliability(gold, probs),
                    coverage=coverage_curve(gold, probs),
                    score_histogram=np.histogram(probs.max(1), bins=10, range=(0, 1))[0].tolist())
     return out
@@ -188,7 +189,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-SUMMARY_COLUMNS = ["name", "n", "accuracy", "macro_f1", "ece"]
+SUMMARY_COLUMNS = ["name", "n", "accuracy", "macro_f1", "ece", "ece_floor"]
 SUMMARY_COLUMNS_MULTI = ["name", "n", "micro_f1", "macro_f1", "subset_accuracy", "ece", "log_loss"]
 
 
