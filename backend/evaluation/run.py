@@ -191,6 +191,7 @@ def report_systems(service: LabelingService, test: Dataset, *, train: Dataset | 
     systems += [system_metrics("version 0 raw", gold, labels, probs=raw),
                 system_metrics("version 0", gold, labels, probs=cal)]
     if train is not None and n_train:
+        from ..labeling.head import unseen_label_mass
         from ..refinement.head import _head_probs, train_head
         from ..refinement.optimizer import optimize_control
 
@@ -199,7 +200,8 @@ def report_systems(service: LabelingService, test: Dataset, *, train: Dataset | 
         coef, intercept = train_head(emb, train_gold, len(labels))
         test_emb = service.embedder.encode(list(test.texts))
         systems.append(system_metrics(f"embedding + LR ({n_train} labels)", gold, labels,
-                                      probs=_head_probs(coef, intercept, test_emb)))
+                                      probs=_head_probs(coef, intercept, test_emb,
+                                                        unseen_label_mass(train_gold, len(labels)))))
         control = parse_label_config(test.label_config()).controls[0]
         decision = optimize_control(
             service, control, texts, train_gold, ControlRecipe(), folds=settings.refine_folds,

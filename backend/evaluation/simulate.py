@@ -96,11 +96,13 @@ def _refine(url: str, project: int, timeout: float) -> dict:
 
 def head_only_macro_f1(train_emb: np.ndarray, train: Dataset, n: int, test_emb: np.ndarray, test: Dataset) -> float:
     """The supervised baseline on the same ground truth: embeddings + logistic regression alone."""
+    from ..labeling.head import unseen_label_mass
     from ..refinement.head import _head_probs, train_head
     from .metrics import macro_f1
 
-    coef, intercept = train_head(train_emb[:n], np.array(train.gold[:n]), len(train.labels))
-    pred = _head_probs(coef, intercept, test_emb).argmax(1)
+    gold = np.array(train.gold[:n])
+    coef, intercept = train_head(train_emb[:n], gold, len(train.labels))
+    pred = _head_probs(coef, intercept, test_emb, unseen_label_mass(gold, len(train.labels))).argmax(1)
     return round(macro_f1(np.array(test.gold), pred, len(test.labels)), 4)
 
 

@@ -7,6 +7,11 @@ head alone), then sharpened or softened by one temperature fitted on held-out gr
 pooled distribution is not calibrated by itself). The weights are plain numbers stored with the
 version, never pickled.
 
+A label absent from the head's ground truth has no weights, so the head alone would give it
+probability ~0 and, pooled, veto the LLM on it. With many labels (intents) most are absent at
+first; the head then gives the labels it never saw the Good–Turing missing mass (share of items
+whose label occurs once) split evenly (`unseen_mass`), at most what a uniform guess gives them.
+
 For a multi-choice control the head is one-vs-rest (`one_vs_rest`): one binary logistic regression
 per label, pooled with the LLM label by label on the yes/no logit,
 logit = w · logit(P_llm) + (1 − w) · logit(P_head), which is the same log-linear pooling applied
@@ -23,6 +28,7 @@ import numpy as np
 from .calibration import sigmoid, softmax
 
 EMBEDDER_NAME = "all-MiniLM-L6-v2"
+ABSENT_INTERCEPT = -20.0  # intercept of a label the head never saw (its coefficients are 0)
 
 
 def load_minilm():
@@ -62,21 +68,26 @@ class HeadWeights:
     embedder: str = EMBEDDER_NAME
     one_vs_rest: bool = False  # multi-choice: per-label sigmoid instead of a softmax over labels
     balanced: bool = False  # trained with label weights inverse to frequency (refit the same way)
+    unseen_mass: float = 0.0  # share of the head's distribution for the labels it never saw
 
     def head_logits(self, embeddings: np.ndarray) -> np.ndarray:
         return embeddings @ np.asarray(self.coef).T + np.asarray(self.intercept)
+
+    def head_probs(self, embeddings: np.ndarray) -> np.ndarray:
+        return with_unseen_mass(softmax(self.head_logits(embeddings)), self.intercept, self.unseen_mass)
 
     def combine(self, llm_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
         if self.one_vs_rest:
             pooled = pool_yes_no(llm_probs, sigmoid(self.head_logits(embeddings)), self.weight_llm)
             return sigmoid(logit(pooled) / self.temperature)
-        pooled = pool(llm_probs, softmax(self.head_logits(embeddings)), self.weight_llm)
+        pooled = pool(llm_probs, self.head_probs(embeddings), self.weight_llm)
         return softmax(np.log(pooled + 1e-12) / self.temperature)
 
     def to_dict(self) -> dict:
         return {
             **({"one_vs_rest": True} if self.one_vs_rest else {}),
             **({"balanced": True} if self.balanced else {}),
+            **({"unseen_mass": round(self.unseen_mass, 6)} if self.unseen_mass else {}),
             "embedder": self.embedder,
             "weight_llm": self.weight_llm,
             "temperature": self.temperature,
@@ -94,7 +105,29 @@ class HeadWeights:
             embedder=data.get("embedder", EMBEDDER_NAME),
             one_vs_rest=bool(data.get("one_vs_rest", False)),
             balanced=bool(data.get("balanced", False)),
+            unseen_mass=float(data.get("unseen_mass", 0.0)),
         )
+
+
+def unseen_label_mass(gold: np.ndarray, n_labels: int) -> float:
+    """Good–Turing estimate of P(the next item's label is one not in `gold`): the share of items
+    whose label occurs once; 0 when every label occurs, and at most the uniform share of the
+    absent labels (a head that saw only singletons still ranks the labels it saw)."""
+    counts = np.bincount(np.asarray(gold, dtype=int), minlength=n_labels)
+    absent = int((counts == 0).sum())
+    if not absent or not len(gold):
+        return 0.0
+    return float(min((counts == 1).sum() / len(gold), absent / n_labels))
+
+
+def with_unseen_mass(probs: np.ndarray, intercept, mass: float) -> np.ndarray:
+    """`probs` with `mass` split evenly over the labels the head never saw, the rest scaled down."""
+    absent = np.asarray(intercept) <= ABSENT_INTERCEPT
+    if not mass or not absent.any():
+        return probs
+    out = np.asarray(probs, dtype=np.float64) * (1.0 - mass)
+    out[:, absent] = mass / absent.sum()
+    return out
 
 
 def pool(llm_probs: np.ndarray, head_probs: np.ndarray, weight_llm: float) -> np.ndarray:

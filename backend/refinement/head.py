@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..labeling.calibration import fit_calibrator
-from ..labeling.head import HeadWeights, pool
+from ..labeling.head import ABSENT_INTERCEPT, HeadWeights, pool, unseen_label_mass, with_unseen_mass
 from ..labeling.recipe import ControlRecipe
 from .evaluate import CandidateResult
 from .stats import _macro_f1_counts
@@ -22,7 +22,7 @@ def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int,
 
     present = np.unique(gold)
     coef = np.zeros((n_labels, embeddings.shape[1]))
-    intercept = np.full(n_labels, -20.0)
+    intercept = np.full(n_labels, ABSENT_INTERCEPT)
     if len(present) == 1:
         intercept[present[0]] = 0.0
         return coef, intercept
@@ -36,11 +36,11 @@ def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int,
     return coef, intercept
 
 
-def _head_probs(coef, intercept, embeddings):
+def _head_probs(coef, intercept, embeddings, unseen_mass: float = 0.0):
     z = embeddings @ coef.T + intercept
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return with_unseen_mass(e / e.sum(axis=1, keepdims=True), intercept, unseen_mass)
 
 
 def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
@@ -76,7 +76,7 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
     for f in np.unique(folds):
         test = folds == f
         coef, intercept = train_head(embeddings[~test], gold[~test], n_labels, balanced)
-        head_oof[test] = _head_probs(coef, intercept, embeddings[test])
+        head_oof[test] = _head_probs(coef, intercept, embeddings[test], unseen_label_mass(gold[~test], n_labels))
     raw_pool = np.zeros_like(llm.probs)
     for f in np.unique(folds):
         test = folds == f
@@ -88,7 +88,8 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
     coef, intercept = train_head(embeddings, gold, n_labels, balanced)
 
     def recipe(w: float, t: float) -> ControlRecipe:
-        head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t, balanced=balanced)
+        head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t, balanced=balanced,
+                           unseen_mass=unseen_label_mass(gold, n_labels))
         return ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head)
 
     return [

@@ -74,12 +74,17 @@ def _calibration_refit(recipe: ControlRecipe, prior: Calibrator | None, multiple
 
 def _refit_head(recipe: ControlRecipe, embeddings: np.ndarray, gold: np.ndarray, multiple: bool):
     """The current head's logistic regression refit on these items; pooling weight and temperature kept."""
+    unseen_mass = 0.0
     if multiple:
         from .multilabel_head import train_one_vs_rest
 
         coef, intercept = train_one_vs_rest(embeddings, gold)
     else:
+        from ..labeling.head import unseen_label_mass
         from .head import train_head
 
-        coef, intercept = train_head(embeddings, gold, len(recipe.head.intercept), recipe.head.balanced)
-    return replace(recipe.head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()))
+        n_labels = len(recipe.head.intercept)
+        coef, intercept = train_head(embeddings, gold, n_labels, recipe.head.balanced)
+        unseen_mass = unseen_label_mass(gold, n_labels)
+    return replace(recipe.head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()),
+                   unseen_mass=unseen_mass)

@@ -1,7 +1,10 @@
 """The embedding head's pure parts: training over the full label set, pooling, serialisation."""
-import numpy as np
+from dataclasses import replace
 
-from backend.labeling.head import HeadWeights, pool
+import numpy as np
+import pytest
+
+from backend.labeling.head import HeadWeights, pool, unseen_label_mass
 from backend.labeling.recipe import ControlRecipe
 from backend.refinement.evaluate import CandidateResult, fold_ids
 from backend.refinement.head import evaluate_head, train_head
@@ -62,3 +65,26 @@ def test_a_balanced_head_finds_a_rare_label_the_plain_one_drowns():
     assert balanced.recipe.head.balanced and not plain.recipe.head.balanced
     again = ControlRecipe.from_dict(balanced.recipe.to_dict())  # stored with the version, refit the same way
     assert again.head.balanced and again.to_dict() == balanced.recipe.to_dict()
+
+
+def test_labels_the_head_never_saw_get_the_good_turing_missing_mass():
+    """With most of many labels unseen (intents), a head that gives them ~0 is overconfident and,
+    pooled, vetoes the LLM on them; the missing mass keeps both honest."""
+    gold = np.array([0, 0, 1, 2, 3])  # labels 1, 2, 3 seen once: 3 of 5 items; labels 4..9 absent
+    assert unseen_label_mass(gold, 10) == pytest.approx(0.6)
+    assert unseen_label_mass(np.array([0, 1, 1, 2]), 3) == 0.0  # every label seen
+    assert unseen_label_mass(np.arange(5), 6) == pytest.approx(1 / 6)  # capped at the uniform share
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(5, 4))
+    coef, intercept = train_head(emb, gold, 10)
+    head = HeadWeights(tuple(map(tuple, coef)), tuple(intercept), 0.0, unseen_mass=unseen_label_mass(gold, 10))
+    probs = head.head_probs(rng.normal(size=(3, 4)))
+    np.testing.assert_allclose(probs.sum(1), 1.0)
+    np.testing.assert_allclose(probs[:, 4:], 0.1)  # 0.6 over the 6 absent labels
+    stored = ControlRecipe(head=head).to_dict()
+    assert ControlRecipe.from_dict(stored).head.unseen_mass == pytest.approx(0.6)
+    assert ControlRecipe.from_dict(stored).to_dict() == stored
+    llm = np.full((3, 10), 0.01)
+    llm[:, 7] = 0.91  # the LLM is sure of a label the head never saw
+    assert (replace(head, weight_llm=0.5).combine(llm, rng.normal(size=(3, 4))).argmax(1) == 7).all()
+    assert (replace(head, weight_llm=0.5, unseen_mass=0.0).combine(llm, rng.normal(size=(3, 4))).argmax(1) != 7).all()
