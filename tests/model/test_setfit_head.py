@@ -79,3 +79,28 @@ def test_head_bench_command_writes_its_table_and_json(tmp_path):
     (row,) = report["rows"]
     assert report["torch_threads"] == 1 and row["labels"] == 8 and row["setfit"]["pairs"] == 16
     assert 0 <= row["frozen"]["macro_f1"] <= 1 and row["setfit"]["fit_seconds"] > row["frozen"]["fit_seconds"]
+
+
+def test_head_bench_without_setfit_shows_the_shipped_head_with_missing_mass_on_many_labels(tmp_path):
+    """clinc150 with 20 labels: most of its 151 intents unseen, so the shipped head carries missing
+    mass, and its table row shows raw and shipped ECE each beside its floor."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import DATASETS, ROOT
+
+    out = tmp_path / "shipped.json"
+    sets = DATASETS / "clinc150"
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "head-bench", "--no-setfit", "--dataset", str(sets / "train.jsonl"),
+         "--test", str(sets / "test.jsonl"), "--labels", "20", "--limit-test", "40", "--out", str(out)],
+        env=dict(os.environ, LOG_LEVEL="WARNING"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| clinc150 | 20 | head |" in done.stdout and "| clinc150 | 20 | head-balanced |" in done.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["head"] for r in rows] == ["head", "head-balanced"]
+    for row in rows:
+        assert row["labels_seen"] < 151 and 0 < row["unseen_mass"] <= 1
+        assert 0 <= row["shipped"]["ece_floor"] <= 1 and 0 <= row["raw"]["ece"] <= 1
