@@ -159,7 +159,7 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
             result = job.get("result") or {}
             row = {"labels": target, "job_status": job["status"], "job_seconds": job.get("seconds"),
                    "decision": result.get("status"),
-                   "chosen": {c: d["best"] for c, d in (result.get("controls") or {}).items() if d.get("accepted")},
+                   "chosen": result.get("kind", ""),
                    **_measure(stack.url, test, probs_out),
                    "head_only_macro_f1": head_only_macro_f1(train_emb, train, target, test_emb, test),
                    **v0_head_ensemble(v0_train, train_emb, train, target, v0_test, test_emb, test, settings.refine_folds)}

@@ -23,7 +23,7 @@ from ..labeling.service import LabelingService
 from .evaluate import (CandidateResult, OverBudget, evaluate_few_shot, evaluate_fitted_calibration, evaluate_fixed,
                        evaluate_nearest_shot, fold_ids, logits_matrix)
 from .head import evaluate_head
-from .judge_current import cross_fit_current
+from .judge_current import cross_fit_current, refreshed_current
 from .rewrite import InstructionSearch, Rewrite
 from .stats import holm_rejections, mcnemar_exact, paired_bootstrap_macro_f1, paired_bootstrap_mean
 from ..labeling.recipe import ControlRecipe
@@ -44,9 +44,11 @@ class ControlDecision:
     table: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     results: list = field(default_factory=list)  # every candidate, with its recipe (not in the summary)
+    refreshed: CandidateResult | None = None  # the current recipe refit on all items, when no worse
 
     def summary(self) -> dict:
         return {
+            **({"current_refit": self.refreshed.metrics} if self.refreshed is not None else {}),
             "n_eval": self.n_eval,
             "current": self.current.metrics,
             "best": self.best.name,
@@ -190,9 +192,10 @@ def optimize_control(
     embeddings = service.embedder.encode(texts)
     cur_logits = logits_matrix(service, control, current.prompt, texts)
     cur = evaluate_fixed("current", current, service, control, texts, gold, cur_logits, embeddings)
+    served = current.calibrator or service.calibrator(control, current.prompt)
     if judge_mask is not None:
-        served = current.calibrator or service.calibrator(control, current.prompt)
         cur, judge_mask = cross_fit_current(cur, served, cur_logits, embeddings, texts, ~judge_mask, fold)
+    cur_all_items = cur
     plans = [Plan("calibrated", lambda: evaluate_fitted_calibration("calibrated", current.prompt, cur_logits, gold, fold),
                   cheap=True)]
     if current.prompt.demos or current.prompt.instructions:
@@ -216,10 +219,29 @@ def optimize_control(
     run_plans(plans, deadline, results, skipped)
     if search:
         judge_mask, skipped = search.restrict(judge_mask), skipped + search.skipped
-    if judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all():
+    judged = judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all()
+    if judged:
         cur, results = cur.subset(judge_mask), [r.subset(judge_mask) for r in results]
     best, b, c, p, accepted = select(cur, results, alpha)
     table = [{"name": r.name, **r.metrics} for r in [cur, *results]]
     log.info("control %s: best %s %s vs current %s, p=%.4f, accepted=%s", control.name, best.name,
              best.metrics, cur.metrics, p, accepted)
-    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results)
+    refreshed = None
+    if not accepted:
+        refreshed = refreshed_current(cur_all_items, served, cur_logits, embeddings, texts, fold)
+        refreshed = refreshed and no_worse(refreshed.subset(judge_mask) if judged else refreshed, cur, alpha)
+    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results,
+                           refreshed)
+
+
+def no_worse(refreshed: CandidateResult, current: CandidateResult, alpha: float) -> CandidateResult | None:
+    """`refreshed` if, on the same items, its log-loss is lower and its macro-F1 not significantly
+    lower than the current's (one-sided paired bootstrap at `alpha`); else None. No gain has to be
+    shown: it is the current recipe, fitted on more of the same ground truth."""
+    n_labels = current.probs.shape[1]
+    _, p_current_better = paired_bootstrap_macro_f1(current.gold, current.probs.argmax(1),
+                                                    refreshed.probs.argmax(1), n_labels)
+    loss, current_loss = _log_loss_per_item(refreshed).mean(), _log_loss_per_item(current).mean()
+    refreshed.metrics.update(log_loss=round(float(loss), 4), current_log_loss=round(float(current_loss), 4),
+                             p_f1_current_better=round(p_current_better, 4))
+    return refreshed if loss < current_loss and p_current_better >= alpha else None

@@ -23,6 +23,17 @@ from .versions import ModelVersion, VersionRegistry
 log = logging.getLogger(__name__)
 
 MIN_ITEMS = 8  # fewer labelled items than this cannot show a significant difference anyway
+# When no candidate wins, the current recipe is refit on all ground truth (calibration, head,
+# pooling temperature) and published once the ground truth has grown this many times over since
+# the current version was fitted: parameters fitted on 50 items deserve a second look at 100,
+# and a version per job would churn model_version for nothing.
+REFRESH_GROWTH = 2
+
+
+def refresh_due(gt_count: int, fitted_on: int) -> bool:
+    """Whether the ground truth has grown enough since the current version was fitted to publish
+    the current recipe refit on it."""
+    return fitted_on > 0 and gt_count >= REFRESH_GROWTH * fitted_on
 
 
 def report_key(project: int, label: str) -> str:
@@ -38,7 +49,8 @@ def store_version_report(conn: redis.Redis, settings: Settings, project: int, la
     for control, decision in reports:
         labels = list(control.labels)
         metrics_of = multilabel_system_metrics if control.multiple else system_metrics
-        for role, result in (("current", decision.current), ("chosen", decision.best)):
+        chosen = decision.best if decision.accepted or decision.refreshed is None else decision.refreshed
+        for role, result in (("current", decision.current), ("chosen", chosen)):
             systems.append(metrics_of(f"{control.name}: {role} ({result.name}), cross-validated",
                                       result.gold, labels, probs=result.probs))
     if not systems:
@@ -119,15 +131,18 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
             recipes[control.name] = decision.best.recipe
     out["controls"] = decisions
     accepted = [name for name, d in decisions.items() if d.get("accepted")]
-    if accepted:
+    due = refresh_due(len(gold), current.gt_count)
+    refreshed = {c.name: d.refreshed for c, d in reports if due and not d.accepted and d.refreshed is not None}
+    if accepted or refreshed:
+        recipes.update({name: result.recipe for name, result in refreshed.items()})
         draft = ModelVersion(
             label="", lineage=label_task.config_hash, controls=recipes,
-            kind="+".join(f"{n}:{decisions[n]['best']}" for n in accepted),
-            metrics={n: decisions[n]["best_metrics"] for n in accepted},
+            kind="+".join([f"{n}:{decisions[n]['best']}" for n in accepted] + [f"{n}:{r.name}" for n, r in refreshed.items()]),
+            metrics={**{n: decisions[n]["best_metrics"] for n in accepted}, **{n: r.metrics for n, r in refreshed.items()}},
             gt_count=len(gold), parent=current.label, trained_on=tuple(sorted(trained_on)),
         )
         version = registry.publish(project, draft)
-        out.update(status="published", model_version=version.label)
+        out.update(status="published" if accepted else "refreshed", model_version=version.label, kind=draft.kind)
         store_version_report(conn, settings, project, version.label, reports)
     else:
         out.update(status="kept", model_version=current.label)

@@ -142,3 +142,52 @@ def test_a_good_version_is_judged_about_as_well_as_on_new_items():
     cross_fitted = (refit.probs[seen].argmax(1) == gold[seen]).mean()
     in_sample = (current.probs[seen].argmax(1) == gold[seen]).mean()
     assert abs(cross_fitted - on_new) < 0.06 and abs(cross_fitted - on_new) < in_sample - on_new
+
+
+def _signal_fixture(n=300, seed=5):
+    """Labels the embeddings predict well (two clusters), LLM logits weakly informative."""
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(0, 2, n)
+    centre = rng.normal(size=(2, 16))
+    emb = centre[gold] + rng.normal(0, 1.6, (n, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    logits = np.stack([gold == 0, gold == 1], axis=1) * 0.5 + rng.normal(0, 1.0, (n, 2))
+    return gold, logits, emb, [f"text {i}" for i in range(n)]
+
+
+def test_a_refresh_refits_the_temperature_a_few_items_gave_and_never_judges_in_sample():
+    """A version built from 20 items with a badly set temperature: refit on 300 items its log-loss
+    falls (cross-fitted, so the gain is not in-sample), its labels stay, and the new temperature is
+    the one the items want. A recipe that learnt nothing has nothing to refresh."""
+    from dataclasses import replace
+
+    from backend.refinement.judge_current import refreshed_current
+    from backend.refinement.optimizer import no_worse
+
+    gold, logits, emb, texts = _signal_fixture()
+    few = np.arange(len(gold)) < 20
+    coef, intercept = train_head(emb[few], gold[few], 2)
+    calibrator = Calibrator.identity(2)
+    head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.0, temperature=8.0)
+    recipe = ControlRecipe(PromptVersion(name="v1"), calibrator, head)
+    folds = fold_ids(len(gold), 5)
+    current, _ = cross_fit_current(CandidateResult("current", recipe, _served(recipe, logits, emb), gold), calibrator,
+                                   logits, emb, texts, few, folds)
+    refreshed = refreshed_current(current, calibrator, logits, emb, texts, folds)
+    assert refreshed.recipe.prompt == recipe.prompt and refreshed.recipe.head.weight_llm == 0.0
+    assert refreshed.recipe.head.temperature < 2.0  # 8 flattened everything towards 0.5
+    assert no_worse(refreshed, current, 0.05) is refreshed
+    assert refreshed.metrics["log_loss"] < refreshed.metrics["current_log_loss"] - 0.05
+    served_after = _served(refreshed.recipe, logits, emb)
+    assert (served_after.argmax(1) == gold).mean() > 0.8
+    assert no_worse(current, refreshed, 0.05) is None  # the other way round it is worse
+    nothing_learnt = ControlRecipe(PromptVersion(name="v0"))
+    assert refreshed_current(replace(current, recipe=nothing_learnt), calibrator, logits, emb, texts, folds) is None
+
+
+def test_a_refresh_is_published_only_once_the_ground_truth_has_doubled():
+    from backend.refinement.refine import refresh_due
+
+    assert refresh_due(100, 50) and refresh_due(400, 50)
+    assert not refresh_due(99, 50)  # each job would otherwise publish a new model_version
+    assert not refresh_due(100, 0)  # version 0 learnt nothing from ground truth
