@@ -82,9 +82,11 @@ def head_bench(model, train: Dataset, test: Dataset, budgets: list[int], *, seed
 def shipped_head_rows(model, train: Dataset, test: Dataset, budgets: list[int], folds: int = 5,
                       on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
     """One row per label budget and head kind: raw LR probabilities vs the head as shipped."""
-    n_labels, test_gold = len(test.labels), np.asarray(test.gold)
     embedder = Embedder(model)
     train_emb, test_emb = embedder.encode(list(train.texts[:max(budgets)])), embedder.encode(list(test.texts))
+    if test.multiple:
+        return _shipped_one_vs_rest_rows(train, test, train_emb, test_emb, budgets, folds, on_row)
+    n_labels, test_gold = len(test.labels), np.asarray(test.gold)
     no_llm_test = np.full((len(test_gold), n_labels), 1.0 / n_labels)
     rows = []
     for n in budgets:
@@ -103,15 +105,45 @@ def shipped_head_rows(model, train: Dataset, test: Dataset, budgets: list[int], 
     return rows
 
 
+def _shipped_one_vs_rest_rows(train: Dataset, test: Dataset, train_emb, test_emb, budgets: list[int], folds: int,
+                              on_row: Callable[[dict], None]) -> list[dict]:
+    """The multi-choice head (one-vs-rest) the same way; metrics over every (item, label) P(yes)."""
+    from ..evaluation.multilabel_metrics import summarize_multilabel
+    from ..labeling.calibration import sigmoid
+    from ..refinement.multilabel import MultiLabelResult
+    from ..refinement.multilabel_head import evaluate_one_vs_rest_head, train_one_vs_rest
+
+    test_gold, n_labels = test.gold_matrix(), len(test.labels)
+    rows = []
+    for n in budgets:
+        gold, emb = train.gold_matrix()[:n], train_emb[:n]
+        no_llm = MultiLabelResult("none", ControlRecipe(), np.full(gold.shape, 0.5), gold)
+        shipped = evaluate_one_vs_rest_head(no_llm, emb, fold_ids(len(gold), folds))[0].recipe.head
+        coef, intercept = train_one_vs_rest(emb, gold)
+        row = {"labels": len(gold), "head": "one-vs-rest", "labels_seen": int((gold.sum(0) > 0).sum()),
+               "temperature": round(shipped.temperature, 3), "unseen_mass": 0.0,
+               "raw": summarize_multilabel(test_gold, sigmoid(test_emb @ coef.T + intercept)),
+               "shipped": summarize_multilabel(test_gold, shipped.combine(np.full((len(test_gold), n_labels), 0.5),
+                                                                          test_emb))}
+        on_row(row)
+        rows.append(row)
+    return rows
+
+
 SHIPPED_TABLE_HEADER = ("| set | labels | head | labels seen | T | unseen mass | raw macro-F1 | raw ECE (floor) | "
-                        "shipped macro-F1 | shipped ECE (floor) |\n|---|---|---|---|---|---|---|---|---|---|")
+                        "raw log-loss | shipped macro-F1 | shipped ECE (floor) | shipped log-loss |\n"
+                        "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def shipped_markdown_row(name: str, row: dict) -> str:
-    r, s = row["raw"], row["shipped"]
+    """Multi-label rows have the yes/no ECE and no floor (–), and log-loss summed over an item's labels."""
+    def cells(m: dict) -> str:
+        floor = f"{m['ece_floor']:.3f}" if "ece_floor" in m else "–"
+        loss = f"{m['log_loss']:.3f}" if "log_loss" in m else "–"
+        return f"{m['macro_f1']:.3f} | {m['ece']:.3f} ({floor}) | {loss}"
+
     return (f"| {name} | {row['labels']} | {row['head']} | {row['labels_seen']} | {row['temperature']:.2f} | "
-            f"{row['unseen_mass']:.2f} | {r['macro_f1']:.3f} | {r['ece']:.3f} ({r['ece_floor']:.3f}) | "
-            f"{s['macro_f1']:.3f} | {s['ece']:.3f} ({s['ece_floor']:.3f}) |")
+            f"{row['unseen_mass']:.2f} | {cells(row['raw'])} | {cells(row['shipped'])} |")
 
 
 TABLE_HEADER = ("| set | labels | frozen acc | frozen macro-F1 | fine-tuned acc | fine-tuned macro-F1 | gain | "

@@ -104,3 +104,27 @@ def test_head_bench_without_setfit_shows_the_shipped_head_with_missing_mass_on_m
     for row in rows:
         assert row["labels_seen"] < 151 and 0 < row["unseen_mass"] <= 1
         assert 0 <= row["shipped"]["ece_floor"] <= 1 and 0 <= row["raw"]["ece"] <= 1
+
+
+def test_head_bench_without_setfit_takes_a_multi_label_set(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import DATASETS, ROOT
+
+    out = tmp_path / "multi.json"
+    sets = DATASETS / "goemotions"
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "head-bench", "--no-setfit", "--dataset", str(sets / "train.jsonl"),
+         "--test", str(sets / "test.jsonl"), "--labels", "30", "--limit-test", "40", "--out", str(out)],
+        env=dict(os.environ, LOG_LEVEL="WARNING"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["head"] == "one-vs-rest" and row["labels_seen"] < 28 and "| goemotions | 30 | one-vs-rest |" in done.stdout
+    assert {"micro_f1", "ece", "log_loss"} <= set(row["shipped"]) and row["shipped"]["log_loss"] > 0
+    refused = subprocess.run(
+        [sys.executable, "-m", "backend", "head-bench", "--dataset", str(sets / "train.jsonl"), "--test",
+         str(sets / "test.jsonl"), "--labels", "30"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--no-setfit" in refused.stderr
