@@ -58,21 +58,27 @@ def test_setfit_head_classifies_its_training_texts(minilm):
     assert (logits.argmax(1) == GOLD).all()
 
 
-def test_head_bench_command_writes_its_table_and_json(tmp_path):
-    """The benchmark itself, shrunk to 8 labels, 10 test items and one pair iteration."""
-    import json
+def _head_bench(dataset: str, *args: str, timeout: int = 300):
+    """`python -m backend head-bench` on a shared data set's train and test splits."""
     import os
     import subprocess
     import sys
 
     from tests.conftest import DATASETS, ROOT
 
+    sets = DATASETS / dataset
+    return subprocess.run(
+        [sys.executable, "-m", "backend", "head-bench", "--dataset", str(sets / "train.jsonl"), "--test",
+         str(sets / "test.jsonl"), *args],
+        env=dict(os.environ, LOG_LEVEL="WARNING"), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_head_bench_command_writes_its_table_and_json(tmp_path):
+    """The benchmark itself, shrunk to 8 labels, 10 test items and one pair iteration."""
+    import json
+
     out = tmp_path / "bench.json"
-    sub = DATASETS / "subjectivity"
-    done = subprocess.run(
-        [sys.executable, "-m", "backend", "head-bench", "--dataset", str(sub / "train.jsonl"), "--test",
-         str(sub / "test.jsonl"), "--labels", "8", "--limit-test", "10", "--iterations", "1", "--out", str(out)],
-        env=dict(os.environ, LOG_LEVEL="WARNING"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = _head_bench("subjectivity", "--labels", "8", "--limit-test", "10", "--iterations", "1", "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| subjectivity | 8 |" in done.stdout
     report = json.loads(out.read_text())
@@ -85,18 +91,9 @@ def test_head_bench_without_setfit_shows_the_shipped_head_with_missing_mass_on_m
     """clinc150 with 20 labels: most of its 151 intents unseen, so the shipped head carries missing
     mass, and its table row shows raw and shipped ECE each beside its floor."""
     import json
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import DATASETS, ROOT
 
     out = tmp_path / "shipped.json"
-    sets = DATASETS / "clinc150"
-    done = subprocess.run(
-        [sys.executable, "-m", "backend", "head-bench", "--no-setfit", "--dataset", str(sets / "train.jsonl"),
-         "--test", str(sets / "test.jsonl"), "--labels", "20", "--limit-test", "40", "--out", str(out)],
-        env=dict(os.environ, LOG_LEVEL="WARNING"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = _head_bench("clinc150", "--no-setfit", "--labels", "20", "--limit-test", "40", "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| clinc150 | 20 | head |" in done.stdout and "| clinc150 | 20 | head-balanced |" in done.stdout
     rows = json.loads(out.read_text())["rows"]
@@ -108,23 +105,12 @@ def test_head_bench_without_setfit_shows_the_shipped_head_with_missing_mass_on_m
 
 def test_head_bench_without_setfit_takes_a_multi_label_set(tmp_path):
     import json
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import DATASETS, ROOT
 
     out = tmp_path / "multi.json"
-    sets = DATASETS / "goemotions"
-    done = subprocess.run(
-        [sys.executable, "-m", "backend", "head-bench", "--no-setfit", "--dataset", str(sets / "train.jsonl"),
-         "--test", str(sets / "test.jsonl"), "--labels", "30", "--limit-test", "40", "--out", str(out)],
-        env=dict(os.environ, LOG_LEVEL="WARNING"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = _head_bench("goemotions", "--no-setfit", "--labels", "30", "--limit-test", "40", "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     (row,) = json.loads(out.read_text())["rows"]
     assert row["head"] == "one-vs-rest" and row["labels_seen"] < 28 and "| goemotions | 30 | one-vs-rest |" in done.stdout
     assert {"micro_f1", "ece", "log_loss"} <= set(row["shipped"]) and row["shipped"]["log_loss"] > 0
-    refused = subprocess.run(
-        [sys.executable, "-m", "backend", "head-bench", "--dataset", str(sets / "train.jsonl"), "--test",
-         str(sets / "test.jsonl"), "--labels", "30"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    refused = _head_bench("goemotions", "--labels", "30", timeout=120)
     assert refused.returncode == 2 and "--no-setfit" in refused.stderr
