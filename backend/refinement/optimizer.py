@@ -44,11 +44,16 @@ class ControlDecision:
     table: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     results: list = field(default_factory=list)  # every candidate, with its recipe (not in the summary)
-    refreshed: CandidateResult | None = None  # the current recipe refit on all items, when no worse
+    refit: CandidateResult | None = None  # the current recipe refit on all items (when no candidate won)
+
+    @property
+    def refreshed(self) -> CandidateResult | None:
+        """The refit, if it may replace the current version (see `no_worse`)."""
+        return self.refit if self.refit is not None and self.refit.metrics.get("no_worse") else None
 
     def summary(self) -> dict:
         return {
-            **({"current_refit": self.refreshed.metrics} if self.refreshed is not None else {}),
+            **({"current_refit": self.refit.metrics} if self.refit is not None else {}),
             "n_eval": self.n_eval,
             "current": self.current.metrics,
             "best": self.best.name,
@@ -226,22 +231,24 @@ def optimize_control(
     table = [{"name": r.name, **r.metrics} for r in [cur, *results]]
     log.info("control %s: best %s %s vs current %s, p=%.4f, accepted=%s", control.name, best.name,
              best.metrics, cur.metrics, p, accepted)
-    refreshed = None
+    refit = None
     if not accepted:
-        refreshed = refreshed_current(cur_all_items, served, cur_logits, embeddings, texts, fold)
-        refreshed = refreshed and no_worse(refreshed.subset(judge_mask) if judged else refreshed, cur, alpha)
-    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results,
-                           refreshed)
+        refit = refreshed_current(cur_all_items, served, cur_logits, embeddings, texts, fold)
+        if refit is not None:
+            refit = refit.subset(judge_mask) if judged else refit
+            no_worse(refit, cur, alpha)
+    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results, refit)
 
 
-def no_worse(refreshed: CandidateResult, current: CandidateResult, alpha: float) -> CandidateResult | None:
-    """`refreshed` if, on the same items, its log-loss is lower and its macro-F1 not significantly
-    lower than the current's (one-sided paired bootstrap at `alpha`); else None. No gain has to be
-    shown: it is the current recipe, fitted on more of the same ground truth."""
+def no_worse(refit: CandidateResult, current: CandidateResult, alpha: float) -> bool:
+    """Whether, on the same items, the refit's log-loss is lower and its macro-F1 not significantly
+    lower than the current's (one-sided paired bootstrap at `alpha`); noted in its metrics. No gain
+    has to be shown: it is the current recipe, fitted on more of the same ground truth."""
     n_labels = current.probs.shape[1]
     _, p_current_better = paired_bootstrap_macro_f1(current.gold, current.probs.argmax(1),
-                                                    refreshed.probs.argmax(1), n_labels)
-    loss, current_loss = _log_loss_per_item(refreshed).mean(), _log_loss_per_item(current).mean()
-    refreshed.metrics.update(log_loss=round(float(loss), 4), current_log_loss=round(float(current_loss), 4),
-                             p_f1_current_better=round(p_current_better, 4))
-    return refreshed if loss < current_loss and p_current_better >= alpha else None
+                                                    refit.probs.argmax(1), n_labels)
+    loss, current_loss = _log_loss_per_item(refit).mean(), _log_loss_per_item(current).mean()
+    ok = bool(loss < current_loss and p_current_better >= alpha)
+    refit.metrics.update(log_loss=round(float(loss), 4), current_log_loss=round(float(current_loss), 4),
+                         p_f1_current_better=round(p_current_better, 4), no_worse=ok)
+    return ok

@@ -57,7 +57,7 @@ def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_d
     decision = out["controls"]["label"]
     assert not decision["accepted"]
     refit = decision["current_refit"]
-    assert refit["log_loss"] < refit["current_log_loss"] and refit["p_f1_current_better"] >= 1e-9
+    assert refit["no_worse"] and refit["log_loss"] < refit["current_log_loss"] and refit["p_f1_current_better"] >= 1e-9
     v2 = registry.current(PROJECT, label_task)
     assert v2.label == out["model_version"] != v1.label and v2.parent == v1.label and v2.gt_count == len(DATA.texts)
     refreshed = v2.recipe("label").head
@@ -66,3 +66,4 @@ def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_d
 
     again = run_refinement(settings, redis_conn, PROJECT, engine=engine)  # 60 items, fitted on 60: not due
     assert again["status"] == "kept" and again["model_version"] == v2.label
+    assert "no_worse" in again["controls"]["label"]["current_refit"]  # computed and shown, not published

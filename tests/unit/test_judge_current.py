@@ -176,11 +176,11 @@ def test_a_refresh_refits_the_temperature_a_few_items_gave_and_never_judges_in_s
     refreshed = refreshed_current(current, calibrator, logits, emb, texts, folds)
     assert refreshed.recipe.prompt == recipe.prompt and refreshed.recipe.head.weight_llm == 0.0
     assert refreshed.recipe.head.temperature < 2.0  # 8 flattened everything towards 0.5
-    assert no_worse(refreshed, current, 0.05) is refreshed
+    assert no_worse(refreshed, current, 0.05) and refreshed.metrics["no_worse"]
     assert refreshed.metrics["log_loss"] < refreshed.metrics["current_log_loss"] - 0.05
     served_after = _served(refreshed.recipe, logits, emb)
     assert (served_after.argmax(1) == gold).mean() > 0.8
-    assert no_worse(current, refreshed, 0.05) is None  # the other way round it is worse
+    assert not no_worse(current, refreshed, 0.05)  # the other way round it is worse
     nothing_learnt = ControlRecipe(PromptVersion(name="v0"))
     assert refreshed_current(replace(current, recipe=nothing_learnt), calibrator, logits, emb, texts, folds) is None
 
