@@ -15,9 +15,9 @@ holds their labels), and every seen item when the instructions were searched on 
 rewritten instruction was chosen on them).
 
 `refreshed_current` is the same recipe with those parts, and its pooling temperature, refit on
-all the ground truth there is now: a version fitted on 50 labels keeps the temperature 50 items
-gave it (sentence_polarity: T = 0.43 where 1000 test items want 0.3; ECE 0.059) unless something
-refits it, and a candidate has to be significantly better to replace it.
+all the ground truth there is now: a version keeps what its first few labels gave it unless
+something refits it, and a candidate has to be significantly better to replace it (sms_spam: v1
+from 25 labels, refreshed at 200, test ECE 0.030 → 0.015).
 """
 from __future__ import annotations
 
