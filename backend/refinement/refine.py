@@ -40,16 +40,19 @@ def report_key(project: int, label: str) -> str:
     return key("project", project, "report", label)
 
 
-def store_version_report(conn: redis.Redis, settings: Settings, project: int, label: str, reports: list) -> None:
+def store_version_report(conn: redis.Redis, settings: Settings, project: int, label: str, reports: list,
+                         refreshed: frozenset[str] = frozenset()) -> None:
     """The held-out evaluation behind a published version, as HTML: in Redis (any web replica can
-    serve it at /versions/<label>/report) and under MODEL_DIR/versions/project-<id>/<label>/."""
+    serve it at /versions/<label>/report) and under MODEL_DIR/versions/project-<id>/<label>/.
+    `refreshed` names the controls published as their current recipe's refit (a control whose refit
+    passed but was not due keeps its recipe, and its report shows the best candidate as before)."""
     from ..evaluation.report import multilabel_system_metrics, system_metrics, write_report
 
     systems = []
     for control, decision in reports:
         labels = list(control.labels)
         metrics_of = multilabel_system_metrics if control.multiple else system_metrics
-        chosen = decision.best if decision.accepted or decision.refreshed is None else decision.refreshed
+        chosen = decision.refreshed if control.name in refreshed else decision.best
         for role, result in (("current", decision.current), ("chosen", chosen)):
             systems.append(metrics_of(f"{control.name}: {role} ({result.name}), cross-validated",
                                       result.gold, labels, probs=result.probs))
@@ -132,7 +135,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     out["controls"] = decisions
     accepted = [name for name, d in decisions.items() if d.get("accepted")]
     due = refresh_due(len(gold), current.gt_count)
-    refreshed = {c.name: d.refreshed for c, d in reports if due and not d.accepted and d.refreshed is not None}
+    refreshed = {c.name: d.refreshed for c, d in reports if due and d.refreshed is not None}  # never if accepted
     if accepted or refreshed:
         recipes.update({name: result.recipe for name, result in refreshed.items()})
         draft = ModelVersion(
@@ -143,7 +146,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         )
         version = registry.publish(project, draft)
         out.update(status="published" if accepted else "refreshed", model_version=version.label, kind=draft.kind)
-        store_version_report(conn, settings, project, version.label, reports)
+        store_version_report(conn, settings, project, version.label, reports, frozenset(refreshed))
     else:
         out.update(status="kept", model_version=current.label)
     out["seconds"] = round(time.monotonic() - t0, 2)
