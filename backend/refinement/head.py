@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..labeling.calibration import fit_calibrator
+from ..labeling.calibration import fit_calibrator, softmax
 from ..labeling.head import ABSENT_INTERCEPT, HeadWeights, pool, unseen_label_mass, with_unseen_mass
 from ..labeling.recipe import ControlRecipe
 from .evaluate import CandidateResult
@@ -37,10 +37,7 @@ def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int,
 
 
 def _head_probs(coef, intercept, embeddings, unseen_mass: float = 0.0):
-    z = embeddings @ coef.T + intercept
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return with_unseen_mass(e / e.sum(axis=1, keepdims=True), intercept, unseen_mass)
+    return with_unseen_mass(softmax(embeddings @ coef.T + intercept), intercept, unseen_mass)
 
 
 def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
@@ -86,10 +83,11 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
     pooled, temperature = _cross_fitted_temperature(raw_pool, gold, folds)
     head_alone, head_only_t = _cross_fitted_temperature(head_oof, gold, folds)
     coef, intercept = train_head(embeddings, gold, n_labels, balanced)
+    unseen_mass = unseen_label_mass(gold, n_labels)
 
     def recipe(w: float, t: float) -> ControlRecipe:
         head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t, balanced=balanced,
-                           unseen_mass=unseen_label_mass(gold, n_labels))
+                           unseen_mass=unseen_mass)
         return ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head)
 
     return [
