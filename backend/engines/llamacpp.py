@@ -2,17 +2,21 @@
 
 For every task the engine evaluates only the tokens that differ from what is already in the KV
 cache (longest common prefix), so the instructions and demonstrations are paid for once. The
-label continuations are walked as a trie in sorted order: labels sharing leading tokens share
-their evaluation, and a single-token label costs nothing beyond the item itself.
+label continuations form a trie whose inner nodes are evaluated in one llama.cpp batch, as a
+token tree: every node is tagged with the sequence ids of the labels under it, so it attends to
+the prompt and to its own ancestors only. Labels sharing leading tokens share their evaluation,
+a single-token label costs nothing beyond the item itself, and 150 labels cost one batched
+decode instead of hundreds of one-token decodes.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -27,6 +31,45 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64, copy=False)
     m = z.max()
     return z - (m + np.log(np.exp(z - m).sum()))
+
+
+TokenPath = tuple[int, ...]  # token path from the prompt to a trie node
+
+# llama.cpp's limit on sequences: 0 is the prompt, each other one a leaf of the label trie.
+TREE_SEQUENCES = 256
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    path: TokenPath  # the node's token is path[-1], at depth len(path) after the prompt
+    sequences: tuple[int, ...]  # ids (from 1) of the batch's leaves at or under this node
+
+
+def tree_batches(continuations: Sequence[TokenPath], *, max_sequences: int, max_nodes: int) -> Iterator[list[TreeNode]]:
+    """The trie nodes whose next-token distribution a label's score needs (every proper,
+    non-empty prefix of a continuation), split into batches of at most `max_nodes` nodes and
+    `max_sequences` leaves. A batch holds its leaves with all their ancestors, in depth order."""
+    inner = {cont[:k] for cont in continuations for k in range(1, len(cont))}
+    parents = {node[:-1] for node in inner}
+    leaves = sorted(node for node in inner if node not in parents)
+    group: list[TokenPath] = []
+    nodes: set[TokenPath] = set()
+
+    def emit() -> list[TreeNode]:
+        ordered = sorted(nodes, key=lambda p: (len(p), p))
+        return [TreeNode(p, tuple(j + 1 for j, leaf in enumerate(group) if leaf[: len(p)] == p)) for p in ordered]
+
+    for leaf in leaves:
+        path = {leaf[:k] for k in range(1, len(leaf) + 1)}
+        if len(path) > max_nodes:
+            raise EngineError(f"a label of {len(leaf) + 1} tokens does not fit the room left in the context", field="LLM_N_CTX")
+        if group and (len(group) == max_sequences or len(nodes | path) > max_nodes):
+            yield emit()
+            group, nodes = [], set()
+        group.append(leaf)
+        nodes |= path
+    if group:
+        yield emit()
 
 
 class LlamaCppEngine:
@@ -46,12 +89,30 @@ class LlamaCppEngine:
             logits_all=False,
             verbose=False,
         )
+        self._use_tree_context(n_seq_max=TREE_SEQUENCES)
         self._n_vocab = self._llm.n_vocab()
         self._lock = threading.Lock()
         self.model_id = path.stem.lower().replace("_", "-")
         self.capabilities = Capabilities(exact_logprobs=True, max_context=self._llm.n_ctx())
         self.tokens_evaluated = 0  # for benchmarks: what the KV cache did not save
         self._tokenize = lru_cache(maxsize=4096)(self._tokenize_uncached)
+
+    def _use_tree_context(self, n_seq_max: int) -> None:
+        """Swap in a context whose unified KV cache holds several sequences over one shared prompt.
+
+        `Llama` only opens such a context for embeddings; the label trie needs it to evaluate
+        sibling branches in one batch."""
+        from llama_cpp import _internals, llama_max_parallel_sequences
+
+        llm = self._llm
+        params = llm.context_params
+        params.n_seq_max = min(n_seq_max, llama_max_parallel_sequences())
+        params.kv_unified = True
+        context = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        llm._ctx.close()
+        llm._ctx = context
+        self._n_seq = params.n_seq_max
+        self._tree_batch = _internals.LlamaBatch(n_tokens=llm.n_batch, embd=0, n_seq_max=self._n_seq, verbose=False)
 
     def _tokenize_uncached(self, text: str, bos: bool) -> tuple[int, ...]:
         return tuple(self._llm.tokenize(text.encode("utf-8"), add_bos=bos, special=False))
@@ -63,8 +124,8 @@ class LlamaCppEngine:
         """Make the KV cache hold exactly `tokens`; return log P(next token) after them.
 
         llama.cpp's numbers depend slightly on how tokens are grouped into batches, so evaluation
-        always restarts at one of the fixed `cuts` (end of prefix, of item, of suffix, then one
-        token at a time): a task gets the same scores whatever the cache held before.
+        always restarts at one of the fixed `cuts` (end of prefix, of item, of suffix): a task gets
+        the same scores whatever the cache held before.
         """
         llm = self._llm
         if len(tokens) > llm.n_ctx():
@@ -83,25 +144,55 @@ class LlamaCppEngine:
         logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
         return log_softmax(logits)
 
+    def _eval_tree(self, n_context: int, batch: list[TreeNode], wanted: dict[TokenPath, set[int]]) -> dict[TokenPath, dict[int, float]]:
+        """Evaluate one batch of trie nodes after the `n_context` cached tokens, as a token tree.
+
+        Sequence 0 holds the prompt; it is shared with every leaf's sequence, a node carries the
+        sequences of the leaves under it, and llama.cpp's mask lets a node see only cells of its
+        first sequence: the prompt and its own ancestors. The leaves' sequences are dropped after,
+        so the cache holds exactly the prompt again."""
+        import llama_cpp
+
+        llm = self._llm
+        memory = llm._ctx.memory
+        n_sequences = max(max(node.sequences) for node in batch)
+        for seq in range(1, n_sequences + 1):
+            llama_cpp.llama_memory_seq_cp(memory, 0, seq, -1, -1)
+        raw = self._tree_batch.batch
+        raw.n_tokens = len(batch)
+        for i, node in enumerate(batch):
+            raw.token[i] = node.path[-1]
+            raw.pos[i] = n_context + len(node.path) - 1
+            raw.n_seq_id[i] = len(node.sequences)
+            for j, seq in enumerate(node.sequences):
+                raw.seq_id[i][j] = seq
+            raw.logits[i] = True
+        try:
+            code = llama_cpp.llama_decode(llm._ctx.ctx, raw)
+            if code != 0:
+                raise EngineError(f"llama.cpp could not evaluate the label tree (llama_decode returned {code})")
+            out = {}
+            for i, node in enumerate(batch):
+                row = log_softmax(np.ctypeslib.as_array(llm._ctx.get_logits_ith(i), shape=(self._n_vocab,)))
+                out[node.path] = {token: float(row[token]) for token in wanted[node.path]}
+        finally:
+            llama_cpp.llama_memory_seq_keep(memory, 0)
+        self.tokens_evaluated += len(batch)
+        return out
+
     def _score_branch(
         self, context: tuple[int, ...], cuts: tuple[int, ...], continuations: Sequence[tuple[int, ...]]
     ) -> np.ndarray:
-        order = sorted(range(len(continuations)), key=lambda i: continuations[i])
-        scores = np.zeros(len(continuations))
-        memo: dict[tuple[int, ...], np.ndarray] = {}
-        longest = max(len(c) for c in continuations)
-        cuts = cuts + tuple(len(context) + k for k in range(longest))  # label tokens one at a time
-        for i in order:
-            cont = continuations[i]
-            memo = {k: v for k, v in memo.items() if cont[: len(k)] == k}
-            total = 0.0
+        wanted: dict[TokenPath, set[int]] = {}
+        for cont in continuations:
             for k, token in enumerate(cont):
-                path = cont[:k]
-                if path not in memo:
-                    memo[path] = self._next_logprobs(context + path, cuts)
-                total += float(memo[path][token])
-            scores[i] = total
-        return scores
+                wanted.setdefault(cont[:k], set()).add(token)
+        first = self._next_logprobs(context, cuts)
+        logprobs = {(): {token: float(first[token]) for token in wanted[()]}}
+        room = min(self._llm.n_batch, self._llm.n_ctx() - len(context))
+        for batch in tree_batches(continuations, max_sequences=self._n_seq - 1, max_nodes=room):
+            logprobs.update(self._eval_tree(len(context), batch, wanted))
+        return np.array([sum(logprobs[cont[:k]][token] for k, token in enumerate(cont)) for cont in continuations])
 
     def score(self, prefix: str, item: str, branches: Sequence[Branch]) -> list[np.ndarray]:
         prefix_tokens = self._tokenize(prefix, True)

@@ -18,20 +18,26 @@ pytestmark = pytest.mark.model
 
 def _reference_loglik(model_path, segments, continuation_tokens):
     """log P(continuation | segments) from llama.cpp's own per-position logits (logits_all=True),
-    with a fresh model and the engine's batch schedule (each segment one batch, then one token each)."""
+    with a fresh model and the engine's batch schedule (each segment one batch, then the label's
+    inner tokens as one batch, as the label tree evaluates them)."""
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(model_path), n_ctx=512, logits_all=True, verbose=False)
     for segment in segments:
         llm.eval(list(segment))
-    for token in continuation_tokens[:-1]:
-        llm.eval([token])
+    if len(continuation_tokens) > 1:
+        llm.eval(list(continuation_tokens[:-1]))
     n_context = sum(len(s) for s in segments)
     total = 0.0
     for k, token in enumerate(continuation_tokens):
         row = llm.scores[n_context + k - 1]
         total += float(log_softmax(np.asarray(row))[token])
     return total
+
+
+# A node's numbers move by ~1e-3 with the other rows of its batch (llama.cpp's kernels); a node that
+# saw a sibling branch would move by far more.
+BATCH_NOISE = 5e-3
 
 
 def test_trie_scores_equal_full_sequence_log_likelihoods(engine, settings):
@@ -41,8 +47,41 @@ def test_trie_scores_equal_full_sequence_log_likelihoods(engine, settings):
     segments = [engine._tokenize(prefix, True), engine._tokenize(item, False)]
     for label, got in zip(labels, scores):
         want = _reference_loglik(settings.model_path, segments, engine._tokenize(label, False))
-        assert got == pytest.approx(want, abs=1e-4), label
+        assert got == pytest.approx(want, abs=BATCH_NOISE), label
     assert any(len(engine._tokenize(l, False)) > 1 for l in labels)  # multi-token labels were exercised
+
+
+def test_sibling_branches_of_the_label_tree_stay_invisible(engine):
+    """The label tree's mask: a label's score does not move by a bit when the other branches of
+    the same batch change content (same shape), so no node sees a sibling's tokens."""
+    prefix, item = "Pick the intent.\n\n", "Text: please move my dentist appointment to friday\nIntent:"
+    target = " calendar_update"
+
+    def same_shape(words):
+        out = []
+        for word in words:
+            tokens = engine._tokenize(word, False)
+            assert len(tokens) == len(engine._tokenize(target, False)), word
+            out.append(word)
+        return out
+
+    first = same_shape([" travel_query", " bank_alarm", " music_update"])
+    second = same_shape([" weather_query", " paris_alarm", " pizza_update"])
+    (a,) = engine.score(prefix, item, [Branch("", (target, *first))])
+    (b,) = engine.score(prefix, item, [Branch("", (target, *second))])
+    assert a[0] == b[0]
+    assert not np.allclose(a[1:], b[1:], atol=0.5)  # the siblings themselves were scored differently
+
+
+def test_a_label_tree_split_over_several_batches_gives_the_same_scores(engine, monkeypatch):
+    prefix, item = "Pick the intent.\n\n", "Text: what is my balance\nIntent:"
+    labels = tuple(f" {a}_{b}" for a in ("account", "card", "loan") for b in ("balance", "limit", "interest_rate"))
+    (whole,) = engine.score(prefix, item, [Branch("", labels)])
+    monkeypatch.setattr(engine, "_n_seq", 3)  # two leaves per batch
+    before = engine.tokens_evaluated
+    (split,) = engine.score(prefix, item, [Branch("", labels)])
+    np.testing.assert_allclose(split, whole, atol=BATCH_NOISE)
+    assert engine.tokens_evaluated - before > 2 * len(labels)  # shared nodes were evaluated again
 
 
 def test_scores_do_not_depend_on_what_the_cache_held_before(engine):
