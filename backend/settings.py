@@ -99,6 +99,7 @@ class Settings:
     calibration: str = "contextual"  # contextual | none
     max_text_chars: int = 6000
     max_tasks_per_request: int = 1000
+    predict_batch_seconds: float = 75.0  # a batch that would take longer is answered task by task (see api/ml.py)
     web_workers: int = 1
     web_threads: int = 4
     # Learning path
@@ -157,6 +158,7 @@ class Settings:
             calibration=_choice(env, "CALIBRATION", cls.calibration, ("contextual", "none")),
             max_text_chars=_int(env, "MAX_TEXT_CHARS", cls.max_text_chars),
             max_tasks_per_request=_int(env, "MAX_TASKS_PER_REQUEST", cls.max_tasks_per_request),
+            predict_batch_seconds=_float(env, "PREDICT_BATCH_SECONDS", cls.predict_batch_seconds),
             web_workers=_int(env, "WEB_WORKERS", cls.web_workers),
             web_threads=_int(env, "WEB_THREADS", cls.web_threads),
             webhook_secret=env.get("WEBHOOK_SECRET", "").strip("/ "),

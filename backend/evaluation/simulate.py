@@ -59,12 +59,19 @@ def _served_probs(url: str, data: Dataset, limit: int | None = None) -> tuple[np
     config = data.label_config()
     texts = data.texts[:limit] if limit else data.texts
     probs, versions = [], set()
-    for start in range(0, len(texts), BATCH):
-        tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(texts[start:start + BATCH], start)]
+
+    def post(tasks: list[dict]) -> list[dict]:
         r = requests.post(url + "/predict", json={"tasks": tasks, "label_config": config, "project": f"{PROJECT}.0"},
                           timeout=300)
         r.raise_for_status()
-        for item in r.json()["results"]:
+        results = r.json()["results"]
+        if len(results) == 1 and len(tasks) > 1:  # too slow for one batch: one task per request, as Label Studio does
+            return [item for task in tasks for item in post([task])]
+        return results
+
+    for start in range(0, len(texts), BATCH):
+        tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(texts[start:start + BATCH], start)]
+        for item in post(tasks):
             versions.add(item["model_version"])
             p = item["result"][0]["probabilities"]
             probs.append([p[label] for label in data.labels])

@@ -71,3 +71,22 @@ def test_health_answers_while_a_batch_is_being_predicted(server):
     assert healths and all(code == 200 for code in healths)
     assert outcome["r"].status_code == 200
     assert len(outcome["r"].json()["results"]) == 150
+
+
+def test_a_batch_too_slow_for_label_studio_is_answered_with_one_result(server, server_factory):
+    """Given one result for many tasks, Label Studio asks for every task on its own (captured in
+    docs/label-studio-ml-protocol.md), instead of timing out on the batch and storing nothing."""
+    body = load_fixture("predict-choices-single.json")
+    task = body["tasks"][0]
+    body["tasks"] = [dict(task, id=i, data={"text": f"review {i}: not bad at all"}) for i in range(4)]
+    strict = server_factory({"PREDICT_BATCH_SECONDS": "0.001"})
+    r = requests.post(strict.url + "/predict", json=body, timeout=100)
+    assert r.status_code == 200
+    (only,) = r.json()["results"]
+    alone = requests.post(strict.url + "/predict", json=dict(body, tasks=body["tasks"][:1]), timeout=100).json()
+    assert only == alone["results"][0]
+    per_task = [requests.post(strict.url + "/predict", json=dict(body, tasks=[t]), timeout=100).json()["results"]
+                for t in body["tasks"]]
+    assert all(len(results) == 1 for results in per_task)
+    whole = requests.post(server.url + "/predict", json=body, auth=AUTH, timeout=100).json()["results"]
+    assert whole == [results[0] for results in per_task]  # same predictions as the default server's batch
