@@ -35,8 +35,9 @@ def _reference_loglik(model_path, segments, continuation_tokens):
     return total
 
 
-# A node's numbers move by ~1e-3 with the other rows of its batch (llama.cpp's kernels); a node that
-# saw a sibling branch would move by far more.
+# llama.cpp's numbers depend on the shape of the batch a token is evaluated in: ~1e-3 between the
+# small batches compared here (larger batches take other kernels and can differ by ~0.1). Whether a
+# node sees a sibling branch is tested exactly, below.
 BATCH_NOISE = 5e-3
 
 
@@ -57,16 +58,10 @@ def test_sibling_branches_of_the_label_tree_stay_invisible(engine):
     prefix, item = "Pick the intent.\n\n", "Text: please move my dentist appointment to friday\nIntent:"
     target = " calendar_update"
 
-    def same_shape(words):
-        out = []
-        for word in words:
-            tokens = engine._tokenize(word, False)
-            assert len(tokens) == len(engine._tokenize(target, False)), word
-            out.append(word)
-        return out
-
-    first = same_shape([" travel_query", " bank_alarm", " music_update"])
-    second = same_shape([" weather_query", " paris_alarm", " pizza_update"])
+    first = [" travel_query", " bank_alarm", " music_update"]
+    second = [" weather_query", " paris_alarm", " pizza_update"]
+    for word in first + second:
+        assert len(engine._tokenize(word, False)) == len(engine._tokenize(target, False)), word
     (a,) = engine.score(prefix, item, [Branch("", (target, *first))])
     (b,) = engine.score(prefix, item, [Branch("", (target, *second))])
     assert a[0] == b[0]
