@@ -27,6 +27,7 @@ from .recipe import ControlRecipe
 from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, clean_text, render
 
 if TYPE_CHECKING:
+    from ..refinement.logit_cache import LogitCache
     from ..refinement.versions import ModelVersion
 from .scoring import fit_text, label_logits, uses_codes
 
@@ -99,8 +100,10 @@ def extract_texts(tasks: object, label_task: LabelTask, max_chars: int) -> list[
 class LabelingService:
     """Holds the engine and the content-free calibrators (computed once per prompt and label set)."""
 
-    def __init__(self, engine: LabelEngine, *, calibration: str = "contextual", embedder: Embedder | None = None):
+    def __init__(self, engine: LabelEngine, *, calibration: str = "contextual", embedder: Embedder | None = None,
+                 logit_cache: "LogitCache | None" = None):
         self.engine = engine
+        self.logit_cache = logit_cache  # refinement jobs only: a text scored by the last job is not scored again
         self.calibration = calibration
         self.embedder = embedder or Embedder()
         self.demos = NearestDemos(self.embedder)
@@ -148,20 +151,42 @@ class LabelingService:
 
     def score_texts(self, control: ChoiceControl, prompt: PromptVersion, texts: Sequence[str],
                     task_demos: Sequence[tuple[Demo, ...]] | None = None) -> list[Scored]:
-        """`logits` of many texts, concurrently when the engine is a server; each with its token usage.
+        """`logits` of many texts, concurrently when the engine is a server; each with its token usage
+        (none for a text the logit cache already had).
 
         `task_demos` overrides the per-task demos the prompt's pool would give (cross-validation
         picks them from the training folds only)."""
         meter = getattr(self.engine, "usage", None)
         texts = list(texts)
-        demos = list(task_demos) if task_demos is not None else self.task_demos(prompt, texts)
+        pairs = list(zip(texts, list(task_demos) if task_demos is not None else self.task_demos(prompt, texts)))
 
         def one(pair: tuple[str, tuple[Demo, ...]]) -> Scored:
             with meter.scope() if meter else nullcontext() as usage:
                 logits, truncated = self.logits(control, prompt, *pair)
             return Scored(logits, truncated, meter.to_dict(usage) if meter else None)
 
-        return map_tasks(one, list(zip(texts, demos)), self.engine.capabilities.parallel_requests)
+        if self.logit_cache is None:
+            return map_tasks(one, pairs, self.engine.capabilities.parallel_requests)
+        fields = [self._cache_field(control, prompt, *pair) for pair in pairs]
+        out = [None if hit is None else Scored(*hit) for hit in self.logit_cache.get_many(fields)]
+        todo = [i for i, hit in enumerate(out) if hit is None]
+        fresh = map_tasks(one, [pairs[i] for i in todo], self.engine.capabilities.parallel_requests)
+        self.logit_cache.put_many({fields[i]: (s.logits, s.truncated) for i, s in zip(todo, fresh)})
+        for i, s in zip(todo, fresh):
+            out[i] = s
+        return out
+
+    def cached(self, control: ChoiceControl, prompt: PromptVersion, texts: Sequence[str],
+               task_demos: Sequence[tuple[Demo, ...]]) -> np.ndarray:
+        """Which texts the logit cache holds for this prompt (all False without a cache)."""
+        if self.logit_cache is None:
+            return np.zeros(len(texts), bool)
+        return np.array(self.logit_cache.holds([self._cache_field(control, prompt, t, d)
+                                                for t, d in zip(texts, task_demos)]), bool)
+
+    def _cache_field(self, control: ChoiceControl, prompt: PromptVersion, text: str, demos: tuple[Demo, ...]) -> bytes:
+        rendered = render(control, prompt, codes=self.uses_codes(control), task_demos=demos)
+        return self.logit_cache.field(control.multiple, rendered, text, self.engine.capabilities.max_context)
 
     def predict_control(
         self, control: ChoiceControl, recipe: ControlRecipe, texts: list[str]

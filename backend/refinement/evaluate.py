@@ -45,27 +45,27 @@ class CandidateResult:
 
 
 class OverBudget(Exception):
-    """A plan stopped between folds: at its pace so far, the rest would end after the job's deadline."""
+    """An LLM plan stopped part way: at its pace so far, the rest would end after the job's deadline."""
 
 
-def fold_budget(deadline: float | None, n_folds: int, clock: Callable[[], float] = time.monotonic) -> Callable[[], None]:
-    """A callback for the end of each fold of an LLM plan. The deadline is otherwise only checked
-    between plans, and one nearest-demo pass over 200 items can take minutes: this bounds the
-    overrun to one fold, and no plan is cut without a reason in the decision's `skipped`."""
-    start, done = clock(), 0
+def pace_budget(deadline: float | None, total: int, unit: str = "items",
+                clock: Callable[[], float] = time.monotonic) -> Callable[[int], None]:
+    """A callback for an LLM plan to call with how much of its `total` work is done, every chunk.
+    The deadline is otherwise only checked between plans, and one pass over 200 items can take
+    minutes with many labels: this bounds the overrun to one chunk, and no plan is cut without a
+    reason in the decision's `skipped`."""
+    start = clock()
 
-    def after_fold() -> None:
-        nonlocal done
-        done += 1
-        if deadline is None or done >= n_folds:
+    def after(done: int) -> None:
+        if deadline is None or done <= 0 or done >= total:
             return
         now = clock()
-        finish = now + (now - start) / done * (n_folds - done)
+        finish = now + (now - start) / done * (total - done)
         if finish > deadline:
-            raise OverBudget(f"stopped after {done}/{n_folds} folds ({now - start:.0f} s); "
+            raise OverBudget(f"stopped after {done}/{total} {unit} ({now - start:.0f} s); "
                              f"the rest would end {finish - deadline:.0f} s after the job's deadline")
 
-    return after_fold
+    return after
 
 
 def fold_ids(n: int, k: int, seed: int = 0) -> np.ndarray:
@@ -75,19 +75,54 @@ def fold_ids(n: int, k: int, seed: int = 0) -> np.ndarray:
     return folds
 
 
-def logits_matrix(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts) -> np.ndarray:
+# Items scored between two looks at the clock: an LLM pass overruns its time by one chunk at most.
+PACE_CHUNK = 8
+
+
+def logits_matrix(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts,
+                  deadline: float | None = None) -> np.ndarray:
     """A nearest-demo prompt shows no item its own labelled copy: the current version's pool holds
-    the items it was built from, and the candidates learn from these logits."""
+    the items it was built from, and the candidates learn from these logits. With a `deadline`,
+    OverBudget as soon as the pace says the pass would end after it."""
+    return paced_logits(service, control, prompt, texts, deadline, partial=False)[0]
+
+
+def paced_logits(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts,
+                 stop_at: float | None, *, partial: bool,
+                 clock: Callable[[], float] = time.monotonic) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, mask of the items scored). What the logit cache holds comes first, for free; the
+    rest is scored newest first (`texts` run oldest to newest) in chunks of PACE_CHUNK.
+
+    `partial` (the current version's pass): stop once `stop_at` has passed and return what is
+    scored; the job then judges every candidate on those items. Otherwise all or nothing:
+    OverBudget as soon as the pace of the chunks so far says the rest would end after `stop_at`."""
     texts = list(texts)
     demos = service.task_demos(prompt, texts, leave_out_self=True)
-    return np.stack([scored.logits for scored in service.score_texts(control, prompt, texts, demos)])
+    logits = np.zeros((len(texts), len(control.labels)))
+    scored = service.cached(control, prompt, texts, demos)
+
+    def score(rows: np.ndarray) -> None:
+        done = service.score_texts(control, prompt, [texts[i] for i in rows], [demos[i] for i in rows])
+        logits[rows] = np.stack([s.logits for s in done])
+        scored[rows] = True
+
+    if scored.any():
+        score(np.flatnonzero(scored))
+    todo = np.flatnonzero(~scored)[::-1]
+    pace = pace_budget(None if partial else stop_at, len(todo), clock=clock)
+    for begin in range(0, len(todo), PACE_CHUNK):
+        if partial and begin and stop_at is not None and clock() >= stop_at:
+            break
+        pace(begin)
+        score(todo[begin:begin + PACE_CHUNK])
+    return logits, scored
 
 
 def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, control: ChoiceControl,
                    texts, gold: np.ndarray, logits: np.ndarray | None = None,
-                   embeddings: np.ndarray | None = None) -> CandidateResult:
+                   embeddings: np.ndarray | None = None, deadline: float | None = None) -> CandidateResult:
     """A recipe used as is (the current version, or one that learns nothing from ground truth)."""
-    logits = logits_matrix(service, control, recipe.prompt, texts) if logits is None else logits
+    logits = logits_matrix(service, control, recipe.prompt, texts, deadline) if logits is None else logits
     calibrator = recipe.calibrator or service.calibrator(control, recipe.prompt)
     probs = calibrator.apply(logits, False)
     if recipe.head is not None:
@@ -106,7 +141,8 @@ def evaluate_fitted_calibration(name: str, prompt: PromptVersion, logits: np.nda
 
 
 def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
-                      texts, gold: np.ndarray, folds: np.ndarray, shots: int) -> list[CandidateResult]:
+                      texts, gold: np.ndarray, folds: np.ndarray, shots: int,
+                      deadline: float | None = None) -> list[CandidateResult]:
     """Two candidates from one pass of the k-shot prompt that would ship (k demonstrations drawn
     label by label from all items): with content-free calibration, and with a fitted calibration
     cross-fitted on its logits.
@@ -123,13 +159,15 @@ def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, 
         return few_shot(base, demos_of(texts, gold, control.labels, indices), name)
 
     picked = pick_demo_indices(gold, shots, seed=len(texts))
-    final, logits, contextual = score_as_shipped(service, control, texts, picked, prompt_with, multiple=False)
+    final, logits, contextual = score_as_shipped(service, control, texts, picked, prompt_with, multiple=False,
+                                                 deadline=deadline)
     fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
     return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]
 
 
 def score_as_shipped(service: LabelingService, control: ChoiceControl, texts: list[str], picked: list[int],
-                     prompt_with: Callable[[list[int]], PromptVersion], multiple: bool):
+                     prompt_with: Callable[[list[int]], PromptVersion], multiple: bool,
+                     deadline: float | None = None):
     """(the prompt that ships, its logits, its content-free calibrated probabilities) for a fixed
     k-shot prompt whose demonstrations are the items `picked`: every item is scored with that
     prompt, except that a demonstration item is scored with the other k − 1 (no item sees its own
@@ -138,7 +176,7 @@ def score_as_shipped(service: LabelingService, control: ChoiceControl, texts: li
     logits = np.zeros((len(texts), len(control.labels)))
     contextual = np.zeros_like(logits)
     rest = np.setdiff1d(np.arange(len(texts)), picked)
-    logits[rest] = logits_matrix(service, control, final, [texts[i] for i in rest])
+    logits[rest] = logits_matrix(service, control, final, [texts[i] for i in rest], deadline)
     contextual[rest] = service.calibrator(control, final).apply(logits[rest], multiple)
     for i in picked:
         without = prompt_with([j for j in picked if j != i])
@@ -156,17 +194,20 @@ def evaluate_nearest_shot(name: str, base: PromptVersion, service: LabelingServi
     labels = control.labels
     logits = np.zeros((len(texts), len(labels)))
     contextual = np.zeros_like(logits)
-    after_fold = fold_budget(deadline, len(np.unique(folds)))
+    pace, done = pace_budget(deadline, len(texts)), 0
     for f in np.unique(folds):
         train, test = np.where(folds != f)[0], np.where(folds == f)[0]
         pool = demo_pool([texts[i] for i in train], gold[train], labels)
         prompt = nearest_shot(base, pool, k, name)
         chosen = nearest_indices(embeddings[train], embeddings[test], k)
         task_demos = [tuple(pool[j] for j in idx) for idx in chosen]
-        scored = service.score_texts(control, prompt, [texts[i] for i in test], task_demos)
-        logits[test] = np.stack([s.logits for s in scored])
+        for begin in range(0, len(test), PACE_CHUNK):
+            pace(done)
+            rows = test[begin:begin + PACE_CHUNK]
+            scored = service.score_texts(control, prompt, [texts[i] for i in rows], task_demos[begin:begin + PACE_CHUNK])
+            logits[rows] = np.stack([s.logits for s in scored])
+            done += len(rows)
         contextual[test] = service.calibrator(control, prompt).apply(logits[test], False)
-        after_fold()
     final = nearest_shot(base, demo_pool(texts, gold, labels), k, name)
     fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
     return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]

@@ -36,7 +36,7 @@ from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
 from .evaluate import fold_ids, logits_matrix, score_as_shipped
 from .judge_current import cross_fit_current
-from .optimizer import F1_NON_INFERIORITY, ControlDecision, Plan, choose_significant, run_plans
+from .optimizer import F1_NON_INFERIORITY, ControlDecision, Plan, choose_significant, judged_items, run_plans
 from .stats import paired_bootstrap_mean, paired_bootstrap_multilabel_f1
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,9 @@ def pick_multilabel_demo_indices(gold: np.ndarray, k: int, seed: int = 0) -> lis
 
 def evaluate_fixed_multilabel(name: str, recipe: ControlRecipe, service: LabelingService, control: ChoiceControl,
                               texts, gold: np.ndarray, logits: np.ndarray | None = None,
-                              embeddings: np.ndarray | None = None) -> MultiLabelResult:
+                              embeddings: np.ndarray | None = None, deadline: float | None = None) -> MultiLabelResult:
     """A recipe used as is (the current version, or one that learns nothing from ground truth)."""
-    logits = logits_matrix(service, control, recipe.prompt, texts) if logits is None else logits
+    logits = logits_matrix(service, control, recipe.prompt, texts, deadline) if logits is None else logits
     probs = (recipe.calibrator or service.calibrator(control, recipe.prompt)).apply(logits, True)
     if recipe.head is not None:
         embeddings = service.embedder.encode(list(texts)) if embeddings is None else embeddings
@@ -139,7 +139,8 @@ def evaluate_per_label_calibration(name: str, prompt: PromptVersion, logits: np.
 
 
 def evaluate_multilabel_few_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
-                                 texts, gold: np.ndarray, folds: np.ndarray, shots: int) -> list[MultiLabelResult]:
+                                 texts, gold: np.ndarray, folds: np.ndarray, shots: int,
+                                 deadline: float | None = None) -> list[MultiLabelResult]:
     """k-shot with content-free calibration, and with per-label calibration cross-fitted on its
     logits; judged as it ships (evaluate.evaluate_few_shot says why): one draw of demonstrations
     for every item, a demonstration item scored with the other k − 1."""
@@ -149,7 +150,8 @@ def evaluate_multilabel_few_shot(name: str, base: PromptVersion, service: Labeli
         return replace(base, name=name, demos=multilabel_demos_of(texts, gold, control.labels, indices))
 
     picked = pick_multilabel_demo_indices(gold, shots, seed=len(texts))
-    final, logits, contextual = score_as_shipped(service, control, texts, picked, prompt_with, multiple=True)
+    final, logits, contextual = score_as_shipped(service, control, texts, picked, prompt_with, multiple=True,
+                                                 deadline=deadline)
     prior = service.calibrator(control, final)
     fitted = evaluate_per_label_calibration(f"{name}+calibrated", final, logits, gold, folds, prior)
     return [MultiLabelResult(name, ControlRecipe(final, None), contextual, gold), fitted]
@@ -176,11 +178,12 @@ def optimize_multilabel_control(
     """Same contract as optimizer.optimize_control, with `gold` an items × labels 0/1 matrix."""
     from .multilabel_head import evaluate_one_vs_rest_head
 
-    gold = np.asarray(gold, dtype=np.int8)
+    skipped: list[str] = []
+    cur_logits, used = judged_items(service, control, current.prompt, texts, deadline, skipped)
+    texts, gold = [t for t, u in zip(texts, used) if u], np.asarray(gold, dtype=np.int8)[used]
+    judge_mask = None if judge_mask is None else np.asarray(judge_mask)[used]
     fold = fold_ids(len(texts), folds)
     base = PromptVersion(name="base")
-    skipped: list[str] = []
-    cur_logits = logits_matrix(service, control, current.prompt, texts)
     embeddings = service.embedder.encode(texts)
     cur = evaluate_fixed_multilabel("current", current, service, control, texts, gold, cur_logits, embeddings)
     prior = service.calibrator(control, current.prompt)
@@ -190,11 +193,12 @@ def optimize_multilabel_control(
     plans = [Plan("calibrated", lambda: evaluate_per_label_calibration(
         "calibrated", current.prompt, cur_logits, gold, fold, prior), cheap=True)]
     if current.prompt.demos or current.prompt.instructions:
-        plans.append(Plan("base", lambda: evaluate_fixed_multilabel("base", ControlRecipe(base), service, control, texts, gold)))
+        plans.append(Plan("base", lambda: evaluate_fixed_multilabel("base", ControlRecipe(base), service, control, texts, gold,
+                                                                    deadline=deadline)))
     for k in sorted({min(shots, 4), shots}):
         if k > 0 and len(texts) >= 2 * k:
             plans.append(Plan(f"{k}-shot", lambda k=k: evaluate_multilabel_few_shot(
-                f"{k}-shot", base, service, control, texts, gold, fold, k)))
+                f"{k}-shot", base, service, control, texts, gold, fold, k, deadline)))
     plans.append(Plan("head", lambda: evaluate_one_vs_rest_head(_best_llm(results, cur), embeddings, fold),
                       cheap=True))
     results: list[MultiLabelResult] = []
@@ -205,4 +209,5 @@ def optimize_multilabel_control(
     table = [{"name": r.name, **r.metrics} for r in [cur, *results]]
     log.info("multi-choice control %s: best %s %s vs current %s, p=%.4f, accepted=%s", control.name, best.name,
              best.metrics, cur.metrics, p, accepted)
-    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results)
+    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results,
+                           used=used)

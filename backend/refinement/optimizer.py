@@ -21,7 +21,7 @@ from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import PromptVersion
 from ..labeling.service import LabelingService
 from .evaluate import (CandidateResult, OverBudget, evaluate_few_shot, evaluate_fitted_calibration, evaluate_fixed,
-                       evaluate_nearest_shot, fold_ids, logits_matrix)
+                       evaluate_nearest_shot, fold_ids, paced_logits)
 from .head import evaluate_head
 from .judge_current import cross_fit_current, refreshed_current
 from .rewrite import InstructionSearch, Rewrite
@@ -45,6 +45,7 @@ class ControlDecision:
     skipped: list[str] = field(default_factory=list)
     results: list = field(default_factory=list)  # every candidate, with its recipe (not in the summary)
     refit: CandidateResult | None = None  # the current recipe refit on all items (when no candidate won)
+    used: np.ndarray | None = None  # the items the job could afford to judge (see judged_items), of those given
 
     @property
     def refreshed(self) -> CandidateResult | None:
@@ -55,6 +56,8 @@ class ControlDecision:
         return {
             **({"current_refit": self.refit.metrics} if self.refit is not None else {}),
             "n_eval": self.n_eval,
+            **({"judged_items": f"{int(self.used.sum())} of {len(self.used)}"} if self.used is not None
+               and not self.used.all() else {}),
             "current": self.current.metrics,
             "best": self.best.name,
             "best_metrics": self.best.metrics,
@@ -72,6 +75,11 @@ F1_NON_INFERIORITY = 0.0
 # Per-task nearest demos cost their tokens on every task (they cannot share the KV cache): 4 keep
 # a task at about 4-5x the tokens of zero-shot.
 NEAREST_SHOTS = 4
+# The current version's pass may take this share of what is left of the job's time; what it has
+# not scored by then is left out of the job, so that the plain prompt (as slow) and the cheap
+# candidates still fit. Only with many labels or a slow model: clinc150's 151 intents cost ~2 s an
+# item here, 200 items 7 minutes. The logit cache makes the next job's pass over the same items free.
+CURRENT_SHARE = 0.4
 
 
 def _log_loss_per_item(result: CandidateResult) -> np.ndarray:
@@ -165,6 +173,19 @@ def run_plans(plans: list[Plan], deadline: float, results: list, skipped: list[s
             results.append(result)
 
 
+def judged_items(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts: list[str],
+                 deadline: float, skipped: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(the current prompt's logits on the items scored, mask of those items): cached items, then
+    the newest that fit CURRENT_SHARE of the time left (noted in `skipped` when not all did)."""
+    now = time.monotonic()
+    logits, used = paced_logits(service, control, prompt, texts, now + CURRENT_SHARE * max(0.0, deadline - now),
+                                partial=True)
+    if not used.all():
+        skipped.append(f"current: judged on {int(used.sum())} of {len(texts)} items; scoring the rest would take "
+                       f"more than {CURRENT_SHARE:.0%} of the time budget left")
+    return logits[used], used
+
+
 def _best_llm(results: list[CandidateResult], current: CandidateResult) -> CandidateResult:
     """The LLM-only candidate the head is pooled with: the best by macro-F1 so far."""
     llm_only = [r for r in [current, *results] if r.recipe.head is None]
@@ -190,12 +211,13 @@ def optimize_control(
     cross-fitting what it learnt (judge_current), where that can be done. Every candidate learns
     from all items, out of fold. With `rewrite`, the items its search looked at are not judged,
     for every candidate."""
-    gold = np.asarray(gold)
+    skipped: list[str] = []
+    cur_logits, used = judged_items(service, control, current.prompt, texts, deadline, skipped)
+    texts, gold = [t for t, u in zip(texts, used) if u], np.asarray(gold)[used]
+    judge_mask = None if judge_mask is None else np.asarray(judge_mask)[used]
     fold = fold_ids(len(texts), folds)
     base = PromptVersion(name="base")
-    skipped: list[str] = []
     embeddings = service.embedder.encode(texts)
-    cur_logits = logits_matrix(service, control, current.prompt, texts)
     cur = evaluate_fixed("current", current, service, control, texts, gold, cur_logits, embeddings)
     served = current.calibrator or service.calibrator(control, current.prompt)
     if judge_mask is not None:
@@ -204,11 +226,12 @@ def optimize_control(
     plans = [Plan("calibrated", lambda: evaluate_fitted_calibration("calibrated", current.prompt, cur_logits, gold, fold),
                   cheap=True)]
     if current.prompt.demos or current.prompt.instructions:
-        plans.append(Plan("base", lambda: evaluate_fixed("base", ControlRecipe(base), service, control, texts, gold)))
+        plans.append(Plan("base", lambda: evaluate_fixed("base", ControlRecipe(base), service, control, texts, gold,
+                                                         deadline=deadline)))
     for k in sorted({min(shots, 4), shots}):
         if k > 0 and len(texts) >= 2 * k:
             plans.append(Plan(f"{k}-shot", lambda k=k: evaluate_few_shot(f"{k}-shot", base, service, control, texts, gold,
-                                                                         fold, k)))
+                                                                         fold, k, deadline)))
     k_near = min(shots, NEAREST_SHOTS)
     if k_near > 0 and len(texts) >= 2 * k_near:
         plans.append(Plan(f"{k_near}-nearest", lambda: evaluate_nearest_shot(
@@ -237,7 +260,8 @@ def optimize_control(
         if refit is not None:
             refit = refit.subset(judge_mask) if judged else refit
             no_worse(refit, cur, alpha)
-    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results, refit)
+    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results, refit,
+                           used)
 
 
 def no_worse(refit: CandidateResult, current: CandidateResult, alpha: float) -> bool:

@@ -13,6 +13,7 @@ from ..labeling.service import LabelingService
 from ..settings import Settings
 from ..store.redis import key
 from .ground_truth import GoldItem, GroundTruthStore
+from .logit_cache import LogitCache
 from .multilabel import optimize_multilabel_control
 from .optimizer import optimize_control
 from .reconcile import reconcile
@@ -107,7 +108,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     current = registry.current(project, label_task)
     gold = store.items()
     out.update(gt_count=len(gold), current=current.label)
-    service = LabelingService(engine or shared_engine(settings), calibration=settings.calibration)
+    cache = LogitCache(conn, project, engine_id(settings))
+    service = LabelingService(engine or shared_engine(settings), calibration=settings.calibration, logit_cache=cache)
     rewrite = instruction_rewrite(settings, service.engine)
     recipes = dict(current.controls)
     decisions = {}
@@ -127,7 +129,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         else:
             decision = optimize_control(service, control, texts, targets, current.recipe(control.name),
                                         rewrite=rewrite, **options)
-        trained_on.update(g.task_id for g in usable)
+        trained_on.update(g.task_id for g, used in zip(usable, decision.used) if used)
         decisions[control.name] = decision.summary()
         reports.append((control, decision))
         if decision.accepted:
@@ -149,6 +151,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         store_version_report(conn, settings, project, version.label, reports, frozenset(refreshed))
     else:
         out.update(status="kept", model_version=current.label)
+    out["logit_cache"] = {**cache.stats(), "dropped": cache.prune()}
     out["seconds"] = round(time.monotonic() - t0, 2)
     log.info("project %s refinement: %s %s in %.1f s", project, out["status"], out["model_version"], out["seconds"])
     return out
