@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -79,6 +79,12 @@ def fold_ids(n: int, k: int, seed: int = 0) -> np.ndarray:
 PACE_CHUNK = 8
 
 
+class Pass(NamedTuple):
+    logits: np.ndarray
+    scored: np.ndarray  # which items have logits
+    pace: float | None  # seconds per item the engine scored (not cached); None below one chunk
+
+
 def logits_matrix(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts,
                   deadline: float | None = None) -> np.ndarray:
     """A nearest-demo prompt shows no item its own labelled copy: the current version's pool holds
@@ -89,8 +95,8 @@ def logits_matrix(service: LabelingService, control: ChoiceControl, prompt: Prom
 
 def paced_logits(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts,
                  stop_at: float | None, *, partial: bool,
-                 clock: Callable[[], float] = time.monotonic) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, mask of the items scored). What the logit cache holds comes first, for free; the
+                 clock: Callable[[], float] = time.monotonic) -> Pass:
+    """The logits of the items scored. What the logit cache holds comes first, for free; the
     rest is scored newest first (`texts` run oldest to newest) in chunks of PACE_CHUNK.
 
     `partial` (the current version's pass): stop once `stop_at` has passed and return what is
@@ -109,13 +115,15 @@ def paced_logits(service: LabelingService, control: ChoiceControl, prompt: Promp
     if scored.any():
         score(np.flatnonzero(scored))
     todo = np.flatnonzero(~scored)[::-1]
-    pace = pace_budget(None if partial else stop_at, len(todo), clock=clock)
+    check = pace_budget(None if partial else stop_at, len(todo), clock=clock)
+    start, done = clock(), 0
     for begin in range(0, len(todo), PACE_CHUNK):
         if partial and begin and stop_at is not None and clock() >= stop_at:
             break
-        pace(begin)
+        check(begin)
         score(todo[begin:begin + PACE_CHUNK])
-    return logits, scored
+        done = min(len(todo), begin + PACE_CHUNK)
+    return Pass(logits, scored, (clock() - start) / done if done >= PACE_CHUNK else None)
 
 
 def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, control: ChoiceControl,

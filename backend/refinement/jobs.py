@@ -47,6 +47,7 @@ def describe(job: Job) -> dict:
         "project": (job.args or [None])[0],
         "status": getattr(job.get_status(refresh=True), "value", None) or "unknown",
         "reason": (job.meta or {}).get("reason"),
+        **({"replaced_by": job.meta["replaced_by"]} if (job.meta or {}).get("replaced_by") else {}),
         "enqueued_at": iso(job.enqueued_at) or iso(job.created_at),
         "started_at": iso(job.started_at),
         "ended_at": iso(job.ended_at),
@@ -92,10 +93,12 @@ class RefinementScheduler:
         now = force or pending >= self.settings.refine_min_new
         with self.conn.lock(k["sched"], timeout=10, blocking_timeout=5):
             waiting = fetch_job(self.conn, self.conn.get(k["next"]))
+            promoted = None
             if waiting is not None and waiting.get_status(refresh=True) in WAITING:
                 if not (now and waiting.get_status() == JobStatus.SCHEDULED):
                     return {**describe(waiting), "pending": pending}
-                waiting.cancel()  # promote a delayed job: it runs now instead
+                waiting.cancel()  # promote a delayed job: a new one runs now instead
+                promoted = waiting
             options = dict(
                 args=(project,),
                 retry=Retry(max=2, interval=[5, 30]),
@@ -108,6 +111,9 @@ class RefinementScheduler:
                 job = self.queue.enqueue(JOB_FUNC, **options)
             else:
                 job = self.queue.enqueue_in(timedelta(seconds=self.settings.refine_delay_s), JOB_FUNC, **options)
+            if promoted is not None:  # /jobs shows it canceled: say why
+                promoted.meta["replaced_by"] = job.id
+                promoted.save_meta()
             pipe = self.conn.pipeline()
             pipe.set(k["next"], job.id)
             pipe.lpush(k["runs"], job.id)

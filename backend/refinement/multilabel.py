@@ -179,7 +179,7 @@ def optimize_multilabel_control(
     from .multilabel_head import evaluate_one_vs_rest_head
 
     skipped: list[str] = []
-    cur_logits, used = judged_items(service, control, current.prompt, texts, deadline, skipped)
+    cur_logits, used, pace = judged_items(service, control, current.prompt, texts, deadline, skipped)
     texts, gold = [t for t, u in zip(texts, used) if u], np.asarray(gold, dtype=np.int8)[used]
     judge_mask = None if judge_mask is None else np.asarray(judge_mask)[used]
     fold = fold_ids(len(texts), folds)
@@ -194,15 +194,15 @@ def optimize_multilabel_control(
         "calibrated", current.prompt, cur_logits, gold, fold, prior), cheap=True)]
     if current.prompt.demos or current.prompt.instructions:
         plans.append(Plan("base", lambda: evaluate_fixed_multilabel("base", ControlRecipe(base), service, control, texts, gold,
-                                                                    deadline=deadline)))
+                                                                    deadline=deadline), items=len(texts)))
     for k in sorted({min(shots, 4), shots}):
         if k > 0 and len(texts) >= 2 * k:
             plans.append(Plan(f"{k}-shot", lambda k=k: evaluate_multilabel_few_shot(
-                f"{k}-shot", base, service, control, texts, gold, fold, k, deadline)))
+                f"{k}-shot", base, service, control, texts, gold, fold, k, deadline), items=len(texts)))
     plans.append(Plan("head", lambda: evaluate_one_vs_rest_head(_best_llm(results, cur), embeddings, fold),
                       cheap=True))
     results: list[MultiLabelResult] = []
-    run_plans(plans, deadline, results, skipped)
+    run_plans(plans, deadline, results, skipped, pace)
     if judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all():
         cur, results = cur.subset(judge_mask), [r.subset(judge_mask) for r in results]
     best, b, c, p, accepted = select_multilabel(cur, results, alpha)

@@ -153,14 +153,24 @@ class Plan:
     name: str
     run: Callable[[], "CandidateResult | list[CandidateResult]"]
     cheap: bool = False
+    items: int = 0  # texts it scores: at the current pass's pace, the least time it can take
 
 
-def run_plans(plans: list[Plan], deadline: float, results: list, skipped: list[str]) -> None:
+def run_plans(plans: list[Plan], deadline: float, results: list, skipped: list[str],
+              pace: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
     """Run `plans`, appending what they produce to `results` (a plan may read it: the head pools
-    with the best LLM candidate so far) and what the budget skipped to `skipped`."""
+    with the best LLM candidate so far) and what the budget skipped to `skipped`. `pace`, the
+    seconds per item of the current version's pass, skips a plan that could not end before the
+    deadline even at that pace (a prompt with more shared demos costs about as much per item:
+    they stay in the KV cache); a plan started anyway stops at its first chunk, wasting it."""
     for plan in plans:
-        if time.monotonic() > deadline and not plan.cheap:
+        now = clock()
+        if now > deadline and not plan.cheap:
             skipped.append(f"{plan.name}: time budget spent")
+            continue
+        if not plan.cheap and pace and plan.items and now + pace * plan.items > deadline:
+            skipped.append(f"{plan.name}: {plan.items} items at {pace:.1f} s each would end "
+                           f"{now + pace * plan.items - deadline:.0f} s after the job's deadline")
             continue
         t0 = time.monotonic()
         try:
@@ -174,16 +184,18 @@ def run_plans(plans: list[Plan], deadline: float, results: list, skipped: list[s
 
 
 def judged_items(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts: list[str],
-                 deadline: float, skipped: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(the current prompt's logits on the items scored, mask of those items): cached items, then
-    the newest that fit CURRENT_SHARE of the time left (noted in `skipped` when not all did)."""
+                 deadline: float, skipped: list[str]) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(the current prompt's logits on the items scored, mask of those items, seconds per item
+    scored): cached items, then the newest that fit CURRENT_SHARE of the time left (noted in
+    `skipped` when not all did). No pace for a prompt with per-task demos: they cost 4-5x the
+    tokens of a shared prompt, so its pace says nothing about the candidates'."""
     now = time.monotonic()
-    logits, used = paced_logits(service, control, prompt, texts, now + CURRENT_SHARE * max(0.0, deadline - now),
-                                partial=True)
+    logits, used, pace = paced_logits(service, control, prompt, texts,
+                                      now + CURRENT_SHARE * max(0.0, deadline - now), partial=True)
     if not used.all():
         skipped.append(f"current: judged on {int(used.sum())} of {len(texts)} items; scoring the rest would take "
                        f"more than {CURRENT_SHARE:.0%} of the time budget left")
-    return logits[used], used
+    return logits[used], used, None if prompt.nearest else pace
 
 
 def _best_llm(results: list[CandidateResult], current: CandidateResult) -> CandidateResult:
@@ -212,7 +224,7 @@ def optimize_control(
     from all items, out of fold. With `rewrite`, the items its search looked at are not judged,
     for every candidate."""
     skipped: list[str] = []
-    cur_logits, used = judged_items(service, control, current.prompt, texts, deadline, skipped)
+    cur_logits, used, pace = judged_items(service, control, current.prompt, texts, deadline, skipped)
     texts, gold = [t for t, u in zip(texts, used) if u], np.asarray(gold)[used]
     judge_mask = None if judge_mask is None else np.asarray(judge_mask)[used]
     fold = fold_ids(len(texts), folds)
@@ -227,15 +239,16 @@ def optimize_control(
                   cheap=True)]
     if current.prompt.demos or current.prompt.instructions:
         plans.append(Plan("base", lambda: evaluate_fixed("base", ControlRecipe(base), service, control, texts, gold,
-                                                         deadline=deadline)))
+                                                         deadline=deadline), items=len(texts)))
     for k in sorted({min(shots, 4), shots}):
         if k > 0 and len(texts) >= 2 * k:
             plans.append(Plan(f"{k}-shot", lambda k=k: evaluate_few_shot(f"{k}-shot", base, service, control, texts, gold,
-                                                                         fold, k, deadline)))
+                                                                         fold, k, deadline), items=len(texts)))
     k_near = min(shots, NEAREST_SHOTS)
     if k_near > 0 and len(texts) >= 2 * k_near:
         plans.append(Plan(f"{k_near}-nearest", lambda: evaluate_nearest_shot(
-            f"{k_near}-nearest", base, service, control, texts, gold, fold, k_near, embeddings, deadline)))
+            f"{k_near}-nearest", base, service, control, texts, gold, fold, k_near, embeddings, deadline),
+            items=len(texts)))
     search = rewrite and InstructionSearch(rewrite, service, control, texts, gold, current, cur_logits, fold,
                                            judge_mask, deadline)
     if search:  # before the head, which may pool with it
@@ -244,7 +257,7 @@ def optimize_control(
     plans.append(Plan("head-balanced", lambda: evaluate_head(_best_llm(results, cur), embeddings, fold, balanced=True),
                       cheap=True))
     results: list[CandidateResult] = []
-    run_plans(plans, deadline, results, skipped)
+    run_plans(plans, deadline, results, skipped, pace)
     if search:
         judge_mask, skipped = search.restrict(judge_mask), skipped + search.skipped
     judged = judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all()

@@ -45,6 +45,8 @@ def test_debounce_queues_after_n_changes_and_schedules_before(tmp_path, redis_co
     assert statuses == ["scheduled", "scheduled", "queued"]  # the third change promotes the waiting job
     jobs = client.get("/jobs?project=5").json["jobs"]
     assert [j["status"] for j in jobs].count("queued") == 1
+    (replaced,) = [j for j in jobs if j["status"] == "canceled"]  # the delayed one: /jobs says what runs instead
+    assert replaced["replaced_by"] == jobs[0]["id"] and jobs[0]["status"] == "queued"
     assert client.post("/webhook", json=annotation_event(DATA, 3, project=5)).json["job"]["status"] == "queued"
     assert len([j for j in client.get("/jobs?project=5").json["jobs"] if j["status"] == "queued"]) == 1
 

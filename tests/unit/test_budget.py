@@ -59,6 +59,28 @@ def test_run_plans_keeps_what_finished_and_says_why_the_rest_did_not_run():
     assert all("seconds" in r.metrics for r in results)
 
 
+def test_a_plan_that_could_not_end_in_time_at_the_current_pass_pace_is_not_started():
+    class Result:
+        def __init__(self, name):
+            self.name, self.metrics = name, {}
+
+    clock, ran = Clock(), []
+    clock.now = 500.0
+
+    def plan(name, items, cheap=False):
+        return Plan(name, lambda: ran.append(name) or Result(name), cheap=cheap, items=items)
+
+    results, skipped = [], []
+    plans = [plan("base", 50), plan("4-shot", 200), plan("unknown size", 0), plan("head", 200, cheap=True)]
+    run_plans(plans, deadline=600.0, results=results, skipped=skipped, pace=1.5, clock=clock)
+    assert ran == ["base", "unknown size", "head"]  # 75 s fits in 100 s; 300 s does not
+    assert skipped == ["4-shot: 200 items at 1.5 s each would end 200 s after the job's deadline"]
+
+    ran.clear()
+    run_plans(plans, deadline=600.0, results=[], skipped=[], pace=None, clock=clock)  # no pace known: try them all
+    assert ran == ["base", "4-shot", "unknown size", "head"]
+
+
 # --- the pace of one LLM pass (paced_logits): the current version's pass, and the other plans ---
 
 import numpy as np  # noqa: E402
@@ -91,11 +113,11 @@ class SecondPerText(ScriptedEngine):
 def test_the_current_pass_keeps_the_newest_items_it_scored_before_its_time_was_up():
     clock = Clock()
     engine = SecondPerText(clock)
-    logits, used = paced_logits(LabelingService(engine), CONTROL, PROMPT, TEXTS, stop_at=12.0, partial=True,
-                                clock=clock)
+    logits, used, pace = paced_logits(LabelingService(engine), CONTROL, PROMPT, TEXTS, stop_at=12.0, partial=True,
+                                      clock=clock)
     # a chunk ends at 8 s (go on), the next at 16 s (past 12 s: stop)
     assert used.tolist() == [False] * (30 - 2 * PACE_CHUNK) + [True] * (2 * PACE_CHUNK)
-    assert len(engine.calls) == 2 * PACE_CHUNK
+    assert len(engine.calls) == 2 * PACE_CHUNK and pace == 1.0
     everything = logits_matrix(LabelingService(ScriptedEngine()), CONTROL, PROMPT, TEXTS)
     assert np.array_equal(logits[used], everything[used])
 
@@ -108,6 +130,6 @@ def test_another_pass_stops_as_soon_as_its_pace_says_it_would_end_after_the_dead
     assert len(engine.calls) == PACE_CHUNK
 
     clock.now = 0.0
-    logits, scored = paced_logits(LabelingService(SecondPerText(clock)), CONTROL, PROMPT, TEXTS, 31.0, partial=False,
-                                  clock=clock)
+    logits, scored, _ = paced_logits(LabelingService(SecondPerText(clock)), CONTROL, PROMPT, TEXTS, 31.0,
+                                     partial=False, clock=clock)
     assert scored.all() and logits.shape == (30, 2)

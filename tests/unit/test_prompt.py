@@ -1,0 +1,35 @@
+"""How labels are written in the prompt (pure logic; what the model makes of it is in benchmarks)."""
+from backend.labeling.label_config import parse_label_config
+from backend.labeling.prompt import Demo, PromptVersion, render, render_coded, shown_labels
+
+
+def _control(labels, kind="single"):
+    choices = "".join(f'<Choice value="{label}"/>' for label in labels)
+    return parse_label_config(f'<View><Text name="text" value="$text"/><Choices name="intent" toName="text" '
+                              f'choice="{kind}">{choices}</Choices></View>').controls[0]
+
+
+def test_snake_case_labels_are_written_as_words_and_others_as_they_are():
+    assert shown_labels(["accept_reservations", "NOT_SPAM", "spam", "follow-up", "_x", "x_", "a__b"]) == {
+        "accept_reservations": "accept reservations", "NOT_SPAM": "NOT SPAM", "spam": "spam",
+        "follow-up": "follow-up", "_x": "_x", "x_": "x_", "a__b": "a b"}
+
+
+def test_labels_that_would_read_alike_are_all_written_as_they_are():
+    assert shown_labels(["a_b", "a b", "c_d"]) == {"a_b": "a_b", "a b": "a b", "c_d": "c_d"}
+
+
+def test_the_prompt_scores_and_shows_the_words_while_the_label_set_stays_the_same():
+    control = _control(["book_flight", "cancel_booking"])
+    demo = Demo("I need to fly to Oslo", ("book_flight",))
+    rendered = render(control, PromptVersion(name="v1", demos=(demo,)))
+    assert rendered.branches[0].continuations == (" book flight", " cancel booking")
+    assert "book flight, cancel booking" in rendered.prefix and "Label: book flight\n" in rendered.prefix
+    assert "_" not in rendered.prefix
+    assert list(control.labels) == ["book_flight", "cancel_booking"]  # what predictions name
+
+    multi = render(_control(["book_flight", "cancel_booking"], "multiple"), PromptVersion(name="v0"), task_demos=(demo,))
+    assert [b.suffix for b in multi.branches] == ['Does the label "book flight" apply to this text? Answer:',
+                                                  'Does the label "cancel booking" apply to this text? Answer:']
+    assert "Labels: book flight\n" in multi.item_head
+    assert "A) book flight\nB) cancel booking" in render_coded(control, PromptVersion(name="v0")).prefix
