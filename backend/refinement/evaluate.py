@@ -108,8 +108,8 @@ def paced_logits(service: LabelingService, control: ChoiceControl, prompt: Promp
     scored = service.cached(control, prompt, texts, demos)
 
     def score(rows: np.ndarray) -> None:
-        done = service.score_texts(control, prompt, [texts[i] for i in rows], [demos[i] for i in rows])
-        logits[rows] = np.stack([s.logits for s in done])
+        results = service.score_texts(control, prompt, [texts[i] for i in rows], [demos[i] for i in rows])
+        logits[rows] = np.stack([s.logits for s in results])
         scored[rows] = True
 
     if scored.any():
