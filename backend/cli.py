@@ -137,7 +137,7 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
         from .evaluation.simulate import simulate as run_simulation
 
         from .evaluation.naive import naive_predictions
-        from .evaluation.report import system_metrics, write_report
+        from .evaluation.report import save_probabilities, system_metrics, write_report
 
         train = load_dataset(Path(dataset).with_name("train.jsonl"))
         naive_pred = naive_predictions(load_engine(settings), data) if naive else None
@@ -156,6 +156,8 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
                                               gold, labels, probs=probs[-1]))
             path = write_report(report_dir, title=f"Simulation on {data.name}", labels=labels, systems=systems,
                                 rounds=report["rounds"], meta={"command": " ".join(sys.argv), "n_test": len(gold)})
+            save_probabilities(Path(report_dir) / "probabilities.npz", data, probs[0],
+                               {row["labels"]: p for row, p in zip(report["rounds"], probs[1:])})
             click.echo(f"report: {path}", err=True)
     elif report_dir:
         from .evaluation.report import write_report

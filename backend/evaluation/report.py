@@ -219,3 +219,10 @@ def write_report(out_dir: str | Path, *, title: str, labels: list[str], systems:
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def save_probabilities(path: Path, data, version_0: np.ndarray, rounds: dict[int, np.ndarray]) -> None:
+    """Every test item's served probabilities (label order of `labels`, items in file order) beside
+    the gold labels, for analyses the summary cannot answer (say, ECE on a subset of the items)."""
+    np.savez_compressed(path, labels=np.array(data.labels), gold=np.array(data.gold),
+                        version_0=version_0, **{f"after_{n}_labels": p for n, p in rounds.items()})

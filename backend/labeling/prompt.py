@@ -97,14 +97,26 @@ def _topic(control: ChoiceControl) -> str:
 
 
 _SNAKE_CASE = re.compile(r"[^\W_]+(?:_+[^\W_]+)+")
+# CamelCase: a word boundary inside (aB, 3B, or an acronym before a word: URLShortener), but not
+# a brand's lone lowercase letter (iPhone, eBay)
+_CAMEL_CASE = re.compile(r"(?![a-z][A-Z])[A-Za-z0-9]*(?:[a-z0-9][A-Z]|[A-Z][A-Z][a-z])[A-Za-z0-9]*")
+_CAMEL_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
+
+
+def _as_words(label: str) -> str:
+    if _SNAKE_CASE.fullmatch(label):
+        return " ".join(filter(None, label.split("_")))
+    if _CAMEL_CASE.fullmatch(label):  # AddToPlaylist → add to playlist; an acronym stays: GetURL → get URL
+        return " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in _CAMEL_WORD.findall(label))
+    return label
 
 
 def shown_labels(labels: Sequence[str]) -> dict[str, str]:
-    """How the prompt writes each label: a snake_case name in words (`accept_reservations` →
-    `accept reservations`), which is how the model has read such things, and fewer tokens to score
-    (clinc150's intents). Labels are shown as they are if that would make two of them read alike."""
-    shown = {label: " ".join(filter(None, label.split("_"))) if _SNAKE_CASE.fullmatch(label) else label
-             for label in labels}
+    """How the prompt writes each label: a snake_case or CamelCase name in words
+    (`accept_reservations` → `accept reservations`, `AddToPlaylist` → `add to playlist`), which is
+    how the model has read such things, and fewer tokens to score (clinc150's intents). Labels are
+    shown as they are if that would make two of them read alike."""
+    shown = {label: _as_words(label) for label in labels}
     return shown if len(set(shown.values())) == len(shown) else {label: label for label in labels}
 
 

@@ -64,29 +64,34 @@ def cross_fit_current(current, served: Calibrator, logits: np.ndarray, embedding
 
 
 def refreshed_current(current, served: Calibrator, logits: np.ndarray, embeddings: np.ndarray, texts: list[str],
-                      folds: np.ndarray, name: str = "current-refit"):
-    """The current single-choice recipe with its fitted calibration, its head and the head's pooling
-    temperature refit on all items (pooling weight kept), with cross-fitted probabilities to judge it
-    by (the temperature fitted on the other folds too); None when it learnt nothing refittable.
-    Demo items keep the current's probabilities: judge the result where `current` is judged."""
-    from .evaluate import CandidateResult
-    from .head import _cross_fitted_temperature
+                      folds: np.ndarray, name: str = "current-refit", *, multiple: bool = False,
+                      prior: Calibrator | None = None):
+    """The current recipe with its fitted calibration, its head and the head's pooling temperature
+    refit on all items (pooling weight kept), with cross-fitted probabilities to judge it by (the
+    temperature fitted on the other folds too); None when it learnt nothing refittable. Demo items
+    keep the current's probabilities: judge the result where `current` is judged. With `multiple`,
+    `current` is a MultiLabelResult and `prior` the content-free calibration (cross_fit_current)."""
+    if multiple:
+        from .multilabel_head import _cross_fitted_temperature
+    else:
+        from .head import _cross_fitted_temperature
 
     recipe: ControlRecipe = current.recipe
-    refit_calibration = _calibration_refit(recipe, None, False)
+    refit_calibration = _calibration_refit(recipe, prior, multiple)
     if recipe.prompt.instructions is not None or (refit_calibration is None and recipe.head is None):
         return None
     untempered = replace(recipe, head=replace(recipe.head, temperature=1.0)) if recipe.head else recipe
     everything = np.ones(len(texts), bool)
-    refit, judged = cross_fit_current(CandidateResult(name, untempered, current.probs, current.gold), served, logits,
-                                      embeddings, texts, everything, folds)
+    result_type = type(current)
+    refit, judged = cross_fit_current(result_type(name, untempered, current.probs, current.gold), served, logits,
+                                      embeddings, texts, everything, folds, multiple=multiple, prior=prior)
     gold, probs = current.gold, refit.probs.copy()
     calibrator = refit_calibration(logits, gold) if refit_calibration else recipe.calibrator
     head, temperature = None, 1.0
     if recipe.head is not None:
         probs[judged], temperature = _cross_fitted_temperature(refit.probs[judged], gold[judged], folds[judged])
-        head = replace(_refit_head(recipe, embeddings, gold, False), temperature=temperature)
-    return CandidateResult(name, replace(recipe, calibrator=calibrator, head=head), probs, gold)
+        head = replace(_refit_head(recipe, embeddings, gold, multiple), temperature=temperature)
+    return result_type(name, replace(recipe, calibrator=calibrator, head=head), probs, gold)
 
 
 def _calibration_refit(recipe: ControlRecipe, prior: Calibrator | None, multiple: bool):

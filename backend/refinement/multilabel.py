@@ -11,6 +11,9 @@ version (which always competes):
 - `head` and `<best LLM>+head`: a one-vs-rest MiniLM head alone and pooled with the best LLM
   candidate per label (multilabel_head.py).
 
+When none is accepted, the current recipe refit on all items is judged for a refresh, as for
+single choice (judge_current.refreshed_current), with micro-F1 and summed log-loss as the rule.
+
 Selection mirrors optimizer.select, with micro-F1 (all item × label decisions pooled) as the label
 metric: significantly better (one-sided paired bootstrap over items) in micro-F1, or in log-loss
 summed over an item's labels while losing at most F1_NON_INFERIORITY micro-F1. Not macro-F1: at
@@ -35,8 +38,9 @@ from ..labeling.prompt import Demo, PromptVersion
 from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
 from .evaluate import fold_ids, logits_matrix, score_as_shipped
-from .judge_current import cross_fit_current
-from .optimizer import F1_NON_INFERIORITY, ControlDecision, Plan, choose_significant, judged_items, run_plans
+from .judge_current import cross_fit_current, refreshed_current
+from .optimizer import (F1_NON_INFERIORITY, ControlDecision, Plan, choose_significant, judged_items, no_worse,
+                        run_plans)
 from .stats import paired_bootstrap_mean, paired_bootstrap_multilabel_f1
 
 log = logging.getLogger(__name__)
@@ -77,14 +81,20 @@ def select_multilabel(current: MultiLabelResult, candidates: list[MultiLabelResu
         loss_gain, p_loss = paired_bootstrap_mean(current_loss - log_loss_per_item(cand.gold, cand.probs))
         cand.metrics.update(p_f1_vs_current=round(p_f1, 4), p_logloss_vs_current=round(p_loss, 4))
         tests += [(cand, p_f1, gain > 0), (cand, p_loss, loss_gain > 0 and gain >= -F1_NON_INFERIORITY)]
-    def f1_gain_p(a: MultiLabelResult, b: MultiLabelResult) -> float:
-        return paired_bootstrap_multilabel_f1(a.gold, predicted_sets(a.probs), predicted_sets(b.probs), average="micro")[1]
-
     def loss_gain_p(a: MultiLabelResult, b: MultiLabelResult) -> float:
-        return paired_bootstrap_mean(log_loss_per_item(b.gold, b.probs) - log_loss_per_item(a.gold, a.probs))[1]
+        return paired_bootstrap_mean(_item_loss(b) - _item_loss(a))[1]
 
     return choose_significant(current, candidates, tests, alpha, key=lambda r: (r.metrics["micro_f1"], -r.metrics["log_loss"]),
-                              f1_gain_p=f1_gain_p, loss_gain_p=loss_gain_p)
+                              f1_gain_p=_micro_f1_gain_p, loss_gain_p=loss_gain_p)
+
+
+def _micro_f1_gain_p(a: MultiLabelResult, b: MultiLabelResult) -> float:
+    """p of a one-sided paired bootstrap that a's micro-F1 is above b's."""
+    return paired_bootstrap_multilabel_f1(a.gold, predicted_sets(a.probs), predicted_sets(b.probs), average="micro")[1]
+
+
+def _item_loss(result: MultiLabelResult) -> np.ndarray:
+    return log_loss_per_item(result.gold, result.probs)
 
 
 def multilabel_demos_of(texts: Sequence[str], gold: np.ndarray, labels: Sequence[str],
@@ -190,6 +200,7 @@ def optimize_multilabel_control(
     if judge_mask is not None:
         cur, judge_mask = cross_fit_current(cur, current.calibrator or prior, cur_logits, embeddings, texts, ~judge_mask,
                                             fold, multiple=True, prior=prior)
+    cur_all_items = cur
     plans = [Plan("calibrated", lambda: evaluate_per_label_calibration(
         "calibrated", current.prompt, cur_logits, gold, fold, prior), cheap=True)]
     if current.prompt.demos or current.prompt.instructions:
@@ -203,11 +214,19 @@ def optimize_multilabel_control(
                       cheap=True))
     results: list[MultiLabelResult] = []
     run_plans(plans, deadline, results, skipped, pace)
-    if judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all():
+    judged = judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all()
+    if judged:
         cur, results = cur.subset(judge_mask), [r.subset(judge_mask) for r in results]
     best, b, c, p, accepted = select_multilabel(cur, results, alpha)
     table = [{"name": r.name, **r.metrics} for r in [cur, *results]]
     log.info("multi-choice control %s: best %s %s vs current %s, p=%.4f, accepted=%s", control.name, best.name,
              best.metrics, cur.metrics, p, accepted)
-    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results,
-                           used=used)
+    refit = None
+    if not accepted:  # as for single choice: the current recipe refit on all items (judge_current)
+        refit = refreshed_current(cur_all_items, current.calibrator or prior, cur_logits, embeddings, texts, fold,
+                                  multiple=True, prior=prior)
+        if refit is not None:
+            refit = refit.subset(judge_mask) if judged else refit
+            no_worse(refit, cur, alpha, f1_gain_p=_micro_f1_gain_p, item_loss=_item_loss)
+    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results, refit,
+                           used)

@@ -277,14 +277,18 @@ def optimize_control(
                            used)
 
 
-def no_worse(refit: CandidateResult, current: CandidateResult, alpha: float) -> bool:
-    """Whether, on the same items, the refit's log-loss is lower and its macro-F1 not significantly
+def no_worse(refit, current, alpha: float, *, f1_gain_p=None, item_loss=None) -> bool:
+    """Whether, on the same items, the refit's log-loss is lower and its label F1 not significantly
     lower than the current's (one-sided paired bootstrap at `alpha`); noted in its metrics. No gain
-    has to be shown: it is the current recipe, fitted on more of the same ground truth."""
-    n_labels = current.probs.shape[1]
-    _, p_current_better = paired_bootstrap_macro_f1(current.gold, current.probs.argmax(1),
-                                                    refit.probs.argmax(1), n_labels)
-    loss, current_loss = _log_loss_per_item(refit).mean(), _log_loss_per_item(current).mean()
+    has to be shown: it is the current recipe, fitted on more of the same ground truth.
+    `f1_gain_p(a, b)` (p of a's F1 gain over b's) and `item_loss` default to single choice:
+    macro-F1 and the log-loss of the gold label."""
+    if f1_gain_p is None:
+        def f1_gain_p(a: CandidateResult, b: CandidateResult) -> float:
+            return paired_bootstrap_macro_f1(a.gold, a.probs.argmax(1), b.probs.argmax(1), a.probs.shape[1])[1]
+    item_loss = item_loss or _log_loss_per_item
+    p_current_better = f1_gain_p(current, refit)
+    loss, current_loss = item_loss(refit).mean(), item_loss(current).mean()
     ok = bool(loss < current_loss and p_current_better >= alpha)
     refit.metrics.update(log_loss=round(float(loss), 4), current_log_loss=round(float(current_loss), 4),
                          p_f1_current_better=round(p_current_better, 4), no_worse=ok)

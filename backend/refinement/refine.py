@@ -93,6 +93,13 @@ def usable_gold(control: ChoiceControl, gold: list[GoldItem], newest: int) -> tu
     return usable, targets
 
 
+def control_deadline(now: float, deadline: float, controls_left: int) -> float:
+    """Each control still to refine gets an equal share of the job's time left: the first one's
+    candidates cannot use up the time of the ones after it, and what one leaves unused goes to
+    the rest."""
+    return now + max(0.0, deadline - now) / max(1, controls_left)
+
+
 def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=None) -> dict:
     t0 = time.monotonic()
     deadline = t0 + settings.refine_max_seconds
@@ -115,14 +122,18 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     decisions = {}
     reports: list[tuple] = []
     trained_on: set[int] = set()
+    work = []
     for control in label_task.controls:
         usable, targets = usable_gold(control, gold, settings.refine_max_eval_items)
         if len(usable) < MIN_ITEMS:
             decisions[control.name] = {"skipped": f"{len(usable)} labelled items; need {MIN_ITEMS}"}
-            continue
+        else:
+            work.append((control, usable, targets))
+    for done, (control, usable, targets) in enumerate(work):
         seen = set(current.trained_on)
         options = dict(folds=settings.refine_folds, shots=settings.refine_max_shots, alpha=settings.refine_alpha,
-                       deadline=deadline, judge_mask=np.array([g.task_id not in seen for g in usable]))
+                       deadline=control_deadline(time.monotonic(), deadline, len(work) - done),
+                       judge_mask=np.array([g.task_id not in seen for g in usable]))
         texts = [g.texts[control.field] for g in usable]
         if control.multiple:  # the instruction rewrite is for single choice only (for now)
             decision = optimize_multilabel_control(service, control, texts, targets, current.recipe(control.name), **options)

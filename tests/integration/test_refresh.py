@@ -28,18 +28,27 @@ FITTED_ON = 20
 BAD_TEMPERATURE = 6.0  # flattens the head's scores towards 0.5
 
 
-def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_doubled(engine, redis_conn, redis_url,
-                                                                                      tmp_path):
-    # REFINE_ALPHA so small that no candidate can be significant: only the refresh can publish
-    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "REFINE_MAX_SHOTS": "0",
-                                  "REFINE_MAX_SECONDS": "7200", "REFINE_REWRITE_ROUNDS": "0",
-                                  "REFINE_ALPHA": "1e-9"})
-    store = GroundTruthStore(redis_conn, PROJECT)
-    store.set_label_config(DATA.label_config())
-    label_task = parse_label_config(DATA.label_config())
-    events = [annotation_event(DATA, i, project=PROJECT) for i in range(len(DATA.texts))]
+def _only_a_refresh_can_publish(redis_url: str, tmp_path) -> Settings:
+    """REFINE_ALPHA so small that no candidate can be significant: only the refresh can publish."""
+    return Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "REFINE_MAX_SHOTS": "0",
+                              "REFINE_MAX_SECONDS": "7200", "REFINE_REWRITE_ROUNDS": "0", "REFINE_ALPHA": "1e-9"})
+
+
+def _annotated_project(redis_conn, data, project: int):
+    """Every item of `data` stored as ground truth of `project`; (its label task, the events)."""
+    store = GroundTruthStore(redis_conn, project)
+    store.set_label_config(data.label_config())
+    label_task = parse_label_config(data.label_config())
+    events = [annotation_event(data, i, project=project) for i in range(len(data.texts))]
     for event in events:
         store.upsert(gold_from_annotation(label_task, event["task"], event["annotation"]))
+    return label_task, events
+
+
+def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_doubled(engine, redis_conn, redis_url,
+                                                                                      tmp_path):
+    settings = _only_a_refresh_can_publish(redis_url, tmp_path)
+    label_task, events = _annotated_project(redis_conn, DATA, PROJECT)
     gold = np.array(DATA.gold)
     coef, intercept = train_head(Embedder().encode(list(DATA.texts[:FITTED_ON])), gold[:FITTED_ON], len(DATA.labels))
     head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.0,
@@ -67,3 +76,50 @@ def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_d
     again = run_refinement(settings, redis_conn, PROJECT, engine=engine)  # 60 items, fitted on 60: not due
     assert again["status"] == "kept" and again["model_version"] == v2.label
     assert "no_worse" in again["controls"]["label"]["current_refit"]  # computed and shown, not published
+
+
+MULTI_PROJECT = 45
+
+
+def test_a_multi_choice_version_fitted_on_few_labels_is_refreshed_too(engine, redis_conn, redis_url, tmp_path):
+    """The same for a multi-choice control: per-label calibration, one-vs-rest head and yes/no
+    temperature refit on all 60 items, judged by micro-F1 and the log-loss summed over labels."""
+    from backend.labeling.calibration import fit_multilabel_calibrator
+    from backend.labeling.service import LabelingService
+    from backend.refinement.evaluate import logits_matrix
+    from backend.refinement.multilabel_head import train_one_vs_rest
+    from tests.integration.test_multilabel_refinement_job import emotions_subset
+
+    data = emotions_subset(60)
+    settings = _only_a_refresh_can_publish(redis_url, tmp_path)
+    label_task, events = _annotated_project(redis_conn, data, MULTI_PROJECT)
+    control = label_task.controls[0]
+    few = list(data.texts[:FITTED_ON])
+    gold = np.zeros((FITTED_ON, len(data.labels)), dtype=np.int8)
+    for row, labels in zip(gold, data.label_sets[:FITTED_ON]):
+        row[list(labels)] = 1
+    service = LabelingService(engine)
+    prompt = PromptVersion()
+    prior = service.calibrator(control, prompt)
+    calibrator = fit_multilabel_calibrator(logits_matrix(service, control, prompt, few), gold, prior)
+    coef, intercept = train_one_vs_rest(Embedder().encode(few), gold)
+    head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.5,
+                       temperature=BAD_TEMPERATURE, one_vs_rest=True)
+    registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir)
+    v1 = registry.publish(MULTI_PROJECT, ModelVersion(
+        label="", lineage=label_task.config_hash, kind="label:calibrated+head", gt_count=FITTED_ON,
+        controls={"label": ControlRecipe(prompt, calibrator, head)},
+        trained_on=tuple(e["task"]["id"] for e in events[:FITTED_ON])))
+
+    out = run_refinement(settings, redis_conn, MULTI_PROJECT, engine=engine)
+
+    json.dumps(out)
+    assert out["status"] == "refreshed" and out["kind"] == "label:current-refit", out
+    refit = out["controls"]["label"]["current_refit"]
+    assert refit["no_worse"] and refit["log_loss"] < refit["current_log_loss"]
+    v2 = registry.current(MULTI_PROJECT, label_task)
+    assert v2.parent == v1.label and v2.gt_count == len(data.texts)
+    recipe = v2.recipe("label")
+    assert recipe.head.one_vs_rest and recipe.head.weight_llm == 0.5
+    assert recipe.head.temperature < BAD_TEMPERATURE / 2 and recipe.head.coef != head.coef
+    assert recipe.calibrator.method == "fitted-per-label" and recipe.calibrator != calibrator

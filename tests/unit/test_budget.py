@@ -133,3 +133,13 @@ def test_another_pass_stops_as_soon_as_its_pace_says_it_would_end_after_the_dead
     logits, scored, _ = paced_logits(LabelingService(SecondPerText(clock)), CONTROL, PROMPT, TEXTS, 31.0,
                                      partial=False, clock=clock)
     assert scored.all() and logits.shape == (30, 2)
+
+
+def test_each_control_left_gets_an_equal_share_of_the_job_time_left():
+    from backend.refinement.refine import control_deadline
+
+    assert control_deadline(now=0.0, deadline=600.0, controls_left=2) == 300.0
+    # the first control used only 100 s of its 300: the last one gets all that is left
+    assert control_deadline(now=100.0, deadline=600.0, controls_left=1) == 600.0
+    # the first one overran: the next still has its cheap plans, with no time for LLM passes
+    assert control_deadline(now=700.0, deadline=600.0, controls_left=1) == 700.0

@@ -185,6 +185,45 @@ def test_a_refresh_refits_the_temperature_a_few_items_gave_and_never_judges_in_s
     assert refreshed_current(replace(current, recipe=nothing_learnt), calibrator, logits, emb, texts, folds) is None
 
 
+def test_a_multi_choice_refresh_refits_per_label_calibration_head_and_temperature():
+    """A multi-choice version from 20 items whose yes/no temperature (8) flattens every P(yes)
+    towards 0.5: refit on 300 items it is sharper, its log-loss (summed over labels, cross-fitted)
+    lower, and the micro-F1 rule lets it through; the other way round it does not pass."""
+    from backend.labeling.calibration import fit_multilabel_calibrator
+    from backend.refinement.judge_current import refreshed_current
+    from backend.refinement.multilabel import MultiLabelResult, _item_loss, _micro_f1_gain_p
+    from backend.refinement.multilabel_head import train_one_vs_rest
+    from backend.refinement.optimizer import no_worse
+
+    rng = np.random.default_rng(6)
+    n, k = 300, 3
+    gold = (rng.random((n, k)) < 0.35).astype(np.int8)
+    centre = rng.normal(size=(k, 16))
+    emb = gold @ centre + rng.normal(0, 0.8, (n, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    logits = (2 * gold - 1) * 0.8 + rng.normal(0, 1.0, (n, k))
+    texts = [f"text {i}" for i in range(n)]
+    few = np.arange(n) < 20
+    prior = Calibrator(bias=(0.0,) * k, method="contextual")
+    calibrator = fit_multilabel_calibrator(logits[few], gold[few], prior)
+    coef, intercept = train_one_vs_rest(emb[few], gold[few])
+    head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), 0.5, temperature=8.0,
+                       one_vs_rest=True)
+    recipe = ControlRecipe(PromptVersion(name="v1"), calibrator, head)
+    folds = fold_ids(n, 5)
+    served = head.combine(calibrator.apply(logits, True), emb)
+    current, _ = cross_fit_current(MultiLabelResult("current", recipe, served, gold), calibrator, logits, emb, texts,
+                                   few, folds, multiple=True, prior=prior)
+    refreshed = refreshed_current(current, calibrator, logits, emb, texts, folds, multiple=True, prior=prior)
+    assert isinstance(refreshed, MultiLabelResult) and refreshed.recipe.head.one_vs_rest
+    assert refreshed.recipe.head.weight_llm == 0.5 and refreshed.recipe.head.temperature < 2.0
+    assert refreshed.recipe.calibrator.method == "fitted-per-label" and refreshed.recipe.calibrator != calibrator
+    rules = dict(f1_gain_p=_micro_f1_gain_p, item_loss=_item_loss)
+    assert no_worse(refreshed, current, 0.05, **rules)
+    assert refreshed.metrics["log_loss"] < refreshed.metrics["current_log_loss"] - 0.1
+    assert not no_worse(current, refreshed, 0.05, **rules)
+
+
 def test_a_refresh_is_published_only_once_the_ground_truth_has_doubled():
     from backend.refinement.refine import refresh_due
 

@@ -15,6 +15,17 @@ def test_snake_case_labels_are_written_as_words_and_others_as_they_are():
         "follow-up": "follow-up", "_x": "_x", "x_": "x_", "a__b": "a b"}
 
 
+def test_camel_case_labels_are_written_as_words_keeping_acronyms_and_brands():
+    assert shown_labels(["AddToPlaylist", "getWeather", "URLShortener", "MP3Player", "iPhone", "eBay", "Positive",
+                         "PER", "Covid19"]) == {
+        "AddToPlaylist": "add to playlist", "getWeather": "get weather", "URLShortener": "URL shortener",
+        "MP3Player": "MP3 player", "iPhone": "iPhone", "eBay": "eBay", "Positive": "Positive", "PER": "PER",
+        "Covid19": "Covid19"}
+    # AddToPlaylist and addToPlaylist would both read "add to playlist": the set is shown as it is
+    assert shown_labels(["AddToPlaylist", "addToPlaylist"]) == {"AddToPlaylist": "AddToPlaylist",
+                                                                 "addToPlaylist": "addToPlaylist"}
+
+
 def test_labels_that_would_read_alike_are_all_written_as_they_are():
     assert shown_labels(["a_b", "a b", "c_d"]) == {"a_b": "a_b", "a b": "a b", "c_d": "c_d"}
 

@@ -58,3 +58,17 @@ def test_report_files_and_plots(run, tmp_path):
         with Image.open(io.BytesIO(base64.b64decode(image))) as img:
             img.verify()
             assert img.format == "PNG"
+
+
+def test_the_simulation_keeps_every_served_probability_for_later_analysis(tmp_path):
+    from backend.evaluation.datasets import Dataset
+    from backend.evaluation.report import save_probabilities
+
+    data = Dataset("d", ("a", "b"), ("x", "y", "z"), (0, 1, 1))
+    v0 = np.array([[0.6, 0.4], [0.5, 0.5], [0.2, 0.8]])
+    after = np.array([[0.9, 0.1], [0.3, 0.7], [0.1, 0.9]])
+    save_probabilities(tmp_path / "p.npz", data, v0, {25: after})
+    saved = np.load(tmp_path / "p.npz")
+    assert list(saved["labels"]) == ["a", "b"] and list(saved["gold"]) == [0, 1, 1]
+    np.testing.assert_array_equal(saved["version_0"], v0)
+    np.testing.assert_array_equal(saved["after_25_labels"], after)
