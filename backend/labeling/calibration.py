@@ -130,3 +130,51 @@ def fit_multilabel_calibrator(logits: np.ndarray, gold: np.ndarray, prior: Calib
     a, b = result.x[:k], result.x[k:]
     return Calibrator(bias=tuple(float(v) for v in b), temperature=tuple(float(np.exp(-v)) for v in a),
                       method="fitted-per-label")
+
+
+def recalibrate_top(probs: np.ndarray, slope: float, shift: float) -> np.ndarray:
+    """Top-label (Platt) recalibration: the most probable label's probability m becomes
+    sigmoid(slope · logit(m) + shift) and the others share the rest in their old proportions. Not
+    below the point where the runner-up would overtake it, so the predicted label never changes.
+    The single temperature before it is fitted on every label's log-loss; with many labels it can
+    leave the top label over-confident (clinc150, 200 labels: 0.973 confidence, 0.898 accuracy in
+    the top bin of 700 unseen items), which is the probability Label Studio shows as `score`."""
+    p = np.asarray(probs, dtype=np.float64)
+    if slope == 1.0 and shift == 0.0:
+        return p
+    rows = np.arange(len(p))
+    top = p.argmax(axis=1)
+    m = np.clip(p[rows, top], 1e-9, 1 - 1e-9)
+    runner_up = np.partition(p, -2, axis=1)[:, -2] if p.shape[1] > 1 else np.zeros(len(p))
+    new = sigmoid(slope * (np.log(m) - np.log1p(-m)) + shift)
+    new = np.maximum(new, runner_up / (1.0 - m + runner_up + 1e-12))
+    out = p * ((1.0 - new) / (1.0 - m))[:, None]
+    out[rows, top] = new
+    return out
+
+
+# Gaussian prior of the top-label fit around the identity (slope 1, shift 0), as a penalty on the
+# summed log-loss: a handful of items barely move it.
+TOP_PRIOR_STRENGTH = 0.5
+
+
+def fit_top_label(probs: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
+    """(slope, shift) of `recalibrate_top` minimising the log-loss of "the top label is right" on
+    ground truth. While the top label stays, this is the same as the gold label's log-loss: the
+    other labels keep their proportions."""
+    from scipy.optimize import minimize
+
+    p = np.asarray(probs, dtype=np.float64)
+    m = np.clip(p.max(axis=1), 1e-9, 1 - 1e-9)
+    z = np.log(m) - np.log1p(-m)
+    right = (p.argmax(axis=1) == np.asarray(gold)).astype(np.float64)
+
+    def loss(v):
+        q = v[0] * z + v[1]
+        d = sigmoid(q) - right
+        value = (np.logaddexp(0.0, q) - right * q).sum() + TOP_PRIOR_STRENGTH * ((v[0] - 1) ** 2 + v[1] ** 2)
+        grad = np.array([(d * z).sum() + 2 * TOP_PRIOR_STRENGTH * (v[0] - 1), d.sum() + 2 * TOP_PRIOR_STRENGTH * v[1]])
+        return value, grad
+
+    result = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", bounds=[(0.1, 3.0), (-3.0, 3.0)])
+    return float(result.x[0]), float(result.x[1])

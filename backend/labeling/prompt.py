@@ -100,6 +100,7 @@ _SNAKE_CASE = re.compile(r"[^\W_]+(?:_+[^\W_]+)+")
 # CamelCase: a word boundary inside (aB, 3B, or an acronym before a word: URLShortener), but not
 # a brand's lone lowercase letter (iPhone, eBay)
 _CAMEL_CASE = re.compile(r"(?![a-z][A-Z])[A-Za-z0-9]*(?:[a-z0-9][A-Z]|[A-Z][A-Z][a-z])[A-Za-z0-9]*")
+_CAPITALISED = re.compile(r"[A-Z][a-z0-9]+")
 _CAMEL_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
 
 
@@ -114,9 +115,12 @@ def _as_words(label: str) -> str:
 def shown_labels(labels: Sequence[str]) -> dict[str, str]:
     """How the prompt writes each label: a snake_case or CamelCase name in words
     (`accept_reservations` → `accept reservations`, `AddToPlaylist` → `add to playlist`), which is
-    how the model has read such things, and fewer tokens to score (clinc150's intents). Labels are
-    shown as they are if that would make two of them read alike."""
+    how the model has read such things, and fewer tokens to score (clinc150's intents); beside
+    CamelCase names a capitalised single word is lower-cased too (`Weather` → `weather`). Labels
+    are shown as they are if that would make two of them read alike."""
     shown = {label: _as_words(label) for label in labels}
+    if any(_CAMEL_CASE.fullmatch(label) for label in labels):  # PlayMusic, Weather → play music, weather
+        shown = {label: word.lower() if _CAPITALISED.fullmatch(word) else word for label, word in shown.items()}
     return shown if len(set(shown.values())) == len(shown) else {label: label for label in labels}
 
 

@@ -16,11 +16,14 @@ def test_snake_case_labels_are_written_as_words_and_others_as_they_are():
 
 
 def test_camel_case_labels_are_written_as_words_keeping_acronyms_and_brands():
-    assert shown_labels(["AddToPlaylist", "getWeather", "URLShortener", "MP3Player", "iPhone", "eBay", "Positive",
-                         "PER", "Covid19"]) == {
+    assert shown_labels(["AddToPlaylist", "getWeather", "URLShortener", "MP3Player", "AreYouABot", "iPhone", "eBay",
+                         "Weather", "PER", "Covid19"]) == {
         "AddToPlaylist": "add to playlist", "getWeather": "get weather", "URLShortener": "URL shortener",
-        "MP3Player": "MP3 player", "iPhone": "iPhone", "eBay": "eBay", "Positive": "Positive", "PER": "PER",
-        "Covid19": "Covid19"}
+        "MP3Player": "MP3 player", "AreYouABot": "are you a bot", "iPhone": "iPhone", "eBay": "eBay",
+        "Weather": "weather", "PER": "PER", "Covid19": "covid19"}
+    # with no CamelCase name beside them, capitalised words are left alone
+    assert shown_labels(["Positive", "Negative", "iPhone"]) == {"Positive": "Positive", "Negative": "Negative",
+                                                                "iPhone": "iPhone"}
     # AddToPlaylist and addToPlaylist would both read "add to playlist": the set is shown as it is
     assert shown_labels(["AddToPlaylist", "addToPlaylist"]) == {"AddToPlaylist": "AddToPlaylist",
                                                                  "addToPlaylist": "addToPlaylist"}
