@@ -197,8 +197,9 @@ def optimize_multilabel_control(
     embeddings = service.embedder.encode(texts)
     cur = evaluate_fixed_multilabel("current", current, service, control, texts, gold, cur_logits, embeddings)
     prior = service.calibrator(control, current.prompt)
+    served = current.calibrator or prior
     if judge_mask is not None:
-        cur, judge_mask = cross_fit_current(cur, current.calibrator or prior, cur_logits, embeddings, texts, ~judge_mask,
+        cur, judge_mask = cross_fit_current(cur, served, cur_logits, embeddings, texts, ~judge_mask,
                                             fold, multiple=True, prior=prior)
     cur_all_items = cur
     plans = [Plan("calibrated", lambda: evaluate_per_label_calibration(
@@ -223,7 +224,7 @@ def optimize_multilabel_control(
              best.metrics, cur.metrics, p, accepted)
     refit = None
     if not accepted:  # as for single choice: the current recipe refit on all items (judge_current)
-        refit = refreshed_current(cur_all_items, current.calibrator or prior, cur_logits, embeddings, texts, fold,
+        refit = refreshed_current(cur_all_items, served, cur_logits, embeddings, texts, fold,
                                   multiple=True, prior=prior)
         if refit is not None:
             refit = refit.subset(judge_mask) if judged else refit

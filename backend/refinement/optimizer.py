@@ -86,6 +86,11 @@ def _log_loss_per_item(result: CandidateResult) -> np.ndarray:
     return -np.log(np.clip(result.probs[np.arange(len(result.gold)), result.gold], 1e-12, None))
 
 
+def _macro_f1_gain_p(a: CandidateResult, b: CandidateResult) -> float:
+    """p of a one-sided paired bootstrap that a's macro-F1 is above b's."""
+    return paired_bootstrap_macro_f1(a.gold, a.probs.argmax(1), b.probs.argmax(1), a.probs.shape[1])[1]
+
+
 def select(current: CandidateResult, candidates: list[CandidateResult], alpha: float) -> tuple[CandidateResult, int, int, float, bool]:
     """The selection rule alone (pure). Returns (chosen, McNemar b, c, p, accepted).
 
@@ -104,14 +109,11 @@ def select(current: CandidateResult, candidates: list[CandidateResult], alpha: f
         cand.metrics.update(p_f1_vs_current=round(p_f1, 4), p_logloss_vs_current=round(p_loss, 4),
                             log_loss=round(float(_log_loss_per_item(cand).mean()), 4))
         tests += [(cand, p_f1, gain > 0), (cand, p_loss, loss_gain > 0 and gain >= -F1_NON_INFERIORITY)]
-    def f1_gain_p(a: CandidateResult, b: CandidateResult) -> float:
-        return paired_bootstrap_macro_f1(a.gold, a.probs.argmax(1), b.probs.argmax(1), n_labels)[1]
-
     def loss_gain_p(a: CandidateResult, b: CandidateResult) -> float:
         return paired_bootstrap_mean(_log_loss_per_item(b) - _log_loss_per_item(a))[1]
 
     return choose_significant(current, candidates, tests, alpha, key=lambda r: (r.metrics["macro_f1"], -r.metrics["log_loss"]),
-                              f1_gain_p=f1_gain_p, loss_gain_p=loss_gain_p)
+                              f1_gain_p=_macro_f1_gain_p, loss_gain_p=loss_gain_p)
 
 
 def choose_significant(current, candidates, tests, alpha: float, key, f1_gain_p, loss_gain_p) -> tuple:
@@ -283,10 +285,7 @@ def no_worse(refit, current, alpha: float, *, f1_gain_p=None, item_loss=None) ->
     has to be shown: it is the current recipe, fitted on more of the same ground truth.
     `f1_gain_p(a, b)` (p of a's F1 gain over b's) and `item_loss` default to single choice:
     macro-F1 and the log-loss of the gold label."""
-    if f1_gain_p is None:
-        def f1_gain_p(a: CandidateResult, b: CandidateResult) -> float:
-            return paired_bootstrap_macro_f1(a.gold, a.probs.argmax(1), b.probs.argmax(1), a.probs.shape[1])[1]
-    item_loss = item_loss or _log_loss_per_item
+    f1_gain_p, item_loss = f1_gain_p or _macro_f1_gain_p, item_loss or _log_loss_per_item
     p_current_better = f1_gain_p(current, refit)
     loss, current_loss = item_loss(refit).mean(), item_loss(current).mean()
     ok = bool(loss < current_loss and p_current_better >= alpha)

@@ -129,8 +129,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
             decisions[control.name] = {"skipped": f"{len(usable)} labelled items; need {MIN_ITEMS}"}
         else:
             work.append((control, usable, targets))
+    seen = set(current.trained_on)
     for done, (control, usable, targets) in enumerate(work):
-        seen = set(current.trained_on)
         options = dict(folds=settings.refine_folds, shots=settings.refine_max_shots, alpha=settings.refine_alpha,
                        deadline=control_deadline(time.monotonic(), deadline, len(work) - done),
                        judge_mask=np.array([g.task_id not in seen for g in usable]))
