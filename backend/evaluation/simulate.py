@@ -124,7 +124,7 @@ def v0_head_ensemble(v0_train: np.ndarray, train_emb: np.ndarray, train: Dataset
 
     gold = np.array(train.gold[:n])
     llm = CandidateResult("version 0", ControlRecipe(), v0_train[:n], gold)
-    _, pooled = evaluate_head(llm, train_emb[:n], fold_ids(n, folds))
+    pooled = evaluate_head(llm, train_emb[:n], fold_ids(n, folds))[1]
     probs = pooled.recipe.head.combine(v0_test, test_emb)
     metrics = summarize(np.array(test.gold), probs)
     return {"v0_head_ensemble_macro_f1": metrics["macro_f1"], "v0_head_ensemble_ece": metrics["ece"],

@@ -60,15 +60,23 @@ class Calibrator:
         return {"method": self.method, "bias": list(self.bias), "temperature": list(t) if isinstance(t, tuple) else t}
 
 
-def fit_calibrator(logits: np.ndarray, gold: np.ndarray, *, l2: float = 1e-2, fit_bias: bool = True) -> Calibrator:
+def fit_calibrator(logits: np.ndarray, gold: np.ndarray, *, l2: float = 1e-2, fit_bias: bool = True,
+                   prior: Calibrator | None = None) -> Calibrator:
     """Per-label bias and one temperature that minimise the log-loss on ground truth (single choice).
 
     A small L2 penalty on the biases keeps a handful of examples from pushing one label to 0.
+    With `prior` (the prompt's content-free calibration) the logits are first shifted by its bias
+    and the penalty pulls towards it, not towards the raw logits: with more labels than items
+    most labels have no example, and shrinking their bias to 0 undoes the content-free
+    correction (clinc150, 151 labels, 200 items: cross-validated accuracy 0.47 → 0.28 shrunk to 0,
+    0.50 shrunk to the content-free bias).
     With `fit_bias=False` only the temperature is fitted, which never changes the argmax.
     """
     from scipy.optimize import minimize
 
     z = np.asarray(logits, dtype=np.float64)
+    if prior is not None:
+        z = z / np.asarray(prior.temperature) + np.asarray(prior.bias)
     y = np.zeros_like(z)
     y[np.arange(len(gold)), np.asarray(gold)] = 1.0
     n, k = z.shape
@@ -90,8 +98,12 @@ def fit_calibrator(logits: np.ndarray, gold: np.ndarray, *, l2: float = 1e-2, fi
     bias_bounds = [(None, None)] * k if fit_bias else [(0.0, 0.0)] * k
     result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bias_bounds + [(-3.0, 3.0)])
     b, s = result.x[:k], result.x[k]
+    temperature = float(np.exp(s))
+    if prior is not None:  # (z / T0 + b0) / T + b  =  z / (T0 T) + (b0 / T + b)
+        b = b + np.asarray(prior.bias) / temperature
+        temperature *= float(prior.temperature)
     b = b - b.mean()
-    return Calibrator(bias=tuple(float(v) for v in b), temperature=float(np.exp(s)),
+    return Calibrator(bias=tuple(float(v) for v in b), temperature=temperature,
                       method="fitted" if fit_bias else "temperature")
 
 

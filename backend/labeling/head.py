@@ -7,6 +7,13 @@ head alone), then sharpened or softened by one temperature fitted on held-out gr
 pooled distribution is not calibrated by itself). The weights are plain numbers stored with the
 version, never pickled.
 
+Or as a mixture (`pooling="mix"`, a linear opinion pool): P = w · P_llm + (1 − w) · P_head', where
+P_head' is the head sharpened by its own temperature, then the pool's temperature (the
+multi-class form of Ranjan & Gneiting's beta-transformed linear pool). With many labels and about
+one item each the head's distribution is nearly flat while it is right (clinc150 after 200
+labels: confidence 0.14, accuracy 0.62), and a geometric mean with it sharpened by one
+temperature is over-confident where both agree; a mixture of two calibrated parts is not.
+
 A label absent from the head's ground truth has no weights, so the head alone would give it
 probability ~0 and, pooled, veto the LLM on it. With many labels (intents) most are absent at
 first; the head then gives the labels it never saw the Good–Turing missing mass (share of items
@@ -69,6 +76,8 @@ class HeadWeights:
     one_vs_rest: bool = False  # multi-choice: per-label sigmoid instead of a softmax over labels
     balanced: bool = False  # trained with label weights inverse to frequency (refit the same way)
     unseen_mass: float = 0.0  # share of the head's distribution for the labels it never saw
+    pooling: str = "log"  # "log": P_llm^w · P_head^(1-w); "mix": w · P_llm + (1-w) · P_head (single choice)
+    head_temperature: float = 1.0  # the head's own temperature before a "mix" pool
 
     def head_logits(self, embeddings: np.ndarray) -> np.ndarray:
         return embeddings @ np.asarray(self.coef).T + np.asarray(self.intercept)
@@ -80,14 +89,18 @@ class HeadWeights:
         if self.one_vs_rest:
             pooled = pool_yes_no(llm_probs, sigmoid(self.head_logits(embeddings)), self.weight_llm)
             return sigmoid(logit(pooled) / self.temperature)
-        pooled = pool(llm_probs, self.head_probs(embeddings), self.weight_llm)
-        return softmax(np.log(pooled + 1e-12) / self.temperature)
+        if self.pooling == "mix":
+            pooled = mix(llm_probs, temper(self.head_probs(embeddings), self.head_temperature), self.weight_llm)
+        else:
+            pooled = pool(llm_probs, self.head_probs(embeddings), self.weight_llm)
+        return temper(pooled, self.temperature)
 
     def to_dict(self) -> dict:
         return {
             **({"one_vs_rest": True} if self.one_vs_rest else {}),
             **({"balanced": True} if self.balanced else {}),
             **({"unseen_mass": round(self.unseen_mass, 6)} if self.unseen_mass else {}),
+            **({"pooling": self.pooling, "head_temperature": self.head_temperature} if self.pooling != "log" else {}),
             "embedder": self.embedder,
             "weight_llm": self.weight_llm,
             "temperature": self.temperature,
@@ -106,6 +119,8 @@ class HeadWeights:
             one_vs_rest=bool(data.get("one_vs_rest", False)),
             balanced=bool(data.get("balanced", False)),
             unseen_mass=float(data.get("unseen_mass", 0.0)),
+            pooling=str(data.get("pooling", "log")),
+            head_temperature=float(data.get("head_temperature", 1.0)),
         )
 
 
@@ -135,6 +150,16 @@ def pool(llm_probs: np.ndarray, head_probs: np.ndarray, weight_llm: float) -> np
     eps = 1e-9
     z = weight_llm * np.log(np.asarray(llm_probs) + eps) + (1 - weight_llm) * np.log(np.asarray(head_probs) + eps)
     return softmax(z)
+
+
+def mix(llm_probs: np.ndarray, head_probs: np.ndarray, weight_llm: float) -> np.ndarray:
+    """Linear pooling (a mixture) of two distributions over the same labels."""
+    return weight_llm * np.asarray(llm_probs) + (1 - weight_llm) * np.asarray(head_probs)
+
+
+def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """`probs` sharpened (temperature < 1) or softened (> 1)."""
+    return softmax(np.log(np.asarray(probs) + 1e-12) / temperature)
 
 
 def logit(probs: np.ndarray) -> np.ndarray:

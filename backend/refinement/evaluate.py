@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..evaluation.metrics import summarize
-from ..labeling.calibration import fit_calibrator
+from ..labeling.calibration import Calibrator, fit_calibrator
 from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import PromptVersion
 from ..labeling.service import LabelingService
@@ -140,12 +140,14 @@ def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, c
 
 
 def evaluate_fitted_calibration(name: str, prompt: PromptVersion, logits: np.ndarray, gold: np.ndarray,
-                                folds: np.ndarray) -> CandidateResult:
+                                folds: np.ndarray, prior: Calibrator | None = None) -> CandidateResult:
+    """Per-label bias and temperature fitted on the other folds, around `prior` (the prompt's
+    content-free calibration; see fit_calibrator)."""
     probs = np.zeros_like(logits, dtype=np.float64)
     for f in np.unique(folds):
         test = folds == f
-        probs[test] = fit_calibrator(logits[~test], gold[~test]).apply(logits[test], False)
-    return CandidateResult(name, ControlRecipe(prompt, fit_calibrator(logits, gold)), probs, gold)
+        probs[test] = fit_calibrator(logits[~test], gold[~test], prior=prior).apply(logits[test], False)
+    return CandidateResult(name, ControlRecipe(prompt, fit_calibrator(logits, gold, prior=prior)), probs, gold)
 
 
 def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
@@ -169,7 +171,8 @@ def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, 
     picked = pick_demo_indices(gold, shots, seed=len(texts))
     final, logits, contextual = score_as_shipped(service, control, texts, picked, prompt_with, multiple=False,
                                                  deadline=deadline)
-    fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
+    fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds,
+                                         service.calibrator(control, final))
     return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]
 
 
@@ -217,5 +220,6 @@ def evaluate_nearest_shot(name: str, base: PromptVersion, service: LabelingServi
             done += len(rows)
         contextual[test] = service.calibrator(control, prompt).apply(logits[test], False)
     final = nearest_shot(base, demo_pool(texts, gold, labels), k, name)
-    fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds)
+    fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds,
+                                         service.calibrator(control, final))
     return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..labeling.calibration import fit_calibrator, softmax
-from ..labeling.head import ABSENT_INTERCEPT, HeadWeights, pool, unseen_label_mass, with_unseen_mass
+from ..labeling.head import ABSENT_INTERCEPT, HeadWeights, mix, pool, unseen_label_mass, with_unseen_mass
 from ..labeling.recipe import ControlRecipe
 from .evaluate import CandidateResult
 from .stats import _macro_f1_counts
@@ -40,10 +40,28 @@ def _head_probs(coef, intercept, embeddings, unseen_mass: float = 0.0):
     return with_unseen_mass(softmax(embeddings @ coef.T + intercept), intercept, unseen_mass)
 
 
-def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
+def head_out_of_fold(embeddings: np.ndarray, gold: np.ndarray, n_labels: int, balanced: bool,
+                     folds: np.ndarray) -> np.ndarray:
+    """The head's probabilities on each fold, trained on the other folds."""
+    out = np.zeros((len(gold), n_labels))
+    for f in np.unique(folds):
+        test = folds == f
+        coef, intercept = train_head(embeddings[~test], gold[~test], n_labels, balanced)
+        out[test] = _head_probs(coef, intercept, embeddings[test], unseen_label_mass(gold[~test], n_labels))
+    return out
+
+
+def head_temperature(embeddings: np.ndarray, gold: np.ndarray, n_labels: int, balanced: bool, folds: np.ndarray) -> float:
+    """The temperature that calibrates the head on these items (fitted on its out-of-fold
+    probabilities): a head trained on more items per label is sharper, so a refit needs its own."""
+    oof = head_out_of_fold(embeddings, gold, n_labels, balanced, folds)
+    return fit_calibrator(np.log(oof + 1e-12), gold, fit_bias=False).temperature
+
+
+def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, n_labels: int, pooling=pool) -> float:
     """Best macro-F1 over the grid, ties to lower log-loss."""
     def score(w):
-        p = pool(llm, head, w)
+        p = pooling(llm, head, w)
         nll = -np.log(p[np.arange(len(gold)), gold] + 1e-12).mean()
         return (_macro_f1_counts(gold, p.argmax(1), n_labels), -nll)
 
@@ -62,35 +80,43 @@ def _cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.nda
 
 def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray,
                   balanced: bool = False) -> list[CandidateResult]:
-    """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused).
+    """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused), both
+    log-linearly and as a mixture with the head sharpened by its own temperature (its head-alone
+    candidate's; labeling.head says why).
 
     `balanced` trains the logistic regression with label weights inverse to label frequency: with
     a rare label (sms_spam: 4 spam in the first 25 labels) the plain head hardly ever predicts it
     (macro-F1 0.58; balanced 0.88), while on a balanced set both are alike. Both compete."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
     suffix = "head-balanced" if balanced else "head"
-    head_oof = np.zeros_like(llm.probs)
-    for f in np.unique(folds):
-        test = folds == f
-        coef, intercept = train_head(embeddings[~test], gold[~test], n_labels, balanced)
-        head_oof[test] = _head_probs(coef, intercept, embeddings[test], unseen_label_mass(gold[~test], n_labels))
-    raw_pool = np.zeros_like(llm.probs)
-    for f in np.unique(folds):
-        test = folds == f
-        w = _best_weight(llm.probs[~test], head_oof[~test], gold[~test], n_labels)
-        raw_pool[test] = pool(llm.probs[test], head_oof[test], w)
-    w_all = _best_weight(llm.probs, head_oof, gold, n_labels)
-    pooled, temperature = _cross_fitted_temperature(raw_pool, gold, folds)
+    head_oof = head_out_of_fold(embeddings, gold, n_labels, balanced, folds)
     head_alone, head_only_t = _cross_fitted_temperature(head_oof, gold, folds)
     coef, intercept = train_head(embeddings, gold, n_labels, balanced)
     unseen_mass = unseen_label_mass(gold, n_labels)
 
-    def recipe(w: float, t: float) -> ControlRecipe:
+    def recipe(w: float, t: float, pooling: str = "log", head_t: float = 1.0) -> ControlRecipe:
         head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t, balanced=balanced,
-                           unseen_mass=unseen_mass)
+                           unseen_mass=unseen_mass, pooling=pooling, head_temperature=head_t)
         return ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head)
 
+    pooled, w_all, temperature = _cross_fitted_pool(llm.probs, head_oof, gold, folds, pool)
+    mixed, w_mix, t_mix = _cross_fitted_pool(llm.probs, head_alone, gold, folds, mix)
     return [
         CandidateResult(suffix, recipe(0.0, head_only_t), head_alone, gold),
         CandidateResult(f"{llm.name}+{suffix}", recipe(w_all, temperature), pooled, gold),
+        CandidateResult(f"{llm.name}+{suffix}-mix", recipe(w_mix, t_mix, "mix", head_only_t), mixed, gold),
     ]
+
+
+def _cross_fitted_pool(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, folds: np.ndarray,
+                       pooling) -> tuple[np.ndarray, float, float]:
+    """Out-of-fold pooled probabilities (weight and temperature chosen on the other folds), and the
+    weight and temperature chosen on all items."""
+    n_labels = llm.shape[1]
+    raw = np.zeros_like(llm)
+    for f in np.unique(folds):
+        test = folds == f
+        w = _best_weight(llm[~test], head[~test], gold[~test], n_labels, pooling)
+        raw[test] = pooling(llm[test], head[test], w)
+    pooled, temperature = _cross_fitted_temperature(raw, gold, folds)
+    return pooled, _best_weight(llm, head, gold, n_labels, pooling), temperature

@@ -29,6 +29,8 @@ from ..labeling.calibration import Calibrator, fit_calibrator, fit_multilabel_ca
 from ..labeling.prompt import clip_demo
 from ..labeling.recipe import ControlRecipe
 
+# folds of the inner cross-fit that gives a refit mixture head its own temperature
+HEAD_TEMPERATURE_FOLDS = 5
 # calibrator method → whether its per-label bias is refit too (single choice)
 REFIT_METHODS = {"fitted": True, "temperature": False}
 
@@ -37,8 +39,8 @@ def cross_fit_current(current, served: Calibrator, logits: np.ndarray, embedding
                       seen: np.ndarray, folds: np.ndarray, *, multiple: bool = False, prior: Calibrator | None = None):
     """(`current` with out-of-fold probabilities on the `seen` items it can be refit on, the mask
     of items it may be judged on). `current` is a CandidateResult, or a MultiLabelResult with
-    `multiple`; `served` is the LLM calibration as served (before any head); `prior` (multiple
-    choice) the content-free one that a per-label calibration is fitted around."""
+    `multiple`; `served` is the LLM calibration as served (before any head); `prior` the
+    content-free one that a fitted calibration is fitted around."""
     recipe: ControlRecipe = current.recipe
     seen = np.asarray(seen, bool)
     judge = ~seen
@@ -105,11 +107,13 @@ def _calibration_refit(recipe: ControlRecipe, prior: Calibrator | None, multiple
         return lambda logits, gold: fit_multilabel_calibrator(logits, gold, prior)
     if recipe.calibrator.method not in REFIT_METHODS:
         return None
-    return lambda logits, gold: fit_calibrator(logits, gold, fit_bias=REFIT_METHODS[recipe.calibrator.method])
+    return lambda logits, gold: fit_calibrator(logits, gold, fit_bias=REFIT_METHODS[recipe.calibrator.method],
+                                               prior=prior if REFIT_METHODS[recipe.calibrator.method] else None)
 
 
 def _refit_head(recipe: ControlRecipe, embeddings: np.ndarray, gold: np.ndarray, multiple: bool):
-    """The current head's logistic regression refit on these items; pooling weight and temperature kept."""
+    """The current head's logistic regression refit on these items, and for a mixture the head's own
+    temperature (head_temperature, cross-fitted on them); pooling weight and temperature kept."""
     unseen_mass = 0.0
     if multiple:
         from .multilabel_head import train_one_vs_rest
@@ -117,10 +121,16 @@ def _refit_head(recipe: ControlRecipe, embeddings: np.ndarray, gold: np.ndarray,
         coef, intercept = train_one_vs_rest(embeddings, gold)
     else:
         from ..labeling.head import unseen_label_mass
-        from .head import train_head
+        from .evaluate import fold_ids
+        from .head import head_temperature, train_head
 
         n_labels = len(recipe.head.intercept)
         coef, intercept = train_head(embeddings, gold, n_labels, recipe.head.balanced)
         unseen_mass = unseen_label_mass(gold, n_labels)
+        if recipe.head.pooling == "mix" and len(gold) >= 2 * HEAD_TEMPERATURE_FOLDS:
+            head_t = head_temperature(embeddings, gold, n_labels, recipe.head.balanced,
+                                      fold_ids(len(gold), HEAD_TEMPERATURE_FOLDS))
+            return replace(recipe.head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()),
+                           unseen_mass=unseen_mass, head_temperature=head_t)
     return replace(recipe.head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()),
                    unseen_mass=unseen_mass)

@@ -233,11 +233,14 @@ def optimize_control(
     base = PromptVersion(name="base")
     embeddings = service.embedder.encode(texts)
     cur = evaluate_fixed("current", current, service, control, texts, gold, cur_logits, embeddings)
-    served = current.calibrator or service.calibrator(control, current.prompt)
+    content_free = service.calibrator(control, current.prompt)
+    served = current.calibrator or content_free
     if judge_mask is not None:
-        cur, judge_mask = cross_fit_current(cur, served, cur_logits, embeddings, texts, ~judge_mask, fold)
+        cur, judge_mask = cross_fit_current(cur, served, cur_logits, embeddings, texts, ~judge_mask, fold,
+                                            prior=content_free)
     cur_all_items = cur
-    plans = [Plan("calibrated", lambda: evaluate_fitted_calibration("calibrated", current.prompt, cur_logits, gold, fold),
+    plans = [Plan("calibrated", lambda: evaluate_fitted_calibration("calibrated", current.prompt, cur_logits, gold, fold,
+                                                                     content_free),
                   cheap=True)]
     if current.prompt.demos or current.prompt.instructions:
         plans.append(Plan("base", lambda: evaluate_fixed("base", ControlRecipe(base), service, control, texts, gold,
@@ -271,7 +274,7 @@ def optimize_control(
              best.metrics, cur.metrics, p, accepted)
     refit = None
     if not accepted:
-        refit = refreshed_current(cur_all_items, served, cur_logits, embeddings, texts, fold)
+        refit = refreshed_current(cur_all_items, served, cur_logits, embeddings, texts, fold, prior=content_free)
         if refit is not None:
             refit = refit.subset(judge_mask) if judged else refit
             no_worse(refit, cur, alpha)

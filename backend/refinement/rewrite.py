@@ -289,7 +289,8 @@ class InstructionSearch:
         self.log.llm_calls += len(rest)
         return [evaluate_fixed("rewrite", ControlRecipe(prompt), self.service, self.control, self.texts,
                                self.gold, logits),
-                evaluate_fitted_calibration("rewrite+calibrated", prompt, logits, self.gold, self.folds)]
+                evaluate_fitted_calibration("rewrite+calibrated", prompt, logits, self.gold, self.folds,
+                                            self.service.calibrator(self.control, prompt))]
 
     def _prompt(self, instructions: str) -> PromptVersion:
         return replace(self.current.prompt, name="rewrite", instructions=instructions)

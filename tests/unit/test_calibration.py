@@ -29,3 +29,46 @@ def test_identity_keeps_raw_probabilities_and_serialises():
     cal = Calibrator.identity(2)
     np.testing.assert_allclose(cal.apply(np.log([0.25, 0.75]), multiple=False), [0.25, 0.75])
     assert cal.to_dict() == {"method": "identity", "bias": [0.0, 0.0], "temperature": 1.0}
+
+
+def test_a_fit_around_the_content_free_bias_keeps_it_for_labels_without_examples():
+    """Many labels, few items: most labels have no example. Shrunk towards 0 their bias falls
+    back to the raw logits' label preference; shrunk towards the content-free bias it keeps it."""
+    from backend.labeling.calibration import fit_calibrator
+
+    rng = np.random.default_rng(0)
+    n_labels, n_items = 60, 40
+    preference = rng.normal(0.0, 3.0, n_labels)  # the raw model's taste for some label names
+
+    def raw_logits(gold):
+        signal = np.zeros((len(gold), n_labels))
+        signal[np.arange(len(gold)), gold] = 4.0
+        return signal + preference + rng.normal(0.0, 1.0, (len(gold), n_labels))
+
+    train_gold, test_gold = rng.integers(0, n_labels, n_items), rng.integers(0, n_labels, 2000)
+    train, test = raw_logits(train_gold), raw_logits(test_gold)
+    content_free = Calibrator(bias=tuple(-preference), method="contextual")
+
+    def accuracy(calibrator):
+        return float((calibrator.apply(test, False).argmax(1) == test_gold).mean())
+
+    around_zero = fit_calibrator(train, train_gold)
+    around_prior = fit_calibrator(train, train_gold, prior=content_free)
+    assert accuracy(around_prior) > accuracy(around_zero) + 0.2
+    assert accuracy(around_prior) >= accuracy(content_free) - 0.02
+    assert around_prior.method == "fitted"
+
+
+def test_a_fit_around_a_prior_is_the_same_affine_map_as_served():
+    """The prior's temperature and bias are folded into the stored calibrator: applying it to the
+    raw logits gives what the fit saw."""
+    from backend.labeling.calibration import fit_calibrator
+
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 3, 300)
+    logits = rng.normal(0.0, 1.0, (300, 3))
+    logits[np.arange(300), gold] += 2.0
+    prior = Calibrator(bias=(0.5, -0.2, -0.3), temperature=2.0, method="contextual")
+    direct = fit_calibrator(logits / 2.0 + np.array(prior.bias), gold, l2=0.0)
+    folded = fit_calibrator(logits, gold, l2=0.0, prior=prior)
+    assert np.allclose(folded.apply(logits, False), direct.apply(logits / 2.0 + np.array(prior.bias), False), atol=1e-4)

@@ -43,10 +43,12 @@ def test_pooled_head_is_not_worse_than_the_better_part_on_held_out_data():
     llm_probs = np.exp(llm_logits) / np.exp(llm_logits).sum(1, keepdims=True)
     emb = np.stack([(gold == 2) * 1.0, (gold != 2) * 1.0], axis=1) + rng.normal(0, 0.35, (n, 2))
     llm = CandidateResult("llm", ControlRecipe(), llm_probs, gold)
-    head, pooled = evaluate_head(llm, emb, fold_ids(n, 5))
+    head, pooled, mixed = evaluate_head(llm, emb, fold_ids(n, 5))
     assert pooled.metrics["macro_f1"] >= max(head.metrics["macro_f1"], llm.metrics["macro_f1"])
     assert pooled.metrics["macro_f1"] > 0.9
     assert 0 < pooled.recipe.head.weight_llm < 1
+    assert mixed.metrics["macro_f1"] > max(head.metrics["macro_f1"], llm.metrics["macro_f1"])
+    assert mixed.recipe.head.pooling == "mix" and 0 < mixed.recipe.head.weight_llm < 1
 
 
 def test_a_balanced_head_finds_a_rare_label_the_plain_one_drowns():
@@ -57,9 +59,9 @@ def test_a_balanced_head_finds_a_rare_label_the_plain_one_drowns():
     emb = rng.normal(0, 1, (30, 8)) + np.outer(gold, np.full(8, 0.6))
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     llm = CandidateResult("llm", ControlRecipe(), np.full((30, 2), 0.5), gold)
-    plain, _ = evaluate_head(llm, emb, fold_ids(30, 5))
-    balanced, pooled = evaluate_head(llm, emb, fold_ids(30, 5), balanced=True)
-    assert (balanced.name, pooled.name) == ("head-balanced", "llm+head-balanced")
+    plain = evaluate_head(llm, emb, fold_ids(30, 5))[0]
+    balanced, pooled, mixed = evaluate_head(llm, emb, fold_ids(30, 5), balanced=True)
+    assert (balanced.name, pooled.name, mixed.name) == ("head-balanced", "llm+head-balanced", "llm+head-balanced-mix")
     assert balanced.probs.argmax(1).sum() > plain.probs.argmax(1).sum()  # it does say "rare"
     assert balanced.metrics["macro_f1"] > plain.metrics["macro_f1"]
     assert balanced.recipe.head.balanced and not plain.recipe.head.balanced
@@ -88,3 +90,22 @@ def test_labels_the_head_never_saw_get_the_good_turing_missing_mass():
     llm[:, 7] = 0.91  # the LLM is sure of a label the head never saw
     assert (replace(head, weight_llm=0.5).combine(llm, rng.normal(size=(3, 4))).argmax(1) == 7).all()
     assert (replace(head, weight_llm=0.5, unseen_mass=0.0).combine(llm, rng.normal(size=(3, 4))).argmax(1) != 7).all()
+
+
+def test_a_mixture_pool_serves_what_it_was_fitted_as():
+    """The stored recipe sharpens the head by its own temperature, mixes, then applies the pool's
+    temperature; the same numbers come back from JSON."""
+    rng = np.random.default_rng(5)
+    coef, intercept = rng.normal(size=(3, 4)), rng.normal(size=3)
+    head = HeadWeights(tuple(map(tuple, coef)), tuple(intercept), 0.3, temperature=0.8, pooling="mix",
+                       head_temperature=0.5)
+    emb, llm = rng.normal(size=(6, 4)), rng.dirichlet(np.ones(3), 6)
+    head_part = head.head_probs(emb) ** 2  # temperature 0.5
+    head_part /= head_part.sum(1, keepdims=True)
+    expected = (0.3 * llm + 0.7 * head_part) ** 1.25  # temperature 0.8
+    np.testing.assert_allclose(head.combine(llm, emb), expected / expected.sum(1, keepdims=True), atol=1e-9)
+    stored = ControlRecipe(head=head).to_dict()
+    again = ControlRecipe.from_dict(stored).head
+    assert (again.pooling, again.head_temperature) == ("mix", 0.5) and ControlRecipe(head=again).to_dict() == stored
+    assert "pooling" not in ControlRecipe(head=replace(head, pooling="log")).to_dict()["head"]
+

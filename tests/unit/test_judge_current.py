@@ -230,3 +230,28 @@ def test_a_refresh_is_published_only_once_the_ground_truth_has_doubled():
     assert refresh_due(100, 50) and refresh_due(400, 50)
     assert not refresh_due(99, 50)  # each job would otherwise publish a new model_version
     assert not refresh_due(100, 0)  # version 0 learnt nothing from ground truth
+
+
+def test_a_refit_mixture_head_gets_the_temperature_its_new_items_call_for():
+    """A head trained on more items per label is sharper: the temperature a mixture head was
+    stored with (fitted when it had few items) is refit with it; a log-linear head keeps 1."""
+    from dataclasses import replace
+
+    from backend.refinement.head import head_temperature
+    from backend.refinement.judge_current import HEAD_TEMPERATURE_FOLDS, _refit_head
+
+    rng = np.random.default_rng(4)
+    gold = rng.integers(0, 4, 200)
+    emb = rng.normal(0, 1, (200, 16))
+    emb[np.arange(200), gold] += 2.0
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    coef, intercept = train_head(emb[:20], gold[:20], 4)
+    stored = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), 0.5, pooling="mix",
+                         head_temperature=3.0)
+    refit = _refit_head(ControlRecipe(head=stored), emb, gold, multiple=False)
+    expected = head_temperature(emb, gold, 4, False, fold_ids(200, HEAD_TEMPERATURE_FOLDS))
+    assert refit.head_temperature == expected != 3.0
+    assert (refit.weight_llm, refit.pooling) == (0.5, "mix")
+    log_linear = _refit_head(ControlRecipe(head=replace(stored, pooling="log", head_temperature=1.0)), emb, gold,
+                             multiple=False)
+    assert log_linear.head_temperature == 1.0 and log_linear.coef == refit.coef
