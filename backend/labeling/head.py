@@ -35,6 +35,7 @@ import numpy as np
 from .calibration import sigmoid, softmax
 
 EMBEDDER_NAME = "all-MiniLM-L6-v2"
+POOLINGS = ("log", "mix")
 ABSENT_INTERCEPT = -20.0  # intercept of a label the head never saw (its coefficients are 0)
 
 
@@ -110,6 +111,8 @@ class HeadWeights:
 
     @classmethod
     def from_dict(cls, data: dict) -> "HeadWeights":
+        if data.get("pooling", "log") not in POOLINGS:
+            raise ValueError(f"head.pooling must be one of {POOLINGS}, not {data['pooling']!r}")
         return cls(
             coef=tuple(tuple(float(v) for v in row) for row in data["coef"]),
             intercept=tuple(float(v) for v in data["intercept"]),

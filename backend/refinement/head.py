@@ -51,7 +51,7 @@ def head_out_of_fold(embeddings: np.ndarray, gold: np.ndarray, n_labels: int, ba
     return out
 
 
-def head_temperature(embeddings: np.ndarray, gold: np.ndarray, n_labels: int, balanced: bool, folds: np.ndarray) -> float:
+def fit_head_temperature(embeddings: np.ndarray, gold: np.ndarray, n_labels: int, balanced: bool, folds: np.ndarray) -> float:
     """The temperature that calibrates the head on these items (fitted on its out-of-fold
     probabilities): a head trained on more items per label is sharper, so a refit needs its own."""
     oof = head_out_of_fold(embeddings, gold, n_labels, balanced, folds)
@@ -111,12 +111,16 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
 def _cross_fitted_pool(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, folds: np.ndarray,
                        pooling) -> tuple[np.ndarray, float, float]:
     """Out-of-fold pooled probabilities (weight and temperature chosen on the other folds), and the
-    weight and temperature chosen on all items."""
+    weight chosen on all items with the temperature that weight's pool calls for. Not the
+    temperature of the out-of-fold pool: its folds may have chosen other weights than the one
+    that ships."""
     n_labels = llm.shape[1]
     raw = np.zeros_like(llm)
     for f in np.unique(folds):
         test = folds == f
         w = _best_weight(llm[~test], head[~test], gold[~test], n_labels, pooling)
         raw[test] = pooling(llm[test], head[test], w)
-    pooled, temperature = _cross_fitted_temperature(raw, gold, folds)
-    return pooled, _best_weight(llm, head, gold, n_labels, pooling), temperature
+    pooled, _ = _cross_fitted_temperature(raw, gold, folds)
+    weight = _best_weight(llm, head, gold, n_labels, pooling)
+    temperature = fit_calibrator(np.log(pooling(llm, head, weight) + 1e-12), gold, fit_bias=False).temperature
+    return pooled, weight, temperature

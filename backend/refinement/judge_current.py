@@ -122,13 +122,13 @@ def _refit_head(recipe: ControlRecipe, embeddings: np.ndarray, gold: np.ndarray,
     else:
         from ..labeling.head import unseen_label_mass
         from .evaluate import fold_ids
-        from .head import head_temperature, train_head
+        from .head import fit_head_temperature, train_head
 
         n_labels = len(recipe.head.intercept)
         coef, intercept = train_head(embeddings, gold, n_labels, recipe.head.balanced)
         unseen_mass = unseen_label_mass(gold, n_labels)
         if recipe.head.pooling == "mix" and len(gold) >= 2 * HEAD_TEMPERATURE_FOLDS:
-            head_t = head_temperature(embeddings, gold, n_labels, recipe.head.balanced,
+            head_t = fit_head_temperature(embeddings, gold, n_labels, recipe.head.balanced,
                                       fold_ids(len(gold), HEAD_TEMPERATURE_FOLDS))
             return replace(recipe.head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()),
                            unseen_mass=unseen_mass, head_temperature=head_t)

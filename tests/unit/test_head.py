@@ -109,3 +109,10 @@ def test_a_mixture_pool_serves_what_it_was_fitted_as():
     assert (again.pooling, again.head_temperature) == ("mix", 0.5) and ControlRecipe(head=again).to_dict() == stored
     assert "pooling" not in ControlRecipe(head=replace(head, pooling="log")).to_dict()["head"]
 
+
+
+def test_a_stored_head_with_an_unknown_pooling_is_refused_by_name():
+    stored = ControlRecipe(head=HeadWeights(((0.1,),), (0.0,), 0.5)).to_dict()
+    stored["head"]["pooling"] = "max"
+    with pytest.raises(ValueError, match="head.pooling"):
+        ControlRecipe.from_dict(stored)

@@ -237,7 +237,7 @@ def test_a_refit_mixture_head_gets_the_temperature_its_new_items_call_for():
     stored with (fitted when it had few items) is refit with it; a log-linear head keeps 1."""
     from dataclasses import replace
 
-    from backend.refinement.head import head_temperature
+    from backend.refinement.head import fit_head_temperature
     from backend.refinement.judge_current import HEAD_TEMPERATURE_FOLDS, _refit_head
 
     rng = np.random.default_rng(4)
@@ -249,7 +249,7 @@ def test_a_refit_mixture_head_gets_the_temperature_its_new_items_call_for():
     stored = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), 0.5, pooling="mix",
                          head_temperature=3.0)
     refit = _refit_head(ControlRecipe(head=stored), emb, gold, multiple=False)
-    expected = head_temperature(emb, gold, 4, False, fold_ids(200, HEAD_TEMPERATURE_FOLDS))
+    expected = fit_head_temperature(emb, gold, 4, False, fold_ids(200, HEAD_TEMPERATURE_FOLDS))
     assert refit.head_temperature == expected != 3.0
     assert (refit.weight_llm, refit.pooling) == (0.5, "mix")
     log_linear = _refit_head(ControlRecipe(head=replace(stored, pooling="log", head_temperature=1.0)), emb, gold,
