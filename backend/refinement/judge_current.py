@@ -29,8 +29,6 @@ from ..labeling.calibration import Calibrator, fit_calibrator, fit_multilabel_ca
 from ..labeling.prompt import clip_demo
 from ..labeling.recipe import ControlRecipe
 
-# folds of the inner cross-fit that gives a refit mixture head its own temperature
-HEAD_TEMPERATURE_FOLDS = 5
 # calibrator method → whether its per-label bias is refit too (single choice)
 REFIT_METHODS = {"fitted": True, "temperature": False}
 
@@ -69,7 +67,7 @@ def refreshed_current(current, served: Calibrator, logits: np.ndarray, embedding
                       folds: np.ndarray, name: str = "current-refit", *, multiple: bool = False,
                       prior: Calibrator | None = None):
     """The current recipe with its fitted calibration, its head and the head's pooling temperature
-    refit on all items (pooling weight kept), with cross-fitted probabilities to judge it by (the
+    (a mixture head's own temperature too) refit on all items (pooling weight kept), with cross-fitted probabilities to judge it by (the
     temperature fitted on the other folds too); None when it learnt nothing refittable. Demo items
     keep the current's probabilities: judge the result where `current` is judged. With `multiple`,
     `current` is a MultiLabelResult and `prior` the content-free calibration (cross_fit_current)."""
@@ -82,7 +80,8 @@ def refreshed_current(current, served: Calibrator, logits: np.ndarray, embedding
     refit_calibration = _calibration_refit(recipe, prior, multiple)
     if recipe.prompt.instructions is not None or (refit_calibration is None and recipe.head is None):
         return None
-    untempered = replace(recipe, head=replace(recipe.head, temperature=1.0)) if recipe.head else recipe
+    untempered = replace(recipe, head=_untempered_head(recipe.head, embeddings, current.gold, folds)) if recipe.head \
+        else recipe
     everything = np.ones(len(texts), bool)
     result_type = type(current)
     refit, judged = cross_fit_current(result_type(name, untempered, current.probs, current.gold), served, logits,
@@ -92,8 +91,20 @@ def refreshed_current(current, served: Calibrator, logits: np.ndarray, embedding
     head, temperature = None, 1.0
     if recipe.head is not None:
         probs[judged], temperature = _cross_fitted_temperature(refit.probs[judged], gold[judged], folds[judged])
-        head = replace(_refit_head(recipe, embeddings, gold, multiple), temperature=temperature)
+        head = replace(_refit_head(untempered, embeddings, gold, multiple), temperature=temperature)
     return result_type(name, replace(recipe, calibrator=calibrator, head=head), probs, gold)
+
+
+def _untempered_head(head, embeddings: np.ndarray, gold: np.ndarray, folds: np.ndarray):
+    """The head before its pooling temperature is refit; a mixture head also gets the temperature
+    that calibrates it alone on all the items now (one cross-fit on the job's folds): a head
+    trained on more items per label is sharper than the one it was fitted for."""
+    if head.pooling != "mix" or head.one_vs_rest:
+        return replace(head, temperature=1.0)
+    from .head import fit_head_temperature
+
+    head_t = fit_head_temperature(embeddings, gold, len(head.intercept), head.balanced, folds)
+    return replace(head, temperature=1.0, head_temperature=head_t)
 
 
 def _calibration_refit(recipe: ControlRecipe, prior: Calibrator | None, multiple: bool):
@@ -112,8 +123,7 @@ def _calibration_refit(recipe: ControlRecipe, prior: Calibrator | None, multiple
 
 
 def _refit_head(recipe: ControlRecipe, embeddings: np.ndarray, gold: np.ndarray, multiple: bool):
-    """The current head's logistic regression refit on these items, and for a mixture the head's own
-    temperature (head_temperature, cross-fitted on them); pooling weight and temperature kept."""
+    """The current head's logistic regression refit on these items; pooling weight and temperatures kept."""
     unseen_mass = 0.0
     if multiple:
         from .multilabel_head import train_one_vs_rest
@@ -121,16 +131,10 @@ def _refit_head(recipe: ControlRecipe, embeddings: np.ndarray, gold: np.ndarray,
         coef, intercept = train_one_vs_rest(embeddings, gold)
     else:
         from ..labeling.head import unseen_label_mass
-        from .evaluate import fold_ids
-        from .head import fit_head_temperature, train_head
+        from .head import train_head
 
         n_labels = len(recipe.head.intercept)
         coef, intercept = train_head(embeddings, gold, n_labels, recipe.head.balanced)
         unseen_mass = unseen_label_mass(gold, n_labels)
-        if recipe.head.pooling == "mix" and len(gold) >= 2 * HEAD_TEMPERATURE_FOLDS:
-            head_t = fit_head_temperature(embeddings, gold, n_labels, recipe.head.balanced,
-                                      fold_ids(len(gold), HEAD_TEMPERATURE_FOLDS))
-            return replace(recipe.head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()),
-                           unseen_mass=unseen_mass, head_temperature=head_t)
     return replace(recipe.head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()),
                    unseen_mass=unseen_mass)

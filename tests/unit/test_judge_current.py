@@ -232,26 +232,28 @@ def test_a_refresh_is_published_only_once_the_ground_truth_has_doubled():
     assert not refresh_due(100, 0)  # version 0 learnt nothing from ground truth
 
 
-def test_a_refit_mixture_head_gets_the_temperature_its_new_items_call_for():
-    """A head trained on more items per label is sharper: the temperature a mixture head was
-    stored with (fitted when it had few items) is refit with it; a log-linear head keeps 1."""
+
+def test_a_refreshed_mixture_head_gets_the_temperature_its_items_call_for_now():
+    """A head trained on more items per label is sharper: the head temperature a mixture head was
+    stored with (fitted on 20 items) is refit on all of them; a log-linear head has none."""
     from dataclasses import replace
 
     from backend.refinement.head import fit_head_temperature
-    from backend.refinement.judge_current import HEAD_TEMPERATURE_FOLDS, _refit_head
+    from backend.refinement.judge_current import refreshed_current
 
-    rng = np.random.default_rng(4)
-    gold = rng.integers(0, 4, 200)
-    emb = rng.normal(0, 1, (200, 16))
-    emb[np.arange(200), gold] += 2.0
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    coef, intercept = train_head(emb[:20], gold[:20], 4)
-    stored = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), 0.5, pooling="mix",
-                         head_temperature=3.0)
-    refit = _refit_head(ControlRecipe(head=stored), emb, gold, multiple=False)
-    expected = fit_head_temperature(emb, gold, 4, False, fold_ids(200, HEAD_TEMPERATURE_FOLDS))
-    assert refit.head_temperature == expected != 3.0
-    assert (refit.weight_llm, refit.pooling) == (0.5, "mix")
-    log_linear = _refit_head(ControlRecipe(head=replace(stored, pooling="log", head_temperature=1.0)), emb, gold,
-                             multiple=False)
-    assert log_linear.head_temperature == 1.0 and log_linear.coef == refit.coef
+    gold, logits, emb, texts = _signal_fixture()
+    few = np.arange(len(gold)) < 20
+    coef, intercept = train_head(emb[few], gold[few], 2)
+    calibrator = Calibrator.identity(2)
+    head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.5, pooling="mix",
+                       head_temperature=3.0)
+    recipe = ControlRecipe(PromptVersion(name="v1"), calibrator, head)
+    folds = fold_ids(len(gold), 5)
+    current, _ = cross_fit_current(CandidateResult("current", recipe, _served(recipe, logits, emb), gold), calibrator,
+                                   logits, emb, texts, few, folds)
+    refreshed = refreshed_current(current, calibrator, logits, emb, texts, folds).recipe.head
+    assert refreshed.head_temperature == fit_head_temperature(emb, gold, 2, False, folds) != 3.0
+    assert (refreshed.pooling, refreshed.weight_llm) == ("mix", 0.5)
+    log_linear = replace(recipe, head=replace(head, pooling="log", head_temperature=1.0))
+    current = replace(current, recipe=log_linear)
+    assert refreshed_current(current, calibrator, logits, emb, texts, folds).recipe.head.head_temperature == 1.0
