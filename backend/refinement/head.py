@@ -54,8 +54,12 @@ def head_out_of_fold(embeddings: np.ndarray, gold: np.ndarray, n_labels: int, ba
 def fit_head_temperature(embeddings: np.ndarray, gold: np.ndarray, n_labels: int, balanced: bool, folds: np.ndarray) -> float:
     """The temperature that calibrates the head on these items (fitted on its out-of-fold
     probabilities): a head trained on more items per label is sharper, so a refit needs its own."""
-    oof = head_out_of_fold(embeddings, gold, n_labels, balanced, folds)
-    return fit_calibrator(np.log(oof + 1e-12), gold, fit_bias=False).temperature
+    return fitted_temperature(head_out_of_fold(embeddings, gold, n_labels, balanced, folds), gold)
+
+
+def fitted_temperature(probs: np.ndarray, gold: np.ndarray) -> float:
+    """The temperature that minimises the log-loss of `probs` on `gold` (the labels never change)."""
+    return fit_calibrator(np.log(probs + 1e-12), gold, fit_bias=False).temperature
 
 
 def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, n_labels: int, pooling=pool) -> float:
@@ -75,7 +79,7 @@ def _cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.nda
     for f in np.unique(folds):
         test = folds == f
         out[test] = fit_calibrator(logp[~test], gold[~test], fit_bias=False).apply(logp[test], False)
-    return out, fit_calibrator(logp, gold, fit_bias=False).temperature
+    return out, fitted_temperature(probs, gold)
 
 
 def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray,
@@ -122,5 +126,4 @@ def _cross_fitted_pool(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, fold
         raw[test] = pooling(llm[test], head[test], w)
     pooled, _ = _cross_fitted_temperature(raw, gold, folds)
     weight = _best_weight(llm, head, gold, n_labels, pooling)
-    temperature = fit_calibrator(np.log(pooling(llm, head, weight) + 1e-12), gold, fit_bias=False).temperature
-    return pooled, weight, temperature
+    return pooled, weight, fitted_temperature(pooling(llm, head, weight), gold)

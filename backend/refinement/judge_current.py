@@ -67,10 +67,11 @@ def refreshed_current(current, served: Calibrator, logits: np.ndarray, embedding
                       folds: np.ndarray, name: str = "current-refit", *, multiple: bool = False,
                       prior: Calibrator | None = None):
     """The current recipe with its fitted calibration, its head and the head's pooling temperature
-    (a mixture head's own temperature too) refit on all items (pooling weight kept), with cross-fitted probabilities to judge it by (the
-    temperature fitted on the other folds too); None when it learnt nothing refittable. Demo items
-    keep the current's probabilities: judge the result where `current` is judged. With `multiple`,
-    `current` is a MultiLabelResult and `prior` the content-free calibration (cross_fit_current)."""
+    (a mixture head's own temperature too) refit on all items (pooling weight kept), with
+    cross-fitted probabilities to judge it by (the temperature fitted on the other folds too); None
+    when it learnt nothing refittable. Demo items keep the current's probabilities: judge the result
+    where `current` is judged. With `multiple`, `current` is a MultiLabelResult and `prior` the
+    content-free calibration (cross_fit_current)."""
     if multiple:
         from .multilabel_head import _cross_fitted_temperature
     else:
@@ -118,8 +119,8 @@ def _calibration_refit(recipe: ControlRecipe, prior: Calibrator | None, multiple
         return lambda logits, gold: fit_multilabel_calibrator(logits, gold, prior)
     if recipe.calibrator.method not in REFIT_METHODS:
         return None
-    return lambda logits, gold: fit_calibrator(logits, gold, fit_bias=REFIT_METHODS[recipe.calibrator.method],
-                                               prior=prior if REFIT_METHODS[recipe.calibrator.method] else None)
+    fit_bias = REFIT_METHODS[recipe.calibrator.method]  # a temperature-only fit was made on the raw logits
+    return lambda logits, gold: fit_calibrator(logits, gold, fit_bias=fit_bias, prior=prior if fit_bias else None)
 
 
 def _refit_head(recipe: ControlRecipe, embeddings: np.ndarray, gold: np.ndarray, multiple: bool):
