@@ -187,8 +187,12 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
 @click.option("--demos", type=click.Path(exists=True), default=None, help="JSONL for the few-shot demos (default: train.jsonl beside --dataset).")
 @click.option("--limit", type=int, default=100, help="Number of items timed.")
 @click.option("--shots", type=int, default=8)
-def bench(dataset: str, demos: str | None, limit: int, shots: int) -> None:
-    """Items/s of the /predict engine vs raw llama.cpp prefill of the same prompts, and k-shot cost."""
+@click.option("--reasoning", "reasoning", default=None,
+              help="Instead: accuracy and cost of reasoning first, e.g. '1,5' (one greedy rationale; 5 sampled).")
+@click.option("--reasoning-tokens", type=int, default=48, show_default=True, help="With --reasoning: longest rationale.")
+def bench(dataset: str, demos: str | None, limit: int, shots: int, reasoning: str | None, reasoning_tokens: int) -> None:
+    """Items/s of the /predict engine vs raw llama.cpp prefill of the same prompts, and k-shot cost;
+    or, with --reasoning, what reason-then-select and self-consistency gain per second they cost."""
     from .evaluation.datasets import load_dataset
     from .evaluation.run import benchmark
 
@@ -198,6 +202,16 @@ def bench(dataset: str, demos: str | None, limit: int, shots: int) -> None:
         raise click.UsageError("bench times single-label prompts; time a multi-label set with `eval` (items/s)")
     demo_path = demos or str(Path(dataset).with_name("train.jsonl"))
     demo_data = load_dataset(demo_path, limit=shots * 4)
+    if reasoning:
+        from .evaluation.reasoning_bench import reasoning_benchmark
+
+        try:
+            samples = [int(k) for k in reasoning.split(",") if k.strip()]
+        except ValueError as err:
+            raise click.BadParameter(f"a comma-separated list of sample counts: {err}", param_hint="--reasoning")
+        click.echo(json.dumps(reasoning_benchmark(_service(settings), data, demo_data, shots=shots, samples=samples,
+                                                  max_tokens=reasoning_tokens), indent=2))
+        return
     click.echo(json.dumps(benchmark(_service(settings), data, demo_data, shots=shots), indent=2))
 
 
@@ -281,6 +295,7 @@ def candidates(dataset: str, limit: int, shots: int | None, no_rewrite: bool, te
     from .labeling.label_config import parse_label_config
     from .labeling.recipe import ControlRecipe
     from .refinement.optimizer import optimize_control
+    from .refinement.reasoning import reasoning_modes
     from .refinement.refine import instruction_rewrite
 
     settings = _settings()
@@ -294,7 +309,8 @@ def candidates(dataset: str, limit: int, shots: int | None, no_rewrite: bool, te
         service, control, list(data.texts), np.array(data.gold), ControlRecipe(),
         folds=settings.refine_folds, shots=settings.refine_max_shots if shots is None else shots,
         alpha=settings.refine_alpha, deadline=t0 + settings.refine_max_seconds,
-        rewrite=None if no_rewrite else instruction_rewrite(settings, service.engine))
+        rewrite=None if no_rewrite else instruction_rewrite(settings, service.engine),
+        reasoning=reasoning_modes(settings, service.engine))
     click.echo(f"{data.name}: {len(data.texts)} items, judged on {decision.n_eval}, "
                f"{time.monotonic() - t0:.0f} s; skipped: {', '.join(decision.skipped) or '-'}")
     click.echo("| candidate | " + " | ".join(CANDIDATE_COLUMNS) + " |")

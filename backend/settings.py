@@ -116,6 +116,9 @@ class Settings:
     refine_rewrite_proposals: int = 4  # per round
     refine_rewrite_beam: int = 2
     refine_rewrite_max_calls: int = 1200  # teacher generations + scored texts, per control and job
+    # Reason-then-select / self-consistency candidates (refinement/reasoning.py): 0 samples turns them off
+    refine_reasoning_samples: int = 5  # 1: reason-then-select only; k > 1: also self-consistency of k rationales
+    refine_reasoning_tokens: int = 48  # longest rationale, in tokens
     # Pre-annotation through the Label Studio API (the `preannotate` command and TASKS_CREATED)
     preannotate_on_import: bool = False  # TASKS_CREATED webhook → background RQ job predicts the new tasks
     preannotate_batch: int = 20  # tasks predicted (and written to Label Studio) per batch
@@ -173,6 +176,8 @@ class Settings:
             refine_rewrite_proposals=_int(env, "REFINE_REWRITE_PROPOSALS", cls.refine_rewrite_proposals),
             refine_rewrite_beam=_int(env, "REFINE_REWRITE_BEAM", cls.refine_rewrite_beam),
             refine_rewrite_max_calls=_int(env, "REFINE_REWRITE_MAX_CALLS", cls.refine_rewrite_max_calls),
+            refine_reasoning_samples=_int(env, "REFINE_REASONING_SAMPLES", cls.refine_reasoning_samples),
+            refine_reasoning_tokens=_int(env, "REFINE_REASONING_TOKENS", cls.refine_reasoning_tokens),
             preannotate_on_import=_bool(env, "PREANNOTATE_ON_IMPORT", cls.preannotate_on_import),
             preannotate_batch=_int(env, "PREANNOTATE_BATCH", cls.preannotate_batch),
         )
@@ -191,6 +196,12 @@ class Settings:
                                  ("REFINE_REWRITE_MAX_CALLS", settings.refine_rewrite_max_calls, 0)):
             if value < low:
                 raise ConfigurationError(f"{name} must be at least {low}, got {value}")
+        from .labeling.reasoning import MAX_SAMPLES, MAX_TOKENS
+
+        for name, value, high in (("REFINE_REASONING_SAMPLES", settings.refine_reasoning_samples, MAX_SAMPLES),
+                                  ("REFINE_REASONING_TOKENS", settings.refine_reasoning_tokens, MAX_TOKENS)):
+            if not 0 <= value <= high or (name == "REFINE_REASONING_TOKENS" and value == 0):
+                raise ConfigurationError(f"{name} must be between {int(name.endswith('TOKENS'))} and {high}, got {value}")
         return settings
 
     def _check_openai(self) -> None:

@@ -33,6 +33,21 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - (m + np.log(np.exp(z - m).sum()))
 
 
+TOP_K = 40  # sampled rationales draw from this many most likely tokens
+# A base model often ends the line at once after "Reasoning:"; these first tokens may not end it.
+MIN_RATIONALE_TOKENS = 4
+
+
+def _pick(logprobs: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """The next token: the most likely at temperature 0, else one of the TOP_K, sampled."""
+    if temperature <= 0:
+        return int(logprobs.argmax())
+    top = np.argpartition(logprobs, -TOP_K)[-TOP_K:]
+    z = logprobs[top] / temperature
+    p = np.exp(z - z.max())
+    return int(top[rng.choice(len(top), p=p / p.sum())])
+
+
 TokenPath = tuple[int, ...]  # token path from the prompt to a trie node
 
 # llama.cpp's limit on sequences: 0 is the prompt, each other one a leaf of the label trie.
@@ -207,6 +222,40 @@ class LlamaCppEngine:
                 cuts = (len(prefix_tokens), len(base), len(context))
                 out.append(self._score_branch(context, cuts, conts))
         return out
+
+    def rationale(self, prefix: str, item: str, *, max_tokens: int, temperature: float = 0.0, seed: int = 0) -> str:
+        """Free text after prefix + item, up to the first newline: reason-then-select's rationale.
+
+        It is decoded on the scoring cache, from the same fixed cuts: the shared prefix stays
+        cached for the label scores that follow, and a task gets the same rationale for the same
+        seed whatever the cache held before. Greedy at temperature 0, else sampled from the TOP_K
+        most likely tokens; the first MIN_RATIONALE_TOKENS do not end the line."""
+        prefix_tokens = self._tokenize(prefix, True)
+        context = prefix_tokens + self._tokenize(item, False)
+        rng = np.random.default_rng(seed)
+        llm, written = self._llm, []
+        with self._lock:
+            if len(context) + max_tokens > llm.n_ctx():
+                raise EngineError(f"prompt of {len(context)} tokens leaves no room for a rationale", field="LLM_N_CTX")
+            logprobs = self._next_logprobs(context, (len(prefix_tokens),))
+            for _ in range(max_tokens):
+                token = _pick(logprobs, temperature, rng)
+                while len(written) < MIN_RATIONALE_TOKENS and self._ends_line(token):
+                    logprobs[token] = -np.inf  # a rationale says something before its line ends
+                    token = _pick(logprobs, temperature, rng)
+                if self._ends_line(token):
+                    break
+                written.append(token)
+                llm.eval([token])
+                self.tokens_evaluated += 1
+                logprobs = log_softmax(np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,)))
+        return llm.detokenize(written).decode("utf-8", errors="replace")
+
+    def _ends_line(self, token: int) -> bool:
+        """An end-of-generation token, or one that holds a newline."""
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token)) or b"\n" in self._llm.detokenize([token])
 
     def generate(self, prompt: str, max_tokens: int = 8) -> str:
         """Greedy free text after `prompt` (only for the naive baseline the benchmarks compare with)."""

@@ -131,6 +131,13 @@ class OpenAICompatEngine:
         return self._request(server.dialect, server.model, prompt, max_tokens=max_tokens, temperature=0.0,
                              extra={"stop": ["\n"]}).text
 
+    def rationale(self, prefix: str, item: str, *, max_tokens: int, temperature: float = 0.0, seed: int = 0) -> str:
+        """Free text after prefix + item up to a newline: reason-then-select's rationale (the
+        labels are then scored after it like any item)."""
+        server = self.server()
+        return self._request(server.dialect, server.model, prefix + item, max_tokens=max_tokens,
+                             temperature=temperature, seed=seed, extra={"stop": ["\n"]}).text
+
     # --- server discovery ---------------------------------------------------------------------------
 
     def server(self) -> Server:

@@ -17,8 +17,12 @@ class ScriptedEngine:
     model_id = "scripted"
     capabilities = Capabilities(exact_logprobs=True, max_context=4096)
 
-    def __init__(self):
+    def __init__(self, rationales: tuple[str, ...] = ()):
         self.calls: list[tuple[str, str]] = []
+        self.rationales = rationales  # what rationale() writes: seed i gets rationales[i % len]
+
+    def rationale(self, prefix: str, item: str, *, max_tokens: int, temperature: float = 0.0, seed: int = 0) -> str:
+        return self.rationales[seed % len(self.rationales)] if self.rationales else ""
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

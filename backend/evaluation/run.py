@@ -194,6 +194,7 @@ def report_systems(service: LabelingService, test: Dataset, *, train: Dataset | 
         from ..labeling.head import unseen_label_mass
         from ..refinement.head import _head_probs, train_head
         from ..refinement.optimizer import optimize_control
+        from ..refinement.reasoning import reasoning_modes
 
         texts, train_gold = list(train.texts[:n_train]), np.array(train.gold[:n_train])
         emb = service.embedder.encode(texts)
@@ -207,6 +208,7 @@ def report_systems(service: LabelingService, test: Dataset, *, train: Dataset | 
             service, control, texts, train_gold, ControlRecipe(), folds=settings.refine_folds,
             shots=settings.refine_max_shots, alpha=settings.refine_alpha,
             deadline=time.monotonic() + settings.refine_max_seconds,
+            reasoning=reasoning_modes(settings, service.engine),
         )
         recipe = decision.best.recipe if decision.accepted else ControlRecipe()
         preds = service.predict_control(control, recipe, list(test.texts))

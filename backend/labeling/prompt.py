@@ -23,6 +23,7 @@ from typing import Sequence
 
 from ..errors import LabelConfigError
 from .label_config import ChoiceControl
+from .reasoning import REASONING_CUE, REASONING_HINT, Reasoning
 
 CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
 YES, NO = " Yes", " No"
@@ -40,13 +41,15 @@ class Demo:
 class PromptVersion:
     """What a model version changes in the prompt; `instructions=None` means the built-in default.
 
-    `nearest` > 0 shows each task the `nearest` demos of `pool` most similar to its text."""
+    `nearest` > 0 shows each task the `nearest` demos of `pool` most similar to its text;
+    `reasoning` has the model write a rationale before the label set is scored (reasoning.py)."""
 
     name: str = "v0"
     instructions: str | None = None
     demos: tuple[Demo, ...] = ()
     pool: tuple[Demo, ...] = ()
     nearest: int = 0
+    reasoning: Reasoning | None = None
 
     @property
     def shared(self) -> "PromptVersion":
@@ -61,6 +64,8 @@ class PromptVersion:
         }
         if self.nearest:
             out.update(nearest=self.nearest, pool=[_demo_dict(d) for d in self.pool])
+        if self.reasoning:
+            out["reasoning"] = self.reasoning.to_dict()
         return out
 
 
@@ -87,9 +92,18 @@ class RenderedPrompt:
     item_head: str = "Text: "
     item_tail: str = ""
     branches: tuple[Branch, ...] = field(default_factory=tuple)
+    reasoning: Reasoning | None = None  # the labels are scored after a rationale the model writes
 
     def item(self, text: str) -> str:
         return f"{self.item_head}{text}{self.item_tail}"
+
+    def rationale_item(self, text: str) -> str:
+        """What the model continues to write its rationale: the item up to the reasoning cue."""
+        return f"{self.item_head}{text}{REASONING_CUE}"
+
+    def with_rationale(self, rationale: str) -> "RenderedPrompt":
+        """The prompt whose item carries this rationale before the label line."""
+        return replace(self, item_tail=f"{REASONING_CUE} {rationale}{self.item_tail}")
 
 
 def _topic(control: ChoiceControl) -> str:
@@ -142,9 +156,19 @@ def clean_text(text: str) -> str:
 def render(control: ChoiceControl, version: PromptVersion, *, codes: bool = False,
            task_demos: tuple[Demo, ...] = ()) -> RenderedPrompt:
     """`task_demos` (this task's nearest demos) go at the head of the item, after the shared prefix."""
+    rendered = _render(control, version, codes, task_demos)
+    return replace(rendered, reasoning=version.reasoning) if version.reasoning else rendered
+
+
+def _hinted(instructions: str, version: PromptVersion) -> str:
+    """Instructions that ask for the rationale when the version reasons first."""
+    return f"{instructions} {REASONING_HINT}" if version.reasoning else instructions
+
+
+def _render(control: ChoiceControl, version: PromptVersion, codes: bool, task_demos: tuple[Demo, ...]) -> RenderedPrompt:
     if codes and not control.multiple:
         return render_coded(control, version, task_demos)
-    instructions = version.instructions or default_instructions(control)
+    instructions = _hinted(version.instructions or default_instructions(control), version)
     words = shown_labels(control.labels)
     if control.multiple:
         def shown(demos):
@@ -177,7 +201,7 @@ def render_coded(control: ChoiceControl, version: PromptVersion, task_demos: tup
     words = shown_labels(control.labels)
     options = "\n".join(f"{code}) {clean_text(words[label])}" for label, code in code_of.items())
     head = version.instructions or f"Classify the {_topic(control)} of each text."
-    instructions = f"{head}\nOptions:\n{options}\nAnswer with the letter of one option."
+    instructions = _hinted(f"{head}\nOptions:\n{options}\nAnswer with the letter of one option.", version)
 
     def shown(demos):
         return "".join(f"Text: {clean_text(d.text)}\nAnswer: {code_of[d.labels[0]]}\n\n"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from .calibration import Calibrator
 from .head import HeadWeights
 from .prompt import Demo, PromptVersion
+from .reasoning import Reasoning
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class ControlRecipe:
             demos=tuple(Demo(d["text"], tuple(d["labels"])) for d in p.get("demos", [])),
             pool=tuple(Demo(d["text"], tuple(d["labels"])) for d in p.get("pool", [])),
             nearest=int(p.get("nearest", 0)),
+            reasoning=Reasoning.from_dict(p["reasoning"]) if p.get("reasoning") else None,
         )
         c = data.get("calibrator")
         calibrator = Calibrator(tuple(c["bias"]), _temperature(c.get("temperature", 1.0)), c.get("method", "fitted")) if c else None

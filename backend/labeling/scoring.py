@@ -41,12 +41,14 @@ def uses_codes(engine: LabelEngine, control: ChoiceControl) -> bool:
 
 
 def fit_text(engine: LabelEngine, rendered: RenderedPrompt, text: str) -> FittedText:
-    """Cut `text` (keeping its head) so prefix + item + longest branch fit the engine's context."""
+    """Cut `text` (keeping its head) so prefix + item + longest branch fit the engine's context,
+    with room for the rationale when the prompt reasons first."""
     longest_branch = max(
         engine.count_tokens(b.suffix) + max(engine.count_tokens(c) for c in b.continuations)
         for b in rendered.branches
     )
-    fixed = engine.count_tokens(rendered.prefix) + engine.count_tokens(rendered.item("")) + longest_branch
+    item, rationale = (rendered.with_rationale(""), rendered.reasoning.max_tokens) if rendered.reasoning else (rendered, 0)
+    fixed = engine.count_tokens(rendered.prefix) + engine.count_tokens(item.item("")) + longest_branch + rationale
     budget = engine.capabilities.max_context - fixed - CONTEXT_MARGIN_TOKENS
     if budget <= 0:
         from ..errors import EngineError

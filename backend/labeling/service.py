@@ -24,7 +24,8 @@ from .prediction import ControlPrediction, decide, to_ls_prediction
 from .demos import NearestDemos
 from .head import Embedder
 from .recipe import ControlRecipe
-from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, clean_text, render
+from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, RenderedPrompt, clean_text, render
+from .reasoning import clean_rationale, pool_samples
 
 if TYPE_CHECKING:
     from ..refinement.logit_cache import LogitCache
@@ -140,7 +141,21 @@ class LabelingService:
         """Uncalibrated label logits of one text, and whether the text had to be cut to fit."""
         rendered = render(control, prompt, codes=self.uses_codes(control), task_demos=task_demos)
         fitted = fit_text(self.engine, rendered, text)
-        return label_logits(self.engine, rendered, control, fitted.text), fitted.truncated
+        if rendered.reasoning is None:
+            return label_logits(self.engine, rendered, control, fitted.text), fitted.truncated
+        samples = [label_logits(self.engine, rendered.with_rationale(self.rationale(rendered, fitted.text, seed)),
+                                control, fitted.text) for seed in rendered.reasoning.seeds()]
+        return pool_samples(samples, control.multiple), fitted.truncated
+
+    def rationale(self, rendered: RenderedPrompt, text: str, seed: int) -> str:
+        """One rationale the model writes for `text` (reason-then-select), one line."""
+        reasoning = rendered.reasoning
+        if not callable(getattr(self.engine, "rationale", None)):
+            raise BadRequest(f"the engine {self.engine.model_id!r} cannot write rationales; "
+                             "use a version without reasoning", field="model_version")
+        return clean_rationale(self.engine.rationale(rendered.prefix, rendered.rationale_item(text),
+                                                     max_tokens=reasoning.max_tokens,
+                                                     temperature=reasoning.temperature, seed=seed))
 
     def task_demos(self, prompt: PromptVersion, texts: Sequence[str], embeddings: np.ndarray | None = None,
                    *, leave_out_self: bool = False) -> list[tuple[Demo, ...]]:

@@ -44,7 +44,11 @@ class CandidateResult:
         return self.probs.argmax(axis=1) == self.gold
 
 
-class OverBudget(Exception):
+class PlanSkipped(Exception):
+    """A plan gave up, for the reason in its message (noted in the decision's `skipped`)."""
+
+
+class OverBudget(PlanSkipped):
     """An LLM plan stopped part way: at its pace so far, the rest would end after the job's deadline."""
 
 

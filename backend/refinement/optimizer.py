@@ -6,7 +6,8 @@ significant, Holm–Bonferroni-corrected over every test of the job (family-wise
 the exact McNemar test on accuracy is reported beside it. Among significant candidates the best
 macro-F1 wins, unless one whose macro-F1 is not significantly lower has a significantly lower
 log-loss. Candidates run cheapest first and stop when the job's time budget is spent, except cheap
-ones (fitted calibration, the embedding head: seconds).
+ones (fitted calibration, the embedding head: seconds). Reasoning candidates come last and must
+also beat the best candidate without reasoning (select_paying): they cost the most to serve.
 """
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ import numpy as np
 from ..labeling.label_config import ChoiceControl
 from ..labeling.prompt import PromptVersion
 from ..labeling.service import LabelingService
-from .evaluate import (CandidateResult, OverBudget, evaluate_few_shot, evaluate_fitted_calibration, evaluate_fixed,
+from .evaluate import (CandidateResult, PlanSkipped, evaluate_few_shot, evaluate_fitted_calibration, evaluate_fixed,
                        evaluate_nearest_shot, fold_ids, paced_logits)
 from .head import evaluate_head
 from .judge_current import cross_fit_current, refreshed_current
+from .reasoning import evaluate_reasoning, reasons
 from .rewrite import InstructionSearch, Rewrite
 from .stats import holm_rejections, mcnemar_exact, paired_bootstrap_macro_f1, paired_bootstrap_mean
+from ..labeling.reasoning import Reasoning
 from ..labeling.recipe import ControlRecipe
 
 log = logging.getLogger(__name__)
@@ -151,7 +154,8 @@ class Plan:
     """One way to build candidates. Plans run in order (cheapest LLM work first) until the job's
     time budget is spent; a `cheap` one (no LLM calls: a fit on logits or embeddings already
     computed, seconds) runs anyway, and the embedding head is usually the biggest lever. An LLM
-    plan may stop between its folds (OverBudget) when it would end after the deadline."""
+    plan may stop between its folds (OverBudget) when it would end after the deadline, or give up
+    for another reason (PlanSkipped)."""
     name: str
     run: Callable[[], "CandidateResult | list[CandidateResult]"]
     cheap: bool = False
@@ -177,7 +181,7 @@ def run_plans(plans: list[Plan], deadline: float, results: list, skipped: list[s
         t0 = time.monotonic()
         try:
             produced = plan.run()
-        except OverBudget as stopped:
+        except PlanSkipped as stopped:
             skipped.append(f"{plan.name}: {stopped}")
             continue
         for result in produced if isinstance(produced, list) else [produced]:
@@ -190,20 +194,43 @@ def judged_items(service: LabelingService, control: ChoiceControl, prompt: Promp
     """(the current prompt's logits on the items scored, mask of those items, seconds per item
     scored): cached items, then the newest that fit CURRENT_SHARE of the time left (noted in
     `skipped` when not all did). No pace for a prompt with per-task demos: they cost 4-5x the
-    tokens of a shared prompt, so its pace says nothing about the candidates'."""
+    tokens of a shared prompt, so its pace says nothing about the candidates'; nor for one that
+    reasons first (its rationales cost the most)."""
     now = time.monotonic()
     logits, used, pace = paced_logits(service, control, prompt, texts,
                                       now + CURRENT_SHARE * max(0.0, deadline - now), partial=True)
     if not used.all():
         skipped.append(f"current: judged on {int(used.sum())} of {len(texts)} items; scoring the rest would take "
                        f"more than {CURRENT_SHARE:.0%} of the time budget left")
-    return logits[used], used, None if prompt.nearest else pace
+    return logits[used], used, None if prompt.nearest or prompt.reasoning else pace
 
 
-def _best_llm(results: list[CandidateResult], current: CandidateResult) -> CandidateResult:
-    """The LLM-only candidate the head is pooled with: the best by macro-F1 so far."""
-    llm_only = [r for r in [current, *results] if r.recipe.head is None]
-    return max(llm_only, key=lambda r: (r.metrics["macro_f1"], -r.metrics["ece"]))
+def _best_llm(results: list[CandidateResult], current: CandidateResult, *,
+              reasoned: bool = False) -> CandidateResult | None:
+    """The LLM-only candidate the head or a reasoning mode builds on: the best by macro-F1 so far,
+    among those without reasoning (or with, for `reasoned`)."""
+    llm_only = [r for r in [current, *results] if r.recipe.head is None and reasons(r) == reasoned]
+    return max(llm_only, key=lambda r: (r.metrics["macro_f1"], -r.metrics["ece"])) if llm_only else None
+
+
+def select_paying(current: CandidateResult, candidates: list[CandidateResult], alpha: float):
+    """`select` among the candidates without reasoning; then a reasoning candidate replaces that
+    choice (or the current version, if none was accepted) only if it is significantly better than
+    it by the same rule: it costs generated tokens on every task it serves. Its metrics say what
+    it was judged against."""
+    plain = [r for r in candidates if not reasons(r)]
+    reasoned = [r for r in candidates if reasons(r)]
+    chosen = select(current, plain, alpha)
+    if not reasoned:
+        return chosen
+    bar = chosen[0] if chosen[4] else current
+    best, _, _, p, accepted = select(bar, reasoned, alpha)
+    for r in reasoned:
+        r.metrics["judged_against"] = bar.name
+    if not accepted:
+        return chosen
+    b, c, _ = mcnemar_exact(best.correct, current.correct)
+    return best, b, c, p, True
 
 
 def optimize_control(
@@ -219,12 +246,14 @@ def optimize_control(
     deadline: float,
     judge_mask: np.ndarray | None = None,
     rewrite: Rewrite | None = None,
+    reasoning: list[Reasoning] = (),
 ) -> ControlDecision:
     """`judge_mask` marks the items the current version was not built from (a version always
     looks good on its own demonstrations and training items); on the others it is judged by
     cross-fitting what it learnt (judge_current), where that can be done. Every candidate learns
     from all items, out of fold. With `rewrite`, the items its search looked at are not judged,
-    for every candidate."""
+    for every candidate. `reasoning` lists the reasoning modes to try (reasoning.reasoning_modes),
+    after every other LLM plan."""
     skipped: list[str] = []
     cur_logits, used, pace = judged_items(service, control, current.prompt, texts, deadline, skipped)
     texts, gold = [t for t, u in zip(texts, used) if u], np.asarray(gold)[used]
@@ -258,9 +287,14 @@ def optimize_control(
                                            judge_mask, deadline)
     if search:  # before the head, which may pool with it
         plans.append(Plan("rewrite", search.candidates))
-    plans.append(Plan("head", lambda: evaluate_head(_best_llm(results, cur), embeddings, fold), cheap=True))
-    plans.append(Plan("head-balanced", lambda: evaluate_head(_best_llm(results, cur), embeddings, fold, balanced=True),
-                      cheap=True))
+    for mode in reasoning:  # after every other LLM plan: it builds on the best of them
+        plans.append(Plan(mode.name, lambda mode=mode: _reasoning_plan(service, control, texts, gold, fold, mode,
+                                                                       results, cur, deadline)))
+    plans.append(Plan("head", lambda: evaluate_head(_best_llm(results, cur) or cur, embeddings, fold), cheap=True))
+    plans.append(Plan("head-balanced", lambda: evaluate_head(_best_llm(results, cur) or cur, embeddings, fold,
+                                                             balanced=True), cheap=True))
+    if reasoning:
+        plans.append(Plan("reasoning heads", lambda: _reasoning_heads(results, cur, embeddings, fold), cheap=True))
     results: list[CandidateResult] = []
     run_plans(plans, deadline, results, skipped, pace)
     if search:
@@ -268,7 +302,7 @@ def optimize_control(
     judged = judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all()
     if judged:
         cur, results = cur.subset(judge_mask), [r.subset(judge_mask) for r in results]
-    best, b, c, p, accepted = select(cur, results, alpha)
+    best, b, c, p, accepted = select_paying(cur, results, alpha)
     table = [{"name": r.name, **r.metrics} for r in [cur, *results]]
     log.info("control %s: best %s %s vs current %s, p=%.4f, accepted=%s", control.name, best.name,
              best.metrics, cur.metrics, p, accepted)
@@ -280,6 +314,35 @@ def optimize_control(
             no_worse(refit, cur, alpha)
     return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, skipped, results, refit,
                            used)
+
+
+def _reasoning_plan(service, control, texts, gold, fold, mode: Reasoning, results, current, deadline,
+                    clock: Callable[[], float] = time.monotonic):
+    """A reasoning mode on the best LLM-only prompt so far. Self-consistency only once
+    reason-then-select was scored in full (its pilot passed), if k times its time fits before the
+    deadline, and its pilot must then be as accurate as reason-then-select's candidate."""
+    base = _best_llm(results, current) or current
+    if mode.samples == 1:
+        return evaluate_reasoning(service, control, texts, gold, base, fold, mode, deadline)
+    greedy = [r for r in results if reasons(r) and r.recipe.prompt.reasoning.samples == 1]
+    if not greedy:
+        raise PlanSkipped("reason-then-select was not scored in full, so neither is self-consistency")
+    expected = greedy[0].metrics.get("seconds", 0.0) * mode.samples
+    if clock() + expected > deadline:
+        raise PlanSkipped(f"{mode.samples} rationales an item would take about {expected:.0f} s, "
+                          f"{clock() + expected - deadline:.0f} s past the job's deadline")
+    bar = max(greedy, key=lambda r: (r.metrics["macro_f1"], -r.metrics["ece"]))
+    return evaluate_reasoning(service, control, texts, gold, base, fold, mode, deadline, pilot_bar=bar)
+
+
+def _reasoning_heads(results, current, embeddings, fold) -> list[CandidateResult]:
+    """The head pooled with the best reasoning candidate too, when it beats the best without:
+    so the reasoning version that competes with e.g. `8-shot+head-mix` is `…+reason+head-mix`."""
+    llm, plain = _best_llm(results, current, reasoned=True), _best_llm(results, current)
+    if llm is None or (plain is not None and llm.metrics["macro_f1"] <= plain.metrics["macro_f1"]):
+        return []
+    return [pooled for balanced in (False, True)  # not the head alone again: [0]
+            for pooled in evaluate_head(llm, embeddings, fold, balanced=balanced)[1:]]
 
 
 def no_worse(refit, current, alpha: float, *, f1_gain_p=None, item_loss=None) -> bool:

@@ -16,6 +16,7 @@ from .ground_truth import GoldItem, GroundTruthStore
 from .logit_cache import LogitCache
 from .multilabel import optimize_multilabel_control
 from .optimizer import optimize_control
+from .reasoning import reasoning_modes
 from .reconcile import reconcile
 from .rewrite import Rewrite, RewriteBudget
 from .teacher import build_teacher
@@ -118,6 +119,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     cache = LogitCache(conn, project, engine_id(settings))
     service = LabelingService(engine or shared_engine(settings), calibration=settings.calibration, logit_cache=cache)
     rewrite = instruction_rewrite(settings, service.engine)
+    reasoning = reasoning_modes(settings, service.engine)
     recipes = dict(current.controls)
     decisions = {}
     reports: list[tuple] = []
@@ -139,7 +141,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
             decision = optimize_multilabel_control(service, control, texts, targets, current.recipe(control.name), **options)
         else:
             decision = optimize_control(service, control, texts, targets, current.recipe(control.name),
-                                        rewrite=rewrite, **options)
+                                        rewrite=rewrite, reasoning=reasoning, **options)
         trained_on.update(g.task_id for g, used in zip(usable, decision.used) if used)
         decisions[control.name] = decision.summary()
         reports.append((control, decision))

@@ -27,6 +27,7 @@ def env(redis_url):
         "REFINE_DELAY": "3600",
         "REFINE_MAX_SHOTS": "4",
         "REFINE_REWRITE_ROUNDS": "0",  # the rewrite has its own test (test_refinement_rewrite.py)
+        "REFINE_REASONING_SAMPLES": "1",  # reason-then-select's pilot runs; self-consistency costs 5x more
     }
 
 
@@ -65,6 +66,9 @@ def test_annotations_refine_into_a_new_served_version(server_factory, env, redis
     assert decision["p_value"] < 0.05
     assert decision["best_metrics"]["macro_f1"] > decision["current"]["macro_f1"]
     assert {"calibrated", "4-shot", "4-nearest+calibrated", "head"} <= {c["name"] for c in decision["candidates"]}
+    reasoned = [c for c in decision["candidates"] if "+reason" in c["name"]]
+    assert reasoned or [s for s in decision["skipped"] if s.startswith("reason:")], decision["skipped"]
+    assert all(c["judged_against"] for c in reasoned)
 
     v1 = requests.post(server.url + "/setup", json=setup, timeout=3).json()["model_version"]
     assert v1 == result["model_version"] and v1.endswith(".v1")

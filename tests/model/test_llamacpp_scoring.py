@@ -122,6 +122,34 @@ def test_nearest_demos_keep_the_instructions_cached_and_scores_cache_independent
     assert all(pred.chosen[0] in control.labels for pred, _ in served)
 
 
+def test_rationales_are_one_line_reproducible_and_leave_scores_cache_independent(engine):
+    """Reason-then-select on the real model: the rationale is decoded on the scoring cache, so
+    the instructions stay cached, the same seed gives the same text whatever ran before, and the
+    labels scored after it get the same numbers as from an empty cache."""
+    from backend.labeling.prompt import PromptVersion, render
+    from backend.labeling.reasoning import Reasoning
+
+    control = parse_label_config(load_fixture("predict-choices-single.json")["label_config"]).controls[0]
+    prompt = PromptVersion(instructions="Decide the sentiment of each review. " * 8, reasoning=Reasoning(1, 24))
+    service = LabelingService(engine, calibration="none")
+    text = "the plot was thin but the actors were wonderful"
+    greedy = service.logits(control, prompt, text)[0]
+    rendered = render(control, prompt)
+    first = engine.rationale(rendered.prefix, rendered.rationale_item(text), max_tokens=24)
+    assert first.strip() and "\n" not in first and engine.count_tokens(first) <= 24 + 1
+    before = engine.tokens_evaluated
+    engine.rationale(rendered.prefix, rendered.rationale_item("another review"), max_tokens=24)
+    assert engine.tokens_evaluated - before < engine.count_tokens(rendered.prefix) / 2  # instructions cached
+    engine.score("Something else entirely.\n\n", "Text: b b b\nLabel:", [Branch("", (" yes", " no"))])
+    assert engine.rationale(rendered.prefix, rendered.rationale_item(text), max_tokens=24) == first
+    np.testing.assert_array_equal(service.logits(control, prompt, text)[0], greedy)
+    sampled = {engine.rationale(rendered.prefix, rendered.rationale_item(text), max_tokens=24, temperature=1.0,
+                                seed=seed) for seed in range(4)}
+    assert len(sampled) > 1  # self-consistency's samples differ
+    pooled = service.logits(control, PromptVersion(reasoning=Reasoning(3, 16, 0.7)), text)[0]
+    assert np.exp(pooled).sum() == pytest.approx(1.0)  # the mean distribution over the samples
+
+
 @pytest.mark.parametrize("fixture", ["predict-choices-single.json", "predict-choices-multi.json"])
 def test_predictions_are_labels_from_the_set_with_probabilities(engine, fixture):
     body = load_fixture(fixture)

@@ -97,6 +97,20 @@ def test_multi_token_labels_are_scored_through_letter_codes(llama_server):
     assert region["usage"]["requests"] == 1  # one next-token distribution for the whole label set
 
 
+def test_a_reasoning_version_writes_a_rationale_then_scores_the_codes_after_it(llama_server):
+    from backend.labeling.prompt import PromptVersion
+    from backend.labeling.reasoning import Reasoning
+    from backend.labeling.recipe import ControlRecipe
+
+    engine = OpenAICompatEngine(openai_settings(llama_server.base_url))
+    control = control_for(["sports and games", "sports news", "politics"]).controls[0]
+    recipe = ControlRecipe(PromptVersion(reasoning=Reasoning(2, 16, 0.7)))
+    ((pred, _),) = LabelingService(engine, calibration="none").predict_control(
+        control, recipe, ["the match ended in a draw after extra time"])
+    assert pred.chosen[0] in control.labels and sum(pred.probabilities) == pytest.approx(1, abs=1e-4)
+    assert pred.usage["requests"] == 4  # per sample: one rationale, one next-token distribution
+
+
 def test_multiple_choice_asks_one_yes_no_question_per_label(llama_server):
     engine = OpenAICompatEngine(openai_settings(llama_server.base_url))
     label_task = control_for(["Sports", "Politics"], multiple=True)

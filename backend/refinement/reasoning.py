@@ -1,0 +1,76 @@
+"""Reason-then-select and self-consistency as candidates, tried only where they may pay for their cost.
+
+A rationale costs generated tokens on every task the version serves (labeling/reasoning.py), so
+these candidates are built from the best LLM-only candidate of the job, and:
+
+- a pilot first: the reasoning prompt scores the PILOT_ITEMS oldest items (the logit cache keeps
+  them for the next job); unless it is at least as accurate there as the candidate it is built
+  from, the full pass is not paid for, and the decision says why;
+- self-consistency (several sampled rationales) runs only after reason-then-select was scored in
+  full and if k times that pass fits before the deadline; its pilot must match reason-then-select's
+  candidate, and its pass stops (OverBudget) when its pace says it would end after the deadline;
+- the optimizer judges a reasoning candidate against the best candidate without reasoning, not
+  only against the current version (optimizer.select_paying): a slower recipe must be
+  significantly better than the fast one it would replace.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..labeling.label_config import ChoiceControl
+from ..labeling.prompt import PromptVersion, clip_demo
+from ..labeling.reasoning import Reasoning
+from ..labeling.service import LabelingService
+from .evaluate import CandidateResult, PlanSkipped, evaluate_fitted_calibration, logits_matrix, score_as_shipped
+from ..labeling.recipe import ControlRecipe
+
+PILOT_ITEMS = 24
+SAMPLING_TEMPERATURE = 0.7  # self-consistency's usual setting (Wang et al. 2023)
+
+
+def reasons(result: CandidateResult) -> bool:
+    return result.recipe.prompt.reasoning is not None
+
+
+def reasoning_modes(settings, engine) -> list[Reasoning]:
+    """REFINE_REASONING_SAMPLES: 0 none, 1 reason-then-select, k > 1 also self-consistency of k;
+    none for an engine that cannot write rationales."""
+    samples, max_tokens = settings.refine_reasoning_samples, settings.refine_reasoning_tokens
+    if not callable(getattr(engine, "rationale", None)):
+        return []
+    out = [Reasoning(1, max_tokens, 0.0)] if samples >= 1 else []
+    return out + ([Reasoning(samples, max_tokens, SAMPLING_TEMPERATURE)] if samples > 1 else [])
+
+
+def evaluate_reasoning(service: LabelingService, control: ChoiceControl, texts: list[str], gold: np.ndarray,
+                       base: CandidateResult, folds: np.ndarray, reasoning: Reasoning,
+                       deadline: float | None, pilot_bar: CandidateResult | None = None) -> list[CandidateResult]:
+    """`base`'s prompt reasoning first, with content-free and with fitted calibration (as the
+    few-shot candidates); PlanSkipped when its pilot is less accurate than `pilot_bar` (default
+    `base`; self-consistency is held to reason-then-select's candidate, which costs k times less)."""
+    pilot_bar = pilot_bar or base
+    source = base.recipe.prompt
+    prompt = replace(source, reasoning=reasoning, name=f"{source.name}+{reasoning.name}")
+    shown = {d.text for d in prompt.demos}
+    demo_items = [i for i, t in enumerate(texts) if clip_demo(t) in shown]
+    pilot = [i for i in range(len(texts)) if i not in set(demo_items)][:PILOT_ITEMS]
+    if pilot:
+        pilot_logits = logits_matrix(service, control, prompt, [texts[i] for i in pilot], deadline)
+        pilot_right = (service.calibrator(control, prompt).apply(pilot_logits, False).argmax(1) == gold[pilot]).mean()
+        bar_right = pilot_bar.correct[pilot].mean()
+        if pilot_right < bar_right:
+            raise PlanSkipped(f"right on {pilot_right:.0%} of a {len(pilot)}-item pilot against {bar_right:.0%} "
+                              f"for {pilot_bar.name}: not worth its cost")
+
+    def prompt_with(kept: list[int]) -> PromptVersion:
+        """A demonstration item is scored without its own demonstration."""
+        dropped = {clip_demo(texts[i]) for i in demo_items if i not in kept}
+        return replace(prompt, demos=tuple(d for d in prompt.demos if d.text not in dropped))
+
+    final, logits, contextual = score_as_shipped(service, control, texts, demo_items, prompt_with, multiple=False,
+                                                 deadline=deadline)
+    fitted = evaluate_fitted_calibration(f"{final.name}+calibrated", final, logits, gold, folds,
+                                         service.calibrator(control, final))
+    return [CandidateResult(final.name, ControlRecipe(final, None), contextual, gold), fitted]
