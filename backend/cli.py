@@ -205,8 +205,12 @@ def bench(dataset: str, demos: str | None, limit: int, shots: int, reasoning: st
     if reasoning:
         from .evaluation.reasoning_bench import reasoning_benchmark
 
+        from .labeling.reasoning import Reasoning
+
         try:
             samples = [int(k) for k in reasoning.split(",") if k.strip()]
+            for k in samples:
+                Reasoning(k, reasoning_tokens, 0.0 if k == 1 else 0.7)
         except ValueError as err:
             raise click.BadParameter(f"a comma-separated list of sample counts: {err}", param_hint="--reasoning")
         click.echo(json.dumps(reasoning_benchmark(_service(settings), data, demo_data, shots=shots, samples=samples,

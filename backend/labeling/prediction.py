@@ -4,7 +4,8 @@
 choice the probability of exactly the predicted set (labels independent), for several controls
 the product. Each result region also carries its own `score` and the full per-label distribution;
 with a remote engine also where the probabilities come from (`probability_source`: "top_logprobs"
-or "votes") and the tokens the task cost (`usage`).
+or "votes") and the tokens the task cost (`usage`); with a version that reasons first, the
+rationales the model wrote before its labels were scored (`rationales`, one per sample).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class ControlPrediction:
     raw_probabilities: tuple[float, ...]
     probability_source: str = "exact"
     usage: dict | None = None
+    rationales: tuple[str, ...] = ()
 
 
 def chosen_mask(probs: np.ndarray) -> np.ndarray:
@@ -39,7 +41,7 @@ def chosen_mask(probs: np.ndarray) -> np.ndarray:
 
 
 def decide(control: ChoiceControl, probs: np.ndarray, raw: np.ndarray, *, source: str = "exact",
-           usage: dict | None = None) -> ControlPrediction:
+           usage: dict | None = None, rationales: tuple[str, ...] = ()) -> ControlPrediction:
     probs = np.asarray(probs, dtype=np.float64)
     if control.multiple:
         mask = chosen_mask(probs)
@@ -57,6 +59,7 @@ def decide(control: ChoiceControl, probs: np.ndarray, raw: np.ndarray, *, source
         raw_probabilities=tuple(float(p) for p in raw),
         probability_source=source,
         usage=usage,
+        rationales=tuple(rationales),
     )
 
 
@@ -75,6 +78,8 @@ def to_region(pred: ControlPrediction) -> dict:
         region["probability_source"] = pred.probability_source
     if pred.usage is not None:
         region["usage"] = pred.usage
+    if pred.rationales:
+        region["rationales"] = list(pred.rationales)
     return region
 
 

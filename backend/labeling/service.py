@@ -54,11 +54,13 @@ def map_tasks(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]
 
 @dataclass(frozen=True)
 class Scored:
-    """One text scored: uncalibrated label logits, whether the text was cut, tokens it cost."""
+    """One text scored: uncalibrated label logits, whether the text was cut, tokens it cost, and
+    the rationales written first (a reasoning prompt; none when the logit cache had the text)."""
 
     logits: np.ndarray
     truncated: bool
     usage: dict | None = None
+    rationales: tuple[str, ...] = ()
 
 
 @dataclass
@@ -139,13 +141,19 @@ class LabelingService:
     def logits(self, control: ChoiceControl, prompt: PromptVersion, text: str,
                task_demos: tuple[Demo, ...] = ()) -> tuple[np.ndarray, bool]:
         """Uncalibrated label logits of one text, and whether the text had to be cut to fit."""
+        logits, truncated, _ = self._score_one(control, prompt, text, task_demos)
+        return logits, truncated
+
+    def _score_one(self, control: ChoiceControl, prompt: PromptVersion, text: str,
+                   task_demos: tuple[Demo, ...]) -> tuple[np.ndarray, bool, tuple[str, ...]]:
+        """`logits`, plus the rationales written first when the prompt reasons."""
         rendered = render(control, prompt, codes=self.uses_codes(control), task_demos=task_demos)
         fitted = fit_text(self.engine, rendered, text)
         if rendered.reasoning is None:
-            return label_logits(self.engine, rendered, control, fitted.text), fitted.truncated
-        samples = [label_logits(self.engine, rendered.with_rationale(self.rationale(rendered, fitted.text, seed)),
-                                control, fitted.text) for seed in rendered.reasoning.seeds()]
-        return pool_samples(samples, control.multiple), fitted.truncated
+            return label_logits(self.engine, rendered, control, fitted.text), fitted.truncated, ()
+        rationales = tuple(self.rationale(rendered, fitted.text, seed) for seed in rendered.reasoning.seeds())
+        samples = [label_logits(self.engine, rendered.with_rationale(r), control, fitted.text) for r in rationales]
+        return pool_samples(samples, control.multiple), fitted.truncated, rationales
 
     def rationale(self, rendered: RenderedPrompt, text: str, seed: int) -> str:
         """One rationale the model writes for `text` (reason-then-select), one line."""
@@ -177,8 +185,8 @@ class LabelingService:
 
         def one(pair: tuple[str, tuple[Demo, ...]]) -> Scored:
             with meter.scope() if meter else nullcontext() as usage:
-                logits, truncated = self.logits(control, prompt, *pair)
-            return Scored(logits, truncated, meter.to_dict(usage) if meter else None)
+                logits, truncated, rationales = self._score_one(control, prompt, *pair)
+            return Scored(logits, truncated, meter.to_dict(usage) if meter else None, rationales)
 
         if self.logit_cache is None:
             return map_tasks(one, pairs, self.engine.capabilities.parallel_requests)
@@ -219,8 +227,8 @@ class LabelingService:
             probs = list(recipe.head.combine(np.stack(probs), embeddings))
         source = self.engine.capabilities.probability_source
         return [
-            (decide(control, p, raw_probabilities(s.logits, control.multiple), source=source, usage=s.usage),
-             s.truncated)
+            (decide(control, p, raw_probabilities(s.logits, control.multiple), source=source, usage=s.usage,
+                    rationales=s.rationales), s.truncated)
             for p, s in zip(probs, scored)
         ]
 

@@ -146,3 +146,14 @@ def test_self_consistency_waits_for_reason_then_select_and_for_time_to_pay_k_tim
                         clock=lambda: 0.0)
     sc = _reasoning_plan(service, _control(), texts, gold, folds, x5, results, current, deadline=1e9)
     assert [r.name for r in sc] == ["v0+reason-x5", "v0+reason-x5+calibrated"]  # named by the prompt
+
+
+def test_a_prediction_of_a_reasoning_version_carries_its_rationales():
+    from backend.labeling.prediction import to_region
+
+    service = LabelingService(ScriptedEngine(rationales=("good good", "bad")), calibration="none")
+    recipe = ControlRecipe(PromptVersion(reasoning=Reasoning(2, temperature=0.7)))
+    ((pred, _),) = service.predict_control(_control(), recipe, ["plain text"])
+    assert to_region(pred)["rationales"] == ["good good", "bad"]
+    ((plain, _),) = service.predict_control(_control(), ControlRecipe(), ["plain text"])
+    assert "rationales" not in to_region(plain)
