@@ -182,16 +182,22 @@ def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, 
 
 def score_as_shipped(service: LabelingService, control: ChoiceControl, texts: list[str], picked: list[int],
                      prompt_with: Callable[[list[int]], PromptVersion], multiple: bool,
-                     deadline: float | None = None):
+                     deadline: float | None = None, known: dict[int, np.ndarray] | None = None):
     """(the prompt that ships, its logits, its content-free calibrated probabilities) for a fixed
     k-shot prompt whose demonstrations are the items `picked`: every item is scored with that
     prompt, except that a demonstration item is scored with the other k − 1 (no item sees its own
-    label). Single and multiple choice alike."""
+    label). Single and multiple choice alike. `known`: logits of some items (not demonstrations)
+    with the final prompt, already scored (a pilot's)."""
     final = prompt_with(picked)
+    known = known or {}
     logits = np.zeros((len(texts), len(control.labels)))
     contextual = np.zeros_like(logits)
     rest = np.setdiff1d(np.arange(len(texts)), picked)
-    logits[rest] = logits_matrix(service, control, final, [texts[i] for i in rest], deadline)
+    todo = np.array([i for i in rest if i not in known], dtype=int)
+    for i, row in known.items():
+        logits[i] = row
+    if len(todo):
+        logits[todo] = logits_matrix(service, control, final, [texts[i] for i in todo], deadline)
     contextual[rest] = service.calibrator(control, final).apply(logits[rest], multiple)
     for i in picked:
         without = prompt_with([j for j in picked if j != i])

@@ -56,6 +56,7 @@ def evaluate_reasoning(service: LabelingService, control: ChoiceControl, texts: 
     shown = {d.text for d in prompt.demos}
     demo_items = [i for i, t in enumerate(texts) if clip_demo(t) in shown]
     pilot = [i for i in range(len(texts)) if i not in set(demo_items)][:PILOT_ITEMS]
+    pilot_logits = np.zeros((0, len(control.labels)))
     if pilot:
         pilot_logits = logits_matrix(service, control, prompt, [texts[i] for i in pilot], deadline)
         pilot_right = (service.calibrator(control, prompt).apply(pilot_logits, False).argmax(1) == gold[pilot]).mean()
@@ -70,7 +71,7 @@ def evaluate_reasoning(service: LabelingService, control: ChoiceControl, texts: 
         return replace(prompt, demos=tuple(d for d in prompt.demos if d.text not in dropped))
 
     final, logits, contextual = score_as_shipped(service, control, texts, demo_items, prompt_with, multiple=False,
-                                                 deadline=deadline)
+                                                 deadline=deadline, known=dict(zip(pilot, pilot_logits)))
     fitted = evaluate_fitted_calibration(f"{final.name}+calibrated", final, logits, gold, folds,
                                          service.calibrator(control, final))
     return [CandidateResult(final.name, ControlRecipe(final, None), contextual, gold), fitted]

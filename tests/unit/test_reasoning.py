@@ -123,7 +123,9 @@ def test_a_reasoning_candidate_whose_pilot_loses_is_not_scored_in_full():
     assert scored < 40 + 8  # the pilot and the content-free inputs, not every item
 
     engine.rationales = ("",)  # a rationale that says nothing: as good as the direct answer here
+    before = len(engine.calls)
     plain, fitted = evaluate_reasoning(service, _control(), texts, gold, base, folds, Reasoning(), None)
+    assert len(engine.calls) - before == 40  # every item once: the pilot's are not scored again
     assert plain.name == "v0+reason" and fitted.name == "v0+reason+calibrated"
     assert plain.recipe.prompt.reasoning == Reasoning() and plain.metrics["accuracy"] == 1.0
 
