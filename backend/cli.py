@@ -204,17 +204,14 @@ def bench(dataset: str, demos: str | None, limit: int, shots: int, reasoning: st
     demo_data = load_dataset(demo_path, limit=shots * 4)
     if reasoning:
         from .evaluation.reasoning_bench import reasoning_benchmark
-
-        from .labeling.reasoning import Reasoning
+        from .refinement.reasoning import mode
 
         try:
-            samples = [int(k) for k in reasoning.split(",") if k.strip()]
-            for k in samples:
-                Reasoning(k, reasoning_tokens, 0.0 if k == 1 else 0.7)
+            modes = [mode(int(k), reasoning_tokens) for k in reasoning.split(",") if k.strip()]
         except ValueError as err:
             raise click.BadParameter(f"a comma-separated list of sample counts: {err}", param_hint="--reasoning")
-        click.echo(json.dumps(reasoning_benchmark(_service(settings), data, demo_data, shots=shots, samples=samples,
-                                                  max_tokens=reasoning_tokens), indent=2))
+        click.echo(json.dumps(reasoning_benchmark(_service(settings), data, demo_data, shots=shots, modes=modes),
+                              indent=2))
         return
     click.echo(json.dumps(benchmark(_service(settings), data, demo_data, shots=shots), indent=2))
 

@@ -190,18 +190,18 @@ class Settings:
         if settings.preannotate_batch < 1:
             raise ConfigurationError("PREANNOTATE_BATCH must be at least 1")
         settings._check_openai()
-        for name, value, low in (("REFINE_REWRITE_ROUNDS", settings.refine_rewrite_rounds, 0),
-                                 ("REFINE_REWRITE_PROPOSALS", settings.refine_rewrite_proposals, 1),
-                                 ("REFINE_REWRITE_BEAM", settings.refine_rewrite_beam, 1),
-                                 ("REFINE_REWRITE_MAX_CALLS", settings.refine_rewrite_max_calls, 0)):
-            if value < low:
-                raise ConfigurationError(f"{name} must be at least {low}, got {value}")
         from .labeling.reasoning import MAX_SAMPLES, MAX_TOKENS
 
-        for name, value, high in (("REFINE_REASONING_SAMPLES", settings.refine_reasoning_samples, MAX_SAMPLES),
-                                  ("REFINE_REASONING_TOKENS", settings.refine_reasoning_tokens, MAX_TOKENS)):
-            if not 0 <= value <= high or (name == "REFINE_REASONING_TOKENS" and value == 0):
-                raise ConfigurationError(f"{name} must be between {int(name.endswith('TOKENS'))} and {high}, got {value}")
+        for name, value, low, high in (("REFINE_REWRITE_ROUNDS", settings.refine_rewrite_rounds, 0, None),
+                                       ("REFINE_REWRITE_PROPOSALS", settings.refine_rewrite_proposals, 1, None),
+                                       ("REFINE_REWRITE_BEAM", settings.refine_rewrite_beam, 1, None),
+                                       ("REFINE_REWRITE_MAX_CALLS", settings.refine_rewrite_max_calls, 0, None),
+                                       ("REFINE_REASONING_SAMPLES", settings.refine_reasoning_samples, 0, MAX_SAMPLES),
+                                       ("REFINE_REASONING_TOKENS", settings.refine_reasoning_tokens, 1, MAX_TOKENS)):
+            if high is None and value < low:
+                raise ConfigurationError(f"{name} must be at least {low}, got {value}")
+            if high is not None and not low <= value <= high:
+                raise ConfigurationError(f"{name} must be between {low} and {high}, got {value}")
         return settings
 
     def _check_openai(self) -> None:

@@ -156,8 +156,11 @@ class LlamaCppEngine:
             if hi > start:
                 llm.eval(list(tokens[max(lo, start):hi]))
         self.tokens_evaluated += len(tokens) - start
-        logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
-        return log_softmax(logits)
+        return self._logprobs_at(-1)
+
+    def _logprobs_at(self, i: int) -> np.ndarray:
+        """log P(next token) after the i-th token of the last decoded batch (-1: its last)."""
+        return log_softmax(np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(i), shape=(self._n_vocab,)))
 
     def _eval_tree(self, n_context: int, batch: list[TreeNode], wanted: dict[TokenPath, set[int]]) -> dict[TokenPath, dict[int, float]]:
         """Evaluate one batch of trie nodes after the `n_context` cached tokens, as a token tree.
@@ -188,7 +191,7 @@ class LlamaCppEngine:
                 raise EngineError(f"llama.cpp could not evaluate the label tree (llama_decode returned {code})")
             out = {}
             for i, node in enumerate(batch):
-                row = log_softmax(np.ctypeslib.as_array(llm._ctx.get_logits_ith(i), shape=(self._n_vocab,)))
+                row = self._logprobs_at(i)
                 out[node.path] = {token: float(row[token]) for token in wanted[node.path]}
         finally:
             llama_cpp.llama_memory_seq_keep(memory, 0)
@@ -248,7 +251,7 @@ class LlamaCppEngine:
                 written.append(token)
                 llm.eval([token])
                 self.tokens_evaluated += 1
-                logprobs = log_softmax(np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,)))
+                logprobs = self._logprobs_at(-1)
         return llm.detokenize(written).decode("utf-8", errors="replace")
 
     def _ends_line(self, token: int) -> bool:

@@ -14,28 +14,28 @@ from dataclasses import replace
 import numpy as np
 
 from ..labeling.label_config import parse_label_config
-from ..labeling.prompt import Demo, PromptVersion, render
+from ..labeling.prompt import PromptVersion, render
 from ..labeling.reasoning import Reasoning
 from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
-from ..refinement.reasoning import SAMPLING_TEMPERATURE
 from .datasets import Dataset
 from .metrics import summarize
+from .run import first_demos
 
 EXAMPLES = 3  # rationales shown per prompt, to read what the model wrote
 
 
 def reasoning_benchmark(service: LabelingService, dataset: Dataset, demos_from: Dataset, *, shots: int,
-                        samples: list[int], max_tokens: int) -> dict:
+                        modes: list[Reasoning]) -> dict:
     control = parse_label_config(dataset.label_config()).controls[0]
     texts, gold = list(dataset.texts), np.array(dataset.gold)
-    demos = tuple(Demo(t, (demos_from.labels[g],)) for t, g in zip(demos_from.texts[:shots], demos_from.gold[:shots]))
-    prompts = [PromptVersion(name="zero-shot")] + ([PromptVersion(name=f"{shots}-shot", demos=demos)] if shots else [])
-    modes = [None] + [Reasoning(k, max_tokens, 0.0 if k == 1 else SAMPLING_TEMPERATURE) for k in samples]
+    prompts = [PromptVersion(name="zero-shot")]
+    if shots:
+        prompts.append(PromptVersion(name=f"{shots}-shot", demos=first_demos(demos_from, shots)))
     rows, examples = [], {}
     for prompt in prompts:
         direct = None
-        for mode in modes:
+        for mode in [None, *modes]:
             version = replace(prompt, reasoning=mode)
             service.calibrator(control, version)  # content-free calibration is a one-off, not per item
             t0 = time.perf_counter()
@@ -54,5 +54,6 @@ def reasoning_benchmark(service: LabelingService, dataset: Dataset, demos_from: 
                 rendered = render(control, version, codes=service.uses_codes(control))
                 examples[prompt.name] = [{"text": t[:200], "rationale": service.rationale(rendered, t, 0)}
                                          for t in texts[:EXAMPLES]]
-    return {"dataset": dataset.name, "n": len(texts), "model": service.engine.model_id, "max_tokens": max_tokens,
+    return {"dataset": dataset.name, "n": len(texts), "model": service.engine.model_id,
+            "max_tokens": max((m.max_tokens for m in modes), default=0),
             "rows": rows, "example_rationales": examples}

@@ -125,6 +125,11 @@ def _multilabel_report(service: LabelingService, dataset: Dataset, version: Prom
     return report
 
 
+def first_demos(data: Dataset, shots: int) -> tuple[Demo, ...]:
+    """The first `shots` items of `data` as demonstrations (what `bench` shows its k-shot prompts)."""
+    return tuple(Demo(t, (data.labels[g],)) for t, g in zip(data.texts[:shots], data.gold[:shots]))
+
+
 def benchmark(service: LabelingService, dataset: Dataset, demos_from: Dataset, shots: int = 8, nearest: int = 4) -> dict:
     """Items/s of the engine as /predict uses it vs raw llama.cpp prefill of the same prompts, for
     zero-shot, fixed k-shot (demos in the cached prefix) and per-task nearest demos (demos paid per task)."""
@@ -133,8 +138,7 @@ def benchmark(service: LabelingService, dataset: Dataset, demos_from: Dataset, s
         raise ValueError("bench needs an engine with raw prefill (the local llama.cpp engine)")
     control = parse_label_config(dataset.label_config()).controls[0]
     zero = PromptVersion(name="zero-shot")
-    demos = tuple(Demo(t, (demos_from.labels[g],)) for t, g in zip(demos_from.texts[:shots], demos_from.gold[:shots]))
-    few = PromptVersion(name=f"{shots}-shot", demos=demos)
+    few = PromptVersion(name=f"{shots}-shot", demos=first_demos(demos_from, shots))
     pool = demo_pool(demos_from.texts, demos_from.gold, demos_from.labels)
     near = nearest_shot(zero, pool, nearest, f"{nearest}-nearest")
     n = len(dataset.texts)

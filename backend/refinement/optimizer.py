@@ -223,7 +223,8 @@ def select_paying(current: CandidateResult, candidates: list[CandidateResult], a
     chosen = select(current, plain, alpha)
     if not reasoned:
         return chosen
-    bar = chosen[0] if chosen[4] else current
+    fast, fast_accepted = chosen[0], chosen[4]
+    bar = fast if fast_accepted else current
     best, _, _, p, accepted = select(bar, reasoned, alpha)
     for r in reasoned:
         r.metrics["judged_against"] = bar.name

@@ -34,14 +34,19 @@ def reasons(result: CandidateResult) -> bool:
     return result.recipe.prompt.reasoning is not None
 
 
+def mode(samples: int, max_tokens: int) -> Reasoning:
+    """One greedy rationale, or `samples` sampled ones (self-consistency); ValueError if out of range."""
+    return Reasoning(samples, max_tokens, 0.0 if samples == 1 else SAMPLING_TEMPERATURE)
+
+
 def reasoning_modes(settings, engine) -> list[Reasoning]:
     """REFINE_REASONING_SAMPLES: 0 none, 1 reason-then-select, k > 1 also self-consistency of k;
     none for an engine that cannot write rationales."""
     samples, max_tokens = settings.refine_reasoning_samples, settings.refine_reasoning_tokens
     if not callable(getattr(engine, "rationale", None)):
         return []
-    out = [Reasoning(1, max_tokens, 0.0)] if samples >= 1 else []
-    return out + ([Reasoning(samples, max_tokens, SAMPLING_TEMPERATURE)] if samples > 1 else [])
+    modes = [mode(1, max_tokens)] if samples >= 1 else []
+    return modes + ([mode(samples, max_tokens)] if samples > 1 else [])
 
 
 def evaluate_reasoning(service: LabelingService, control: ChoiceControl, texts: list[str], gold: np.ndarray,
@@ -56,9 +61,10 @@ def evaluate_reasoning(service: LabelingService, control: ChoiceControl, texts: 
     shown = {d.text for d in prompt.demos}
     demo_items = [i for i, t in enumerate(texts) if clip_demo(t) in shown]
     pilot = [i for i in range(len(texts)) if i not in set(demo_items)][:PILOT_ITEMS]
-    pilot_logits = np.zeros((0, len(control.labels)))
+    known: dict[int, np.ndarray] = {}
     if pilot:
         pilot_logits = logits_matrix(service, control, prompt, [texts[i] for i in pilot], deadline)
+        known = dict(zip(pilot, pilot_logits))
         pilot_right = (service.calibrator(control, prompt).apply(pilot_logits, False).argmax(1) == gold[pilot]).mean()
         bar_right = pilot_bar.correct[pilot].mean()
         if pilot_right < bar_right:
@@ -71,7 +77,7 @@ def evaluate_reasoning(service: LabelingService, control: ChoiceControl, texts: 
         return replace(prompt, demos=tuple(d for d in prompt.demos if d.text not in dropped))
 
     final, logits, contextual = score_as_shipped(service, control, texts, demo_items, prompt_with, multiple=False,
-                                                 deadline=deadline, known=dict(zip(pilot, pilot_logits)))
+                                                 deadline=deadline, known=known)
     fitted = evaluate_fitted_calibration(f"{final.name}+calibrated", final, logits, gold, folds,
                                          service.calibrator(control, final))
     return [CandidateResult(final.name, ControlRecipe(final, None), contextual, gold), fitted]
