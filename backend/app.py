@@ -12,17 +12,18 @@ from typing import Callable
 import redis
 from flask import Flask
 
-from .api import auth, handlers, jobs, metrics, ml, webhook
+from .api import auth, handlers, job_status, ml, prometheus, webhook
+from .api.learning_events import LearningEvents
 from .api.secret_path import SecretPathMiddleware
 from .engines.base import LabelEngine
 from .engines.factory import EngineLoader, engine_id, load_engine
+from .labeling.model_version import ModelVersion
 from .labeling.service import LabelingService
-from .preannotate_jobs import ImportPreannotation
-from .refinement.events import LearningEvents
-from .refinement.jobs import RefinementScheduler
-from .refinement.versions import VersionRegistry
+from .preannotation.import_jobs import ImportPreannotation
+from .refinement.scheduler import RefinementScheduler
 from .settings import Settings
 from .store.redis import EmbeddedRedis, connect, external_url
+from .store.versions import VersionRegistry
 from .worker import make_queue
 
 log = logging.getLogger(__name__)
@@ -66,21 +67,21 @@ def create_app(
             "llmlb.engine_loader": loader,
             "llmlb.engine_id": engine_id(settings),
             "llmlb.labeling": labeling,
-            "llmlb.versions": VersionRegistry(conn, engine_id(settings), settings.model_dir),
+            "llmlb.versions": VersionRegistry(conn, engine_id(settings), settings.model_dir, ModelVersion),
             "llmlb.scheduler": scheduler,
             "llmlb.events": LearningEvents(conn, scheduler),
             "llmlb.import_preannotation": ImportPreannotation(conn, queue, settings),
-            "llmlb.metrics": metrics.Metrics(),
+            "llmlb.metrics": prometheus.Metrics(),
         }
     )
     if not settings.webhook_secret and not settings.label_studio_api:
         log.warning("/webhook trusts its payloads: set WEBHOOK_SECRET or LABEL_STUDIO_URL+LABEL_STUDIO_API_KEY")
     app.wsgi_app = SecretPathMiddleware(app.wsgi_app, settings.webhook_secret)
-    metrics.init_app(app, app.extensions["llmlb.metrics"])
+    prometheus.init_app(app, app.extensions["llmlb.metrics"])
     auth.init_app(app)
     app.register_blueprint(ml.bp)
     app.register_blueprint(webhook.bp)
-    app.register_blueprint(jobs.bp)
+    app.register_blueprint(job_status.bp)
     handlers.register_error_handlers(app)
     if start_engine:
         loader.start()

@@ -94,8 +94,9 @@ def predict(config: str | None, labels: str | None, input_, output) -> None:
     """Predict a JSONL of tasks ({"text": ...} or {"data": {...}}) → one Label Studio prediction per line."""
     from .engines.factory import engine_id
     from .labeling.label_config import parse_label_config
+    from .labeling.model_version import ModelVersion
     from .labeling.service import extract_texts
-    from .refinement.versions import VersionRegistry
+    from .store.versions import VersionRegistry
 
     settings = _settings()
     label_task = parse_label_config(_load_config(config, labels))
@@ -103,7 +104,7 @@ def predict(config: str | None, labels: str | None, input_, output) -> None:
     tasks = [r if isinstance(r.get("data"), dict) else {"data": r} for r in rows]
     items = extract_texts(tasks, label_task, settings.max_text_chars)
     service = _service(settings)
-    version = VersionRegistry(None, engine_id(settings), settings.model_dir).current(None, label_task)
+    version = VersionRegistry(None, engine_id(settings), settings.model_dir, ModelVersion).current(None, label_task.config_hash)
     with _bar(len(items), "predict") as bar:
         for item in items:
             (pred,) = service.predict([item], label_task, version)
@@ -133,11 +134,9 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
         raise click.UsageError("--simulate streams single-label annotations; it does not take a multi-label set yet")
     if simulate:
         from .engines.factory import load_engine
-        from .evaluation.naive import evaluate_naive
+        from .evaluation.naive import evaluate_naive, naive_predictions
         from .evaluation.simulate import simulate as run_simulation
-
-        from .evaluation.naive import naive_predictions
-        from .evaluation.report import save_probabilities, system_metrics, write_report
+        from .metrics.html_report import save_probabilities, system_metrics, write_report
 
         train = load_dataset(Path(dataset).with_name("train.jsonl"))
         naive_pred = naive_predictions(load_engine(settings), data) if naive else None
@@ -160,8 +159,8 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
                                {row["labels"]: p for row, p in zip(report["rounds"], probs[1:])})
             click.echo(f"report: {path}", err=True)
     elif report_dir:
-        from .evaluation.report import write_report
         from .evaluation.run import report_systems
+        from .metrics.html_report import write_report
 
         service = _service(settings)
         train = load_dataset(Path(dataset).with_name("train.jsonl")) if train_size else None
@@ -204,7 +203,7 @@ def bench(dataset: str, demos: str | None, limit: int, shots: int, reasoning: st
     demo_data = load_dataset(demo_path, limit=shots * 4)
     if reasoning:
         from .evaluation.reasoning_bench import reasoning_benchmark
-        from .refinement.reasoning import mode
+        from .refinement.candidates.reasoning_first import mode
 
         try:
             modes = [mode(int(k), reasoning_tokens) for k in reasoning.split(",") if k.strip()]
@@ -239,10 +238,11 @@ def head_bench(dataset: str, test_path: str, budgets: str, limit_test: int, seed
     import torch
 
     from .evaluation.datasets import load_dataset
-    from .evaluation.head_bench import (SHIPPED_TABLE_HEADER, TABLE_HEADER, head_bench as run, markdown_row,
-                                        shipped_head_rows, shipped_markdown_row)
+    from .evaluation.head_bench import SHIPPED_TABLE_HEADER, TABLE_HEADER
+    from .evaluation.head_bench import head_bench as run
+    from .evaluation.head_bench import markdown_row, shipped_head_rows, shipped_markdown_row
+    from .evaluation.setfit_head import PAIR_ITERATIONS
     from .labeling.head import load_minilm
-    from .refinement.setfit_head import PAIR_ITERATIONS
 
     settings = _settings()
     torch.set_num_threads(threads)
@@ -295,9 +295,9 @@ def candidates(dataset: str, limit: int, shots: int | None, no_rewrite: bool, te
     from .evaluation.datasets import load_dataset
     from .labeling.label_config import parse_label_config
     from .labeling.recipe import ControlRecipe
-    from .refinement.optimizer import optimize_control
-    from .refinement.reasoning import reasoning_modes
-    from .refinement.refine import instruction_rewrite
+    from .refinement.candidates.reasoning_first import reasoning_modes
+    from .refinement.job import instruction_rewrite
+    from .refinement.selection.optimizer import optimize_control
 
     settings = _settings()
     data = load_dataset(dataset, limit=limit)
@@ -321,7 +321,7 @@ def candidates(dataset: str, limit: int, shots: int | None, no_rewrite: bool, te
     click.echo(f"chosen: {decision.best.name}, accepted: {decision.accepted} (p = {decision.p_value:.4f})")
     if test_path:
         from .errors import DatasetError
-        from .evaluation.candidates_on_test import serve_candidates
+        from .evaluation.holdout import serve_candidates
 
         test = load_dataset(test_path, limit=test_limit)
         click.echo(f"served on {test.name} ({len(test.texts)} items, {Path(test_path).name}):")
@@ -346,7 +346,7 @@ def _redis(settings: Settings):
 @click.option("--project", required=True, type=int)
 def refine(project: int) -> None:
     """Run one refinement of a project now, in this process (the same code the RQ job runs)."""
-    from .refinement.refine import run_refinement
+    from .refinement.job import run_refinement
 
     settings = _settings()
     click.echo(json.dumps(run_refinement(settings, _redis(settings), project), indent=2))
@@ -367,8 +367,8 @@ def preannotate(project: int, only_missing: bool, below_score: float | None, bat
     """Predict every task of a Label Studio project that lacks a prediction of the current version,
     in batches, writing each batch to Label Studio at once (a rerun resumes where it stopped)."""
     from .errors import BackendError
-    from .labelstudio import label_studio_client
-    from .preannotate import Selection, build_preannotator
+    from .labelstudio.client import label_studio_client
+    from .preannotation.batch import Selection, build_preannotator
 
     settings = _settings()
     if batch_size is not None:
@@ -396,10 +396,11 @@ def preannotate(project: int, only_missing: bool, below_score: float | None, bat
 def versions(project: int, target: str | None) -> None:
     """List a project's versions with their metrics, or roll back to one."""
     from .engines.factory import engine_id
-    from .refinement.versions import VersionRegistry
+    from .labeling.model_version import ModelVersion
+    from .store.versions import VersionRegistry
 
     settings = _settings()
-    registry = VersionRegistry(_redis(settings), engine_id(settings), settings.model_dir)
+    registry = VersionRegistry(_redis(settings), engine_id(settings), settings.model_dir, ModelVersion)
     lineages = registry.lineages(project)
     if target:
         if not lineages:

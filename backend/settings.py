@@ -12,6 +12,11 @@ from typing import Mapping
 
 from .errors import ConfigurationError
 
+# The most rationales one reasoning prompt may sample, and the longest one (a version's JSON and
+# REFINE_REASONING_* are both held to these).
+MAX_REASONING_SAMPLES = 16
+MAX_REASONING_TOKENS = 256
+
 EMBEDDED_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 LLM_BACKENDS = ("llamacpp", "openai")
 OPENAI_SERVER_KINDS = ("auto", "openai", "vllm", "llamacpp", "ollama")
@@ -190,14 +195,12 @@ class Settings:
         if settings.preannotate_batch < 1:
             raise ConfigurationError("PREANNOTATE_BATCH must be at least 1")
         settings._check_openai()
-        from .labeling.reasoning import MAX_SAMPLES, MAX_TOKENS
-
         for name, value, low, high in (("REFINE_REWRITE_ROUNDS", settings.refine_rewrite_rounds, 0, None),
                                        ("REFINE_REWRITE_PROPOSALS", settings.refine_rewrite_proposals, 1, None),
                                        ("REFINE_REWRITE_BEAM", settings.refine_rewrite_beam, 1, None),
                                        ("REFINE_REWRITE_MAX_CALLS", settings.refine_rewrite_max_calls, 0, None),
-                                       ("REFINE_REASONING_SAMPLES", settings.refine_reasoning_samples, 0, MAX_SAMPLES),
-                                       ("REFINE_REASONING_TOKENS", settings.refine_reasoning_tokens, 1, MAX_TOKENS)):
+                                       ("REFINE_REASONING_SAMPLES", settings.refine_reasoning_samples, 0, MAX_REASONING_SAMPLES),
+                                       ("REFINE_REASONING_TOKENS", settings.refine_reasoning_tokens, 1, MAX_REASONING_TOKENS)):
             if high is None and value < low:
                 raise ConfigurationError(f"{name} must be at least {low}, got {value}")
             if high is not None and not low <= value <= high:

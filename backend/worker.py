@@ -1,11 +1,19 @@
-"""The RQ worker process: jobs carry project ids only and use the JSON serializer (never pickle)."""
+"""The RQ worker process and its jobs as /jobs shows them.
+
+Jobs carry project ids only and use the JSON serializer (never pickle).
+"""
 from __future__ import annotations
 
+import redis
 from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from .settings import Settings
 from .store.redis import connect
+
+RUNS_KEPT = 50  # job ids kept per project and kind of job, for /jobs
 
 
 def make_queue(settings: Settings, connection) -> Queue:
@@ -20,3 +28,45 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     # its heartbeat expires instead of up to ten minutes later.
     worker = Worker([queue], connection=connection, serializer=JSONSerializer, maintenance_interval=60)
     return worker.work(burst=burst, with_scheduler=True)
+
+
+def describe(job: Job) -> dict:
+    def iso(dt):
+        return dt.isoformat() if dt else None
+
+    info = {
+        "id": job.id,
+        "project": (job.args or [None])[0],
+        "status": getattr(job.get_status(refresh=True), "value", None) or "unknown",
+        "reason": (job.meta or {}).get("reason"),
+        **({"replaced_by": job.meta["replaced_by"]} if (job.meta or {}).get("replaced_by") else {}),
+        "enqueued_at": iso(job.enqueued_at) or iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "ended_at": iso(job.ended_at),
+    }
+    if job.started_at and job.ended_at:
+        info["seconds"] = round((job.ended_at - job.started_at).total_seconds(), 2)
+    result = job.return_value(refresh=True) if info["status"] == JobStatus.FINISHED else None
+    if result is not None:
+        info["result"] = result
+    if info["status"] == JobStatus.FAILED:
+        latest = job.latest_result()
+        info["error"] = (latest.exc_string or "").strip().splitlines()[-1:] if latest else None
+    return info
+
+
+def fetch_job(conn: redis.Redis, job_id: bytes | str | None) -> Job | None:
+    """The RQ job with this id, or None when it expired or never existed."""
+    if not job_id:
+        return None
+    try:
+        return Job.fetch(job_id.decode() if isinstance(job_id, bytes) else job_id,
+                         connection=conn, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+
+
+def describe_runs(conn: redis.Redis, runs_key: str, limit: int = 20) -> list[dict]:
+    """The newest jobs whose ids were pushed onto `runs_key`, described (expired ones left out)."""
+    ids = conn.lrange(runs_key, 0, limit - 1)
+    return [describe(job) for job in (fetch_job(conn, i) for i in ids) if job is not None]

@@ -9,11 +9,11 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from ..errors import BadRequest, NotFound, PayloadTooLarge
 from ..labeling.label_config import parse_label_config
 from ..labeling.service import extract_texts
-from ..errors import BadRequest, NotFound, PayloadTooLarge
 from ..store.redis import key
-from .metrics import usage_counters
+from .prometheus import usage_counters
 from .request import json_object, project_id, required_string
 
 bp = Blueprint("ml", __name__)
@@ -41,7 +41,7 @@ def setup():
     body = json_object()
     project = project_id(body)
     label_task = parse_label_config(required_string(body, "schema"))
-    version = _ext("versions").current(project, label_task)
+    version = _ext("versions").current(project, label_task.config_hash)
     return jsonify(
         model_version=version.label,
         controls=[c.name for c in label_task.controls],
@@ -62,7 +62,7 @@ def predict():
             field="tasks",
         )
     items = extract_texts(tasks, label_task, settings.max_text_chars)
-    version = _ext("versions").current(project, label_task)
+    version = _ext("versions").current(project, label_task.config_hash)
     t0 = time.monotonic()
     service = _ext("labeling")()
     results = predict_within(service, items, label_task, version, settings.predict_batch_seconds)
@@ -116,7 +116,7 @@ def versions():
 def version_report(label: str):
     """The HTML report of the held-out evaluation that made `label` a version (`?project=ID` when
     several projects have a version of that name)."""
-    from ..refinement.refine import report_key
+    from ..store.versions import report_key
 
     conn = _ext("redis")
     raw = request.args.get("project", "")

@@ -39,18 +39,3 @@ def required_string(body: dict, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"`{name}` must be a non-empty string", field=name)
     return value
-
-
-def id_list(body: dict, name: str, action: str, *, bare_ints: bool = False) -> list[int]:
-    """Integer ids of the objects listed under `name` (Label Studio sends `[{"id": 1}, ...]`;
-    `bare_ints` also takes `[1, ...]`); an error names the offending element."""
-    items = body.get(name)
-    if not isinstance(items, list):
-        raise BadRequest(f"{action} needs a `{name}` list", field=name)
-    ids = []
-    for i, item in enumerate(items):
-        value = item.get("id") if isinstance(item, dict) else (item if bare_ints else None)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise BadRequest(f"{name}[{i}].id must be an integer", field=f"{name}[{i}].id")
-        ids.append(value)
-    return ids

@@ -17,10 +17,16 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from ..labeling.prompt import Branch
-
-
 PROBABILITY_SOURCES = ("exact", "top_logprobs", "votes")
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A suffix after the item and the continuations scored after it (label tokens, or Yes/No):
+    one branch of the label tree an engine scores after a prompt."""
+
+    suffix: str
+    continuations: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import EngineError
-from ..labeling.prompt import Branch
-from .base import Capabilities
+from .base import Branch, Capabilities
 
 log = logging.getLogger(__name__)
 

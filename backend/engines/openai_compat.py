@@ -46,19 +46,11 @@ import numpy as np
 import openai
 
 from ..errors import EngineError, UpstreamError
-from ..labeling.prompt import Branch
 from ..settings import Settings
-from .base import Capabilities
+from .base import Branch, Capabilities
 from .next_token import allowed_logprobs, answer_key, vote_logprobs
 from .openai_client import make_client, named_errors
-from .openai_server import (
-    ENDPOINTS,
-    Dialect,
-    Reply,
-    detect_kind,
-    dialect_for,
-    parse_answer,
-)
+from .openai_server import ENDPOINTS, Dialect, Reply, detect_kind, dialect_for, parse_answer
 from .usage import Prices, UsageMeter
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..labeling.prompt import Branch
-from .base import Capabilities
+from .base import Branch, Capabilities
 
 
 class ScriptedEngine:

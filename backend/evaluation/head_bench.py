@@ -21,11 +21,11 @@ import numpy as np
 
 from ..labeling.head import Embedder
 from ..labeling.recipe import ControlRecipe
-from ..refinement.evaluate import CandidateResult, fold_ids
-from ..refinement.head import _head_probs, evaluate_head, train_head
-from ..refinement.setfit_head import PAIR_ITERATIONS, train_setfit_head
+from ..metrics.single_label import summarize
+from ..refinement.candidates.embedding_head import evaluate_head, head_probs, train_head
+from ..refinement.validation.crossval import CandidateResult, fold_ids
 from .datasets import Dataset
-from .metrics import summarize
+from .setfit_head import PAIR_ITERATIONS, train_setfit_head
 
 CV_FIT_EQUIVALENTS = 5 * 0.8 + 1  # 5 folds on 4/5 of the items + 1 final fit, in fits on all items
 
@@ -43,7 +43,7 @@ class Stopwatch:
 
 
 def _scores(gold: np.ndarray, coef: np.ndarray, intercept: np.ndarray, test_emb: np.ndarray, spent: dict) -> dict:
-    metrics = summarize(gold, _head_probs(coef, intercept, test_emb))
+    metrics = summarize(gold, head_probs(coef, intercept, test_emb))
     return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], **spent}
 
 
@@ -98,7 +98,7 @@ def shipped_head_rows(model, train: Dataset, test: Dataset, budgets: list[int], 
             row = {"labels": len(gold), "head": "head-balanced" if balanced else "head",
                    "labels_seen": int(len(np.unique(gold))), "temperature": round(shipped.temperature, 3),
                    "unseen_mass": round(shipped.unseen_mass, 3),
-                   "raw": summarize(test_gold, _head_probs(coef, intercept, test_emb)),
+                   "raw": summarize(test_gold, head_probs(coef, intercept, test_emb)),
                    "shipped": summarize(test_gold, shipped.combine(no_llm_test, test_emb))}
             on_row(row)
             rows.append(row)
@@ -108,10 +108,10 @@ def shipped_head_rows(model, train: Dataset, test: Dataset, budgets: list[int], 
 def _shipped_one_vs_rest_rows(train: Dataset, test: Dataset, train_emb, test_emb, budgets: list[int], folds: int,
                               on_row: Callable[[dict], None]) -> list[dict]:
     """The multi-choice head (one-vs-rest) the same way; metrics over every (item, label) P(yes)."""
-    from ..evaluation.multilabel_metrics import summarize_multilabel
     from ..labeling.calibration import sigmoid
-    from ..refinement.multilabel import MultiLabelResult
-    from ..refinement.multilabel_head import evaluate_one_vs_rest_head, train_one_vs_rest
+    from ..metrics.multi_label import summarize_multilabel
+    from ..refinement.candidates.one_vs_rest_head import evaluate_one_vs_rest_head, train_one_vs_rest
+    from ..refinement.validation.crossval import MultiLabelResult
 
     test_gold, n_labels = test.gold_matrix(), len(test.labels)
     rows = []

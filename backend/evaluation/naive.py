@@ -7,8 +7,8 @@ import difflib
 import numpy as np
 
 from ..labeling.prompt import clean_text
+from ..metrics.single_label import accuracy, macro_f1
 from .datasets import Dataset
-from .metrics import accuracy, macro_f1
 
 
 def naive_prompt(labels: tuple[str, ...], text: str) -> str:

@@ -18,8 +18,8 @@ from ..labeling.prompt import PromptVersion, render
 from ..labeling.reasoning import Reasoning
 from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
+from ..metrics.single_label import summarize
 from .datasets import Dataset
-from .metrics import summarize
 from .run import first_demos
 
 EXAMPLES = 3  # rationales shown per prompt, to read what the model wrote

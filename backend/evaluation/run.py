@@ -10,9 +10,9 @@ from ..labeling.label_config import parse_label_config
 from ..labeling.prompt import Demo, PromptVersion, render
 from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
-from ..refinement.propose import demo_pool, nearest_shot
+from ..metrics.single_label import summarize
+from ..refinement.candidates.few_shot import demo_pool, nearest_shot
 from .datasets import Dataset
-from .metrics import summarize
 
 Progress = Callable[[int], None]
 
@@ -96,7 +96,7 @@ def _multilabel_report(service: LabelingService, dataset: Dataset, version: Prom
                        cal: np.ndarray, seconds: float, usage: dict | None) -> dict:
     """`evaluate` of a multi-label set: micro/macro-F1, exact-set accuracy and yes/no ECE of raw
     and calibrated P(yes), per-label precision/recall/F1 of the calibrated ones."""
-    from .multilabel_metrics import per_label, predicted_sets, summarize_multilabel
+    from ..metrics.multi_label import per_label, predicted_sets, summarize_multilabel
 
     gold = dataset.gold_matrix()
     frequent = np.zeros_like(gold)
@@ -181,8 +181,8 @@ def report_systems(service: LabelingService, test: Dataset, *, train: Dataset | 
                    naive: bool = False, settings=None, progress: Progress | None = None) -> list[dict]:
     """Every system on the same test split, for the HTML report: naive free text, version 0 (raw and
     calibrated) and, with `n_train` labels from `train`, embedding + LR and the refined version."""
+    from ..metrics.html_report import system_metrics
     from .naive import naive_predictions
-    from .report import system_metrics
 
     if test.multiple:
         return _multilabel_systems(service, test, train=train, n_train=n_train, settings=settings, progress=progress)
@@ -196,16 +196,16 @@ def report_systems(service: LabelingService, test: Dataset, *, train: Dataset | 
                 system_metrics("version 0", gold, labels, probs=cal)]
     if train is not None and n_train:
         from ..labeling.head import unseen_label_mass
-        from ..refinement.head import _head_probs, train_head
-        from ..refinement.optimizer import optimize_control
-        from ..refinement.reasoning import reasoning_modes
+        from ..refinement.candidates.embedding_head import head_probs, train_head
+        from ..refinement.candidates.reasoning_first import reasoning_modes
+        from ..refinement.selection.optimizer import optimize_control
 
         texts, train_gold = list(train.texts[:n_train]), np.array(train.gold[:n_train])
         emb = service.embedder.encode(texts)
         coef, intercept = train_head(emb, train_gold, len(labels))
         test_emb = service.embedder.encode(list(test.texts))
         systems.append(system_metrics(f"embedding + LR ({n_train} labels)", gold, labels,
-                                      probs=_head_probs(coef, intercept, test_emb,
+                                      probs=head_probs(coef, intercept, test_emb,
                                                         unseen_label_mass(train_gold, len(labels)))))
         control = parse_label_config(test.label_config()).controls[0]
         decision = optimize_control(
@@ -230,9 +230,9 @@ def _multilabel_systems(service: LabelingService, test: Dataset, *, train: Datas
     labels, the one-vs-rest embedding head alone and the refined version. The naive free-text
     baseline answers with one label, so it does not apply here."""
     from ..labeling.calibration import sigmoid
-    from ..refinement.multilabel import optimize_multilabel_control
-    from ..refinement.multilabel_head import train_one_vs_rest
-    from .report import multilabel_system_metrics
+    from ..metrics.html_report import multilabel_system_metrics
+    from ..refinement.candidates.one_vs_rest_head import train_one_vs_rest
+    from ..refinement.selection.multilabel_optimizer import optimize_multilabel_control
 
     labels, gold = list(test.labels), test.gold_matrix()
     raw, cal, _, _ = _probabilities(service, test, PromptVersion(), progress)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import requests
 
+from ..metrics.single_label import summarize
 from ..settings import Settings
 from .datasets import Dataset
-from .metrics import summarize
 
 PROJECT = 1
 BATCH = 50
@@ -104,12 +104,12 @@ def _refine(url: str, project: int, timeout: float) -> dict:
 def head_only_macro_f1(train_emb: np.ndarray, train: Dataset, n: int, test_emb: np.ndarray, test: Dataset) -> float:
     """The supervised baseline on the same ground truth: embeddings + logistic regression alone."""
     from ..labeling.head import unseen_label_mass
-    from ..refinement.head import _head_probs, train_head
-    from .metrics import macro_f1
+    from ..metrics.single_label import macro_f1
+    from ..refinement.candidates.embedding_head import head_probs, train_head
 
     gold = np.array(train.gold[:n])
     coef, intercept = train_head(train_emb[:n], gold, len(train.labels))
-    pred = _head_probs(coef, intercept, test_emb, unseen_label_mass(gold, len(train.labels))).argmax(1)
+    pred = head_probs(coef, intercept, test_emb, unseen_label_mass(gold, len(train.labels))).argmax(1)
     return round(macro_f1(np.array(test.gold), pred, len(test.labels)), 4)
 
 
@@ -119,8 +119,8 @@ def v0_head_ensemble(v0_train: np.ndarray, train_emb: np.ndarray, train: Dataset
     embedding head, weight and temperature chosen by cross-validation on the `n` labels (the
     refinement's own "current+head" candidate, measured on the test split)."""
     from ..labeling.recipe import ControlRecipe
-    from ..refinement.evaluate import CandidateResult, fold_ids
-    from ..refinement.head import evaluate_head
+    from ..refinement.candidates.embedding_head import evaluate_head
+    from ..refinement.validation.crossval import CandidateResult, fold_ids
 
     gold = np.array(train.gold[:n])
     llm = CandidateResult("version 0", ControlRecipe(), v0_train[:n], gold)

@@ -21,6 +21,7 @@ import string
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
+from ..engines.base import Branch
 from ..errors import LabelConfigError
 from .label_config import ChoiceControl
 from .reasoning import REASONING_CUE, REASONING_HINT, Reasoning
@@ -76,14 +77,6 @@ def _demo_dict(demo: Demo) -> dict:
 def clip_demo(text: str) -> str:
     """A demonstration's text, cleaned and cut to DEMO_MAX_CHARS."""
     return clean_text(text)[:DEMO_MAX_CHARS]
-
-
-@dataclass(frozen=True)
-class Branch:
-    """A suffix after the item and the continuations scored after it (label tokens, or Yes/No)."""
-
-    suffix: str
-    continuations: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ several rationales at a temperature (self-consistency, Wang et al. 2023) and the
 distributions after each are averaged: a vote that keeps each sample's confidence instead of
 counting only its argmax.
 
-A rationale costs generated tokens, one decode each, on every task it serves: with the embedded
-270M model about one to two seconds an item per sample on two cores, against a fraction of a
-second for the label scores alone. So it is a recipe option that a refinement job adopts only
-where it pays for that cost (refinement/reasoning.py), never the default.
+A rationale costs generated tokens, one decode each, on every task it serves: many times the
+cost of the label scores alone (docs/benchmarks.md). So it is a recipe option that a refinement
+job adopts only where it pays for that cost (refinement/candidates/reasoning_first.py), never
+the default.
 """
 from __future__ import annotations
 
@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..settings import MAX_REASONING_SAMPLES, MAX_REASONING_TOKENS
 from .calibration import sigmoid
 
 REASONING_CUE = "\nReasoning:"
 REASONING_HINT = "First give a short reason after 'Reasoning:', then the answer."
-MAX_SAMPLES = 16
-MAX_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -33,10 +32,10 @@ class Reasoning:
     temperature: float = 0.0  # 0 is greedy; self-consistency needs > 0 to get different rationales
 
     def __post_init__(self):
-        if not 1 <= self.samples <= MAX_SAMPLES:
-            raise ValueError(f"reasoning.samples must be 1..{MAX_SAMPLES}, not {self.samples}")
-        if not 1 <= self.max_tokens <= MAX_TOKENS:
-            raise ValueError(f"reasoning.max_tokens must be 1..{MAX_TOKENS}, not {self.max_tokens}")
+        if not 1 <= self.samples <= MAX_REASONING_SAMPLES:
+            raise ValueError(f"reasoning.samples must be 1..{MAX_REASONING_SAMPLES}, not {self.samples}")
+        if not 1 <= self.max_tokens <= MAX_REASONING_TOKENS:
+            raise ValueError(f"reasoning.max_tokens must be 1..{MAX_REASONING_TOKENS}, not {self.max_tokens}")
         if not 0.0 <= self.temperature <= 2.0 or (self.samples > 1 and self.temperature == 0.0):
             raise ValueError(f"reasoning.temperature must be in [0, 2] and above 0 with several samples, "
                              f"not {self.temperature}")

@@ -12,29 +12,38 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
+from typing import Callable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
 from ..engines.base import LabelEngine
 from ..errors import BadRequest
 from .calibration import Calibrator, raw_probabilities
-from .label_config import ChoiceControl, LabelTask
-from .prediction import ControlPrediction, decide, to_ls_prediction
 from .demos import NearestDemos
 from .head import Embedder
-from .recipe import ControlRecipe
+from .label_config import ChoiceControl, LabelTask
+from .model_version import ModelVersion
+from .prediction import ControlPrediction, decide, to_ls_prediction
 from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, RenderedPrompt, clean_text, render
 from .reasoning import clean_rationale, pool_samples
-
-if TYPE_CHECKING:
-    from ..refinement.logit_cache import LogitCache
-    from ..refinement.versions import ModelVersion
+from .recipe import ControlRecipe
 from .scoring import fit_text, label_logits, uses_codes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class LogitStore(Protocol):
+    """Label logits kept between refinement jobs (store/logit_cache.py), keyed by what decides them."""
+
+    def field(self, multiple: bool, rendered: object, text: str, max_context: int) -> bytes: ...
+
+    def get_many(self, fields: list[bytes]) -> list[tuple[np.ndarray, bool] | None]: ...
+
+    def holds(self, fields: list[bytes]) -> list[bool]: ...
+
+    def put_many(self, entries: dict[bytes, tuple[np.ndarray, bool]]) -> None: ...
 
 
 def map_tasks(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
@@ -104,7 +113,7 @@ class LabelingService:
     """Holds the engine and the content-free calibrators (computed once per prompt and label set)."""
 
     def __init__(self, engine: LabelEngine, *, calibration: str = "contextual", embedder: Embedder | None = None,
-                 logit_cache: "LogitCache | None" = None):
+                 logit_cache: LogitStore | None = None):
         self.engine = engine
         self.logit_cache = logit_cache  # refinement jobs only: a text scored by the last job is not scored again
         self.calibration = calibration
@@ -232,7 +241,7 @@ class LabelingService:
             for p, s in zip(probs, scored)
         ]
 
-    def predict(self, items: list[TaskTexts], label_task: LabelTask, version: "ModelVersion") -> list[dict]:
+    def predict(self, items: list[TaskTexts], label_task: LabelTask, version: ModelVersion) -> list[dict]:
         per_task: list[list[ControlPrediction]] = [[] for _ in items]
         warnings = [list(item.warnings) + label_task.skipped_messages() for item in items]
         for control in label_task.controls:

@@ -6,8 +6,8 @@ import pytest
 from backend.app import create_app
 from backend.engines.scripted import ScriptedEngine
 from backend.evaluation.datasets import load_dataset
-from backend.refinement.ground_truth import GroundTruthStore
 from backend.settings import Settings
+from backend.store.ground_truth import GroundTruthStore
 from tests.conftest import DATASETS, load_fixture
 from tests.ls_payloads import annotation_event
 

@@ -7,7 +7,6 @@ import sys
 import threading
 import time
 import uuid
-
 from datetime import datetime, timezone
 
 import psutil
@@ -22,8 +21,8 @@ from rq.serializers import JSONSerializer
 from backend.app import create_app
 from backend.engines.scripted import ScriptedEngine
 from backend.evaluation.datasets import load_dataset
-from backend.refinement.ground_truth import GroundTruthStore
 from backend.settings import Settings
+from backend.store.ground_truth import GroundTruthStore
 from backend.store.redis import EmbeddedRedis
 from tests.conftest import DATASETS, MODEL_DIR, ROOT
 from tests.ls_payloads import annotation_event
@@ -52,8 +51,8 @@ def test_debounce_queues_after_n_changes_and_schedules_before(tmp_path, redis_co
 
 
 def test_embedded_redis_keeps_ground_truth_across_a_restart(tmp_path):
-    from backend.refinement.ground_truth import gold_from_annotation
     from backend.labeling.label_config import parse_label_config
+    from backend.labelstudio.payloads import gold_from_annotation
 
     body = annotation_event(DATA, 0, project=9)
     gold = gold_from_annotation(parse_label_config(DATA.label_config()), body["task"], body["annotation"])

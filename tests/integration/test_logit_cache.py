@@ -6,8 +6,8 @@ from backend.evaluation.datasets import load_dataset
 from backend.labeling.label_config import parse_label_config
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.service import LabelingService
-from backend.refinement.evaluate import PACE_CHUNK, paced_logits
-from backend.refinement.logit_cache import LogitCache
+from backend.refinement.validation.crossval import PACE_CHUNK, paced_logits
+from backend.store.logit_cache import LogitCache
 from tests.conftest import DATASETS
 
 pytestmark = pytest.mark.model

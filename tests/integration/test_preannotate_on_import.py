@@ -10,7 +10,7 @@ from rq.serializers import JSONSerializer
 
 from backend.app import create_app
 from backend.engines.scripted import ScriptedEngine
-from backend.preannotate_jobs import JOB_FUNC, TASKS_PER_JOB
+from backend.preannotation.import_jobs import JOB_FUNC, TASKS_PER_JOB
 from backend.settings import Settings
 from tests.conftest import load_fixture
 

@@ -6,10 +6,11 @@ import pytest
 
 from backend.evaluation.datasets import load_dataset
 from backend.labeling.label_config import parse_label_config
-from backend.refinement.ground_truth import GroundTruthStore, gold_from_annotation
-from backend.refinement.refine import run_refinement
-from backend.refinement.rewrite import MINIBATCH
+from backend.labelstudio.payloads import gold_from_annotation
+from backend.refinement.candidates.instruction_rewrite import MINIBATCH
+from backend.refinement.job import run_refinement
 from backend.settings import Settings
+from backend.store.ground_truth import GroundTruthStore
 from tests.conftest import DATASETS
 from tests.ls_payloads import annotation_event
 

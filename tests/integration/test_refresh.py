@@ -10,13 +10,15 @@ from backend.evaluation.datasets import load_dataset
 from backend.labeling.calibration import Calibrator
 from backend.labeling.head import Embedder, HeadWeights
 from backend.labeling.label_config import parse_label_config
+from backend.labeling.model_version import ModelVersion
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.recipe import ControlRecipe
-from backend.refinement.ground_truth import GroundTruthStore, gold_from_annotation
-from backend.refinement.head import train_head
-from backend.refinement.refine import run_refinement
-from backend.refinement.versions import ModelVersion, VersionRegistry
+from backend.labelstudio.payloads import gold_from_annotation
+from backend.refinement.candidates.embedding_head import train_head
+from backend.refinement.job import run_refinement
 from backend.settings import Settings
+from backend.store.ground_truth import GroundTruthStore
+from backend.store.versions import VersionRegistry
 from tests.conftest import DATASETS
 from tests.ls_payloads import annotation_event
 
@@ -53,7 +55,7 @@ def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_d
     coef, intercept = train_head(Embedder().encode(list(DATA.texts[:FITTED_ON])), gold[:FITTED_ON], len(DATA.labels))
     head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.0,
                        temperature=BAD_TEMPERATURE)
-    registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir)
+    registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir, ModelVersion)
     v1 = registry.publish(PROJECT, ModelVersion(
         label="", lineage=label_task.config_hash, kind="label:head", gt_count=FITTED_ON,
         controls={"label": ControlRecipe(PromptVersion(), Calibrator.identity(len(DATA.labels)), head)},
@@ -67,7 +69,7 @@ def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_d
     assert not decision["accepted"]
     refit = decision["current_refit"]
     assert refit["no_worse"] and refit["log_loss"] < refit["current_log_loss"] and refit["p_f1_current_better"] >= 1e-9
-    v2 = registry.current(PROJECT, label_task)
+    v2 = registry.current(PROJECT, label_task.config_hash)
     assert v2.label == out["model_version"] != v1.label and v2.parent == v1.label and v2.gt_count == len(DATA.texts)
     refreshed = v2.recipe("label").head
     assert refreshed.weight_llm == 0.0 and refreshed.temperature < BAD_TEMPERATURE / 2
@@ -86,8 +88,8 @@ def test_a_multi_choice_version_fitted_on_few_labels_is_refreshed_too(engine, re
     temperature refit on all 60 items, judged by micro-F1 and the log-loss summed over labels."""
     from backend.labeling.calibration import fit_multilabel_calibrator
     from backend.labeling.service import LabelingService
-    from backend.refinement.evaluate import logits_matrix
-    from backend.refinement.multilabel_head import train_one_vs_rest
+    from backend.refinement.candidates.one_vs_rest_head import train_one_vs_rest
+    from backend.refinement.validation.crossval import logits_matrix
     from tests.integration.test_multilabel_refinement_job import emotions_subset
 
     data = emotions_subset(60)
@@ -105,7 +107,7 @@ def test_a_multi_choice_version_fitted_on_few_labels_is_refreshed_too(engine, re
     coef, intercept = train_one_vs_rest(Embedder().encode(few), gold)
     head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.5,
                        temperature=BAD_TEMPERATURE, one_vs_rest=True)
-    registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir)
+    registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir, ModelVersion)
     v1 = registry.publish(MULTI_PROJECT, ModelVersion(
         label="", lineage=label_task.config_hash, kind="label:calibrated+head", gt_count=FITTED_ON,
         controls={"label": ControlRecipe(prompt, calibrator, head)},
@@ -117,7 +119,7 @@ def test_a_multi_choice_version_fitted_on_few_labels_is_refreshed_too(engine, re
     assert out["status"] == "refreshed" and out["kind"] == "label:current-refit", out
     refit = out["controls"]["label"]["current_refit"]
     assert refit["no_worse"] and refit["log_loss"] < refit["current_log_loss"]
-    v2 = registry.current(MULTI_PROJECT, label_task)
+    v2 = registry.current(MULTI_PROJECT, label_task.config_hash)
     assert v2.parent == v1.label and v2.gt_count == len(data.texts)
     recipe = v2.recipe("label")
     assert recipe.head.one_vs_rest and recipe.head.weight_llm == 0.5

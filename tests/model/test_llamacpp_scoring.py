@@ -4,12 +4,12 @@ import math
 import numpy as np
 import pytest
 
+from backend.engines.base import Branch
 from backend.engines.llamacpp import log_softmax
 from backend.evaluation.datasets import load_dataset
 from backend.evaluation.run import evaluate
 from backend.labeling.label_config import parse_label_config
-from backend.labeling.prompt import Branch
-from backend.refinement.versions import ModelVersion
+from backend.labeling.model_version import ModelVersion
 from backend.labeling.service import LabelingService, extract_texts
 from tests.conftest import DATASETS, load_fixture
 
@@ -100,7 +100,7 @@ def test_the_shared_prefix_is_evaluated_once(engine):
 def test_nearest_demos_keep_the_instructions_cached_and_scores_cache_independent(engine):
     from backend.labeling.prompt import Demo, PromptVersion, render
     from backend.labeling.recipe import ControlRecipe
-    from backend.refinement.propose import nearest_shot
+    from backend.refinement.candidates.few_shot import nearest_shot
 
     control = parse_label_config(load_fixture("predict-choices-single.json")["label_config"]).controls[0]
     pool = (Demo("a wonderful, moving film", ("Positive",)), Demo("dull and far too long", ("Negative",)),

@@ -13,17 +13,12 @@ import pytest
 
 from backend.app import create_app
 from backend.engines.openai_compat import OpenAICompatEngine
-from backend.errors import (
-    UpstreamError,
-    UpstreamRateLimited,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from backend.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout, UpstreamUnavailable
 from backend.evaluation.datasets import Dataset, load_dataset
 from backend.evaluation.run import evaluate
 from backend.labeling.label_config import parse_label_config
+from backend.labeling.model_version import ModelVersion
 from backend.labeling.service import LabelingService, extract_texts
-from backend.refinement.versions import ModelVersion
 from backend.settings import Settings
 from tests.conftest import DATASETS, load_fixture
 from tests.model.openai_peer import completion

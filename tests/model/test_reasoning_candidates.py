@@ -10,9 +10,9 @@ from backend.labeling.prompt import PromptVersion
 from backend.labeling.reasoning import Reasoning
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
-from backend.refinement.evaluate import CandidateResult, fold_ids
-from backend.refinement.propose import demos_of
-from backend.refinement.reasoning import PILOT_ITEMS, evaluate_reasoning
+from backend.refinement.candidates.few_shot import demos_of
+from backend.refinement.candidates.reasoning_first import PILOT_ITEMS, evaluate_reasoning
+from backend.refinement.validation.crossval import CandidateResult, fold_ids
 from tests.conftest import DATASETS
 
 pytestmark = pytest.mark.model

@@ -3,8 +3,8 @@ the body changes, and texts of a label move closer together than texts of differ
 import numpy as np
 import pytest
 
+from backend.evaluation.setfit_head import fine_tune, train_setfit_head
 from backend.labeling.head import Embedder, load_minilm
-from backend.refinement.setfit_head import fine_tune, train_setfit_head
 
 pytestmark = pytest.mark.model
 

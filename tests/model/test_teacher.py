@@ -13,16 +13,10 @@ from backend.labeling.label_config import parse_label_config
 from backend.labeling.prompt import PromptVersion, default_instructions
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
-from backend.refinement.evaluate import fold_ids, logits_matrix
-from backend.refinement.rewrite import InstructionSearch, Rewrite, RewriteBudget
-from backend.refinement.teacher import (
-    MAX_INSTRUCTION_CHARS,
-    LocalTeacher,
-    Mistake,
-    OpenAITeacher,
-    TeacherBrief,
-    sanitize,
-)
+from backend.refinement.candidates.instruction_rewrite import InstructionSearch, Rewrite, RewriteBudget
+from backend.refinement.candidates.teacher import (MAX_INSTRUCTION_CHARS, LocalTeacher, Mistake, OpenAITeacher,
+                                                   TeacherBrief, sanitize)
+from backend.refinement.validation.crossval import fold_ids, logits_matrix
 from tests.conftest import DATASETS, free_port
 
 pytestmark = pytest.mark.model

@@ -1,8 +1,8 @@
 """The job's time budget: plans stop between folds when the rest would pass the deadline."""
 import pytest
 
-from backend.refinement.evaluate import OverBudget, pace_budget
-from backend.refinement.optimizer import Plan, run_plans
+from backend.refinement.selection.optimizer import Plan, run_plans
+from backend.refinement.validation.crossval import OverBudget, pace_budget
 
 
 class Clock:
@@ -89,7 +89,7 @@ from backend.engines.scripted import ScriptedEngine  # noqa: E402
 from backend.labeling.label_config import parse_label_config  # noqa: E402
 from backend.labeling.prompt import PromptVersion  # noqa: E402
 from backend.labeling.service import LabelingService  # noqa: E402
-from backend.refinement.evaluate import PACE_CHUNK, logits_matrix, paced_logits  # noqa: E402
+from backend.refinement.validation.crossval import PACE_CHUNK, logits_matrix, paced_logits  # noqa: E402
 
 CONTROL = parse_label_config(
     '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
@@ -136,7 +136,7 @@ def test_another_pass_stops_as_soon_as_its_pace_says_it_would_end_after_the_dead
 
 
 def test_each_control_left_gets_an_equal_share_of_the_job_time_left():
-    from backend.refinement.refine import control_deadline
+    from backend.refinement.job import control_deadline
 
     assert control_deadline(now=0.0, deadline=600.0, controls_left=2) == 300.0
     # the first control used only 100 s of its 300: the last one gets all that is left

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from backend.errors import DatasetError
-from backend.evaluation.candidates_on_test import gold_indices as gold_of
 from backend.evaluation.datasets import Dataset
+from backend.evaluation.holdout import gold_indices as gold_of
 from backend.labeling.label_config import parse_label_config
 
 CONTROL = parse_label_config(Dataset("t", ("ham", "spam"), ("a",), (0,)).label_config()).controls[0]

@@ -7,7 +7,7 @@ from backend.labeling.label_config import parse_label_config
 from backend.labeling.prompt import DEMO_MAX_CHARS, Demo, PromptVersion, render
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
-from backend.refinement.propose import demo_pool, nearest_shot
+from backend.refinement.candidates.few_shot import demo_pool, nearest_shot
 from tests.conftest import load_fixture
 
 CONFIG = load_fixture("predict-choices-single.json")["label_config"]

@@ -1,13 +1,13 @@
 """Fixed k-shot candidates are judged as they ship: one draw of demos, each demo item scored without itself."""
 import numpy as np
 
+from backend.evaluation.datasets import Dataset
 from backend.labeling.calibration import Calibrator
+from backend.labeling.label_config import parse_label_config
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.service import Scored
-from backend.refinement.evaluate import evaluate_few_shot, fold_ids
-from backend.refinement.propose import demos_of, pick_demo_indices
-from backend.evaluation.datasets import Dataset
-from backend.labeling.label_config import parse_label_config
+from backend.refinement.candidates.few_shot import demos_of, evaluate_few_shot, pick_demo_indices
+from backend.refinement.validation.crossval import fold_ids
 
 
 class RecordingService:
@@ -63,7 +63,8 @@ def test_every_item_is_scored_by_the_prompt_that_ships_except_its_own_demo():
 
 
 def test_multi_choice_few_shot_is_judged_the_same_way():
-    from backend.refinement.multilabel import evaluate_multilabel_few_shot, pick_multilabel_demo_indices
+    from backend.refinement.selection.multilabel_optimizer import (evaluate_multilabel_few_shot,
+                                                                   pick_multilabel_demo_indices)
 
     labels = ("joy", "anger", "fear")
     config = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text" choice="multiple">'

@@ -6,8 +6,8 @@ import pytest
 
 from backend.labeling.head import HeadWeights, pool, unseen_label_mass
 from backend.labeling.recipe import ControlRecipe
-from backend.refinement.evaluate import CandidateResult, fold_ids
-from backend.refinement.head import evaluate_head, train_head
+from backend.refinement.candidates.embedding_head import evaluate_head, train_head
+from backend.refinement.validation.crossval import CandidateResult, fold_ids
 
 
 def test_train_head_covers_labels_absent_from_ground_truth():

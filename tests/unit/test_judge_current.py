@@ -5,9 +5,9 @@ from backend.labeling.calibration import Calibrator, fit_calibrator
 from backend.labeling.head import HeadWeights
 from backend.labeling.prompt import Demo, PromptVersion
 from backend.labeling.recipe import ControlRecipe
-from backend.refinement.evaluate import CandidateResult, fold_ids
-from backend.refinement.head import train_head
-from backend.refinement.judge_current import cross_fit_current
+from backend.refinement.candidates.embedding_head import train_head
+from backend.refinement.selection.current_refit import cross_fit_current
+from backend.refinement.validation.crossval import CandidateResult, fold_ids
 
 
 def _served(recipe, logits, embeddings):
@@ -94,9 +94,9 @@ def test_content_free_calibration_learnt_nothing_and_is_kept():
 
 
 def test_multi_choice_refit_uses_per_label_calibration_and_one_vs_rest_head():
-    from backend.refinement.multilabel import MultiLabelResult
-    from backend.refinement.multilabel_head import train_one_vs_rest
     from backend.labeling.calibration import fit_multilabel_calibrator
+    from backend.refinement.candidates.one_vs_rest_head import train_one_vs_rest
+    from backend.refinement.validation.crossval import MultiLabelResult
 
     rng = np.random.default_rng(4)
     n, k = 60, 3
@@ -161,8 +161,8 @@ def test_a_refresh_refits_the_temperature_a_few_items_gave_and_never_judges_in_s
     the one the items want. A recipe that learnt nothing has nothing to refresh."""
     from dataclasses import replace
 
-    from backend.refinement.judge_current import refreshed_current
-    from backend.refinement.optimizer import no_worse
+    from backend.refinement.selection.current_refit import refreshed_current
+    from backend.refinement.selection.optimizer import no_worse
 
     gold, logits, emb, texts = _signal_fixture()
     few = np.arange(len(gold)) < 20
@@ -190,10 +190,11 @@ def test_a_multi_choice_refresh_refits_per_label_calibration_head_and_temperatur
     towards 0.5: refit on 300 items it is sharper, its log-loss (summed over labels, cross-fitted)
     lower, and the micro-F1 rule lets it through; the other way round it does not pass."""
     from backend.labeling.calibration import fit_multilabel_calibrator
-    from backend.refinement.judge_current import refreshed_current
-    from backend.refinement.multilabel import MultiLabelResult, _item_loss, _micro_f1_gain_p
-    from backend.refinement.multilabel_head import train_one_vs_rest
-    from backend.refinement.optimizer import no_worse
+    from backend.refinement.candidates.one_vs_rest_head import train_one_vs_rest
+    from backend.refinement.selection.current_refit import refreshed_current
+    from backend.refinement.selection.multilabel_optimizer import _item_loss, _micro_f1_gain_p
+    from backend.refinement.selection.optimizer import no_worse
+    from backend.refinement.validation.crossval import MultiLabelResult
 
     rng = np.random.default_rng(6)
     n, k = 300, 3
@@ -225,7 +226,7 @@ def test_a_multi_choice_refresh_refits_per_label_calibration_head_and_temperatur
 
 
 def test_a_refresh_is_published_only_once_the_ground_truth_has_doubled():
-    from backend.refinement.refine import refresh_due
+    from backend.refinement.job import refresh_due
 
     assert refresh_due(100, 50) and refresh_due(400, 50)
     assert not refresh_due(99, 50)  # each job would otherwise publish a new model_version
@@ -238,8 +239,8 @@ def test_a_refreshed_mixture_head_gets_the_temperature_its_items_call_for_now():
     stored with (fitted on 20 items) is refit on all of them; a log-linear head has none."""
     from dataclasses import replace
 
-    from backend.refinement.head import fit_head_temperature
-    from backend.refinement.judge_current import refreshed_current
+    from backend.refinement.candidates.embedding_head import fit_head_temperature
+    from backend.refinement.selection.current_refit import refreshed_current
 
     gold, logits, emb, texts = _signal_fixture()
     few = np.arange(len(gold)) < 20

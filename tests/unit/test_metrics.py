@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from backend.evaluation.metrics import accuracy, ece_noise_floor, expected_calibration_error, macro_f1
+from backend.metrics.single_label import accuracy, ece_noise_floor, expected_calibration_error, macro_f1
 
 
 def test_macro_f1_by_hand():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from backend.evaluation import multilabel_metrics as ml
 from backend.evaluation.datasets import load_dataset
-from backend.evaluation.report import multilabel_system_metrics, write_report
 from backend.labeling.label_config import parse_label_config
+from backend.metrics import multi_label as ml
+from backend.metrics.html_report import multilabel_system_metrics, write_report
 from tests.conftest import DATASETS
 
 LABELS = ["joy", "anger", "fear", "surprise", "neutral"]

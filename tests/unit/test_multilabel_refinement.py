@@ -5,15 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from backend.evaluation.multilabel_metrics import log_loss_per_item, macro_f1, micro_f1, predicted_sets
 from backend.labeling.calibration import Calibrator, fit_multilabel_calibrator, sigmoid
 from backend.labeling.head import HeadWeights
 from backend.labeling.recipe import ControlRecipe
-from backend.refinement.evaluate import fold_ids
-from backend.refinement.multilabel import (MultiLabelResult, multilabel_demos_of, pick_multilabel_demo_indices,
-                                          select_multilabel)
-from backend.refinement.multilabel_head import evaluate_one_vs_rest_head, train_one_vs_rest
-from backend.refinement.stats import paired_bootstrap_multilabel_f1
+from backend.metrics.multi_label import log_loss_per_item, macro_f1, micro_f1, predicted_sets
+from backend.refinement.candidates.one_vs_rest_head import evaluate_one_vs_rest_head, train_one_vs_rest
+from backend.refinement.selection.multilabel_optimizer import (multilabel_demos_of, pick_multilabel_demo_indices,
+                                                               select_multilabel)
+from backend.refinement.validation.crossval import MultiLabelResult, fold_ids
+from backend.refinement.validation.significance import paired_bootstrap_multilabel_f1
 
 
 def _biased_logits(n, seed=0):
@@ -158,8 +158,8 @@ def test_multilabel_selection_accepts_only_a_significantly_better_candidate():
 
 def test_usable_gold_gives_indices_for_single_choice_and_a_matrix_for_multiple_choice():
     from backend.labeling.label_config import ChoiceControl
-    from backend.refinement.ground_truth import GoldItem
-    from backend.refinement.refine import usable_gold
+    from backend.refinement.job import usable_gold
+    from backend.store.ground_truth import GoldItem
 
     gold = [GoldItem(1, {"text": "a"}, {"one": ["x"], "many": ["x", "z"]}, 11, "2026-01-02"),
             GoldItem(2, {"text": "b"}, {"one": ["x", "y"], "many": ["y"]}, 12, "2026-01-01"),

@@ -5,10 +5,11 @@ import pytest
 
 from backend.engines.scripted import ScriptedEngine
 from backend.errors import ConfigurationError
+from backend.labeling.model_version import ModelVersion
 from backend.labeling.service import LabelingService
-from backend.preannotate import Preannotator, Selection
-from backend.refinement.versions import VersionRegistry
+from backend.preannotation.batch import Preannotator, Selection
 from backend.settings import Settings
+from backend.store.versions import VersionRegistry
 from tests.conftest import load_fixture
 
 CONFIG = load_fixture("predict-choices-single.json")["label_config"]
@@ -63,7 +64,7 @@ def test_a_task_without_its_field_fails_alone_and_the_rest_is_written(tmp_path):
     client = FakeLabelStudio(tasks)
     settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "PREANNOTATE_BATCH": "2"})
     annotator = Preannotator(client, LabelingService(ScriptedEngine()),
-                             VersionRegistry(None, "scripted", tmp_path), settings)
+                             VersionRegistry(None, "scripted", tmp_path, ModelVersion), settings)
     report = annotator.run(7, set_project_version=True)
     assert report.predicted == 4 and [f["task"] for f in report.failed] == [3]
     assert "data.text is missing" in report.failed[0]["error"]

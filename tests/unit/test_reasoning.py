@@ -13,9 +13,9 @@ from backend.labeling.prompt import Demo, PromptVersion, render
 from backend.labeling.reasoning import REASONING_HINT, Reasoning, clean_rationale, pool_samples
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
-from backend.refinement.evaluate import CandidateResult, PlanSkipped
-from backend.refinement.optimizer import select_paying
-from backend.refinement.reasoning import evaluate_reasoning, reasoning_modes
+from backend.refinement.candidates.reasoning_first import evaluate_reasoning, reasoning_modes
+from backend.refinement.selection.optimizer import select_paying
+from backend.refinement.validation.crossval import CandidateResult, PlanSkipped
 from backend.settings import Settings
 
 CONFIG = """<View><Text name="text" value="$text"/>
@@ -131,7 +131,7 @@ def test_a_reasoning_candidate_whose_pilot_loses_is_not_scored_in_full():
 
 
 def test_self_consistency_waits_for_reason_then_select_and_for_time_to_pay_k_times_its_pass():
-    from backend.refinement.optimizer import _reasoning_plan
+    from backend.refinement.selection.optimizer import _reasoning_plan
 
     service = LabelingService(ScriptedEngine(rationales=("",)), calibration="none")
     texts = [("good " if i % 2 else "bad ") + f"item {i}" for i in range(40)]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-from backend.evaluation.report import system_metrics, write_report
+from backend.metrics.html_report import system_metrics, write_report
 
 LABELS = ["a", "b", "c"]
 
@@ -62,7 +62,7 @@ def test_report_files_and_plots(run, tmp_path):
 
 def test_the_simulation_keeps_every_served_probability_for_later_analysis(tmp_path):
     from backend.evaluation.datasets import Dataset
-    from backend.evaluation.report import save_probabilities
+    from backend.metrics.html_report import save_probabilities
 
     data = Dataset("d", ("a", "b"), ("x", "y", "z"), (0, 1, 1))
     v0 = np.array([[0.6, 0.4], [0.5, 0.5], [0.2, 0.8]])

@@ -13,24 +13,16 @@ import pytest
 
 from backend.engines.scripted import ScriptedEngine
 from backend.errors import UpstreamUnavailable
+from backend.evaluation.datasets import Dataset
 from backend.labeling.label_config import parse_label_config
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
-from backend.evaluation.datasets import Dataset
-from backend.refinement.evaluate import fold_ids, logits_matrix
-from backend.refinement.optimizer import optimize_control
-from backend.refinement.rewrite import (
-    MIN_JUDGE_ITEMS,
-    MINIBATCH,
-    BeamEntry,
-    InstructionSearch,
-    Rewrite,
-    RewriteBudget,
-    beam_update,
-    pick_minibatch,
-    with_label_list,
-)
-from backend.refinement.teacher import sanitize_all
+from backend.refinement.candidates.instruction_rewrite import (MIN_JUDGE_ITEMS, MINIBATCH, BeamEntry, InstructionSearch,
+                                                               Rewrite, RewriteBudget, beam_update, pick_minibatch,
+                                                               with_label_list)
+from backend.refinement.candidates.teacher import sanitize_all
+from backend.refinement.selection.optimizer import optimize_control
+from backend.refinement.validation.crossval import fold_ids, logits_matrix
 
 GOOD = "When a text mentions lunch, lunch means ham; otherwise say spam."
 MEH = "When a text mentions prize, prize means spam; otherwise say ham."

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 from backend.labeling.calibration import fit_calibrator, softmax
-from backend.refinement.evaluate import CandidateResult, fold_ids
-from backend.refinement.optimizer import select
-from backend.refinement.propose import demos_of, pick_demo_indices
-from backend.refinement.stats import mcnemar_exact, paired_bootstrap_macro_f1
 from backend.labeling.recipe import ControlRecipe
+from backend.refinement.candidates.few_shot import demos_of, pick_demo_indices
+from backend.refinement.selection.optimizer import select
+from backend.refinement.validation.crossval import CandidateResult, fold_ids
+from backend.refinement.validation.significance import mcnemar_exact, paired_bootstrap_macro_f1
 
 
 def _result(name, gold, pred, n_labels=2, confidence=0.8):
@@ -93,7 +93,7 @@ def test_better_probabilities_with_the_same_labels_are_accepted_but_not_at_a_rea
 
 
 def test_holm_rejects_in_order_and_stops_at_the_first_failure():
-    from backend.refinement.stats import holm_rejections
+    from backend.refinement.validation.significance import holm_rejections
 
     assert holm_rejections([0.01, 0.04, 0.03, 0.5], 0.05) == [True, False, False, False]  # 0.03 ≥ 0.05/3
     assert holm_rejections([0.001, 0.015, 0.02], 0.05) == [True, True, True]  # 0.015 < 0.025, 0.02 < 0.05

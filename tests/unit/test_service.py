@@ -4,7 +4,7 @@ import pytest
 from backend.engines.scripted import ScriptedEngine
 from backend.errors import BadRequest
 from backend.labeling.label_config import parse_label_config
-from backend.refinement.versions import ModelVersion
+from backend.labeling.model_version import ModelVersion
 from backend.labeling.service import LabelingService, extract_texts
 from tests.conftest import load_fixture
 

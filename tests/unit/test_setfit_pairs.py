@@ -3,7 +3,7 @@ from collections import Counter
 
 import numpy as np
 
-from backend.refinement.setfit_head import contrastive_pairs, warmup_then_linear_decay
+from backend.evaluation.setfit_head import contrastive_pairs, warmup_then_linear_decay
 
 GOLD = np.array([0, 0, 1, 1, 1, 2, 2, 0, 2, 1])
 

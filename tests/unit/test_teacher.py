@@ -3,20 +3,9 @@ and which teacher the settings choose."""
 import pytest
 
 from backend.engines.scripted import ScriptedEngine
-from backend.refinement.teacher import (
-    EXAMPLE_CHARS,
-    MAX_INSTRUCTION_CHARS,
-    LocalTeacher,
-    Mistake,
-    OpenAITeacher,
-    TeacherBrief,
-    build_teacher,
-    chat_messages,
-    completion_prompt,
-    primer,
-    sanitize,
-    sanitize_all,
-)
+from backend.refinement.candidates.teacher import (EXAMPLE_CHARS, MAX_INSTRUCTION_CHARS, LocalTeacher, Mistake,
+                                                   OpenAITeacher, TeacherBrief, build_teacher, chat_messages,
+                                                   completion_prompt, primer, sanitize, sanitize_all)
 from backend.settings import Settings
 
 BRIEF = TeacherBrief(

@@ -9,18 +9,18 @@ import redis
 
 from ..engines.factory import engine_id, shared_engine
 from ..labeling.label_config import ChoiceControl, parse_label_config
+from ..labeling.model_version import ModelVersion
 from ..labeling.service import LabelingService
+from ..labelstudio.reconcile import reconcile
 from ..settings import Settings
-from ..store.redis import key
-from .ground_truth import GoldItem, GroundTruthStore
-from .logit_cache import LogitCache
-from .multilabel import optimize_multilabel_control
-from .optimizer import optimize_control
-from .reasoning import reasoning_modes
-from .reconcile import reconcile
-from .rewrite import Rewrite, RewriteBudget
-from .teacher import build_teacher
-from .versions import ModelVersion, VersionRegistry
+from ..store.ground_truth import GoldItem, GroundTruthStore
+from ..store.logit_cache import LogitCache
+from ..store.versions import VersionRegistry, report_key
+from .candidates.instruction_rewrite import Rewrite, RewriteBudget
+from .candidates.reasoning_first import reasoning_modes
+from .candidates.teacher import build_teacher
+from .selection.multilabel_optimizer import optimize_multilabel_control
+from .selection.optimizer import optimize_control
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,13 @@ def refresh_due(gt_count: int, fitted_on: int) -> bool:
     return fitted_on > 0 and gt_count >= REFRESH_GROWTH * fitted_on
 
 
-def report_key(project: int, label: str) -> str:
-    return key("project", project, "report", label)
-
-
 def store_version_report(conn: redis.Redis, settings: Settings, project: int, label: str, reports: list,
                          refreshed: frozenset[str] = frozenset()) -> None:
     """The held-out evaluation behind a published version, as HTML: in Redis (any web replica can
     serve it at /versions/<label>/report) and under MODEL_DIR/versions/project-<id>/<label>/.
     `refreshed` names the controls published as their current recipe's refit (a control whose refit
     passed but was not due keeps its recipe, and its report shows the best candidate as before)."""
-    from ..evaluation.report import multilabel_system_metrics, system_metrics, write_report
+    from ..metrics.html_report import multilabel_system_metrics, system_metrics, write_report
 
     systems = []
     for control, decision in reports:
@@ -112,8 +108,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     if not config:
         return {**out, "status": "skipped", "reason": "no label config known for this project yet"}
     label_task = parse_label_config(config)
-    registry = VersionRegistry(conn, engine_id(settings), settings.model_dir)
-    current = registry.current(project, label_task)
+    registry = VersionRegistry(conn, engine_id(settings), settings.model_dir, ModelVersion)
+    current = registry.current(project, label_task.config_hash)
     gold = store.items()
     out.update(gt_count=len(gold), current=current.label)
     cache = LogitCache(conn, project, engine_id(settings))

@@ -17,13 +17,14 @@ from dataclasses import asdict, dataclass, field
 
 import redis
 
-from .engines.factory import engine_id, shared_engine
-from .errors import BackendError
-from .labeling.label_config import LabelTask, parse_label_config
-from .labeling.service import LabelingService, extract_texts
-from .labelstudio import as_dict, label_studio_client
-from .refinement.versions import ModelVersion, VersionRegistry
-from .settings import Settings
+from ..engines.factory import engine_id, shared_engine
+from ..errors import BackendError
+from ..labeling.label_config import LabelTask, parse_label_config
+from ..labeling.model_version import ModelVersion
+from ..labeling.service import LabelingService, extract_texts
+from ..labelstudio.client import as_dict, label_studio_client
+from ..settings import Settings
+from ..store.versions import VersionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class Preannotator:
         """Which tasks will be predicted, with which version (nothing is written yet)."""
         ls_project = as_dict(_api(f"reading project {project}", self.client.projects.get, id=project))
         label_task = parse_label_config(ls_project.get("label_config") or "")
-        version = self.registry.current(project, label_task)
+        version = self.registry.current(project, label_task.config_hash)
         report = PreannotateReport(project=project, model_version=version.label)
         todo = []
         for task in self._tasks(project, task_ids):
@@ -205,6 +206,6 @@ def build_preannotator(settings: Settings, conn: redis.Redis, client=None) -> Pr
     return Preannotator(
         client or label_studio_client(settings),
         LabelingService(shared_engine(settings), calibration=settings.calibration),
-        VersionRegistry(conn, engine_id(settings), settings.model_dir),
+        VersionRegistry(conn, engine_id(settings), settings.model_dir, ModelVersion),
         settings,
     )

@@ -19,12 +19,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..labeling.label_config import ChoiceControl
-from ..labeling.prompt import PromptVersion, clip_demo
-from ..labeling.reasoning import Reasoning
-from ..labeling.service import LabelingService
-from .evaluate import CandidateResult, PlanSkipped, evaluate_fitted_calibration, logits_matrix, score_as_shipped
-from ..labeling.recipe import ControlRecipe
+from ...labeling.label_config import ChoiceControl
+from ...labeling.prompt import PromptVersion, clip_demo
+from ...labeling.reasoning import Reasoning
+from ...labeling.recipe import ControlRecipe
+from ...labeling.service import LabelingService
+from ..validation.crossval import (CandidateResult, PlanSkipped, evaluate_fitted_calibration, logits_matrix,
+                                   score_as_shipped)
 
 PILOT_ITEMS = 24
 SAMPLING_TEMPERATURE = 0.7  # self-consistency's usual setting (Wang et al. 2023)

@@ -26,48 +26,23 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
-from ..evaluation.multilabel_metrics import log_loss_per_item, predicted_sets, summarize_multilabel
-from ..labeling.calibration import fit_multilabel_calibrator
-from ..labeling.label_config import ChoiceControl
-from ..labeling.prompt import Demo, PromptVersion
-from ..labeling.recipe import ControlRecipe
-from ..labeling.service import LabelingService
-from .evaluate import fold_ids, logits_matrix, score_as_shipped
-from .judge_current import cross_fit_current, refreshed_current
-from .optimizer import (F1_NON_INFERIORITY, ControlDecision, Plan, choose_significant, judged_items, no_worse,
-                        run_plans)
-from .stats import paired_bootstrap_mean, paired_bootstrap_multilabel_f1
+from ...labeling.calibration import fit_multilabel_calibrator
+from ...labeling.label_config import ChoiceControl
+from ...labeling.prompt import Demo, PromptVersion
+from ...labeling.recipe import ControlRecipe
+from ...labeling.service import LabelingService
+from ...metrics.multi_label import log_loss_per_item, predicted_sets
+from ..validation.crossval import MultiLabelResult, fold_ids, logits_matrix, score_as_shipped
+from ..validation.significance import paired_bootstrap_mean, paired_bootstrap_multilabel_f1
+from .current_refit import cross_fit_current, refreshed_current
+from .optimizer import F1_NON_INFERIORITY, ControlDecision, Plan, choose_significant, judged_items, no_worse, run_plans
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MultiLabelResult:
-    """A candidate's out-of-fold P(yes) per item and label, with the recipe fitted on all items."""
-
-    name: str
-    recipe: ControlRecipe
-    probs: np.ndarray  # items × labels
-    gold: np.ndarray  # items × labels, 0/1
-    metrics: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.metrics = summarize_multilabel(self.gold, self.probs)
-
-    def subset(self, mask: np.ndarray) -> "MultiLabelResult":
-        out = MultiLabelResult(self.name, self.recipe, self.probs[mask], self.gold[mask])
-        out.metrics.update({k: v for k, v in self.metrics.items() if k not in out.metrics})  # cost, notes
-        return out
-
-    @property
-    def correct(self) -> np.ndarray:
-        """Exact match of the served set, per item (for McNemar's table)."""
-        return (predicted_sets(self.probs) == self.gold.astype(bool)).all(axis=1)
 
 
 def select_multilabel(current: MultiLabelResult, candidates: list[MultiLabelResult],
@@ -186,7 +161,7 @@ def optimize_multilabel_control(
     judge_mask: np.ndarray | None = None,
 ) -> ControlDecision:
     """Same contract as optimizer.optimize_control, with `gold` an items × labels 0/1 matrix."""
-    from .multilabel_head import evaluate_one_vs_rest_head
+    from ..candidates.one_vs_rest_head import evaluate_one_vs_rest_head
 
     skipped: list[str] = []
     cur_logits, used, pace = judged_items(service, control, current.prompt, texts, deadline, skipped)

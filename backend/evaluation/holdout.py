@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import DatasetError
 from ..labeling.label_config import ChoiceControl
 from ..labeling.service import LabelingService
-from ..refinement.evaluate import evaluate_fixed, logits_matrix
+from ..refinement.validation.crossval import evaluate_fixed, logits_matrix
 from .datasets import Dataset
 
 

@@ -12,14 +12,13 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..evaluation.metrics import summarize
-from ..labeling.calibration import Calibrator, fit_calibrator
-from ..labeling.label_config import ChoiceControl
-from ..labeling.prompt import PromptVersion
-from ..labeling.service import LabelingService
-from ..labeling.demos import nearest_indices
-from .propose import demo_pool, demos_of, few_shot, nearest_shot, pick_demo_indices
-from ..labeling.recipe import ControlRecipe
+from ...labeling.calibration import Calibrator, fit_calibrator
+from ...labeling.label_config import ChoiceControl
+from ...labeling.prompt import PromptVersion
+from ...labeling.recipe import ControlRecipe
+from ...labeling.service import LabelingService
+from ...metrics.multi_label import predicted_sets, summarize_multilabel
+from ...metrics.single_label import summarize
 
 
 @dataclass
@@ -42,6 +41,30 @@ class CandidateResult:
     @property
     def correct(self) -> np.ndarray:
         return self.probs.argmax(axis=1) == self.gold
+
+
+@dataclass
+class MultiLabelResult:
+    """A candidate's out-of-fold P(yes) per item and label, with the recipe fitted on all items."""
+
+    name: str
+    recipe: ControlRecipe
+    probs: np.ndarray  # items × labels
+    gold: np.ndarray  # items × labels, 0/1
+    metrics: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.metrics = summarize_multilabel(self.gold, self.probs)
+
+    def subset(self, mask: np.ndarray) -> "MultiLabelResult":
+        out = MultiLabelResult(self.name, self.recipe, self.probs[mask], self.gold[mask])
+        out.metrics.update({k: v for k, v in self.metrics.items() if k not in out.metrics})  # cost, notes
+        return out
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Exact match of the served set, per item (for McNemar's table)."""
+        return (predicted_sets(self.probs) == self.gold.astype(bool)).all(axis=1)
 
 
 class PlanSkipped(Exception):
@@ -154,32 +177,6 @@ def evaluate_fitted_calibration(name: str, prompt: PromptVersion, logits: np.nda
     return CandidateResult(name, ControlRecipe(prompt, fit_calibrator(logits, gold, prior=prior)), probs, gold)
 
 
-def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
-                      texts, gold: np.ndarray, folds: np.ndarray, shots: int,
-                      deadline: float | None = None) -> list[CandidateResult]:
-    """Two candidates from one pass of the k-shot prompt that would ship (k demonstrations drawn
-    label by label from all items): with content-free calibration, and with a fitted calibration
-    cross-fitted on its logits.
-
-    Not a different draw per fold: what a k-shot prompt does depends mostly on which k examples
-    it shows, so an average over draws says little about the one draw that ships (on
-    product_reviews, 4-shot cross-validated at 0.475 macro-F1 over fold draws; the draw that
-    shipped made 0.362 on the test split). Every item is scored with the prompt that ships, except
-    that a demonstration is scored with the other k − 1 (no item sees its own label). One shared
-    prefix, so this is also cheaper than a prompt per fold."""
-    texts = list(texts)
-
-    def prompt_with(indices) -> PromptVersion:
-        return few_shot(base, demos_of(texts, gold, control.labels, indices), name)
-
-    picked = pick_demo_indices(gold, shots, seed=len(texts))
-    final, logits, contextual = score_as_shipped(service, control, texts, picked, prompt_with, multiple=False,
-                                                 deadline=deadline)
-    fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds,
-                                         service.calibrator(control, final))
-    return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]
-
-
 def score_as_shipped(service: LabelingService, control: ChoiceControl, texts: list[str], picked: list[int],
                      prompt_with: Callable[[list[int]], PromptVersion], multiple: bool,
                      deadline: float | None = None, known: dict[int, np.ndarray] | None = None):
@@ -204,32 +201,3 @@ def score_as_shipped(service: LabelingService, control: ChoiceControl, texts: li
         logits[i] = logits_matrix(service, control, without, [texts[i]])[0]
         contextual[i] = service.calibrator(control, without).apply(logits[i:i + 1], multiple)[0]
     return final, logits, contextual
-
-
-def evaluate_nearest_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
-                          texts, gold: np.ndarray, folds: np.ndarray, k: int,
-                          embeddings: np.ndarray, deadline: float | None = None) -> list[CandidateResult]:
-    """Per-task nearest demos, as served: fold f's items see their k most similar items of the
-    other folds. Returned with content-free calibration of the shared prompt, and with a fitted
-    calibration cross-fitted on the out-of-fold logits (as for fixed few-shot)."""
-    labels = control.labels
-    logits = np.zeros((len(texts), len(labels)))
-    contextual = np.zeros_like(logits)
-    pace, done = pace_budget(deadline, len(texts)), 0
-    for f in np.unique(folds):
-        train, test = np.where(folds != f)[0], np.where(folds == f)[0]
-        pool = demo_pool([texts[i] for i in train], gold[train], labels)
-        prompt = nearest_shot(base, pool, k, name)
-        chosen = nearest_indices(embeddings[train], embeddings[test], k)
-        task_demos = [tuple(pool[j] for j in idx) for idx in chosen]
-        for begin in range(0, len(test), PACE_CHUNK):
-            pace(done)
-            rows = test[begin:begin + PACE_CHUNK]
-            scored = service.score_texts(control, prompt, [texts[i] for i in rows], task_demos[begin:begin + PACE_CHUNK])
-            logits[rows] = np.stack([s.logits for s in scored])
-            done += len(rows)
-        contextual[test] = service.calibrator(control, prompt).apply(logits[test], False)
-    final = nearest_shot(base, demo_pool(texts, gold, labels), k, name)
-    fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds,
-                                         service.calibrator(control, final))
-    return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]

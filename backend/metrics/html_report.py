@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import accuracy, ece_noise_floor, expected_calibration_error, macro_f1
+from .single_label import accuracy, ece_noise_floor, expected_calibration_error, macro_f1
 
 
 def per_label(gold: np.ndarray, pred: np.ndarray, labels: list[str]) -> list[dict]:
@@ -88,7 +88,7 @@ def system_metrics(name: str, gold, labels: list[str], probs=None, pred=None, ex
 def multilabel_system_metrics(name: str, gold, labels: list[str], probs, extra: dict | None = None) -> dict:
     """Metrics of one multi-label system: `gold` items × labels 0/1, `probs` P(yes) per cell.
     Coverage uses the prediction score P(exactly the served set) and exact-match correctness."""
-    from . import multilabel_metrics as ml
+    from . import multi_label as ml
 
     gold, probs = np.asarray(gold), np.asarray(probs, dtype=np.float64)
     pred = ml.predicted_sets(probs)

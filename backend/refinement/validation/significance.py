@@ -25,7 +25,7 @@ def mcnemar_exact(candidate_correct: np.ndarray, current_correct: np.ndarray) ->
     return b, c, float(min(1.0, 2 * tail))
 
 
-def _macro_f1_counts(gold: np.ndarray, pred: np.ndarray, n_labels: int) -> float:
+def macro_f1_counts(gold: np.ndarray, pred: np.ndarray, n_labels: int) -> float:
     tp = np.bincount(gold[gold == pred], minlength=n_labels)
     pred_n = np.bincount(pred, minlength=n_labels)
     gold_n = np.bincount(gold, minlength=n_labels)
@@ -46,13 +46,13 @@ def paired_bootstrap_macro_f1(
     majority label, which is why selection uses this test rather than McNemar.
     """
     gold, cand, cur = (np.asarray(a, dtype=int) for a in (gold, candidate_pred, current_pred))
-    observed = _macro_f1_counts(gold, cand, n_labels) - _macro_f1_counts(gold, cur, n_labels)
+    observed = macro_f1_counts(gold, cand, n_labels) - macro_f1_counts(gold, cur, n_labels)
     rng = np.random.default_rng(seed)
     n = len(gold)
     not_better = 0
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
-        diff = _macro_f1_counts(gold[idx], cand[idx], n_labels) - _macro_f1_counts(gold[idx], cur[idx], n_labels)
+        diff = macro_f1_counts(gold[idx], cand[idx], n_labels) - macro_f1_counts(gold[idx], cur[idx], n_labels)
         not_better += diff <= 0
     return observed, (not_better + 1) / (n_boot + 1)
 
@@ -75,7 +75,7 @@ def paired_bootstrap_multilabel_f1(
     they were annotated together). Per-label counts of a resample are a weighted sum of per-item
     counts, so the 2,000 resamples cost a few matrix products.
     """
-    from ..evaluation.multilabel_metrics import macro_f1_from_counts, micro_f1_from_counts
+    from ...metrics.multi_label import macro_f1_from_counts, micro_f1_from_counts
 
     f1_from_counts = micro_f1_from_counts if average == "micro" else macro_f1_from_counts
     gold = np.asarray(gold, dtype=bool)

@@ -25,9 +25,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..labeling.calibration import Calibrator, fit_calibrator, fit_multilabel_calibrator
-from ..labeling.prompt import clip_demo
-from ..labeling.recipe import ControlRecipe
+from ...labeling.calibration import Calibrator, fit_calibrator, fit_multilabel_calibrator
+from ...labeling.prompt import clip_demo
+from ...labeling.recipe import ControlRecipe
 
 # calibrator method → whether its per-label bias is refit too (single choice)
 REFIT_METHODS = {"fitted": True, "temperature": False}
@@ -73,9 +73,9 @@ def refreshed_current(current, served: Calibrator, logits: np.ndarray, embedding
     where `current` is judged. With `multiple`, `current` is a MultiLabelResult and `prior` the
     content-free calibration (cross_fit_current)."""
     if multiple:
-        from .multilabel_head import _cross_fitted_temperature
+        from ..candidates.one_vs_rest_head import cross_fitted_temperature
     else:
-        from .head import _cross_fitted_temperature
+        from ..candidates.embedding_head import cross_fitted_temperature
 
     recipe: ControlRecipe = current.recipe
     refit_calibration = _calibration_refit(recipe, prior, multiple)
@@ -91,7 +91,7 @@ def refreshed_current(current, served: Calibrator, logits: np.ndarray, embedding
     calibrator = refit_calibration(logits, gold) if refit_calibration else recipe.calibrator
     head, temperature = None, 1.0
     if recipe.head is not None:
-        probs[judged], temperature = _cross_fitted_temperature(refit.probs[judged], gold[judged], folds[judged])
+        probs[judged], temperature = cross_fitted_temperature(refit.probs[judged], gold[judged], folds[judged])
         head = replace(_refit_head(untempered, embeddings, gold, multiple), temperature=temperature)
     return result_type(name, replace(recipe, calibrator=calibrator, head=head), probs, gold)
 
@@ -102,7 +102,7 @@ def _untempered_head(head, embeddings: np.ndarray, gold: np.ndarray, folds: np.n
     trained on more items per label is sharper than the one it was fitted for."""
     if head.pooling != "mix" or head.one_vs_rest:
         return replace(head, temperature=1.0)
-    from .head import fit_head_temperature
+    from ..candidates.embedding_head import fit_head_temperature
 
     head_t = fit_head_temperature(embeddings, gold, len(head.intercept), head.balanced, folds)
     return replace(head, temperature=1.0, head_temperature=head_t)
@@ -127,12 +127,12 @@ def _refit_head(recipe: ControlRecipe, embeddings: np.ndarray, gold: np.ndarray,
     """The current head's logistic regression refit on these items; pooling weight and temperatures kept."""
     unseen_mass = 0.0
     if multiple:
-        from .multilabel_head import train_one_vs_rest
+        from ..candidates.one_vs_rest_head import train_one_vs_rest
 
         coef, intercept = train_one_vs_rest(embeddings, gold)
     else:
-        from ..labeling.head import unseen_label_mass
-        from .head import train_head
+        from ...labeling.head import unseen_label_mass
+        from ..candidates.embedding_head import train_head
 
         n_labels = len(recipe.head.intercept)
         coef, intercept = train_head(embeddings, gold, n_labels, recipe.head.balanced)

@@ -6,8 +6,8 @@ dicts the rest of the code reads.
 """
 from __future__ import annotations
 
-from .errors import ConfigurationError
-from .settings import Settings
+from ..errors import ConfigurationError
+from ..settings import Settings
 
 API_TIMEOUT_S = 30.0
 

@@ -18,7 +18,7 @@ import hashlib
 import numpy as np
 import redis
 
-from ..store.redis import key
+from .redis import key
 
 TTL_SECONDS = 30 * 24 * 3600  # a project nobody labels for a month gives its cache back
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evaluation.multilabel_metrics import log_loss_per_item, micro_f1, predicted_sets
-from ..labeling.calibration import sigmoid
-from ..labeling.head import HeadWeights, logit, pool_yes_no
-from ..labeling.recipe import ControlRecipe
-from .head import REGULARISATION_C, WEIGHT_GRID
-from .multilabel import MultiLabelResult
+from ...labeling.calibration import sigmoid
+from ...labeling.head import HeadWeights, logit, pool_yes_no
+from ...labeling.recipe import ControlRecipe
+from ...metrics.multi_label import log_loss_per_item, micro_f1, predicted_sets
+from ..validation.crossval import MultiLabelResult
+from .embedding_head import REGULARISATION_C, WEIGHT_GRID
+
 
 def train_one_vs_rest(embeddings: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(coef labels × dims, intercept per label) from items × labels 0/1 ground truth."""
@@ -61,7 +62,7 @@ def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray) -> float:
     return max(WEIGHT_GRID, key=score)
 
 
-def _cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, float]:
+def cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, float]:
     z = logit(probs)
     out = np.zeros_like(probs)
     for f in np.unique(folds):
@@ -84,8 +85,8 @@ def evaluate_one_vs_rest_head(llm: MultiLabelResult, embeddings: np.ndarray, fol
         w = _best_weight(llm.probs[~test], head_oof[~test], gold[~test])
         raw_pool[test] = pool_yes_no(llm.probs[test], head_oof[test], w)
     w_all = _best_weight(llm.probs, head_oof, gold)
-    pooled, temperature = _cross_fitted_temperature(raw_pool, gold, folds)
-    head_alone, head_only_t = _cross_fitted_temperature(head_oof, gold, folds)
+    pooled, temperature = cross_fitted_temperature(raw_pool, gold, folds)
+    head_alone, head_only_t = cross_fitted_temperature(head_oof, gold, folds)
     coef, intercept = train_one_vs_rest(embeddings, gold)
 
     def recipe(w: float, t: float) -> ControlRecipe:

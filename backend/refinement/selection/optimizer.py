@@ -18,18 +18,19 @@ from typing import Callable
 
 import numpy as np
 
-from ..labeling.label_config import ChoiceControl
-from ..labeling.prompt import PromptVersion
-from ..labeling.service import LabelingService
-from .evaluate import (CandidateResult, PlanSkipped, evaluate_few_shot, evaluate_fitted_calibration, evaluate_fixed,
-                       evaluate_nearest_shot, fold_ids, paced_logits)
-from .head import evaluate_head
-from .judge_current import cross_fit_current, refreshed_current
-from .reasoning import evaluate_reasoning, reasons
-from .rewrite import InstructionSearch, Rewrite
-from .stats import holm_rejections, mcnemar_exact, paired_bootstrap_macro_f1, paired_bootstrap_mean
-from ..labeling.reasoning import Reasoning
-from ..labeling.recipe import ControlRecipe
+from ...labeling.label_config import ChoiceControl
+from ...labeling.prompt import PromptVersion
+from ...labeling.reasoning import Reasoning
+from ...labeling.recipe import ControlRecipe
+from ...labeling.service import LabelingService
+from ..candidates.embedding_head import evaluate_head
+from ..candidates.few_shot import evaluate_few_shot, evaluate_nearest_shot
+from ..candidates.instruction_rewrite import InstructionSearch, Rewrite
+from ..candidates.reasoning_first import evaluate_reasoning, reasons
+from ..validation.crossval import (CandidateResult, PlanSkipped, evaluate_fitted_calibration, evaluate_fixed, fold_ids,
+                                   paced_logits)
+from ..validation.significance import holm_rejections, mcnemar_exact, paired_bootstrap_macro_f1, paired_bootstrap_mean
+from .current_refit import cross_fit_current, refreshed_current
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from rq.serializers import JSONSerializer
 
 from ..settings import Settings
 from ..store.redis import key
+from ..worker import RUNS_KEPT, describe, describe_runs, fetch_job
 
 log = logging.getLogger(__name__)
 
-JOB_FUNC = "backend.refinement.jobs.refine_project"
+JOB_FUNC = "backend.refinement.scheduler.refine_project"
 WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
-RUNS_KEPT = 50
 
 
 def _keys(project: int) -> dict[str, str]:
@@ -36,48 +36,6 @@ def _keys(project: int) -> dict[str, str]:
         "sched": key("project", project, "sched-lock"),
         "running": key("project", project, "refine-lock"),
     }
-
-
-def describe(job: Job) -> dict:
-    def iso(dt):
-        return dt.isoformat() if dt else None
-
-    info = {
-        "id": job.id,
-        "project": (job.args or [None])[0],
-        "status": getattr(job.get_status(refresh=True), "value", None) or "unknown",
-        "reason": (job.meta or {}).get("reason"),
-        **({"replaced_by": job.meta["replaced_by"]} if (job.meta or {}).get("replaced_by") else {}),
-        "enqueued_at": iso(job.enqueued_at) or iso(job.created_at),
-        "started_at": iso(job.started_at),
-        "ended_at": iso(job.ended_at),
-    }
-    if job.started_at and job.ended_at:
-        info["seconds"] = round((job.ended_at - job.started_at).total_seconds(), 2)
-    result = job.return_value(refresh=True) if info["status"] == JobStatus.FINISHED else None
-    if result is not None:
-        info["result"] = result
-    if info["status"] == JobStatus.FAILED:
-        latest = job.latest_result()
-        info["error"] = (latest.exc_string or "").strip().splitlines()[-1:] if latest else None
-    return info
-
-
-def fetch_job(conn: redis.Redis, job_id: bytes | str | None) -> Job | None:
-    """The RQ job with this id, or None when it expired or never existed."""
-    if not job_id:
-        return None
-    try:
-        return Job.fetch(job_id.decode() if isinstance(job_id, bytes) else job_id,
-                         connection=conn, serializer=JSONSerializer)
-    except NoSuchJobError:
-        return None
-
-
-def describe_runs(conn: redis.Redis, runs_key: str, limit: int = 20) -> list[dict]:
-    """The newest jobs whose ids were pushed onto `runs_key`, described (expired ones left out)."""
-    ids = conn.lrange(runs_key, 0, limit - 1)
-    return [describe(job) for job in (fetch_job(conn, i) for i in ids) if job is not None]
 
 
 class RefinementScheduler:
@@ -130,7 +88,7 @@ def refine_project(project_id: int) -> dict:
     """RQ entry point: refine one project's model from its ground truth (ids only, no app objects)."""
     from ..store.redis import connect
     from ..worker import make_queue
-    from .refine import run_refinement
+    from .job import run_refinement
 
     settings = Settings.from_env()
     conn = connect(settings)

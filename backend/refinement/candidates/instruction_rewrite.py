@@ -21,13 +21,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import BackendError
-from ..evaluation.metrics import macro_f1
-from ..labeling.label_config import ChoiceControl
-from ..labeling.prompt import CONTENT_FREE_TEXTS, PromptVersion, default_instructions
-from ..labeling.recipe import ControlRecipe
-from ..labeling.service import LabelingService
-from .evaluate import CandidateResult, evaluate_fitted_calibration, evaluate_fixed, logits_matrix
+from ...errors import BackendError
+from ...labeling.label_config import ChoiceControl
+from ...labeling.prompt import CONTENT_FREE_TEXTS, PromptVersion, default_instructions
+from ...labeling.recipe import ControlRecipe
+from ...labeling.service import LabelingService
+from ...metrics.single_label import macro_f1
+from ..validation.crossval import CandidateResult, evaluate_fitted_calibration, evaluate_fixed, logits_matrix
 from .teacher import Mistake, Teacher, TeacherBrief
 
 log = logging.getLogger(__name__)

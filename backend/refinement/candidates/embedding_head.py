@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..labeling.calibration import fit_calibrator, softmax
-from ..labeling.head import ABSENT_INTERCEPT, HeadWeights, mix, pool, unseen_label_mass, with_unseen_mass
-from ..labeling.recipe import ControlRecipe
-from .evaluate import CandidateResult
-from .stats import _macro_f1_counts
+from ...labeling.calibration import fit_calibrator, softmax
+from ...labeling.head import ABSENT_INTERCEPT, HeadWeights, mix, pool, unseen_label_mass, with_unseen_mass
+from ...labeling.recipe import ControlRecipe
+from ..validation.crossval import CandidateResult
+from ..validation.significance import macro_f1_counts
 
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the LLM in the pooled distribution
 REGULARISATION_C = 10.0  # inverse L2 strength for unit-length sentence embeddings
@@ -36,7 +36,7 @@ def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int,
     return coef, intercept
 
 
-def _head_probs(coef, intercept, embeddings, unseen_mass: float = 0.0):
+def head_probs(coef, intercept, embeddings, unseen_mass: float = 0.0):
     return with_unseen_mass(softmax(embeddings @ coef.T + intercept), intercept, unseen_mass)
 
 
@@ -47,7 +47,7 @@ def head_out_of_fold(embeddings: np.ndarray, gold: np.ndarray, n_labels: int, ba
     for f in np.unique(folds):
         test = folds == f
         coef, intercept = train_head(embeddings[~test], gold[~test], n_labels, balanced)
-        out[test] = _head_probs(coef, intercept, embeddings[test], unseen_label_mass(gold[~test], n_labels))
+        out[test] = head_probs(coef, intercept, embeddings[test], unseen_label_mass(gold[~test], n_labels))
     return out
 
 
@@ -67,12 +67,12 @@ def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, n_labels: 
     def score(w):
         p = pooling(llm, head, w)
         nll = -np.log(p[np.arange(len(gold)), gold] + 1e-12).mean()
-        return (_macro_f1_counts(gold, p.argmax(1), n_labels), -nll)
+        return (macro_f1_counts(gold, p.argmax(1), n_labels), -nll)
 
     return max(WEIGHT_GRID, key=score)
 
 
-def _cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, float]:
+def cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, float]:
     """Out-of-fold probabilities after a temperature fitted on the other folds; and the one fitted on all."""
     logp = np.log(probs + 1e-12)
     out = np.zeros_like(probs)
@@ -94,7 +94,7 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
     gold, n_labels = llm.gold, llm.probs.shape[1]
     suffix = "head-balanced" if balanced else "head"
     head_oof = head_out_of_fold(embeddings, gold, n_labels, balanced, folds)
-    head_alone, head_only_t = _cross_fitted_temperature(head_oof, gold, folds)
+    head_alone, head_only_t = cross_fitted_temperature(head_oof, gold, folds)
     coef, intercept = train_head(embeddings, gold, n_labels, balanced)
     unseen_mass = unseen_label_mass(gold, n_labels)
 
@@ -124,6 +124,6 @@ def _cross_fitted_pool(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, fold
         test = folds == f
         w = _best_weight(llm[~test], head[~test], gold[~test], n_labels, pooling)
         raw[test] = pooling(llm[test], head[test], w)
-    pooled, _ = _cross_fitted_temperature(raw, gold, folds)
+    pooled, _ = cross_fitted_temperature(raw, gold, folds)
     weight = _best_weight(llm, head, gold, n_labels, pooling)
     return pooled, weight, fitted_temperature(pooling(llm, head, weight), gold)

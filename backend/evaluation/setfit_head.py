@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..labeling.head import Embedder
-from .head import train_head
+from ..refinement.candidates.embedding_head import train_head
 
 PAIR_ITERATIONS = 20
 LEARNING_RATE = 2e-5

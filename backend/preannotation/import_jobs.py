@@ -13,15 +13,15 @@ import logging
 import redis
 from rq import Queue, Retry
 
-from .api.request import id_list
-from .errors import BadRequest, LabelConfigError
-from .refinement.jobs import RUNS_KEPT, describe_runs
-from .settings import Settings
-from .store.redis import key
+from ..errors import BadRequest, LabelConfigError
+from ..labelstudio.payloads import id_list
+from ..settings import Settings
+from ..store.redis import key
+from ..worker import RUNS_KEPT, describe_runs
 
 log = logging.getLogger(__name__)
 
-JOB_FUNC = "backend.preannotate_jobs.preannotate_tasks"
+JOB_FUNC = "backend.preannotation.import_jobs.preannotate_tasks"
 TASKS_PER_JOB = 200  # a large import becomes several jobs, each retried on its own
 SECONDS_PER_TASK = 10  # job timeout budget per task on a busy CPU (scoring + the API round trip)
 
@@ -67,8 +67,8 @@ class ImportPreannotation:
 
 def preannotate_tasks(project_id: int, task_ids: list[int]) -> dict:
     """RQ entry point: pre-annotate these tasks of a project (ids only, no app objects)."""
-    from .preannotate import build_preannotator
-    from .store.redis import connect
+    from ..store.redis import connect
+    from .batch import build_preannotator
 
     settings = Settings.from_env()
     project = int(project_id)

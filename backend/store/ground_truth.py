@@ -1,8 +1,8 @@
-"""Label Studio annotation payloads → GoldItem, and the per-project ground-truth store in Redis.
+"""The per-project ground-truth store in Redis: one gold item per labelled task.
 
-One gold item per task: the newest annotation wins (by `updated_at`, then annotation id), a
-cancelled/skipped annotation is ignored, deleting the annotation removes it. Writes are atomic
-Lua scripts, so duplicate or concurrent deliveries store each task once.
+The newest annotation wins (by `updated_at`, then annotation id) and deleting the annotation
+removes it. Writes are atomic Lua scripts, so duplicate or concurrent deliveries store each task
+once. Turning Label Studio payloads into gold items is labelstudio/payloads.py's job.
 """
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-from ..errors import BadRequest
-from ..labeling.label_config import LabelTask
-from ..labeling.prompt import clean_text
-from ..store.redis import key
+from .redis import key
 
 
 @dataclass(frozen=True)
@@ -32,39 +29,6 @@ class GoldItem:
     def from_json(cls, raw: str | bytes) -> "GoldItem":
         data = json.loads(raw)
         return cls(**data)
-
-
-def gold_from_annotation(label_task: LabelTask, task: dict, annotation: dict) -> GoldItem | None:
-    """The gold item an annotation gives, or None when it carries no usable choice (or was cancelled)."""
-    if annotation.get("was_cancelled"):
-        return None
-    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-        raise BadRequest("the annotation event needs `task.data`", field="task.data")
-    labels: dict[str, list[str]] = {}
-    allowed = {c.name: set(c.labels) for c in label_task.controls}
-    for region in annotation.get("result") or []:
-        if not isinstance(region, dict) or region.get("from_name") not in allowed:
-            continue
-        choices = (region.get("value") or {}).get("choices")
-        if isinstance(choices, list):
-            kept = [c for c in choices if c in allowed[region["from_name"]]]
-            if kept:
-                labels[region["from_name"]] = kept
-    if not labels:
-        return None
-    texts = {}
-    for control in label_task.controls:
-        if control.name in labels:
-            value = task["data"].get(control.field)
-            if value is None or not clean_text(value):
-                return None
-            texts[control.field] = clean_text(value)
-    try:
-        task_id, annotation_id = int(task.get("id") or annotation.get("task")), int(annotation["id"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise BadRequest("the annotation event needs numeric `task.id` and `annotation.id`", field="annotation.id") from exc
-    updated = str(annotation.get("updated_at") or annotation.get("created_at") or "")
-    return GoldItem(task_id, texts, labels, annotation_id, updated)
 
 
 # KEYS: gt hash, annotation→task hash. ARGV: task id, annotation id, updated_at, json.

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import redis
 
-from ..api.request import id_list
 from ..errors import BadRequest
 from ..labeling.label_config import parse_label_config
-from .ground_truth import GroundTruthStore, gold_from_annotation
-from .jobs import RefinementScheduler
+from ..labelstudio.payloads import gold_from_annotation, id_list
+from ..refinement.scheduler import RefinementScheduler
+from ..store.ground_truth import GroundTruthStore
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from ..labeling.label_config import parse_label_config
-from ..labelstudio import as_dict, label_studio_client
 from ..settings import Settings
-from .ground_truth import GoldItem, GroundTruthStore, gold_from_annotation
+from ..store.ground_truth import GoldItem, GroundTruthStore
+from .client import as_dict, label_studio_client
+from .payloads import gold_from_annotation
 
 log = logging.getLogger(__name__)
 

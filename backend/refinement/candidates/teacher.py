@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Protocol, Sequence
 
-from ..labeling.prompt import clean_text
+from ...labeling.prompt import clean_text
 
 MIN_INSTRUCTION_CHARS = 20  # shorter than "Classify the sentiment." says nothing the default does not
 MAX_INSTRUCTION_CHARS = 600  # ~150 tokens: the instructions sit in every prompt, demos and text must fit too
@@ -206,7 +206,7 @@ class OpenAITeacher:
 
     def __init__(self, base_url: str, model: str, api_key: str = "", *, max_retries: int = 2,
                  timeout_s: float = TEACHER_TIMEOUT_S, max_tokens: int = 2 * MAX_PROPOSAL_TOKENS):
-        from ..engines.openai_client import make_client
+        from ...engines.openai_client import make_client
 
         self.model, self.max_tokens = model, max_tokens  # a chat model may say a word or two first
         self.client = make_client(base_url, api_key, timeout_s=timeout_s, max_retries=max_retries)
@@ -216,7 +216,7 @@ class OpenAITeacher:
     def propose(self, brief: TeacherBrief, n: int, *, seed: int = 0) -> list[str]:
         """`n` choices per request; a server that ignores `n` (llama.cpp) is asked again with the
         next seed, at most `n` requests in all."""
-        from ..engines.openai_client import named_errors
+        from ...engines.openai_client import named_errors
 
         raws: list[str] = []
         for attempt in range(n):

@@ -1,0 +1,112 @@
+"""Model versions per project: what /predict serves, what refinement publishes, what can be rolled back.
+
+Version 0 of a lineage (one label config) is the default prompt with content-free calibration
+and is never stored. Accepted versions live in Redis (the serving copy) and as JSON under
+MODEL_DIR/versions (readable, and a record that survives a Redis wipe). The label Label Studio
+sees is `<engine>.<config hash>.v<N>`: a new config or a new version changes it, so LS
+re-predicts. What a version holds is the labeling layer's business (labeling/model_version.py):
+the registry is handed that type and only stores its JSON.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+
+from ..errors import BadRequest
+from .redis import key
+
+
+class StoredVersion(Protocol):
+    """What the registry needs of a version type: its identity fields and a JSON form."""
+
+    label: str
+    number: int
+    lineage: str
+
+    def to_dict(self) -> dict: ...
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Any: ...
+
+
+def report_key(project: int, label: str) -> str:
+    """Where the HTML report of a published version is kept (any web replica can serve it)."""
+    return key("project", project, "report", label)
+
+
+class VersionRegistry:
+    def __init__(self, conn: redis.Redis | None, engine_id: str, model_dir: Path, version_type: type):
+        self.conn = conn
+        self.engine_id = engine_id
+        self.model_dir = Path(model_dir)
+        self.version_type = version_type
+
+    def label(self, lineage: str, number: int) -> str:
+        return f"{self.engine_id}.{lineage[:6]}.v{number}"
+
+    def base(self, lineage: str) -> StoredVersion:
+        return self.version_type(label=self.label(lineage, 0), lineage=lineage)
+
+    def _list_key(self, project: int, lineage: str) -> str:
+        return key("project", project, "versions", lineage)
+
+    def _current_key(self, project: int, lineage: str) -> str:
+        return key("project", project, "current", lineage)
+
+    def history(self, project: int | None, lineage: str) -> list[StoredVersion]:
+        versions = [self.base(lineage)]
+        if project is not None and self.conn is not None:
+            versions += [self.version_type.from_dict(json.loads(r)) for r in self.conn.lrange(self._list_key(project, lineage), 0, -1)]
+        return versions
+
+    def current_number(self, project: int, lineage: str) -> int:
+        return int(self.conn.get(self._current_key(project, lineage)) or 0)
+
+    def current(self, project: int | None, lineage: str) -> StoredVersion:
+        """The current version of a lineage (a label config's hash) in a project."""
+        if project is None or self.conn is None:
+            return self.base(lineage)
+        number = self.current_number(project, lineage)
+        if number == 0:
+            return self.base(lineage)
+        raw = self.conn.lindex(self._list_key(project, lineage), number - 1)
+        return self.version_type.from_dict(json.loads(raw)) if raw else self.base(lineage)
+
+    def publish(self, project: int, draft: StoredVersion) -> StoredVersion:
+        """Store `draft` as the next version of its lineage and make it current."""
+        list_key = self._list_key(project, draft.lineage)
+        with self.conn.lock(key("project", project, "versions-lock"), timeout=10):
+            number = int(self.conn.llen(list_key)) + 1
+            version = replace(draft, number=number, label=self.label(draft.lineage, number), created_at=time.time())
+            payload = json.dumps(version.to_dict(), sort_keys=True)
+            self._write_file(project, version, payload)
+            pipe = self.conn.pipeline(transaction=True)
+            pipe.rpush(list_key, payload)
+            pipe.set(self._current_key(project, draft.lineage), number)
+            pipe.sadd(key("projects"), project)
+            pipe.execute()
+        return version
+
+    def rollback(self, project: int, lineage: str, target: str) -> StoredVersion:
+        """Make an earlier version (its label or number) current again; nothing is deleted."""
+        for version in self.history(project, lineage):
+            if target in (version.label, str(version.number), f"v{version.number}"):
+                self.conn.set(self._current_key(project, lineage), version.number)
+                return version
+        raise BadRequest(f"project {project} has no version {target!r} for this label config", field="version")
+
+    def lineages(self, project: int) -> list[str]:
+        prefix = key("project", project, "versions", "")
+        return sorted(k.decode()[len(prefix):] for k in self.conn.scan_iter(match=prefix + "*"))
+
+    def _write_file(self, project: int, version: StoredVersion, payload: str) -> None:
+        directory = self.model_dir / "versions" / f"project-{project}"
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{version.label}.json.tmp"
+        tmp.write_text(payload + "\n", encoding="utf-8")
+        tmp.replace(directory / f"{version.label}.json")
