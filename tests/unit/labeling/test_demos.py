@@ -1,14 +1,16 @@
-"""Per-task nearest demonstrations: choice, rendering, storage (pure logic; a bag-of-words embedder)."""
+"""Per-task nearest demonstrations: which ones each task is shown, pools embedded once (pure logic;
+a bag-of-words embedder)."""
 import numpy as np
 
 from backend.engines.scripted import ScriptedEngine
 from backend.labeling.demos import NearestDemos, nearest_indices
 from backend.labeling.label_config import parse_label_config
-from backend.labeling.prompt import DEMO_MAX_CHARS, Demo, PromptVersion, render
+from backend.labeling.prompt import Demo, PromptVersion
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
-from backend.refinement.candidates.few_shot import demo_pool, nearest_shot
+from backend.refinement.candidates.few_shot import nearest_shot
 from tests.conftest import load_fixture
+
 
 CONFIG = load_fixture("predict-choices-single.json")["label_config"]
 VOCAB = ("goal", "match", "vote", "election", "chip", "phone", "negative", "positive", "neutral")
@@ -32,25 +34,6 @@ def test_nearest_indices_put_the_most_similar_last_and_cap_k():
     assert nearest_indices(pool, text, 2) == [[2, 1]]
     assert nearest_indices(pool, text, 10) == [[0, 2, 1]]
     assert nearest_indices(pool, text, 0) == [[]]
-
-
-def test_task_demos_go_after_the_shared_prefix():
-    control = parse_label_config(CONFIG).controls[0]
-    version = PromptVersion(instructions="Say it.", demos=(Demo("fixed one", ("Positive",)),))
-    plain = render(control, version)
-    near = render(control, version, task_demos=(Demo("near one", ("Negative",)),))
-    assert near.prefix == plain.prefix  # what every task shares, so it stays cached
-    assert near.item("x") == "Text: near one\nLabel: Negative\n\nText: x\nLabel:"
-    coded = render(control, version, codes=True, task_demos=(Demo("near one", ("Negative",)),))
-    assert coded.item("x").startswith("Text: near one\nAnswer: ")
-
-
-def test_a_pool_survives_the_version_json_and_demo_texts_are_clipped():
-    pool = demo_pool(["goal " * 300, "vote"], [0, 1], ["Positive", "Negative"])
-    assert len(pool[0].text) <= DEMO_MAX_CHARS
-    recipe = ControlRecipe(nearest_shot(PromptVersion(instructions="x"), pool, 3, "3-nearest"))
-    again = ControlRecipe.from_dict(recipe.to_dict())
-    assert again == recipe and again.prompt.nearest == 3 and again.prompt.shared.pool == ()
 
 
 def test_each_task_is_shown_its_nearest_demos_and_pools_are_embedded_once():

@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
+from backend.engines.scripted import ScriptedEngine
 from backend.labeling.label_config import ChoiceControl
 from backend.labeling.prediction import decide, to_ls_prediction
+from backend.labeling.prompt import PromptVersion
+from backend.labeling.reasoning import Reasoning
+from backend.labeling.recipe import ControlRecipe
+from backend.labeling.service import LabelingService
+from tests.unit.helpers import sentiment_control as _control
+
 
 SINGLE = ChoiceControl("sentiment", "text", "text", ("Positive", "Negative"), False)
 MULTI = ChoiceControl("topics", "text", "text", ("a", "b", "c"), True)
@@ -37,3 +44,14 @@ def test_ls_prediction_shape_matches_the_captured_contract():
     }
     assert region["probabilities"] == {"Positive": 0.8, "Negative": 0.2}
     assert "warnings" not in item
+
+
+def test_a_prediction_of_a_reasoning_version_carries_its_rationales():
+    from backend.labeling.prediction import to_region
+
+    service = LabelingService(ScriptedEngine(rationales=("good good", "bad")), calibration="none")
+    recipe = ControlRecipe(PromptVersion(reasoning=Reasoning(2, temperature=0.7)))
+    ((pred, _),) = service.predict_control(_control(), recipe, ["plain text"])
+    assert to_region(pred)["rationales"] == ["good good", "bad"]
+    ((plain, _),) = service.predict_control(_control(), ControlRecipe(), ["plain text"])
+    assert "rationales" not in to_region(plain)

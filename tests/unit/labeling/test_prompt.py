@@ -1,6 +1,15 @@
-"""How labels are written in the prompt (pure logic; what the model makes of it is in benchmarks)."""
-from backend.labeling.label_config import parse_label_config
+"""How the prompt is written: labels as words, one-token codes, where per-task demos go (pure
+logic; what the model makes of it is in benchmarks)."""
+import pytest
+
+from backend.errors import LabelConfigError
+from backend.labeling.label_config import ChoiceControl, parse_label_config
 from backend.labeling.prompt import Demo, PromptVersion, render, render_coded, shown_labels
+from tests.conftest import load_fixture
+
+
+CONFIG = load_fixture("predict-choices-single.json")["label_config"]
+SINGLE = ChoiceControl("sentiment", "text", "text", ("very positive", "positive", "negative"), False)
 
 
 def _control(labels, kind="single"):
@@ -47,3 +56,30 @@ def test_the_prompt_scores_and_shows_the_words_while_the_label_set_stays_the_sam
                                                   'Does the label "cancel booking" apply to this text? Answer:']
     assert "Labels: book flight\n" in multi.item_head
     assert "A) book flight\nB) cancel booking" in render_coded(control, PromptVersion(name="v0")).prefix
+
+
+def test_task_demos_go_after_the_shared_prefix():
+    control = parse_label_config(CONFIG).controls[0]
+    version = PromptVersion(instructions="Say it.", demos=(Demo("fixed one", ("Positive",)),))
+    plain = render(control, version)
+    near = render(control, version, task_demos=(Demo("near one", ("Negative",)),))
+    assert near.prefix == plain.prefix  # what every task shares, so it stays cached
+    assert near.item("x") == "Text: near one\nLabel: Negative\n\nText: x\nLabel:"
+    coded = render(control, version, codes=True, task_demos=(Demo("near one", ("Negative",)),))
+    assert coded.item("x").startswith("Text: near one\nAnswer: ")
+
+
+def test_coded_prompt_lists_labels_and_scores_one_token_codes():
+    demos = (Demo("great", ("very positive",)), Demo("meh", ("unknown label",)))
+    rendered = render(SINGLE, PromptVersion(demos=demos), codes=True)
+    assert "A) very positive\nB) positive\nC) negative" in rendered.prefix
+    assert "Text: great\nAnswer: A" in rendered.prefix and "meh" not in rendered.prefix
+    assert rendered.branches[0].continuations == (" A", " B", " C")
+    assert rendered.item("x").endswith("\nAnswer:")
+    assert render(SINGLE, PromptVersion()).branches[0].continuations == (" very positive", " positive", " negative")
+
+
+def test_more_labels_than_codes_is_a_named_config_error():
+    many = ChoiceControl("c", "text", "text", tuple(f"label {i}" for i in range(27)), False)
+    with pytest.raises(LabelConfigError):
+        render(many, PromptVersion(), codes=True)

@@ -1,18 +1,16 @@
 """The rewrite search's bookkeeping on scripted parts: minibatch, beam, what the teacher is shown,
 budgets, and the judge mask every candidate is compared on.
 
-The engine is the scripted one plus instructions that matter: a rule "<word> means <label>" in
-the prompt's instructions adds 3 to <label>'s score for texts containing <word>, so a scripted
-teacher can propose better and worse instructions and the search must tell them apart.
+The engine is the scripted one plus instructions that matter (tests/unit/helpers.py): a rule
+"<word> means <label>" in the prompt's instructions adds 3 to <label>'s score for texts containing
+<word>, so a scripted teacher can propose better and worse instructions and the search must tell
+them apart.
 """
-import re
 import time
 
 import numpy as np
 import pytest
 
-from backend.engines.scripted import ScriptedEngine
-from backend.errors import UpstreamUnavailable
 from backend.evaluation.datasets import Dataset
 from backend.labeling.label_config import parse_label_config
 from backend.labeling.recipe import ControlRecipe
@@ -20,57 +18,8 @@ from backend.labeling.service import LabelingService
 from backend.refinement.candidates.instruction_rewrite import (MIN_JUDGE_ITEMS, MINIBATCH, BeamEntry, InstructionSearch,
                                                                Rewrite, RewriteBudget, beam_update, pick_minibatch,
                                                                with_label_list)
-from backend.refinement.candidates.teacher import sanitize_all
-from backend.refinement.selection.optimizer import optimize_control
 from backend.refinement.validation.crossval import fold_ids, logits_matrix
-
-GOOD = "When a text mentions lunch, lunch means ham; otherwise say spam."
-MEH = "When a text mentions prize, prize means spam; otherwise say ham."
-LABELS = ("spam", "ham")
-
-
-class RuleFollowingEngine(ScriptedEngine):
-    def score(self, prefix, item, branches):
-        out = super().score(prefix, item, branches)
-        words = item.lower().split()
-        for (word, label) in re.findall(r"(\w+) means (\w+)", prefix):
-            for values, branch in zip(out, branches):
-                for j, cont in enumerate(branch.continuations):
-                    if cont.strip() == label and word in words:
-                        values[j] += 3.0
-        return out
-
-
-class ScriptedTeacher:
-    """Replays raw proposals round by round through the real sanitiser; records what it was shown."""
-
-    name = "scripted"
-
-    def __init__(self, rounds, fail=False):
-        self.rounds, self.fail, self.briefs, self.calls = list(rounds), fail, [], 0
-
-    def propose(self, brief, n, *, seed=0):
-        self.briefs.append(brief)
-        self.calls += n
-        if self.fail:
-            raise UpstreamUnavailable("teacher: cannot reach the LLM server")
-        raws = self.rounds.pop(0) if self.rounds else []
-        return sanitize_all(raws, exclude=[brief.instructions], limit=n)
-
-
-class WordEmbedder:
-    """One-hot words: enough for the head candidate in a pure-logic test."""
-
-    VOCAB = ("prize", "lunch", "win", "today")
-
-    def encode(self, texts):
-        v = np.array([[float(w in t.lower().split()) for w in self.VOCAB] + [1.0] for t in texts])
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def data(n=80):
-    texts = [f"win a prize number {i} today" if i % 2 == 0 else f"see you at lunch number {i}" for i in range(n)]
-    return texts, np.array([i % 2 for i in range(n)])  # 0 spam, 1 ham
+from tests.unit.helpers import GOOD, LABELS, MEH, RuleFollowingEngine, ScriptedTeacher, WordEmbedder, data
 
 
 def setup(n=80, rounds=None, budget=RewriteBudget(rounds=2, proposals=3, beam=2, max_calls=10_000),
@@ -145,21 +94,6 @@ def test_candidates_are_evaluated_on_every_item_and_the_search_items_leave_the_j
     judge = np.ones(80, bool)
     judge[:10] = False
     assert (search.restrict(judge) == (judge & mask)).all()
-
-
-def test_optimize_control_lists_the_rewrite_and_judges_all_candidates_without_the_search_items():
-    control = parse_label_config(Dataset("t", LABELS, (), ()).label_config()).controls[0]
-    service = LabelingService(RuleFollowingEngine(), embedder=WordEmbedder())
-    texts, gold = data(100)
-    teacher = ScriptedTeacher([[MEH, GOOD]])
-    decision = optimize_control(service, control, texts, gold, ControlRecipe(), folds=5, shots=4, alpha=0.05,
-                                deadline=time.monotonic() + 600, judge_mask=np.ones(100, bool),
-                                rewrite=Rewrite(teacher, RewriteBudget(rounds=1, proposals=2, beam=2)))
-    names = [row["name"] for row in decision.table]
-    assert "rewrite" in names and "rewrite+calibrated" in names
-    assert decision.n_eval == 100 - MINIBATCH
-    row = next(r for r in decision.table if r["name"] == "rewrite")
-    assert row["rewrite_teacher_calls"] == 2 and "p_vs_current" in row
 
 
 def test_too_few_judge_items_skip_the_rewrite_and_take_no_items():

@@ -4,13 +4,13 @@ is driven in tests/e2e)."""
 import pytest
 
 from backend.engines.scripted import ScriptedEngine
-from backend.errors import ConfigurationError
 from backend.labeling.model_version import ModelVersion
 from backend.labeling.service import LabelingService
 from backend.preannotation.batch import Preannotator, Selection
 from backend.settings import Settings
 from backend.store.versions import VersionRegistry
 from tests.conftest import load_fixture
+
 
 CONFIG = load_fixture("predict-choices-single.json")["label_config"]
 V = "scripted.abc123.v1"
@@ -72,16 +72,3 @@ def test_a_task_without_its_field_fails_alone_and_the_rest_is_written(tmp_path):
     assert {c["model_version"] for c in client.created} == {report.model_version}
     assert all(c["score"] == c["result"][0]["score"] for c in client.created)
     assert client.updated == {"model_version": report.model_version}
-
-
-@pytest.mark.parametrize(
-    "env, message",
-    [
-        ({"PREANNOTATE_ON_IMPORT": "true"}, "LABEL_STUDIO_URL"),
-        ({"PREANNOTATE_ON_IMPORT": "maybe"}, "true or false"),
-        ({"PREANNOTATE_BATCH": "0"}, "at least 1"),
-    ],
-)
-def test_preannotate_settings_are_validated(env, message):
-    with pytest.raises(ConfigurationError, match=message):
-        Settings.from_env(env)

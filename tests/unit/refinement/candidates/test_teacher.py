@@ -124,14 +124,3 @@ def test_settings_choose_the_teacher():
     remote = Settings.from_env({"TEACHER_BASE_URL": "http://127.0.0.1:9/v1", "TEACHER_MODEL": "big"})
     teacher = build_teacher(remote, CompletingEngine([]))  # no request is made here
     assert isinstance(teacher, OpenAITeacher) and teacher.model == "big"
-
-
-def test_rewrite_budget_settings_are_parsed_and_checked():
-    s = Settings.from_env({"REFINE_REWRITE_ROUNDS": "0", "REFINE_REWRITE_PROPOSALS": "6",
-                           "REFINE_REWRITE_BEAM": "3", "REFINE_REWRITE_MAX_CALLS": "500"})
-    assert (s.refine_rewrite_rounds, s.refine_rewrite_proposals, s.refine_rewrite_beam,
-            s.refine_rewrite_max_calls) == (0, 6, 3, 500)
-    from backend.errors import ConfigurationError
-
-    with pytest.raises(ConfigurationError, match="REFINE_REWRITE_BEAM"):
-        Settings.from_env({"REFINE_REWRITE_BEAM": "0"})

@@ -225,15 +225,6 @@ def test_a_multi_choice_refresh_refits_per_label_calibration_head_and_temperatur
     assert not no_worse(current, refreshed, 0.05, **rules)
 
 
-def test_a_refresh_is_published_only_once_the_ground_truth_has_doubled():
-    from backend.refinement.job import refresh_due
-
-    assert refresh_due(100, 50) and refresh_due(400, 50)
-    assert not refresh_due(99, 50)  # each job would otherwise publish a new model_version
-    assert not refresh_due(100, 0)  # version 0 learnt nothing from ground truth
-
-
-
 def test_a_refreshed_mixture_head_gets_the_temperature_its_items_call_for_now():
     """A head trained on more items per label is sharper: the head temperature a mixture head was
     stored with (fitted on 20 items) is refit on all of them; a log-linear head has none."""

@@ -1,12 +1,20 @@
 """Request-path logic with the scripted engine (pure logic; the real model is tested in tests/model)."""
+import time
+
+import numpy as np
 import pytest
 
 from backend.engines.scripted import ScriptedEngine
 from backend.errors import BadRequest
+from backend.labeling.calibration import softmax
 from backend.labeling.label_config import parse_label_config
 from backend.labeling.model_version import ModelVersion
-from backend.labeling.service import LabelingService, extract_texts
+from backend.labeling.prompt import PromptVersion
+from backend.labeling.reasoning import Reasoning
+from backend.labeling.service import LabelingService, extract_texts, map_tasks
 from tests.conftest import load_fixture
+from tests.unit.helpers import sentiment_control as _control
+
 
 CONFIG = load_fixture("predict-choices-single.json")["label_config"]
 
@@ -60,3 +68,33 @@ def test_content_free_calibration_is_computed_once_per_control_and_version():
     n_calls = len(engine.calls)
     service.predict(items, label_task, ModelVersion("v"))
     assert len(engine.calls) == n_calls + 1  # the second request scores only its task
+
+
+def test_self_consistency_averages_what_each_rationale_leads_to():
+    """The scripted engine scores a label by how often its word is in the item, rationale included."""
+    engine = ScriptedEngine(rationales=("good good", "bad"))
+    service = LabelingService(engine, calibration="none")
+    control = _control()
+    direct = service.logits(control, PromptVersion(), "plain text")[0]
+    one = service.logits(control, PromptVersion(reasoning=Reasoning(1)), "plain text")[0]
+    two = service.logits(control, PromptVersion(reasoning=Reasoning(2, temperature=0.7)), "plain text")[0]
+    assert softmax(direct)[0] == pytest.approx(0.5)
+    assert softmax(one)[0] > 0.98  # "good good" in the rationale
+    p_bad_sample = softmax(np.array([-3.0, -1.0]))  # after "bad"
+    assert np.allclose(softmax(two), (softmax(one) + p_bad_sample) / 2)
+
+
+def test_map_tasks_keeps_order_and_stops_sending_after_a_failure():
+    started = []
+
+    def fn(i):
+        started.append(i)
+        time.sleep(0.02)
+        if i == 1:
+            raise RuntimeError("boom")
+        return i * 10
+
+    assert map_tasks(lambda i: i * 10, [3, 1, 2], workers=2) == [30, 10, 20]
+    with pytest.raises(RuntimeError, match="boom"):
+        map_tasks(fn, list(range(50)), workers=2)
+    assert len(started) < 10

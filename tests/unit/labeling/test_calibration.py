@@ -1,6 +1,7 @@
 import numpy as np
 
-from backend.labeling.calibration import Calibrator, softmax
+from backend.labeling.calibration import Calibrator, fit_calibrator, fit_multilabel_calibrator, sigmoid, softmax
+from backend.metrics.multi_label import log_loss_per_item
 
 
 def test_contextual_calibration_makes_the_content_free_input_uniform():
@@ -72,3 +73,47 @@ def test_a_fit_around_a_prior_is_the_same_affine_map_as_served():
     direct = fit_calibrator(logits / 2.0 + np.array(prior.bias), gold, l2=0.0)
     folded = fit_calibrator(logits, gold, l2=0.0, prior=prior)
     assert np.allclose(folded.apply(logits, False), direct.apply(logits / 2.0 + np.array(prior.bias), False), atol=1e-4)
+
+
+def test_fitted_calibration_removes_a_bias_and_lowers_log_loss():
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, 600)
+    true_logits = np.eye(3)[gold] * 2.0 + rng.normal(0, 1.0, (600, 3))
+    biased = true_logits * 3.0 + np.array([2.0, 0.0, -2.0])  # overconfident and biased to label 0
+    cal = fit_calibrator(biased, gold)
+
+    def nll(p):
+        return -np.log(p[np.arange(len(gold)), gold]).mean()
+
+    assert nll(cal.apply(biased, False)) < nll(softmax(biased)) - 0.1
+    assert cal.temperature > 1.5
+    assert cal.bias[0] < cal.bias[2]
+
+
+def _biased_logits(n, seed=0):
+    """True log-odds ℓ (gold drawn from σ(ℓ)); the model says ℓ + 3 for label 0 (over-called) and
+    3ℓ − 2 for label 1 (over-confident, under-called)."""
+    rng = np.random.default_rng(seed)
+    true = rng.normal([-1.5, 0.0], 2.0, (n, 2))
+    gold = (rng.random((n, 2)) < sigmoid(true)).astype(int)
+    return true * [1.0, 3.0] + [3.0, -2.0], gold
+
+
+def test_per_label_calibration_removes_each_labels_bias_and_lowers_log_loss():
+    logits, gold = _biased_logits(600)
+    prior = Calibrator((0.0, 0.0), method="contextual")
+    cal = fit_multilabel_calibrator(logits, gold, prior)
+    assert cal.method == "fitted-per-label"
+    assert cal.bias[0] < -2.0 and cal.bias[1] > 0.3  # pushes label 0 down, label 1 up
+    assert cal.temperature[1] > 2.0 > 1.5 > cal.temperature[0]  # softens only the over-confident label
+    assert log_loss_per_item(gold, cal.apply(logits, True)).mean() < log_loss_per_item(gold, sigmoid(logits)).mean() - 0.3
+
+
+def test_per_label_calibration_stays_near_the_prior_with_few_items():
+    logits, gold = _biased_logits(600)
+    prior = Calibrator((0.5, -0.5), method="contextual")
+    few = fit_multilabel_calibrator(logits[:4], gold[:4], prior)
+    many = fit_multilabel_calibrator(logits, gold, prior)
+    shift = lambda cal: np.abs(np.array(cal.bias) - prior.bias)  # noqa: E731
+    assert (shift(few) < shift(many)).all()
+    assert shift(few).max() < 1.5

@@ -1,16 +1,14 @@
-"""Multi-label metrics against sklearn, the serving rule for predicted sets, the report without a
-confusion matrix, and multi-label data sets loaded from JSONL."""
+"""Multi-label metrics against sklearn, the serving rule for predicted sets, and the report of a
+multi-label system (no confusion matrix)."""
 import json
 
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from backend.evaluation.datasets import load_dataset
-from backend.labeling.label_config import parse_label_config
 from backend.metrics import multi_label as ml
 from backend.metrics.html_report import multilabel_system_metrics, write_report
-from tests.conftest import DATASETS
+
 
 LABELS = ["joy", "anger", "fear", "surprise", "neutral"]
 
@@ -65,6 +63,8 @@ def test_log_loss_per_item_sums_over_labels():
     assert ml.log_loss_per_item(gold, probs)[0] == pytest.approx(-np.log(0.8) - np.log(0.7))
 
 
+# Written by metrics/html_report.py; here because it needs this file's `run` fixture and `LABELS`,
+# which tests/unit/metrics/test_html_report.py defines otherwise (single choice, three labels).
 def test_report_of_a_multi_label_system_has_no_confusion_matrix(run, tmp_path):
     gold, probs = run
     system = multilabel_system_metrics("version 0", gold, LABELS, probs)
@@ -75,21 +75,3 @@ def test_report_of_a_multi_label_system_has_no_confusion_matrix(run, tmp_path):
     page = write_report(tmp_path, title="t", labels=LABELS, systems=[system]).read_text()
     assert "subset_accuracy" in page and 'alt="confusion"' not in page and 'alt="reliability"' in page
     assert json.loads((tmp_path / "metrics.json").read_text())["systems"][0]["macro_f1"] == system["macro_f1"]
-
-
-def test_a_jsonl_with_label_lists_loads_as_a_multiple_choice_set(tmp_path):
-    (tmp_path / "labels.json").write_text(json.dumps(["a", "b", "c"]))
-    rows = [{"text": "one", "labels": ["a", "c"]}, {"text": "two", "labels": ["b"]}, {"text": "none", "labels": []}]
-    (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    data = load_dataset(tmp_path / "test.jsonl")
-    assert data.multiple and data.texts == ("one", "two")
-    np.testing.assert_array_equal(data.gold_matrix(), [[1, 0, 1], [0, 1, 0]])
-    (control,) = parse_label_config(data.label_config()).controls
-    assert control.multiple and control.labels == ("a", "b", "c")
-
-
-def test_a_span_data_set_is_refused_by_name():
-    from backend.errors import DatasetError
-
-    with pytest.raises(DatasetError, match="span annotations"):
-        load_dataset(DATASETS / "wnut17" / "test.jsonl")

@@ -1,0 +1,37 @@
+"""The refinement job's pure parts: the ground truth a control learns from, each control's share of
+the job's time, when a refreshed current version is published."""
+
+
+def test_usable_gold_gives_indices_for_single_choice_and_a_matrix_for_multiple_choice():
+    from backend.labeling.label_config import ChoiceControl
+    from backend.refinement.job import usable_gold
+    from backend.store.ground_truth import GoldItem
+
+    gold = [GoldItem(1, {"text": "a"}, {"one": ["x"], "many": ["x", "z"]}, 11, "2026-01-02"),
+            GoldItem(2, {"text": "b"}, {"one": ["x", "y"], "many": ["y"]}, 12, "2026-01-01"),
+            GoldItem(3, {"text": "c"}, {"many": ["z"]}, 13, "2026-01-03")]
+    single = ChoiceControl("one", "text", "text", ("x", "y"), False)
+    items, targets = usable_gold(single, gold, 300)
+    assert [g.task_id for g in items] == [1] and targets.tolist() == [0]  # two labels on one choice: unusable
+    multiple = ChoiceControl("many", "text", "text", ("x", "y", "z"), True)
+    items, targets = usable_gold(multiple, gold, 2)
+    assert [g.task_id for g in items] == [1, 3]  # the newest two, oldest first
+    assert targets.tolist() == [[1, 0, 1], [0, 0, 1]]
+
+
+def test_each_control_left_gets_an_equal_share_of_the_job_time_left():
+    from backend.refinement.job import control_deadline
+
+    assert control_deadline(now=0.0, deadline=600.0, controls_left=2) == 300.0
+    # the first control used only 100 s of its 300: the last one gets all that is left
+    assert control_deadline(now=100.0, deadline=600.0, controls_left=1) == 600.0
+    # the first one overran: the next still has its cheap plans, with no time for LLM passes
+    assert control_deadline(now=700.0, deadline=600.0, controls_left=1) == 700.0
+
+
+def test_a_refresh_is_published_only_once_the_ground_truth_has_doubled():
+    from backend.refinement.job import refresh_due
+
+    assert refresh_due(100, 50) and refresh_due(400, 50)
+    assert not refresh_due(99, 50)  # each job would otherwise publish a new model_version
+    assert not refresh_due(100, 0)  # version 0 learnt nothing from ground truth

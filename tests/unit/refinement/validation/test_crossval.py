@@ -1,0 +1,82 @@
+"""Cross-validation's pure parts: balanced folds, and the time budget: a pass stops between chunks
+when the rest would end after the deadline."""
+import numpy as np
+import pytest
+
+from backend.engines.scripted import ScriptedEngine
+from backend.labeling.label_config import parse_label_config
+from backend.labeling.prompt import PromptVersion
+from backend.labeling.service import LabelingService
+from backend.refinement.validation.crossval import (PACE_CHUNK, OverBudget, fold_ids, logits_matrix, pace_budget,
+                                                    paced_logits)
+from tests.unit.helpers import Clock
+
+
+CONTROL = parse_label_config(
+    '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+    '<Choice value="spam"/><Choice value="ham"/></Choices></View>').controls[0]
+TEXTS = [f"message {i} " + ("spam spam" if i % 3 == 0 else "ham") for i in range(30)]  # oldest first
+PROMPT = PromptVersion(name="v0")
+
+
+def test_a_plan_stops_after_the_chunk_that_shows_the_rest_would_overrun():
+    clock = Clock()
+    after = pace_budget(deadline=100.0, total=5, unit="folds", clock=clock)
+    clock.now = 15.0
+    after(1)  # 15 s a fold: 4 more end at 75 s, inside the budget
+    clock.now = 42.0
+    with pytest.raises(OverBudget, match="2/5 folds"):
+        after(2)  # 21 s a fold now: 3 more would end at 105 s
+
+
+def test_no_deadline_nothing_done_yet_and_the_last_chunk_never_stop_a_plan():
+    clock = Clock()
+    unlimited = pace_budget(deadline=None, total=2, clock=clock)
+    clock.now = 1e9
+    unlimited(1)
+    started = pace_budget(deadline=10.0, total=3, clock=clock)
+    clock.now += 50.0
+    started(0)  # no pace known yet
+    started(3)  # the work is done: keep it
+
+
+class SecondPerText(ScriptedEngine):
+    """Scoring one text takes a second of the test's clock."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def score(self, prefix, item, branches):
+        self.clock.now += 1.0
+        return super().score(prefix, item, branches)
+
+
+def test_the_current_pass_keeps_the_newest_items_it_scored_before_its_time_was_up():
+    clock = Clock()
+    engine = SecondPerText(clock)
+    logits, used, pace = paced_logits(LabelingService(engine), CONTROL, PROMPT, TEXTS, stop_at=12.0, partial=True,
+                                      clock=clock)
+    # a chunk ends at 8 s (go on), the next at 16 s (past 12 s: stop)
+    assert used.tolist() == [False] * (30 - 2 * PACE_CHUNK) + [True] * (2 * PACE_CHUNK)
+    assert len(engine.calls) == 2 * PACE_CHUNK and pace == 1.0
+    everything = logits_matrix(LabelingService(ScriptedEngine()), CONTROL, PROMPT, TEXTS)
+    assert np.array_equal(logits[used], everything[used])
+
+
+def test_another_pass_stops_as_soon_as_its_pace_says_it_would_end_after_the_deadline():
+    clock = Clock()
+    engine = SecondPerText(clock)
+    with pytest.raises(OverBudget, match=f"{PACE_CHUNK}/30 items"):
+        paced_logits(LabelingService(engine), CONTROL, PROMPT, TEXTS, 20.0, partial=False, clock=clock)  # 30 s in all
+    assert len(engine.calls) == PACE_CHUNK
+
+    clock.now = 0.0
+    logits, scored, _ = paced_logits(LabelingService(SecondPerText(clock)), CONTROL, PROMPT, TEXTS, 31.0,
+                                     partial=False, clock=clock)
+    assert scored.all() and logits.shape == (30, 2)
+
+
+def test_fold_ids_are_balanced():
+    folds = fold_ids(103, 5)
+    assert sorted(np.bincount(folds)) == [20, 20, 21, 21, 21]

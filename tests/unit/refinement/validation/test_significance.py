@@ -1,0 +1,49 @@
+"""The significance tests of the selection rule: exact McNemar, paired bootstraps, Holm's correction."""
+import numpy as np
+import pytest
+
+from backend.metrics.multi_label import macro_f1, micro_f1
+from backend.refinement.validation.significance import (mcnemar_exact, paired_bootstrap_macro_f1,
+                                                        paired_bootstrap_multilabel_f1)
+
+
+def test_mcnemar_exact_values():
+    cand = np.array([1] * 10 + [0] * 0 + [1] * 5, dtype=bool)
+    cur = np.array([0] * 10 + [1] * 5, dtype=bool)
+    b, c, p = mcnemar_exact(cand, cur)
+    assert (b, c) == (10, 0)
+    assert p == pytest.approx(2 / 2**10)
+    assert mcnemar_exact(cur, cur)[2] == 1.0
+
+
+def test_bootstrap_is_significant_only_for_a_real_gain():
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 2, 200)
+    good = np.where(rng.random(200) < 0.9, gold, 1 - gold)
+    bad = np.where(rng.random(200) < 0.6, gold, 1 - gold)
+    gain, p = paired_bootstrap_macro_f1(gold, good, bad, 2)
+    assert gain > 0.2 and p < 0.01
+    gain, p = paired_bootstrap_macro_f1(gold, bad, good, 2)
+    assert gain < 0 and p > 0.99
+
+
+def test_holm_rejects_in_order_and_stops_at_the_first_failure():
+    from backend.refinement.validation.significance import holm_rejections
+
+    assert holm_rejections([0.01, 0.04, 0.03, 0.5], 0.05) == [True, False, False, False]  # 0.03 ≥ 0.05/3
+    assert holm_rejections([0.001, 0.015, 0.02], 0.05) == [True, True, True]  # 0.015 < 0.025, 0.02 < 0.05
+    assert holm_rejections([], 0.05) == []
+
+
+def test_multilabel_bootstrap_is_significant_only_for_a_real_gain():
+    rng = np.random.default_rng(1)
+    gold = (rng.random((200, 4)) < 0.3).astype(int)
+    good = np.where(rng.random(gold.shape) < 0.95, gold, 1 - gold)
+    bad = np.where(rng.random(gold.shape) < 0.7, gold, 1 - gold)
+    gain, p = paired_bootstrap_multilabel_f1(gold, good, bad)
+    assert gain == pytest.approx(macro_f1(gold, good) - macro_f1(gold, bad))
+    assert gain > 0.2 and p < 0.01
+    gain, p = paired_bootstrap_multilabel_f1(gold, bad, good)
+    assert gain < 0 and p > 0.99
+    gain, p = paired_bootstrap_multilabel_f1(gold, good, bad, average="micro")
+    assert gain == pytest.approx(micro_f1(gold, good) - micro_f1(gold, bad)) and p < 0.01
