@@ -96,7 +96,7 @@ class Settings:
     openai_votes: int = 5  # samples per item when the server gives no logprobs
     llm_price_per_1k_prompt: float = 0.0  # optional price table for cost accounting
     llm_price_per_1k_completion: float = 0.0
-    # Teacher model of the instruction rewrite (refinement/teacher.py); unset: the local engine teaches
+    # Teacher model of the instruction rewrite (refinement/candidates/teacher.py); unset: the local engine teaches
     teacher_base_url: str = ""
     teacher_model: str = ""
     teacher_api_key: str = ""
@@ -116,12 +116,12 @@ class Settings:
     refine_folds: int = 5
     refine_alpha: float = 0.05  # significance level of the paired test a candidate must pass
     refine_max_shots: int = 8
-    # Error-driven instruction rewrite (refinement/rewrite.py); 0 rounds turns it off
+    # Error-driven instruction rewrite (refinement/candidates/instruction_rewrite.py); 0 rounds turns it off
     refine_rewrite_rounds: int = 3
     refine_rewrite_proposals: int = 4  # per round
     refine_rewrite_beam: int = 2
     refine_rewrite_max_calls: int = 1200  # teacher generations + scored texts, per control and job
-    # Reason-then-select / self-consistency candidates (refinement/reasoning.py): 0 samples turns them off
+    # Reason-then-select / self-consistency candidates (refinement/candidates/reasoning_first.py): 0 samples turns them off
     refine_reasoning_samples: int = 5  # 1: reason-then-select only; k > 1: also self-consistency of k rationales
     refine_reasoning_tokens: int = 48  # longest rationale, in tokens
     # Pre-annotation through the Label Studio API (the `preannotate` command and TASKS_CREATED)

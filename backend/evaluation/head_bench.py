@@ -111,13 +111,14 @@ def _shipped_one_vs_rest_rows(train: Dataset, test: Dataset, train_emb, test_emb
     from ..labeling.calibration import sigmoid
     from ..metrics.multi_label import summarize_multilabel
     from ..refinement.candidates.one_vs_rest_head import evaluate_one_vs_rest_head, train_one_vs_rest
-    from ..refinement.validation.crossval import MultiLabelResult
+    from ..refinement.validation.control_kind import MULTIPLE
+    from ..refinement.validation.crossval import CandidateResult
 
     test_gold, n_labels = test.gold_matrix(), len(test.labels)
     rows = []
     for n in budgets:
         gold, emb = train.gold_matrix()[:n], train_emb[:n]
-        no_llm = MultiLabelResult("none", ControlRecipe(), np.full(gold.shape, 0.5), gold)
+        no_llm = CandidateResult("none", ControlRecipe(), np.full(gold.shape, 0.5), gold, kind=MULTIPLE)
         shipped = evaluate_one_vs_rest_head(no_llm, emb, fold_ids(len(gold), folds))[0].recipe.head
         coef, intercept = train_one_vs_rest(emb, gold)
         row = {"labels": len(gold), "head": "one-vs-rest", "labels_seen": int((gold.sum(0) > 0).sum()),

@@ -4,7 +4,7 @@ Every mode is run on the same items and prompts in one process, one after anothe
 directly, after one greedy rationale, and after k sampled rationales. Each row reports accuracy,
 macro-F1 and ECE (content-free calibrated, as served) next to seconds per item, and its gain and
 cost ratio against the direct mode of the same prompt: the numbers a refinement job's pilot
-(refinement/reasoning.py) decides on, at full length.
+(refinement/candidates/reasoning_first.py) decides on, at full length.
 """
 from __future__ import annotations
 

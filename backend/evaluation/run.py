@@ -232,7 +232,7 @@ def _multilabel_systems(service: LabelingService, test: Dataset, *, train: Datas
     from ..labeling.calibration import sigmoid
     from ..metrics.html_report import multilabel_system_metrics
     from ..refinement.candidates.one_vs_rest_head import train_one_vs_rest
-    from ..refinement.selection.multilabel_optimizer import optimize_multilabel_control
+    from ..refinement.selection.optimizer import optimize_control
 
     labels, gold = list(test.labels), test.gold_matrix()
     raw, cal, _, _ = _probabilities(service, test, PromptVersion(), progress)
@@ -245,7 +245,7 @@ def _multilabel_systems(service: LabelingService, test: Dataset, *, train: Datas
     head = sigmoid(service.embedder.encode(list(test.texts)) @ coef.T + intercept)
     systems.append(multilabel_system_metrics(f"embedding + one-vs-rest LR ({n_train} labels)", gold, labels, head))
     control = parse_label_config(test.label_config()).controls[0]
-    decision = optimize_multilabel_control(
+    decision = optimize_control(
         service, control, texts, train_gold, ControlRecipe(), folds=settings.refine_folds,
         shots=settings.refine_max_shots, alpha=settings.refine_alpha,
         deadline=time.monotonic() + settings.refine_max_seconds,

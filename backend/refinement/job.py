@@ -19,7 +19,6 @@ from ..store.versions import VersionRegistry, report_key
 from .candidates.instruction_rewrite import Rewrite, RewriteBudget
 from .candidates.reasoning_first import reasoning_modes
 from .candidates.teacher import build_teacher
-from .selection.multilabel_optimizer import optimize_multilabel_control
 from .selection.optimizer import optimize_control
 
 log = logging.getLogger(__name__)
@@ -133,11 +132,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
                        deadline=control_deadline(time.monotonic(), deadline, len(work) - done),
                        judge_mask=np.array([g.task_id not in seen for g in usable]))
         texts = [g.texts[control.field] for g in usable]
-        if control.multiple:  # the instruction rewrite is for single choice only (for now)
-            decision = optimize_multilabel_control(service, control, texts, targets, current.recipe(control.name), **options)
-        else:
-            decision = optimize_control(service, control, texts, targets, current.recipe(control.name),
-                                        rewrite=rewrite, reasoning=reasoning, **options)
+        decision = optimize_control(service, control, texts, targets, current.recipe(control.name),
+                                    rewrite=rewrite, reasoning=reasoning, **options)
         trained_on.update(g.task_id for g, used in zip(usable, decision.used) if used)
         decisions[control.name] = decision.summary()
         reports.append((control, decision))

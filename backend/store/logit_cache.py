@@ -2,7 +2,7 @@
 
 Why: every job judges the current version, and often the plain prompt, on all labelled items,
 and between two jobs only the few new items change. With many labels that pass is most of a
-job (clinc150, 151 intents: ~2 s per item, 7 minutes for 200 items), paid again on every save.
+job (docs/benchmarks.md), paid again on every save.
 An entry is keyed by what determines the logits: the model, its context size, the rendered
 prompt (instructions, demonstrations, this item's nearest demos, label branches) and the text;
 the float64 logits are stored exactly, so a cached item scores as it would fresh.

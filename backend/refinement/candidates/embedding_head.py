@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...labeling.calibration import fit_calibrator, softmax
+from ...labeling.calibration import softmax
 from ...labeling.head import ABSENT_INTERCEPT, HeadWeights, mix, pool, unseen_label_mass, with_unseen_mass
 from ...labeling.recipe import ControlRecipe
+from ..validation.control_kind import SINGLE, fitted_temperature
 from ..validation.crossval import CandidateResult
 from ..validation.significance import macro_f1_counts
+from .base import ControlJob, Plan
 
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the LLM in the pooled distribution
 REGULARISATION_C = 10.0  # inverse L2 strength for unit-length sentence embeddings
@@ -57,11 +59,6 @@ def fit_head_temperature(embeddings: np.ndarray, gold: np.ndarray, n_labels: int
     return fitted_temperature(head_out_of_fold(embeddings, gold, n_labels, balanced, folds), gold)
 
 
-def fitted_temperature(probs: np.ndarray, gold: np.ndarray) -> float:
-    """The temperature that minimises the log-loss of `probs` on `gold` (the labels never change)."""
-    return fit_calibrator(np.log(probs + 1e-12), gold, fit_bias=False).temperature
-
-
 def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, n_labels: int, pooling=pool) -> float:
     """Best macro-F1 over the grid, ties to lower log-loss."""
     def score(w):
@@ -72,16 +69,6 @@ def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, n_labels: 
     return max(WEIGHT_GRID, key=score)
 
 
-def cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, float]:
-    """Out-of-fold probabilities after a temperature fitted on the other folds; and the one fitted on all."""
-    logp = np.log(probs + 1e-12)
-    out = np.zeros_like(probs)
-    for f in np.unique(folds):
-        test = folds == f
-        out[test] = fit_calibrator(logp[~test], gold[~test], fit_bias=False).apply(logp[test], False)
-    return out, fitted_temperature(probs, gold)
-
-
 def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray,
                   balanced: bool = False) -> list[CandidateResult]:
     """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused), both
@@ -89,12 +76,12 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
     candidate's; labeling.head says why).
 
     `balanced` trains the logistic regression with label weights inverse to label frequency: with
-    a rare label (sms_spam: 4 spam in the first 25 labels) the plain head hardly ever predicts it
-    (macro-F1 0.58; balanced 0.88), while on a balanced set both are alike. Both compete."""
+    a rare label among few labels the plain head hardly ever predicts it, while on a balanced set
+    both are alike (docs/benchmarks.md). Both compete."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
     suffix = "head-balanced" if balanced else "head"
     head_oof = head_out_of_fold(embeddings, gold, n_labels, balanced, folds)
-    head_alone, head_only_t = cross_fitted_temperature(head_oof, gold, folds)
+    head_alone, head_only_t = SINGLE.cross_fitted_temperature(head_oof, gold, folds)
     coef, intercept = train_head(embeddings, gold, n_labels, balanced)
     unseen_mass = unseen_label_mass(gold, n_labels)
 
@@ -124,6 +111,18 @@ def _cross_fitted_pool(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, fold
         test = folds == f
         w = _best_weight(llm[~test], head[~test], gold[~test], n_labels, pooling)
         raw[test] = pooling(llm[test], head[test], w)
-    pooled, _ = cross_fitted_temperature(raw, gold, folds)
+    pooled, _ = SINGLE.cross_fitted_temperature(raw, gold, folds)
     weight = _best_weight(llm, head, gold, n_labels, pooling)
     return pooled, weight, fitted_temperature(pooling(llm, head, weight), gold)
+
+
+class EmbeddingHead:
+    """The MiniLM head alone and pooled with the best LLM candidate so far (single choice), plain
+    and label-balanced: fits on embeddings, seconds, so it always runs."""
+
+    def plans(self, job: ControlJob) -> list[Plan]:
+        if job.kind is not SINGLE:
+            return []
+        return [Plan(name, lambda balanced=balanced: evaluate_head(job.best_llm() or job.judged_current, job.embeddings,
+                                                                    job.folds, balanced=balanced), cheap=True)
+                for name, balanced in (("head", False), ("head-balanced", True))]

@@ -1,7 +1,8 @@
 """Few-shot candidates: demonstrations from the ground truth, fixed (k-shot) or per task (k-nearest).
 
 Fixed demos are picked label by label in turn (so every label is shown, rare ones included) in a
-seeded random order, which keeps a refinement reproducible. A nearest-demo prompt carries the
+seeded random order, which keeps a refinement reproducible; for multiple choice an item is shown
+with its whole label set, rarest labels first. A nearest-demo prompt carries the
 whole labelled pool and shows each task its most similar examples (backend/labeling/demos.py).
 Demo texts are clipped (DEMO_MAX_CHARS) so demonstrations never crowd the task out of the context.
 """
@@ -18,8 +19,14 @@ from ...labeling.label_config import ChoiceControl
 from ...labeling.prompt import Demo, PromptVersion, clip_demo
 from ...labeling.recipe import ControlRecipe
 from ...labeling.service import LabelingService
+from ..validation.control_kind import SINGLE, kind_of
 from ..validation.crossval import (PACE_CHUNK, CandidateResult, evaluate_fitted_calibration, pace_budget,
                                    score_as_shipped)
+from .base import ControlJob, Plan
+
+# Per-task nearest demos cost their tokens on every task (they cannot share the KV cache), so a
+# few: docs/benchmarks.md measures what they cost against zero-shot.
+NEAREST_SHOTS = 4
 
 
 def pick_demo_indices(gold: Sequence[int], k: int, seed: int = 0) -> list[int]:
@@ -43,6 +50,35 @@ def demos_of(texts: Sequence[str], gold: Sequence[int], labels: Sequence[str], i
     return tuple(Demo(clip_demo(texts[i]), (labels[int(gold[i])],)) for i in indices)
 
 
+def multilabel_demos_of(texts: Sequence[str], gold: np.ndarray, labels: Sequence[str],
+                        indices: Sequence[int]) -> tuple[Demo, ...]:
+    gold = np.asarray(gold, dtype=bool)
+    return tuple(Demo(texts[i], tuple(labels[j] for j in np.flatnonzero(gold[i]))) for i in indices)
+
+
+def pick_multilabel_demo_indices(gold: np.ndarray, k: int, seed: int = 0) -> list[int]:
+    """k items, each shown with its whole label set; rounds over the labels, rarest first, pick
+    an unused item for every label shown fewer times than the round number. Seeded, reproducible."""
+    gold = np.asarray(gold, dtype=bool)
+    rng = random.Random(seed)
+    by_label = {j: [i for i in range(len(gold)) if gold[i, j]] for j in range(gold.shape[1])}
+    for items in by_label.values():
+        rng.shuffle(items)
+    order = sorted(by_label, key=lambda j: (len(by_label[j]), j))
+    shown = np.zeros(gold.shape[1], dtype=int)
+    picked: list[int] = []
+    round_ = 0
+    while len(picked) < k and any(i not in picked for items in by_label.values() for i in items):
+        for j in order:
+            candidates = [i for i in by_label[j] if i not in picked]
+            if len(picked) < k and shown[j] <= round_ and candidates:
+                picked.append(candidates[0])
+                shown += gold[candidates[0]]
+        round_ += 1
+    rng.shuffle(picked)
+    return picked
+
+
 def few_shot(base: PromptVersion, demos: tuple[Demo, ...], name: str) -> PromptVersion:
     return replace(base, name=name, demos=demos)
 
@@ -64,22 +100,24 @@ def evaluate_few_shot(name: str, base: PromptVersion, service: LabelingService, 
     cross-fitted on its logits.
 
     Not a different draw per fold: what a k-shot prompt does depends mostly on which k examples
-    it shows, so an average over draws says little about the one draw that ships (on
-    product_reviews, 4-shot cross-validated at 0.475 macro-F1 over fold draws; the draw that
-    shipped made 0.362 on the test split). Every item is scored with the prompt that ships, except
-    that a demonstration is scored with the other k − 1 (no item sees its own label). One shared
+    it shows, so an average over draws says little about the one draw that ships
+    (docs/how-it-learns.md). Every item is scored with the prompt that ships, except that a
+    demonstration is scored with the other k − 1 (no item sees its own label). One shared
     prefix, so this is also cheaper than a prompt per fold."""
+    kind = kind_of(control)
     texts = list(texts)
+    pick, shown = ((pick_multilabel_demo_indices, multilabel_demos_of) if kind.multiple
+                   else (pick_demo_indices, demos_of))
 
     def prompt_with(indices) -> PromptVersion:
-        return few_shot(base, demos_of(texts, gold, control.labels, indices), name)
+        return few_shot(base, shown(texts, gold, control.labels, indices), name)
 
-    picked = pick_demo_indices(gold, shots, seed=len(texts))
-    final, logits, contextual = score_as_shipped(service, control, texts, picked, prompt_with, multiple=False,
+    picked = pick(gold, shots, seed=len(texts))
+    final, logits, contextual = score_as_shipped(service, control, texts, picked, prompt_with, multiple=kind.multiple,
                                                  deadline=deadline)
     fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds,
-                                         service.calibrator(control, final))
-    return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]
+                                         service.calibrator(control, final), kind=kind)
+    return [CandidateResult(name, ControlRecipe(final, None), contextual, gold, kind=kind), fitted]
 
 
 def evaluate_nearest_shot(name: str, base: PromptVersion, service: LabelingService, control: ChoiceControl,
@@ -109,3 +147,26 @@ def evaluate_nearest_shot(name: str, base: PromptVersion, service: LabelingServi
     fitted = evaluate_fitted_calibration(f"{name}+calibrated", final, logits, gold, folds,
                                          service.calibrator(control, final))
     return [CandidateResult(name, ControlRecipe(final, None), contextual, gold), fitted]
+
+
+class FewShot:
+    """k-shot prompts, content-free calibrated and with fitted calibration: k = min(shots, 4) and
+    k = shots (REFINE_MAX_SHOTS), where there are at least 2k items."""
+
+    def plans(self, job: ControlJob) -> list[Plan]:
+        return [Plan(f"{k}-shot", lambda k=k: evaluate_few_shot(f"{k}-shot", job.base, job.service, job.control,
+                                                                job.texts, job.gold, job.folds, k, job.deadline),
+                     items=len(job.texts))
+                for k in sorted({min(job.shots, 4), job.shots}) if k > 0 and len(job.texts) >= 2 * k]
+
+
+class NearestShot:
+    """Each task shown its NEAREST_SHOTS most similar labelled items (single choice)."""
+
+    def plans(self, job: ControlJob) -> list[Plan]:
+        k = min(job.shots, NEAREST_SHOTS)
+        if job.kind is not SINGLE or k <= 0 or len(job.texts) < 2 * k:
+            return []
+        return [Plan(f"{k}-nearest", lambda: evaluate_nearest_shot(
+            f"{k}-nearest", job.base, job.service, job.control, job.texts, job.gold, job.folds, k, job.embeddings,
+            job.deadline), items=len(job.texts))]

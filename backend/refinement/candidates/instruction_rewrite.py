@@ -4,7 +4,7 @@ search on a small minibatch keeps the best; the winner becomes two ordinary cand
 Leakage: every item the search looks at (the minibatch, and the mistakes shown to the teacher,
 which are drawn from it) helped choose the instruction, so `restrict` removes them from the items
 that judge *every* candidate. The minibatch prefers items that are not judged anyway (see
-judge_current: the current version's fixed demonstrations, or all its items when its own
+selection/current_refit.py: the current version's fixed demonstrations, or all its items when its own
 instructions were searched), so a rewrite after a rewrite usually costs no judge items.
 
 Cost: each proposal is scored on the minibatch (plus three content-free texts for its
@@ -27,7 +27,9 @@ from ...labeling.prompt import CONTENT_FREE_TEXTS, PromptVersion, default_instru
 from ...labeling.recipe import ControlRecipe
 from ...labeling.service import LabelingService
 from ...metrics.single_label import macro_f1
+from ..validation.control_kind import SINGLE
 from ..validation.crossval import CandidateResult, evaluate_fitted_calibration, evaluate_fixed, logits_matrix
+from .base import ControlJob, Plan
 from .teacher import Mistake, Teacher, TeacherBrief
 
 log = logging.getLogger(__name__)
@@ -297,3 +299,21 @@ class InstructionSearch:
 
     def _topic(self) -> str:
         return self.control.name.replace("_", " ").replace("-", " ").strip() or "label"
+
+
+class InstructionRewrite:
+    """A teacher rewrites the instructions from the current version's mistakes (single choice,
+    when the job has a teacher). It runs before the heads, which may pool with it; the items its
+    search looked at are then judged for no candidate."""
+
+    def plans(self, job: ControlJob) -> list[Plan]:
+        if job.kind is not SINGLE or not job.rewrite:
+            return []
+        search = InstructionSearch(job.rewrite, job.service, job.control, job.texts, job.gold, job.current,
+                                   job.current_logits, job.folds, job.judge_mask, job.deadline)
+
+        def after() -> None:
+            job.judge_mask = search.restrict(job.judge_mask)
+            job.skipped.extend(search.skipped)
+
+        return [Plan("rewrite", search.candidates, after=after)]

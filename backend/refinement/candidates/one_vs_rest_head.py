@@ -5,20 +5,21 @@ One binary logistic regression per label on MiniLM embeddings. A label never see
 always seen positive) gets no weights and the smoothed log-odds of its frequency,
 log((0.5 + positives) / (0.5 + negatives)): the head alone never suggests it, yet its P(yes) is
 not ~0, so pooling still lets a sure LLM through and one positive in a held-out fold does not
-inflate the fitted temperature of every label (goemotions head with 50 labels: yes/no ECE on
-test 0.047 → 0.010, log-loss 5.59 → 4.60; unchanged once every label was seen). Pooling is per label on the yes/no logit with
-one LLM weight for the control, chosen on the other folds, then one temperature fitted on the
-other folds (a pooled probability is not calibrated by itself).
+inflate the fitted temperature of every label (docs/benchmarks.md). Pooling is per label on the
+yes/no logit with one LLM weight for the control, chosen on the other folds, then one
+temperature fitted on the other folds (a pooled probability is not calibrated by itself).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...labeling.calibration import sigmoid
-from ...labeling.head import HeadWeights, logit, pool_yes_no
+from ...labeling.head import HeadWeights, pool_yes_no
 from ...labeling.recipe import ControlRecipe
 from ...metrics.multi_label import log_loss_per_item, micro_f1, predicted_sets
-from ..validation.crossval import MultiLabelResult
+from ..validation.control_kind import MULTIPLE
+from ..validation.crossval import CandidateResult
+from .base import ControlJob, Plan
 from .embedding_head import REGULARISATION_C, WEIGHT_GRID
 
 
@@ -40,19 +41,6 @@ def train_one_vs_rest(embeddings: np.ndarray, gold: np.ndarray) -> tuple[np.ndar
     return coef, intercept
 
 
-def _fit_temperature(logits: np.ndarray, gold: np.ndarray) -> float:
-    """One temperature on yes/no logits minimising the log-loss over all cells."""
-    from scipy.optimize import minimize_scalar
-
-    z, y = np.asarray(logits, dtype=np.float64), np.asarray(gold, dtype=np.float64)
-
-    def loss(log_t):
-        q = z / np.exp(log_t)
-        return float((np.logaddexp(0.0, q) - y * q).sum())
-
-    return float(np.exp(minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded").x))
-
-
 def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray) -> float:
     """Best multi-label micro-F1 over the grid (the selection's label metric), ties to lower log-loss."""
     def score(w):
@@ -62,16 +50,7 @@ def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray) -> float:
     return max(WEIGHT_GRID, key=score)
 
 
-def cross_fitted_temperature(probs: np.ndarray, gold: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, float]:
-    z = logit(probs)
-    out = np.zeros_like(probs)
-    for f in np.unique(folds):
-        test = folds == f
-        out[test] = sigmoid(z[test] / _fit_temperature(z[~test], gold[~test]))
-    return out, _fit_temperature(z, gold)
-
-
-def evaluate_one_vs_rest_head(llm: MultiLabelResult, embeddings: np.ndarray, folds: np.ndarray) -> list[MultiLabelResult]:
+def evaluate_one_vs_rest_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray) -> list[CandidateResult]:
     """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused)."""
     gold = llm.gold
     head_oof = np.zeros(gold.shape)
@@ -85,8 +64,8 @@ def evaluate_one_vs_rest_head(llm: MultiLabelResult, embeddings: np.ndarray, fol
         w = _best_weight(llm.probs[~test], head_oof[~test], gold[~test])
         raw_pool[test] = pool_yes_no(llm.probs[test], head_oof[test], w)
     w_all = _best_weight(llm.probs, head_oof, gold)
-    pooled, temperature = cross_fitted_temperature(raw_pool, gold, folds)
-    head_alone, head_only_t = cross_fitted_temperature(head_oof, gold, folds)
+    pooled, temperature = MULTIPLE.cross_fitted_temperature(raw_pool, gold, folds)
+    head_alone, head_only_t = MULTIPLE.cross_fitted_temperature(head_oof, gold, folds)
     coef, intercept = train_one_vs_rest(embeddings, gold)
 
     def recipe(w: float, t: float) -> ControlRecipe:
@@ -94,6 +73,17 @@ def evaluate_one_vs_rest_head(llm: MultiLabelResult, embeddings: np.ndarray, fol
         return ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head)
 
     return [
-        MultiLabelResult("head", recipe(0.0, head_only_t), head_alone, gold),
-        MultiLabelResult(f"{llm.name}+head", recipe(w_all, temperature), pooled, gold),
+        llm.like("head", recipe(0.0, head_only_t), head_alone),
+        llm.like(f"{llm.name}+head", recipe(w_all, temperature), pooled),
     ]
+
+
+class OneVsRestHead:
+    """The one-vs-rest MiniLM head alone and pooled with the best LLM candidate so far (multiple
+    choice): fits on embeddings, seconds, so it always runs."""
+
+    def plans(self, job: ControlJob) -> list[Plan]:
+        if job.kind is not MULTIPLE:
+            return []
+        return [Plan("head", lambda: evaluate_one_vs_rest_head(job.best_llm() or job.judged_current, job.embeddings,
+                                                               job.folds), cheap=True)]

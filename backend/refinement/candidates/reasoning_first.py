@@ -10,12 +10,14 @@ these candidates are built from the best LLM-only candidate of the job, and:
   full and if k times that pass fits before the deadline; its pilot must match reason-then-select's
   candidate, and its pass stops (OverBudget) when its pace says it would end after the deadline;
 - the optimizer judges a reasoning candidate against the best candidate without reasoning, not
-  only against the current version (optimizer.select_paying): a slower recipe must be
+  only against the current version (selection/optimizer.select_paying): a slower recipe must be
   significantly better than the fast one it would replace.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import replace
+from typing import Callable
 
 import numpy as np
 
@@ -24,8 +26,11 @@ from ...labeling.prompt import PromptVersion, clip_demo
 from ...labeling.reasoning import Reasoning
 from ...labeling.recipe import ControlRecipe
 from ...labeling.service import LabelingService
+from ..validation.control_kind import SINGLE
 from ..validation.crossval import (CandidateResult, PlanSkipped, evaluate_fitted_calibration, logits_matrix,
                                    score_as_shipped)
+from .base import ControlJob, Plan
+from .embedding_head import evaluate_head
 
 PILOT_ITEMS = 24
 SAMPLING_TEMPERATURE = 0.7  # self-consistency's usual setting (Wang et al. 2023)
@@ -82,3 +87,50 @@ def evaluate_reasoning(service: LabelingService, control: ChoiceControl, texts: 
     fitted = evaluate_fitted_calibration(f"{final.name}+calibrated", final, logits, gold, folds,
                                          service.calibrator(control, final))
     return [CandidateResult(final.name, ControlRecipe(final, None), contextual, gold), fitted]
+
+
+class ReasoningFirst:
+    """Each reasoning mode of the job (REFINE_REASONING_SAMPLES) on the best LLM-only prompt so far,
+    after every other LLM plan (single choice)."""
+
+    def plans(self, job: ControlJob) -> list[Plan]:
+        if job.kind is not SINGLE:
+            return []
+        return [Plan(mode.name, lambda mode=mode: reasoning_plan(job, mode)) for mode in job.reasoning]
+
+
+def reasoning_plan(job: ControlJob, mode: Reasoning, clock: Callable[[], float] = time.monotonic):
+    """A reasoning mode on the best LLM-only prompt so far. Self-consistency only once
+    reason-then-select was scored in full (its pilot passed), if k times its time fits before the
+    deadline, and its pilot must then be as accurate as reason-then-select's candidate."""
+    base = job.best_llm() or job.judged_current
+    args = (job.service, job.control, job.texts, job.gold, base, job.folds, mode, job.deadline)
+    if mode.samples == 1:
+        return evaluate_reasoning(*args)
+    greedy = [r for r in job.results if reasons(r) and r.recipe.prompt.reasoning.samples == 1]
+    if not greedy:
+        raise PlanSkipped("reason-then-select was not scored in full, so neither is self-consistency")
+    expected = greedy[0].metrics.get("seconds", 0.0) * mode.samples
+    if clock() + expected > job.deadline:
+        raise PlanSkipped(f"{mode.samples} rationales an item would take about {expected:.0f} s, "
+                          f"{clock() + expected - job.deadline:.0f} s past the job's deadline")
+    bar = max(greedy, key=lambda r: (r.metrics["macro_f1"], -r.metrics["ece"]))
+    return evaluate_reasoning(*args, pilot_bar=bar)
+
+
+class ReasoningHeads:
+    """The head pooled with the best reasoning candidate too, when it beats the best without: so
+    the reasoning version that competes with e.g. `8-shot+head-mix` is `…+reason+head-mix`."""
+
+    def plans(self, job: ControlJob) -> list[Plan]:
+        if job.kind is not SINGLE or not job.reasoning:
+            return []
+        return [Plan("reasoning heads", lambda: reasoning_heads(job), cheap=True)]
+
+
+def reasoning_heads(job: ControlJob) -> list[CandidateResult]:
+    llm, plain = job.best_llm(reasoned=True), job.best_llm()
+    if llm is None or (plain is not None and llm.metrics["macro_f1"] <= plain.metrics["macro_f1"]):
+        return []
+    return [pooled for balanced in (False, True)  # not the head alone again: [0]
+            for pooled in evaluate_head(llm, job.embeddings, job.folds, balanced=balanced)[1:]]

@@ -16,8 +16,8 @@ rewritten instruction was chosen on them).
 
 `refreshed_current` is the same recipe with those parts, and its pooling temperature, refit on
 all the ground truth there is now: a version keeps what its first few labels gave it unless
-something refits it, and a candidate has to be significantly better to replace it (sms_spam: v1
-from 25 labels, refreshed at 200, test ECE 0.030 → 0.015).
+something refits it, and a candidate has to be significantly better to replace it
+(docs/how-it-learns.md).
 """
 from __future__ import annotations
 
@@ -25,21 +25,24 @@ from dataclasses import replace
 
 import numpy as np
 
-from ...labeling.calibration import Calibrator, fit_calibrator, fit_multilabel_calibrator
+from ...labeling.calibration import Calibrator
+from ...labeling.head import HeadWeights, unseen_label_mass
 from ...labeling.prompt import clip_demo
 from ...labeling.recipe import ControlRecipe
+from ..candidates.embedding_head import fit_head_temperature, train_head
+from ..candidates.one_vs_rest_head import train_one_vs_rest
+from ..validation.control_kind import ControlKind
+from ..validation.crossval import CandidateResult
 
-# calibrator method → whether its per-label bias is refit too (single choice)
-REFIT_METHODS = {"fitted": True, "temperature": False}
 
-
-def cross_fit_current(current, served: Calibrator, logits: np.ndarray, embeddings: np.ndarray, texts: list[str],
-                      seen: np.ndarray, folds: np.ndarray, *, multiple: bool = False, prior: Calibrator | None = None):
+def cross_fit_current(current: CandidateResult, served: Calibrator, logits: np.ndarray, embeddings: np.ndarray,
+                      texts: list[str], seen: np.ndarray, folds: np.ndarray, *,
+                      prior: Calibrator | None = None) -> tuple[CandidateResult, np.ndarray]:
     """(`current` with out-of-fold probabilities on the `seen` items it can be refit on, the mask
-    of items it may be judged on). `current` is a CandidateResult, or a MultiLabelResult with
-    `multiple`; `served` is the LLM calibration as served (before any head); `prior` the
-    content-free one that a fitted calibration is fitted around."""
+    of items it may be judged on). `served` is the LLM calibration as served (before any head);
+    `prior` the content-free one that a fitted calibration is fitted around."""
     recipe: ControlRecipe = current.recipe
+    kind = current.kind
     seen = np.asarray(seen, bool)
     judge = ~seen
     if not seen.any() or recipe.prompt.instructions is not None:
@@ -47,53 +50,47 @@ def cross_fit_current(current, served: Calibrator, logits: np.ndarray, embedding
     demo_texts = {d.text for d in recipe.prompt.demos}
     refittable = seen & np.array([t not in demo_texts and clip_demo(t) not in demo_texts for t in texts])
     gold, probs = current.gold, current.probs.copy()
-    refit_calibration = _calibration_refit(recipe, prior, multiple)
+    refit_calibration = kind.calibration_fit(recipe.calibrator, prior)
     for f in np.unique(folds[refittable]):
         test, train = refittable & (folds == f), seen & (folds != f)
         if train.sum() < 2:
             continue
         calibrator = refit_calibration(logits[train], gold[train]) if refit_calibration else served
-        llm = calibrator.apply(logits[test], multiple)
+        llm = calibrator.apply(logits[test], kind.multiple)
         if recipe.head is not None:
-            llm = _refit_head(recipe, embeddings[train], gold[train], multiple).combine(llm, embeddings[test])
+            llm = _refit_head(recipe.head, embeddings[train], gold[train], kind).combine(llm, embeddings[test])
         probs[test] = llm
         judge |= test
-    refit = type(current)(current.name, recipe, probs, gold)
+    refit = current.like(current.name, recipe, probs)
     refit.metrics.update(judged_seen_items=int((judge & seen).sum()))
     return refit, judge
 
 
-def refreshed_current(current, served: Calibrator, logits: np.ndarray, embeddings: np.ndarray, texts: list[str],
-                      folds: np.ndarray, name: str = "current-refit", *, multiple: bool = False,
-                      prior: Calibrator | None = None):
+def refreshed_current(current: CandidateResult, served: Calibrator, logits: np.ndarray, embeddings: np.ndarray,
+                      texts: list[str], folds: np.ndarray, name: str = "current-refit", *,
+                      prior: Calibrator | None = None) -> CandidateResult | None:
     """The current recipe with its fitted calibration, its head and the head's pooling temperature
     (a mixture head's own temperature too) refit on all items (pooling weight kept), with
     cross-fitted probabilities to judge it by (the temperature fitted on the other folds too); None
     when it learnt nothing refittable. Demo items keep the current's probabilities: judge the result
-    where `current` is judged. With `multiple`, `current` is a MultiLabelResult and `prior` the
-    content-free calibration (cross_fit_current)."""
-    if multiple:
-        from ..candidates.one_vs_rest_head import cross_fitted_temperature
-    else:
-        from ..candidates.embedding_head import cross_fitted_temperature
-
+    where `current` is judged. `prior` is the content-free calibration (cross_fit_current)."""
     recipe: ControlRecipe = current.recipe
-    refit_calibration = _calibration_refit(recipe, prior, multiple)
+    kind = current.kind
+    refit_calibration = kind.calibration_fit(recipe.calibrator, prior)
     if recipe.prompt.instructions is not None or (refit_calibration is None and recipe.head is None):
         return None
     untempered = replace(recipe, head=_untempered_head(recipe.head, embeddings, current.gold, folds)) if recipe.head \
         else recipe
     everything = np.ones(len(texts), bool)
-    result_type = type(current)
-    refit, judged = cross_fit_current(result_type(name, untempered, current.probs, current.gold), served, logits,
-                                      embeddings, texts, everything, folds, multiple=multiple, prior=prior)
+    refit, judged = cross_fit_current(current.like(name, untempered, current.probs), served, logits,
+                                      embeddings, texts, everything, folds, prior=prior)
     gold, probs = current.gold, refit.probs.copy()
     calibrator = refit_calibration(logits, gold) if refit_calibration else recipe.calibrator
     head, temperature = None, 1.0
     if recipe.head is not None:
-        probs[judged], temperature = cross_fitted_temperature(refit.probs[judged], gold[judged], folds[judged])
-        head = replace(_refit_head(untempered, embeddings, gold, multiple), temperature=temperature)
-    return result_type(name, replace(recipe, calibrator=calibrator, head=head), probs, gold)
+        probs[judged], temperature = kind.cross_fitted_temperature(refit.probs[judged], gold[judged], folds[judged])
+        head = replace(_refit_head(untempered.head, embeddings, gold, kind), temperature=temperature)
+    return current.like(name, replace(recipe, calibrator=calibrator, head=head), probs)
 
 
 def _untempered_head(head, embeddings: np.ndarray, gold: np.ndarray, folds: np.ndarray):
@@ -102,40 +99,18 @@ def _untempered_head(head, embeddings: np.ndarray, gold: np.ndarray, folds: np.n
     trained on more items per label is sharper than the one it was fitted for."""
     if head.pooling != "mix" or head.one_vs_rest:
         return replace(head, temperature=1.0)
-    from ..candidates.embedding_head import fit_head_temperature
-
     head_t = fit_head_temperature(embeddings, gold, len(head.intercept), head.balanced, folds)
     return replace(head, temperature=1.0, head_temperature=head_t)
 
 
-def _calibration_refit(recipe: ControlRecipe, prior: Calibrator | None, multiple: bool):
-    """How the current calibration was fitted on ground truth, as a function of (logits, gold);
-    None when it learnt nothing from ground truth (content-free)."""
-    if recipe.calibrator is None:
-        return None
-    if multiple:
-        if recipe.calibrator.method != "fitted-per-label" or prior is None:
-            return None
-        return lambda logits, gold: fit_multilabel_calibrator(logits, gold, prior)
-    if recipe.calibrator.method not in REFIT_METHODS:
-        return None
-    fit_bias = REFIT_METHODS[recipe.calibrator.method]  # a temperature-only fit was made on the raw logits
-    return lambda logits, gold: fit_calibrator(logits, gold, fit_bias=fit_bias, prior=prior if fit_bias else None)
-
-
-def _refit_head(recipe: ControlRecipe, embeddings: np.ndarray, gold: np.ndarray, multiple: bool):
+def _refit_head(head: HeadWeights, embeddings: np.ndarray, gold: np.ndarray, kind: ControlKind) -> HeadWeights:
     """The current head's logistic regression refit on these items; pooling weight and temperatures kept."""
     unseen_mass = 0.0
-    if multiple:
-        from ..candidates.one_vs_rest_head import train_one_vs_rest
-
+    if kind.multiple:
         coef, intercept = train_one_vs_rest(embeddings, gold)
     else:
-        from ...labeling.head import unseen_label_mass
-        from ..candidates.embedding_head import train_head
-
-        n_labels = len(recipe.head.intercept)
-        coef, intercept = train_head(embeddings, gold, n_labels, recipe.head.balanced)
+        n_labels = len(head.intercept)
+        coef, intercept = train_head(embeddings, gold, n_labels, head.balanced)
         unseen_mass = unseen_label_mass(gold, n_labels)
-    return replace(recipe.head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()),
+    return replace(head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()),
                    unseen_mass=unseen_mass)

@@ -12,59 +12,47 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ...labeling.calibration import Calibrator, fit_calibrator
+from ...labeling.calibration import Calibrator
 from ...labeling.label_config import ChoiceControl
 from ...labeling.prompt import PromptVersion
 from ...labeling.recipe import ControlRecipe
 from ...labeling.service import LabelingService
-from ...metrics.multi_label import predicted_sets, summarize_multilabel
-from ...metrics.single_label import summarize
+from .control_kind import SINGLE, ControlKind, kind_of
 
 
 @dataclass
 class CandidateResult:
+    """A candidate's out-of-fold probabilities on the judged items, with the recipe fitted on all
+    of them; `kind` says how they are read (single choice: items × labels distributions and a label
+    index per item; multiple choice: P(yes) per item and label, and a 0/1 matrix)."""
+
     name: str
     recipe: ControlRecipe  # the deployable recipe, fitted on all ground truth
     probs: np.ndarray  # out-of-fold probabilities, one row per evaluated item
     gold: np.ndarray
     metrics: dict = field(default_factory=dict)
+    kind: ControlKind = SINGLE
 
     def __post_init__(self):
-        self.metrics = summarize(self.gold, self.probs)
+        self.metrics = self.kind.summarize(self.gold, self.probs)
 
     def subset(self, mask: np.ndarray) -> "CandidateResult":
         """The same candidate judged on the masked items only (its recipe is unchanged)."""
-        out = CandidateResult(self.name, self.recipe, self.probs[mask], self.gold[mask])
+        out = CandidateResult(self.name, self.recipe, self.probs[mask], self.gold[mask], kind=self.kind)
         out.metrics.update({k: v for k, v in self.metrics.items() if k not in out.metrics})  # cost, notes
         return out
 
-    @property
-    def correct(self) -> np.ndarray:
-        return self.probs.argmax(axis=1) == self.gold
-
-
-@dataclass
-class MultiLabelResult:
-    """A candidate's out-of-fold P(yes) per item and label, with the recipe fitted on all items."""
-
-    name: str
-    recipe: ControlRecipe
-    probs: np.ndarray  # items × labels
-    gold: np.ndarray  # items × labels, 0/1
-    metrics: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.metrics = summarize_multilabel(self.gold, self.probs)
-
-    def subset(self, mask: np.ndarray) -> "MultiLabelResult":
-        out = MultiLabelResult(self.name, self.recipe, self.probs[mask], self.gold[mask])
-        out.metrics.update({k: v for k, v in self.metrics.items() if k not in out.metrics})  # cost, notes
-        return out
+    def like(self, name: str, recipe: ControlRecipe, probs: np.ndarray) -> "CandidateResult":
+        """Another candidate of the same control, judged on the same items."""
+        return CandidateResult(name, recipe, probs, self.gold, kind=self.kind)
 
     @property
     def correct(self) -> np.ndarray:
-        """Exact match of the served set, per item (for McNemar's table)."""
-        return (predicted_sets(self.probs) == self.gold.astype(bool)).all(axis=1)
+        return self.kind.correct(self.gold, self.probs)
+
+    @property
+    def item_loss(self) -> np.ndarray:
+        return self.kind.item_loss(self.gold, self.probs)
 
 
 class PlanSkipped(Exception):
@@ -157,24 +145,27 @@ def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, c
                    texts, gold: np.ndarray, logits: np.ndarray | None = None,
                    embeddings: np.ndarray | None = None, deadline: float | None = None) -> CandidateResult:
     """A recipe used as is (the current version, or one that learns nothing from ground truth)."""
+    kind = kind_of(control)
     logits = logits_matrix(service, control, recipe.prompt, texts, deadline) if logits is None else logits
     calibrator = recipe.calibrator or service.calibrator(control, recipe.prompt)
-    probs = calibrator.apply(logits, False)
+    probs = calibrator.apply(logits, kind.multiple)
     if recipe.head is not None:
         embeddings = service.embedder.encode(list(texts)) if embeddings is None else embeddings
         probs = recipe.head.combine(probs, embeddings)
-    return CandidateResult(name, recipe, probs, gold)
+    return CandidateResult(name, recipe, probs, gold, kind=kind)
 
 
 def evaluate_fitted_calibration(name: str, prompt: PromptVersion, logits: np.ndarray, gold: np.ndarray,
-                                folds: np.ndarray, prior: Calibrator | None = None) -> CandidateResult:
-    """Per-label bias and temperature fitted on the other folds, around `prior` (the prompt's
-    content-free calibration; see fit_calibrator)."""
+                                folds: np.ndarray, prior: Calibrator | None = None,
+                                kind: ControlKind = SINGLE) -> CandidateResult:
+    """A calibration fitted on the other folds (per-label bias and temperature; per-label bias and
+    scale for multiple choice), around `prior` (the prompt's content-free calibration)."""
     probs = np.zeros_like(logits, dtype=np.float64)
     for f in np.unique(folds):
         test = folds == f
-        probs[test] = fit_calibrator(logits[~test], gold[~test], prior=prior).apply(logits[test], False)
-    return CandidateResult(name, ControlRecipe(prompt, fit_calibrator(logits, gold, prior=prior)), probs, gold)
+        probs[test] = kind.fit_calibration(logits[~test], gold[~test], prior).apply(logits[test], kind.multiple)
+    return CandidateResult(name, ControlRecipe(prompt, kind.fit_calibration(logits, gold, prior)), probs, gold,
+                           kind=kind)
 
 
 def score_as_shipped(service: LabelingService, control: ChoiceControl, texts: list[str], picked: list[int],

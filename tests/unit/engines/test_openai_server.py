@@ -2,13 +2,7 @@
 each dialect constrains (the server itself: tests/model)."""
 import pytest
 
-from backend.engines.openai_server import (
-    detect_kind,
-    dialect_for,
-    gbnf_choice,
-    gbnf_literal,
-    parse_answer,
-)
+from backend.engines.openai_server import detect_kind, dialect_for, gbnf_choice, gbnf_literal, parse_answer
 
 
 @pytest.mark.parametrize("label", ['"', "\\", 'say "hi"', "a] | b", "é", "🎉", "x\n::= y", "ok ("])

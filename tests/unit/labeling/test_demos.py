@@ -11,7 +11,6 @@ from backend.labeling.service import LabelingService
 from backend.refinement.candidates.few_shot import nearest_shot
 from tests.conftest import load_fixture
 
-
 CONFIG = load_fixture("predict-choices-single.json")["label_config"]
 VOCAB = ("goal", "match", "vote", "election", "chip", "phone", "negative", "positive", "neutral")
 

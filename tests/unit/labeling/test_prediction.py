@@ -10,7 +10,6 @@ from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
 from tests.unit.helpers import sentiment_control as _control
 
-
 SINGLE = ChoiceControl("sentiment", "text", "text", ("Positive", "Negative"), False)
 MULTI = ChoiceControl("topics", "text", "text", ("a", "b", "c"), True)
 

@@ -7,7 +7,6 @@ from backend.labeling.label_config import ChoiceControl, parse_label_config
 from backend.labeling.prompt import Demo, PromptVersion, render, render_coded, shown_labels
 from tests.conftest import load_fixture
 
-
 CONFIG = load_fixture("predict-choices-single.json")["label_config"]
 SINGLE = ChoiceControl("sentiment", "text", "text", ("very positive", "positive", "negative"), False)
 

@@ -15,7 +15,6 @@ from backend.labeling.service import LabelingService, extract_texts, map_tasks
 from tests.conftest import load_fixture
 from tests.unit.helpers import sentiment_control as _control
 
-
 CONFIG = load_fixture("predict-choices-single.json")["label_config"]
 
 

@@ -9,7 +9,6 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 from backend.metrics import multi_label as ml
 from backend.metrics.html_report import multilabel_system_metrics, write_report
 
-
 LABELS = ["joy", "anger", "fear", "surprise", "neutral"]
 
 

@@ -11,7 +11,6 @@ from backend.settings import Settings
 from backend.store.versions import VersionRegistry
 from tests.conftest import load_fixture
 
-
 CONFIG = load_fixture("predict-choices-single.json")["label_config"]
 V = "scripted.abc123.v1"
 

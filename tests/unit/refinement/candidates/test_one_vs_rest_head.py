@@ -6,7 +6,8 @@ from backend.labeling.calibration import sigmoid
 from backend.labeling.recipe import ControlRecipe
 from backend.metrics.multi_label import macro_f1
 from backend.refinement.candidates.one_vs_rest_head import evaluate_one_vs_rest_head, train_one_vs_rest
-from backend.refinement.validation.crossval import MultiLabelResult, fold_ids
+from backend.refinement.validation.control_kind import MULTIPLE
+from backend.refinement.validation.crossval import CandidateResult, fold_ids
 
 
 def test_one_vs_rest_head_gives_a_never_positive_label_only_its_smoothed_frequency():
@@ -31,7 +32,7 @@ def test_pooled_one_vs_rest_head_is_not_worse_than_the_better_part_on_held_out_d
     llm_logits = np.stack([(2 * gold[:, 0] - 1) * 2.0, (2 * gold[:, 1] - 1) * 2.0, np.zeros(n)], 1)
     llm_probs = sigmoid(llm_logits + rng.normal(0, 0.8, (n, 3)))
     emb = np.stack([gold[:, 2] * 1.0, 1.0 - gold[:, 2]], 1) + rng.normal(0, 0.35, (n, 2))
-    llm = MultiLabelResult("llm", ControlRecipe(), llm_probs, gold)
+    llm = CandidateResult("llm", ControlRecipe(), llm_probs, gold, kind=MULTIPLE)
     head, pooled = evaluate_one_vs_rest_head(llm, emb, fold_ids(n, 5))
     for metric in ("micro_f1", "macro_f1"):  # the weight is chosen on micro-F1, the selection's metric
         assert pooled.metrics[metric] >= max(head.metrics[metric], llm.metrics[metric]), metric

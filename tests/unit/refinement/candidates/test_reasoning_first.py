@@ -5,12 +5,15 @@ import numpy as np
 import pytest
 
 from backend.engines.scripted import ScriptedEngine
+from backend.labeling.calibration import Calibrator
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.reasoning import Reasoning
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
-from backend.refinement.candidates.reasoning_first import evaluate_reasoning, reasoning_modes
+from backend.refinement.candidates.base import ControlJob
+from backend.refinement.candidates.reasoning_first import evaluate_reasoning, reasoning_modes, reasoning_plan
 from backend.refinement.selection.optimizer import select_paying
+from backend.refinement.validation.control_kind import SINGLE
 from backend.refinement.validation.crossval import CandidateResult, PlanSkipped
 from backend.settings import Settings
 from tests.unit.helpers import sentiment_control as _control
@@ -72,3 +75,25 @@ def test_a_reasoning_candidate_whose_pilot_loses_is_not_scored_in_full():
     assert len(engine.calls) - before == 40  # every item once: the pilot's are not scored again
     assert plain.name == "v0+reason" and fitted.name == "v0+reason+calibrated"
     assert plain.recipe.prompt.reasoning == Reasoning() and plain.metrics["accuracy"] == 1.0
+
+
+def test_self_consistency_waits_for_reason_then_select_and_for_time_to_pay_k_times_its_pass():
+    service = LabelingService(ScriptedEngine(rationales=("",)), calibration="none")
+    texts = [("good " if i % 2 else "bad ") + f"item {i}" for i in range(40)]
+    gold = np.array([0 if i % 2 else 1 for i in range(40)])
+    current = CandidateResult("current", ControlRecipe(), np.eye(2)[gold] * 0.8 + 0.1, gold)
+    folds, x5 = np.arange(40) % 5, Reasoning(5, temperature=0.7)
+
+    def job(results, deadline):
+        return ControlJob(service, _control(), SINGLE, texts, gold, folds, np.zeros((40, 2)), ControlRecipe(), current,
+                          np.zeros((40, 2)), Calibrator.identity(2), 0, deadline, results=results)
+
+    with pytest.raises(PlanSkipped, match="not scored in full"):
+        reasoning_plan(job([], 1e9), x5)
+    results = reasoning_plan(job([], 1e9), Reasoning())
+    for r in results:
+        r.metrics["seconds"] = 100.0
+    with pytest.raises(PlanSkipped, match="about 500 s, 400 s past"):
+        reasoning_plan(job(results, 100.0), x5, clock=lambda: 0.0)
+    sc = reasoning_plan(job(results, 1e9), x5)
+    assert [r.name for r in sc] == ["v0+reason-x5", "v0+reason-x5+calibrated"]  # named by the prompt

@@ -3,19 +3,18 @@ optimisation tries (pure logic)."""
 import time
 
 import numpy as np
-import pytest
 
-from backend.engines.scripted import ScriptedEngine
 from backend.evaluation.datasets import Dataset
 from backend.labeling.label_config import parse_label_config
-from backend.labeling.reasoning import Reasoning
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
+from backend.metrics.multi_label import predicted_sets
+from backend.refinement.candidates.base import Plan
 from backend.refinement.candidates.instruction_rewrite import MINIBATCH, Rewrite, RewriteBudget
-from backend.refinement.selection.optimizer import Plan, optimize_control, run_plans, select
-from backend.refinement.validation.crossval import CandidateResult, OverBudget, PlanSkipped
+from backend.refinement.selection.optimizer import optimize_control, run_plans, select
+from backend.refinement.validation.control_kind import MULTIPLE
+from backend.refinement.validation.crossval import CandidateResult, OverBudget
 from tests.unit.helpers import GOOD, LABELS, MEH, Clock, RuleFollowingEngine, ScriptedTeacher, WordEmbedder, data
-from tests.unit.helpers import sentiment_control as _control
 
 
 def _result(name, gold, pred, n_labels=2, confidence=0.8):
@@ -148,26 +147,6 @@ def test_a_plan_that_could_not_end_in_time_at_the_current_pass_pace_is_not_start
     assert ran == ["base", "4-shot", "unknown size", "head"]
 
 
-def test_self_consistency_waits_for_reason_then_select_and_for_time_to_pay_k_times_its_pass():
-    from backend.refinement.selection.optimizer import _reasoning_plan
-
-    service = LabelingService(ScriptedEngine(rationales=("",)), calibration="none")
-    texts = [("good " if i % 2 else "bad ") + f"item {i}" for i in range(40)]
-    gold = np.array([0 if i % 2 else 1 for i in range(40)])
-    current = CandidateResult("current", ControlRecipe(), np.eye(2)[gold] * 0.8 + 0.1, gold)
-    folds, x5 = np.arange(40) % 5, Reasoning(5, temperature=0.7)
-    with pytest.raises(PlanSkipped, match="not scored in full"):
-        _reasoning_plan(service, _control(), texts, gold, folds, x5, [], current, deadline=1e9)
-    results = _reasoning_plan(service, _control(), texts, gold, folds, Reasoning(), [], current, deadline=1e9)
-    for r in results:
-        r.metrics["seconds"] = 100.0
-    with pytest.raises(PlanSkipped, match="about 500 s, 400 s past"):
-        _reasoning_plan(service, _control(), texts, gold, folds, x5, results, current, deadline=100.0,
-                        clock=lambda: 0.0)
-    sc = _reasoning_plan(service, _control(), texts, gold, folds, x5, results, current, deadline=1e9)
-    assert [r.name for r in sc] == ["v0+reason-x5", "v0+reason-x5+calibrated"]  # named by the prompt
-
-
 def test_optimize_control_lists_the_rewrite_and_judges_all_candidates_without_the_search_items():
     control = parse_label_config(Dataset("t", LABELS, (), ()).label_config()).controls[0]
     service = LabelingService(RuleFollowingEngine(), embedder=WordEmbedder())
@@ -181,3 +160,37 @@ def test_optimize_control_lists_the_rewrite_and_judges_all_candidates_without_th
     assert decision.n_eval == 100 - MINIBATCH
     row = next(r for r in decision.table if r["name"] == "rewrite")
     assert row["rewrite_teacher_calls"] == 2 and "p_vs_current" in row
+
+
+def test_multilabel_selection_prefers_honest_sets_to_saying_yes_to_everything():
+    """28 rare labels: 'yes' to all wins per-label macro-F1 at 0.5 but loses micro-F1 and log-loss."""
+    rng = np.random.default_rng(3)
+    n, k = 200, 28
+    gold = np.zeros((n, k), dtype=int)
+    gold[np.arange(n), rng.integers(0, k, n)] = 1
+    yes_to_all = CandidateResult("current", ControlRecipe(), np.full((n, k), 0.7), gold, kind=MULTIPLE)
+    honest_probs = np.where(gold == 1, 0.6, 0.02)
+    honest_probs[rng.random(n) < 0.3] = 0.02  # misses some items entirely
+    honest = CandidateResult("calibrated", ControlRecipe(), honest_probs, gold, kind=MULTIPLE)
+    assert honest.metrics["macro_f1"] > 0 and honest.metrics["micro_f1"] > yes_to_all.metrics["micro_f1"]
+    chosen, _, _, p, accepted = select(yes_to_all, [honest], alpha=0.05)
+    assert accepted and chosen.name == "calibrated" and p < 0.05
+
+
+def _multi_result(name, gold, flip, rng, confidence=0.8):
+    pred = np.where(rng.random(gold.shape) < flip, 1 - gold, gold)
+    return CandidateResult(name, ControlRecipe(), np.where(pred == 1, confidence, 1 - confidence), gold, kind=MULTIPLE)
+
+
+def test_multilabel_selection_accepts_only_a_significantly_better_candidate():
+    rng = np.random.default_rng(2)
+    gold = (rng.random((150, 5)) < 0.3).astype(int)
+    current = _multi_result("current", gold, 0.2, rng)
+    worse = _multi_result("worse", gold, 0.35, rng)
+    same = CandidateResult("same", ControlRecipe(), current.probs.copy(), gold, kind=MULTIPLE)
+    _, _, _, _, accepted = select(current, [worse, same], alpha=0.05)
+    assert not accepted
+    better = _multi_result("better", gold, 0.03, rng)
+    chosen, b, c, p, accepted = select(current, [worse, better, same], alpha=0.05)
+    assert accepted and chosen.name == "better" and p < 0.05 and b > c
+    assert (predicted_sets(chosen.probs) == gold).mean() > 0.9

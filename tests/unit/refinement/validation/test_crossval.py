@@ -11,7 +11,6 @@ from backend.refinement.validation.crossval import (PACE_CHUNK, OverBudget, fold
                                                     paced_logits)
 from tests.unit.helpers import Clock
 
-
 CONTROL = parse_label_config(
     '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
     '<Choice value="spam"/><Choice value="ham"/></Choices></View>').controls[0]

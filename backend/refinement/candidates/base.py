@@ -1,0 +1,79 @@
+"""The contract every candidate implements, and what it is handed.
+
+A candidate is one way to build a better recipe for a control from its ground truth. Given the
+control's share of the job (`ControlJob`) it returns the plans it would run, none where it does
+not apply (another kind of control, too few items, switched off). A plan returns one or more
+CandidateResults: the recipe that would ship, fitted on all items, with out-of-fold
+probabilities on `job.texts`, so selection compares every candidate item by item. Plans run in
+the order selection lists the candidates (selection/optimizer.py), cheapest LLM work first; a new
+candidate is a new module here and one entry in that list.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ...labeling.calibration import Calibrator
+from ...labeling.label_config import ChoiceControl
+from ...labeling.prompt import PromptVersion
+from ...labeling.recipe import ControlRecipe
+from ...labeling.service import LabelingService
+from ..validation.control_kind import ControlKind
+from ..validation.crossval import CandidateResult
+
+
+@dataclass
+class Plan:
+    """One way to build candidates. Plans run in order until the job's time budget is spent; a
+    `cheap` one (no LLM calls: a fit on logits or embeddings already computed, seconds) runs
+    anyway, and the embedding head is usually the biggest lever. An LLM plan may stop between its
+    folds (OverBudget) when it would end after the deadline, or give up for another reason
+    (PlanSkipped). `after`, if set, runs once every plan has run or been skipped (a search that
+    looked at some items takes them out of the judging)."""
+
+    name: str
+    run: Callable[[], "CandidateResult | list[CandidateResult]"]
+    cheap: bool = False
+    items: int = 0  # texts it scores: at the current pass's pace, the least time it can take
+    after: Callable[[], None] | None = None
+
+
+@dataclass
+class ControlJob:
+    """One control's share of a refinement job: its ground truth (the items the job could afford
+    to judge), the folds every candidate is scored on, the current version as judged, the budget,
+    and the results of the plans that have run so far (a head pools with the best of them)."""
+
+    service: LabelingService
+    control: ChoiceControl
+    kind: ControlKind
+    texts: list[str]
+    gold: np.ndarray
+    folds: np.ndarray
+    embeddings: np.ndarray
+    current: ControlRecipe
+    judged_current: CandidateResult
+    current_logits: np.ndarray
+    content_free: Calibrator  # the current prompt's content-free calibration (the prior of fitted ones)
+    shots: int
+    deadline: float
+    judge_mask: np.ndarray | None = None
+    rewrite: object | None = None  # instruction_rewrite.Rewrite: a teacher and its budget
+    reasoning: tuple = ()  # labeling.reasoning.Reasoning modes to try
+    results: list[CandidateResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    base: PromptVersion = PromptVersion(name="base")
+
+    def best_llm(self, *, reasoned: bool = False) -> CandidateResult | None:
+        """The LLM-only candidate a head or a reasoning mode builds on: the best so far (the
+        current version included), among those without reasoning (or with, for `reasoned`)."""
+        llm_only = [r for r in [self.judged_current, *self.results]
+                    if r.recipe.head is None and (r.recipe.prompt.reasoning is not None) == reasoned]
+        return max(llm_only, key=lambda r: self.kind.llm_rank(r.metrics)) if llm_only else None
+
+
+class Candidate(Protocol):
+    def plans(self, job: ControlJob) -> list[Plan]:
+        """The plans this candidate would run for `job`, in order; [] where it does not apply."""
