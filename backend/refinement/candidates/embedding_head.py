@@ -7,9 +7,8 @@ import numpy as np
 from ...labeling.calibration import softmax
 from ...labeling.head import ABSENT_INTERCEPT, HeadWeights, mix, pool, unseen_label_mass, with_unseen_mass
 from ...labeling.recipe import ControlRecipe
-from ..validation.control_kind import SINGLE, fitted_temperature
+from ..validation.control_kind import SINGLE, ControlKind, fitted_temperature
 from ..validation.crossval import CandidateResult
-from ..validation.significance import macro_f1_counts
 from .base import ControlJob, Plan
 
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the LLM in the pooled distribution
@@ -59,14 +58,10 @@ def fit_head_temperature(embeddings: np.ndarray, gold: np.ndarray, n_labels: int
     return fitted_temperature(head_out_of_fold(embeddings, gold, n_labels, balanced, folds), gold)
 
 
-def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, n_labels: int, pooling=pool) -> float:
-    """Best macro-F1 over the grid, ties to lower log-loss."""
-    def score(w):
-        p = pooling(llm, head, w)
-        nll = -np.log(p[np.arange(len(gold)), gold] + 1e-12).mean()
-        return (macro_f1_counts(gold, p.argmax(1), n_labels), -nll)
-
-    return max(WEIGHT_GRID, key=score)
+def best_weight(kind: ControlKind, llm: np.ndarray, head: np.ndarray, gold: np.ndarray, pooling) -> float:
+    """The LLM's weight in the pool, from WEIGHT_GRID: the best label F1 of the control's kind,
+    ties to lower log-loss (ControlKind.pool_score)."""
+    return max(WEIGHT_GRID, key=lambda w: kind.pool_score(gold, pooling(llm, head, w)))
 
 
 def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray,
@@ -105,14 +100,13 @@ def _cross_fitted_pool(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, fold
     weight chosen on all items with the temperature that weight's pool calls for. Not the
     temperature of the out-of-fold pool: its folds may have chosen other weights than the one
     that ships."""
-    n_labels = llm.shape[1]
     raw = np.zeros_like(llm)
     for f in np.unique(folds):
         test = folds == f
-        w = _best_weight(llm[~test], head[~test], gold[~test], n_labels, pooling)
+        w = best_weight(SINGLE, llm[~test], head[~test], gold[~test], pooling)
         raw[test] = pooling(llm[test], head[test], w)
     pooled, _ = SINGLE.cross_fitted_temperature(raw, gold, folds)
-    weight = _best_weight(llm, head, gold, n_labels, pooling)
+    weight = best_weight(SINGLE, llm, head, gold, pooling)
     return pooled, weight, fitted_temperature(pooling(llm, head, weight), gold)
 
 

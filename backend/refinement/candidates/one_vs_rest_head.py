@@ -16,11 +16,10 @@ import numpy as np
 from ...labeling.calibration import sigmoid
 from ...labeling.head import HeadWeights, pool_yes_no
 from ...labeling.recipe import ControlRecipe
-from ...metrics.multi_label import log_loss_per_item, micro_f1, predicted_sets
 from ..validation.control_kind import MULTIPLE
 from ..validation.crossval import CandidateResult
 from .base import ControlJob, Plan
-from .embedding_head import REGULARISATION_C, WEIGHT_GRID
+from .embedding_head import REGULARISATION_C, best_weight
 
 
 def train_one_vs_rest(embeddings: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,15 +40,6 @@ def train_one_vs_rest(embeddings: np.ndarray, gold: np.ndarray) -> tuple[np.ndar
     return coef, intercept
 
 
-def _best_weight(llm: np.ndarray, head: np.ndarray, gold: np.ndarray) -> float:
-    """Best multi-label micro-F1 over the grid (the selection's label metric), ties to lower log-loss."""
-    def score(w):
-        p = pool_yes_no(llm, head, w)
-        return micro_f1(gold, predicted_sets(p)), -log_loss_per_item(gold, p).mean()
-
-    return max(WEIGHT_GRID, key=score)
-
-
 def evaluate_one_vs_rest_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray) -> list[CandidateResult]:
     """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused)."""
     gold = llm.gold
@@ -61,9 +51,9 @@ def evaluate_one_vs_rest_head(llm: CandidateResult, embeddings: np.ndarray, fold
     raw_pool = np.zeros(gold.shape)
     for f in np.unique(folds):
         test = folds == f
-        w = _best_weight(llm.probs[~test], head_oof[~test], gold[~test])
+        w = best_weight(MULTIPLE, llm.probs[~test], head_oof[~test], gold[~test], pool_yes_no)
         raw_pool[test] = pool_yes_no(llm.probs[test], head_oof[test], w)
-    w_all = _best_weight(llm.probs, head_oof, gold)
+    w_all = best_weight(MULTIPLE, llm.probs, head_oof, gold, pool_yes_no)
     pooled, temperature = MULTIPLE.cross_fitted_temperature(raw_pool, gold, folds)
     head_alone, head_only_t = MULTIPLE.cross_fitted_temperature(head_oof, gold, folds)
     coef, intercept = train_one_vs_rest(embeddings, gold)

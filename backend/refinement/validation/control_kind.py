@@ -16,9 +16,9 @@ import numpy as np
 from ...labeling.calibration import Calibrator, fit_calibrator, fit_multilabel_calibrator, sigmoid
 from ...labeling.head import logit
 from ...labeling.label_config import ChoiceControl
-from ...metrics.multi_label import log_loss_per_item, predicted_sets, summarize_multilabel
+from ...metrics.multi_label import log_loss_per_item, micro_f1, predicted_sets, summarize_multilabel
 from ...metrics.single_label import summarize
-from .significance import paired_bootstrap_macro_f1, paired_bootstrap_multilabel_f1
+from .significance import macro_f1_counts, paired_bootstrap_macro_f1, paired_bootstrap_multilabel_f1
 
 CalibrationFit = Callable[[np.ndarray, np.ndarray], Calibrator]
 
@@ -68,6 +68,10 @@ class ControlKind:
         """Orders LLM-only candidates when a head or a reasoning mode picks one to build on."""
         raise NotImplementedError
 
+    def pool_score(self, gold: np.ndarray, probs: np.ndarray) -> tuple:
+        """Orders the weights an LLM and a head may be pooled with: label F1, ties to lower log-loss."""
+        raise NotImplementedError
+
 
 # calibrator method → whether its per-label bias is refit too (single choice)
 REFIT_METHODS = {"fitted": True, "temperature": False}
@@ -111,6 +115,10 @@ class SingleChoice(ControlKind):
     def llm_rank(self, metrics) -> tuple:
         return metrics["macro_f1"], -metrics["ece"]
 
+    def pool_score(self, gold, probs) -> tuple:
+        return (macro_f1_counts(gold, probs.argmax(1), probs.shape[1]),
+                np.log(probs[np.arange(len(gold)), gold] + 1e-12).mean())
+
 
 class MultipleChoice(ControlKind):
     """Micro-F1, not macro-F1: at a fixed 0.5 threshold a model that says yes to every label gets
@@ -152,6 +160,9 @@ class MultipleChoice(ControlKind):
 
     def llm_rank(self, metrics) -> tuple:
         return metrics["micro_f1"], -metrics["log_loss"]
+
+    def pool_score(self, gold, probs) -> tuple:
+        return micro_f1(gold, predicted_sets(probs)), -log_loss_per_item(gold, probs).mean()
 
 
 SINGLE, MULTIPLE = SingleChoice(), MultipleChoice()
