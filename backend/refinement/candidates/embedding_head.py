@@ -9,7 +9,7 @@ from ...labeling.head import ABSENT_INTERCEPT, HeadWeights, mix, pool, unseen_la
 from ...labeling.recipe import ControlRecipe
 from ..validation.control_kind import SINGLE, ControlKind, fitted_temperature
 from ..validation.crossval import CandidateResult
-from .base import ControlJob, Plan
+from .contract import ControlJob, Plan
 
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the LLM in the pooled distribution
 REGULARISATION_C = 10.0  # inverse L2 strength for unit-length sentence embeddings

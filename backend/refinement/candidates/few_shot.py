@@ -22,7 +22,7 @@ from ...labeling.service import LabelingService
 from ..validation.control_kind import SINGLE, kind_of
 from ..validation.crossval import (PACE_CHUNK, CandidateResult, evaluate_fitted_calibration, pace_budget,
                                    score_as_shipped)
-from .base import ControlJob, Plan
+from .contract import ControlJob, Plan
 
 # Per-task nearest demos cost their tokens on every task (they cannot share the KV cache), so a
 # few: docs/benchmarks.md measures what they cost against zero-shot.

@@ -4,7 +4,7 @@ on logits the current version's pass already has, so it costs seconds and always
 from __future__ import annotations
 
 from ..validation.crossval import evaluate_fitted_calibration
-from .base import ControlJob, Plan
+from .contract import ControlJob, Plan
 
 
 class FittedCalibration:

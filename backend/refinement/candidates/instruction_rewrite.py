@@ -29,7 +29,7 @@ from ...labeling.service import LabelingService
 from ...metrics.single_label import macro_f1
 from ..validation.control_kind import SINGLE
 from ..validation.crossval import CandidateResult, evaluate_fitted_calibration, evaluate_fixed, logits_matrix
-from .base import ControlJob, Plan
+from .contract import ControlJob, Plan
 from .teacher import Mistake, Teacher, TeacherBrief
 
 log = logging.getLogger(__name__)

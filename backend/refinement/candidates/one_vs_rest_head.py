@@ -18,7 +18,7 @@ from ...labeling.head import HeadWeights, pool_yes_no
 from ...labeling.recipe import ControlRecipe
 from ..validation.control_kind import MULTIPLE
 from ..validation.crossval import CandidateResult
-from .base import ControlJob, Plan
+from .contract import ControlJob, Plan
 from .embedding_head import REGULARISATION_C, best_weight
 
 

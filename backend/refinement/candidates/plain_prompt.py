@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...labeling.recipe import ControlRecipe
 from ..validation.crossval import evaluate_fixed
-from .base import ControlJob, Plan
+from .contract import ControlJob, Plan
 
 
 class PlainPrompt:

@@ -29,7 +29,7 @@ from ...labeling.service import LabelingService
 from ..validation.control_kind import SINGLE
 from ..validation.crossval import (CandidateResult, PlanSkipped, evaluate_fitted_calibration, logits_matrix,
                                    score_as_shipped)
-from .base import ControlJob, Plan
+from .contract import ControlJob, Plan
 from .embedding_head import evaluate_head
 
 PILOT_ITEMS = 24

@@ -24,7 +24,7 @@ from ...labeling.prompt import PromptVersion
 from ...labeling.reasoning import Reasoning
 from ...labeling.recipe import ControlRecipe
 from ...labeling.service import LabelingService
-from ..candidates.base import Candidate, ControlJob, Plan
+from ..candidates.contract import Candidate, ControlJob, Plan
 from ..candidates.embedding_head import EmbeddingHead
 from ..candidates.few_shot import FewShot, NearestShot
 from ..candidates.fitted_calibration import FittedCalibration

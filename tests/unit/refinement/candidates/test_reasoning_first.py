@@ -10,7 +10,7 @@ from backend.labeling.prompt import PromptVersion
 from backend.labeling.reasoning import Reasoning
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
-from backend.refinement.candidates.base import ControlJob
+from backend.refinement.candidates.contract import ControlJob
 from backend.refinement.candidates.reasoning_first import evaluate_reasoning, reasoning_modes, reasoning_plan
 from backend.refinement.selection.optimizer import select_paying
 from backend.refinement.validation.control_kind import SINGLE

@@ -6,10 +6,11 @@ import numpy as np
 
 from backend.evaluation.datasets import Dataset
 from backend.labeling.label_config import parse_label_config
+from backend.labeling.prompt import PromptVersion
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
 from backend.metrics.multi_label import predicted_sets
-from backend.refinement.candidates.base import Plan
+from backend.refinement.candidates.contract import Plan
 from backend.refinement.candidates.instruction_rewrite import MINIBATCH, Rewrite, RewriteBudget
 from backend.refinement.selection.optimizer import optimize_control, run_plans, select
 from backend.refinement.validation.control_kind import MULTIPLE
@@ -194,3 +195,26 @@ def test_multilabel_selection_accepts_only_a_significantly_better_candidate():
     chosen, b, c, p, accepted = select(current, [worse, better, same], alpha=0.05)
     assert accepted and chosen.name == "better" and p < 0.05 and b > c
     assert (predicted_sets(chosen.probs) == gold).mean() > 0.9
+
+
+def test_each_kind_of_control_gets_the_candidates_that_apply_to_it_in_order():
+    from backend.labeling.calibration import Calibrator
+    from backend.labeling.reasoning import Reasoning
+    from backend.refinement.candidates.contract import ControlJob
+    from backend.refinement.selection.optimizer import CANDIDATES
+    from backend.refinement.validation.control_kind import SINGLE
+
+    def plan_names(kind, gold, current=ControlRecipe()):
+        result = CandidateResult("current", current, np.full(gold.shape if kind is MULTIPLE else (40, 2), 0.5), gold,
+                                 kind=kind)
+        job = ControlJob(None, None, kind, [""] * 40, gold, np.arange(40) % 5, np.zeros((40, 2)), current, result,
+                         np.zeros((40, 2)), Calibrator.identity(2), 8, 1e9, reasoning=(Reasoning(),))
+        return [plan.name for candidate in CANDIDATES for plan in candidate.plans(job)]
+
+    single = np.arange(40) % 2
+    assert plan_names(SINGLE, single) == ["calibrated", "4-shot", "8-shot", "4-nearest", "reason", "head",
+                                          "head-balanced", "reasoning heads"]
+    multiple = np.stack([single, 1 - single], 1).astype(np.int8)
+    assert plan_names(MULTIPLE, multiple) == ["calibrated", "4-shot", "8-shot", "head"]
+    rewritten = ControlRecipe(PromptVersion(name="v1", instructions="Label it."))
+    assert plan_names(MULTIPLE, multiple, rewritten)[:2] == ["calibrated", "base"]  # the way back to the plain prompt
