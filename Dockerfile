@@ -1,6 +1,8 @@
 # LLM labeling backend for Label Studio: web (gunicorn) or worker (rq), same image.
 FROM python:3.11-slim
 
+# HOST=0.0.0.0 (reachable from outside the container): the backend starts only with basic auth and a
+# webhook guard set, or AUTH_BY_PROXY=true (docs/configuration.md, "Exposure").
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     MODEL_DIR=/data LLM_MODEL=/opt/models/gemma-3-270m-q4_k_m.gguf HOST=0.0.0.0 PORT=9090
 
@@ -30,4 +32,4 @@ VOLUME /data
 EXPOSE 9090
 
 HEALTHCHECK --interval=30s --timeout=2s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=1)"
-CMD ["sh", "-c", "exec gunicorn --bind ${HOST}:${PORT} --workers ${WEB_WORKERS:-1} --threads ${WEB_THREADS:-4} --worker-class gthread --timeout 180 --no-control-socket --access-logfile - backend.wsgi:app"]
+CMD ["sh", "-c", "exec gunicorn --bind ${HOST}:${PORT} --workers ${WEB_WORKERS:-1} --threads ${WEB_THREADS:-4} --worker-class gthread --timeout 180 --no-control-socket --access-logfile - --logger-class backend.api.access_log.RedactingLogger backend.wsgi:app"]

@@ -76,6 +76,8 @@ def create_app(
     )
     if not settings.webhook_secret and not settings.label_studio_api:
         log.warning("/webhook trusts its payloads: set WEBHOOK_SECRET or LABEL_STUDIO_URL+LABEL_STUDIO_API_KEY")
+    if settings.auth_by_proxy and not settings.auth_enabled:
+        log.warning("AUTH_BY_PROXY=true: no request is authenticated here; the proxy in front must do it")
     app.wsgi_app = SecretPathMiddleware(app.wsgi_app, settings.webhook_secret)
     prometheus.init_app(app, app.extensions["llmlb.metrics"])
     auth.init_app(app)

@@ -8,11 +8,15 @@ from pathlib import Path
 
 import click
 
+from .errors import ConfigurationError
 from .settings import Settings
 
 
 def _settings() -> Settings:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigurationError as exc:  # a one-line message naming what to set, not a traceback
+        raise click.ClickException(exc.message) from exc
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per Label Studio API call otherwise
     return settings
@@ -63,7 +67,11 @@ def serve(host: str | None, port: int | None) -> None:
 
     settings = _settings()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    sys.exit(run(settings.with_overrides(**overrides)))
+    try:  # --host is checked like HOST: no public address without auth
+        settings = settings.with_overrides(**overrides)
+    except ConfigurationError as exc:
+        raise click.ClickException(exc.message) from exc
+    sys.exit(run(settings))
 
 
 @main.command()

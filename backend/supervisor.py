@@ -21,6 +21,10 @@ from .store.redis import EmbeddedRedis, external_url
 log = logging.getLogger(__name__)
 
 
+# The webhook secret is a path segment: this logger writes it as *** (the Dockerfile passes it too).
+GUNICORN_LOGGER = "backend.api.access_log.RedactingLogger"
+
+
 def gunicorn_command(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn",
@@ -31,6 +35,7 @@ def gunicorn_command(settings: Settings) -> list[str]:
         "--timeout", "180",
         "--graceful-timeout", "10",
         "--access-logfile", "-",
+        "--logger-class", GUNICORN_LOGGER,
         "--no-control-socket",
         "backend.wsgi:app",
     ]

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..errors import BadRequest
+from .request import project_id
 
 bp = Blueprint("jobs", __name__)
 
 
 @bp.get("/jobs")
 def jobs():
-    raw = request.args.get("project", "")
-    if not raw.isdigit():
-        raise BadRequest("query parameter `project` (a project id) is required", field="project")
-    project = int(raw)
+    project = project_id(request.args, required=True)
     return jsonify(
         project=project,
         jobs=current_app.extensions["llmlb.scheduler"].runs(project),

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import redis
 
-from ..errors import BadRequest
-from ..labeling.label_config import parse_label_config
-from ..labelstudio.payloads import gold_from_annotation, id_list
+from ..errors import BadRequest, LabelConfigError
+from ..labeling.label_config import LabelTask, parse_label_config
+from ..labelstudio.payloads import annotation_id, gold_from_annotation, id_list
 from ..refinement.scheduler import RefinementScheduler
-from ..store.ground_truth import GroundTruthStore
+from ..store.ground_truth import GoldItem, GroundTruthStore
 
 log = logging.getLogger(__name__)
 
@@ -32,43 +32,108 @@ class EventOutcome:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+def _valid_config(config: object, field: str) -> str | None:
+    """A label config a body carries, checked before anything is stored (None when it has none).
+
+    An event with a config we cannot parse is refused whole: storing it would make every later
+    event and refinement job of the project fail on it."""
+    if config is None:
+        return None
+    if not isinstance(config, str):
+        raise LabelConfigError(f"`{field}` must be a string, got {type(config).__name__}", field=field)
+    if not config.strip():
+        return None
+    try:
+        parse_label_config(config)
+    except LabelConfigError as exc:
+        raise LabelConfigError(exc.message, field=field) from exc
+    return config
+
+
+def _label_task(config: str | None, store: GroundTruthStore, action: str, field: str) -> LabelTask:
+    """The config the body carries, else the project's stored one (parsed)."""
+    config = config or store.label_config()
+    if not config:
+        raise BadRequest(f"{action} needs `{field}`", field=field)
+    try:
+        return parse_label_config(config)
+    except LabelConfigError as exc:
+        raise LabelConfigError(exc.message, field=field) from exc
+
+
 class LearningEvents:
     def __init__(self, conn: redis.Redis, scheduler: RefinementScheduler):
         self.conn = conn
         self.scheduler = scheduler
 
-    def handle(self, action: str, project: int | None, body: dict, *, notify: bool = True) -> EventOutcome:
-        """`notify=False` stores only: a caller with many annotations (legacy /train) schedules once."""
+    def handle(self, action: str, project: int | None, body: dict) -> EventOutcome:
+        """One event: the whole body is validated first, then stored, so a rejected event (4xx)
+        leaves the project's config and ground truth as they were."""
         if action not in LEARNING_ACTIONS:
             return EventOutcome("ignored", action, project)
         if project is None:
             raise BadRequest(f"{action} needs `project`", field="project")
         store = GroundTruthStore(self.conn, project)
-        config = (body.get("project") or {}).get("label_config") if isinstance(body.get("project"), dict) else None
-        if isinstance(config, str) and config.strip():
-            if store.set_label_config(config):
-                log.info("project %s: label config changed, a new version lineage starts", project)
+        project_body = body.get("project")
+        config = _valid_config(project_body.get("label_config") if isinstance(project_body, dict) else None,
+                               "project.label_config")
         outcome = EventOutcome("accepted", action, project)
+        gold, delete_ids = None, []
         if action in ANNOTATION_EVENTS:
             annotation = body.get("annotation")
             if not isinstance(annotation, dict):
                 raise BadRequest(f"{action} needs an `annotation` object", field="annotation")
-            config = config or store.label_config()
-            if not config:
-                raise BadRequest(f"{action} needs `project.label_config`", field="project.label_config")
-            gold = gold_from_annotation(parse_label_config(config), body.get("task"), annotation)
+            label_task = _label_task(config, store, action, "project.label_config")
+            gold = gold_from_annotation(label_task, body.get("task"), annotation)
             if gold is None:  # cancelled, or no choice we predict: it must not stay as ground truth
-                if isinstance(annotation.get("id"), int):
-                    outcome.removed = store.delete_annotations([annotation["id"]])
-            else:
-                outcome.stored = int(store.upsert(gold))
+                delete_ids = [annotation_id(annotation)]
         elif action == "ANNOTATIONS_DELETED":
-            outcome.removed = store.delete_annotations(id_list(body, "annotations", action, bare_ints=True))
+            delete_ids = id_list(body, "annotations", action, bare_ints=True)
+
+        if config is not None and store.set_label_config(config):
+            log.info("project %s: label config changed, a new version lineage starts", project)
+        if gold is not None:
+            outcome.stored = int(store.upsert(gold))
+        elif delete_ids:
+            outcome.removed = store.delete_annotations(delete_ids)
         changed = outcome.stored + outcome.removed
-        if not notify:
-            return outcome
         if action == "START_TRAINING":
             outcome.job = self.scheduler.notify(project, changes=0, force=True, reason="START_TRAINING")
         elif changed:
             outcome.job = self.scheduler.notify(project, changes=changed, reason=action)
         return outcome
+
+    def store_tasks(self, project: int, label_config: object, tasks: list) -> int:
+        """Legacy /train: the annotations of annotated tasks → ground truth; how many were stored.
+
+        Every annotation is read before the first is stored, so one bad element (named by its path,
+        e.g. `annotations[3].annotations[0].result[1].value`) rejects the call and stores nothing.
+        The caller schedules one job for the lot."""
+        store = GroundTruthStore(self.conn, project)
+        config = _valid_config(label_config, "label_config")
+        label_task = None  # needed (and required) only once there is an annotation to read
+        golds: list[GoldItem] = []
+        delete_ids: list[int] = []
+        for i, task in enumerate(tasks):
+            at = f"annotations[{i}]"
+            if not isinstance(task, dict):
+                raise BadRequest(f"{at} must be a task object", field=at)
+            annotations = task.get("annotations")
+            if annotations is None:
+                continue
+            if not isinstance(annotations, list):
+                raise BadRequest(f"`{at}.annotations` must be a list of annotation objects", field=f"{at}.annotations")
+            for j, annotation in enumerate(annotations):
+                where = f"{at}.annotations[{j}]"
+                label_task = label_task or _label_task(config, store, "/train", "label_config")
+                gold = gold_from_annotation(label_task, task, annotation, task_at=at, annotation_at=where)
+                if gold is None:
+                    delete_ids.append(annotation_id(annotation, where))
+                else:
+                    golds.append(gold)
+
+        if config is not None and store.set_label_config(config):
+            log.info("project %s: label config changed, a new version lineage starts", project)
+        stored = sum(int(store.upsert(gold)) for gold in golds)
+        store.delete_annotations(delete_ids)
+        return stored

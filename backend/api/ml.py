@@ -93,15 +93,19 @@ def predict_within(service, items: list, label_task, version, budget_s: float) -
     return first + second + service.predict(items[2:], label_task, version)
 
 
+def _projects(args) -> list[int]:
+    """`?project=ID` (an ASCII id, checked like a body's `project`), else every known project."""
+    project = project_id(args)
+    if project is not None:
+        return [project]
+    return sorted(int(p) for p in _ext("redis").smembers(key("projects")))
+
+
 @bp.get("/versions")
 def versions():
     """Label Studio calls this without a project (it shows the list); `?project=ID` gives details."""
     registry = _ext("versions")
-    conn = _ext("redis")
-    raw = request.args.get("project", "")
-    if raw and not raw.isdigit():
-        raise BadRequest("`project` must be a project id", field="project")
-    projects = [int(raw)] if raw else sorted(int(p) for p in conn.smembers(key("projects")))
+    projects = _projects(request.args)
     details = []
     for project in projects:
         for lineage in registry.lineages(project):
@@ -119,10 +123,7 @@ def version_report(label: str):
     from ..store.versions import report_key
 
     conn = _ext("redis")
-    raw = request.args.get("project", "")
-    if raw and not raw.isdigit():
-        raise BadRequest("`project` must be a project id", field="project")
-    projects = [int(raw)] if raw else sorted(int(p) for p in conn.smembers(key("projects")))
+    projects = _projects(request.args)
     found = [(p, conn.get(report_key(p, label))) for p in projects]
     found = [(p, page) for p, page in found if page]
     if not found:

@@ -10,7 +10,7 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..errors import BadRequest, Unauthorized
+from ..errors import BadRequest, PayloadTooLarge, Unauthorized
 from .request import json_object, project_id
 from .secret_path import SECRET_OK
 
@@ -24,7 +24,12 @@ def webhook():
     settings = current_app.extensions["llmlb.settings"]
     if settings.webhook_secret and not request.environ.get(SECRET_OK):
         raise Unauthorized("this backend takes webhooks only under its secret path (WEBHOOK_SECRET)", field="path")
-    body = json_object()
+    try:  # /webhook is public: its bodies are held to WEBHOOK_MAX_BYTES, not the app's 64 MiB
+        body = json_object(max_bytes=settings.webhook_max_bytes)
+    except PayloadTooLarge:
+        log.warning("/webhook: refused a body over WEBHOOK_MAX_BYTES=%d (413); if it was the TASKS_CREATED of a "
+                    "large import, raise WEBHOOK_MAX_BYTES or run `preannotate`", settings.webhook_max_bytes)
+        raise
     action = body.get("action")
     if not isinstance(action, str) or not action:
         raise BadRequest("`action` must be a non-empty string", field="action")
@@ -36,23 +41,13 @@ def webhook():
 
 @bp.post("/train")
 def train():
-    """Legacy training call (Label Studio with the START_TRAINING flag off): annotated tasks inline."""
+    """Legacy training call (Label Studio with the START_TRAINING flag off): annotated tasks inline,
+    all validated before any is stored."""
     body = json_object()
     project = project_id(body, required=True)
     annotations = body.get("annotations")
     if not isinstance(annotations, list):
         raise BadRequest("`annotations` must be a list of annotated tasks", field="annotations")
-    events = current_app.extensions["llmlb.events"]
-    config = body.get("label_config")
-    stored = 0
-    for i, task in enumerate(annotations):
-        if not isinstance(task, dict):
-            raise BadRequest(f"annotations[{i}] must be a task object", field=f"annotations[{i}]")
-        for annotation in task.get("annotations") or []:
-            if isinstance(annotation, dict):
-                outcome = events.handle("ANNOTATION_UPDATED", project, {
-                    "annotation": annotation, "task": task, "project": {"label_config": config},
-                }, notify=False)
-                stored += outcome.stored
+    stored = current_app.extensions["llmlb.events"].store_tasks(project, body.get("label_config"), annotations)
     job = current_app.extensions["llmlb.scheduler"].notify(project, changes=stored, force=True, reason="/train")
     return jsonify(status="accepted", project=project, tasks=len(annotations), stored=stored, job=job["id"])

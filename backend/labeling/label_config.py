@@ -54,11 +54,37 @@ def config_hash(label_config: str) -> str:
     return hashlib.sha256(label_config.strip().encode("utf-8")).hexdigest()[:12]
 
 
-@functools.lru_cache(maxsize=128)
+def lone_surrogate_at(text: str) -> int | None:
+    """Where `text` holds a lone surrogate ('\\ud800'-'\\udfff'), or None when it is valid Unicode.
+
+    JSON may carry one as an escape and Python keeps it, but it has no UTF-8 encoding: Redis,
+    hashing and the tokenizer would fail on it later, as a 500. Callers reject it up front."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
 def parse_label_config(label_config: str) -> LabelTask:
-    """Parse and validate a config; raises LabelConfigError (→ HTTP 400) with the parser's message."""
-    if not isinstance(label_config, str) or not label_config.strip():
+    """Parse and validate a config; raises LabelConfigError (→ HTTP 400) with the parser's message.
+
+    Any input gives a LabelTask or a LabelConfigError, never another exception: the type and the
+    encoding are checked here, before the cache (an unhashable value would fail inside it)."""
+    if not isinstance(label_config, str):
+        raise LabelConfigError(f"label config must be a string, got {type(label_config).__name__}",
+                               field="label_config")
+    if not label_config.strip():
         raise LabelConfigError("label config is empty", field="label_config")
+    bad = lone_surrogate_at(label_config)
+    if bad is not None:
+        raise LabelConfigError(f"label config is not valid Unicode: a lone surrogate at character {bad}",
+                               field="label_config")
+    return _parse(label_config)
+
+
+@functools.lru_cache(maxsize=128)
+def _parse(label_config: str) -> LabelTask:
     from label_studio_sdk.label_interface import LabelInterface
 
     try:
@@ -69,13 +95,19 @@ def parse_label_config(label_config: str) -> LabelTask:
 
     controls: list[ChoiceControl] = []
     skipped: list[SkippedControl] = []
+    objects = {obj.name: obj for obj in interface.objects}
+    controls_by_name = {c.name: c.tag for c in interface.controls}
     for control in interface.controls:
         tag = control.tag
         if tag.lower() != "choices":
             skipped.append(SkippedControl(control.name, tag, "only <Choices> controls are predicted"))
             continue
         to_name = (control.to_name or [""])[0]
-        obj = interface.get_object(to_name) if to_name else None
+        if to_name not in objects and to_name in controls_by_name:  # the SDK validates that the name exists, not its kind
+            raise LabelConfigError(
+                f"control {control.name!r} ({tag}) has toName={to_name!r}, which names a control "
+                f"({controls_by_name[to_name]}), not an object tag such as <Text>", field="label_config")
+        obj = objects.get(to_name) if to_name else None
         if obj is None or obj.tag.lower() not in TEXT_OBJECT_TAGS:
             kind = obj.tag if obj is not None else "nothing"
             skipped.append(SkippedControl(control.name, tag, f"bound to {kind}, not to a <Text> object"))

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import EngineError
 from .label_config import ChoiceControl
 
 MULTI_THRESHOLD = 0.5
+TOLERANCE = 1e-6  # how far outside [0, 1] rounding may push a probability before it is an error
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,30 @@ def chosen_mask(probs: np.ndarray) -> np.ndarray:
     return mask
 
 
+def checked_probabilities(control: ChoiceControl, probs: object, what: str = "probabilities") -> np.ndarray:
+    """One probability per label of `control`, each finite and in [0, 1] (rounding noise clipped).
+
+    A NaN would otherwise be picked by argmax and sent to Label Studio as a `NaN` score (not
+    JSON), a wrong length would silently pair labels with the wrong numbers: both are an
+    EngineError (502) naming the control, never a prediction built on them."""
+    n = len(control.labels)
+    try:
+        p = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise EngineError(f"control {control.name!r}: {what} are not numbers ({exc})") from exc
+    if n == 0 or p.shape != (n,):
+        raise EngineError(f"control {control.name!r}: {what} of shape {p.shape} for {n} labels")
+    if not np.isfinite(p).all():
+        raise EngineError(f"control {control.name!r}: {what} are not finite: {p.tolist()}")
+    if p.min() < -TOLERANCE or p.max() > 1 + TOLERANCE:
+        raise EngineError(f"control {control.name!r}: {what} outside [0, 1]: {p.tolist()}")
+    return np.clip(p, 0.0, 1.0)
+
+
 def decide(control: ChoiceControl, probs: np.ndarray, raw: np.ndarray, *, source: str = "exact",
            usage: dict | None = None, rationales: tuple[str, ...] = ()) -> ControlPrediction:
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = checked_probabilities(control, probs)
+    raw = checked_probabilities(control, raw, "raw probabilities")
     if control.multiple:
         mask = chosen_mask(probs)
         score = float(np.prod(np.where(mask, probs, 1.0 - probs)))

@@ -1,47 +1,137 @@
 """Label Studio payloads → plain values: an annotation → a gold item, a list of objects → ids.
 
 Used by the webhook (events as they happen) and by reconciliation (tasks read back through the
-LS API), so both read an annotation the same way; errors name the offending field.
+LS API), so both read an annotation the same way; errors name the offending field. Every value
+is type-checked before use: a wrong JSON type is a BadRequest naming its path, never a 500, and
+nothing that could not be stored (a lone surrogate) or deleted again (a huge id) gets through.
 """
 from __future__ import annotations
 
 from ..errors import BadRequest
-from ..labeling.label_config import LabelTask
+from ..labeling.label_config import LabelTask, lone_surrogate_at
 from ..labeling.prompt import clean_text
 from ..store.ground_truth import GoldItem
 
+# Label Studio's ids are positive database keys (32-bit in 1.23). The ground-truth store's Lua
+# scripts print ids with Lua's 14 significant digits, so an annotation id of 10**14 or more could
+# be stored but never deleted again; the bound keeps every id exact there.
+MAX_ID = 10**14 - 1
 
-def gold_from_annotation(label_task: LabelTask, task: dict, annotation: dict) -> GoldItem | None:
-    """The gold item an annotation gives, or None when it carries no usable choice (or was cancelled)."""
-    if annotation.get("was_cancelled"):
+
+def short_repr(value: object) -> str:
+    """A value for an error message: its repr, cut short (a body may hold megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def label_studio_id(value: object, field: str) -> int:
+    """A Label Studio object id: a JSON integer in 1..MAX_ID. Booleans (an int subclass in
+    Python), floats (NaN, Infinity, 1e400, 1.5) and strings are refused, not coerced."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"`{field}` must be an integer id, got {short_repr(value)}", field=field)
+    if not 1 <= value <= MAX_ID:
+        raise BadRequest(f"`{field}` must be an id between 1 and {MAX_ID}, got {short_repr(value)}", field=field)
+    return value
+
+
+def _storable(value: object, field: str) -> str | None:
+    """A string that Redis can hold (valid Unicode), or None when absent; anything else is refused."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"`{field}` must be a string, got {type(value).__name__}", field=field)
+    bad = lone_surrogate_at(value)
+    if bad is not None:
+        raise BadRequest(f"`{field}` is not valid Unicode: a lone surrogate at character {bad}", field=field)
+    return value
+
+
+def _chosen_labels(label_task: LabelTask, result: object, where: str) -> dict[str, list[str]]:
+    """Control name → the chosen labels the config knows, from an annotation's `result` regions.
+
+    Regions of other controls (spans, text areas, relations without `from_name`) are skipped
+    unread; a region of one of our controls must be shaped like Label Studio's choices region."""
+    if result is None:
+        return {}
+    if not isinstance(result, list):
+        raise BadRequest(f"`{where}` must be a list of regions, got {type(result).__name__}", field=where)
+    allowed = {c.name: c.labels for c in label_task.controls}
+    labels: dict[str, list[str]] = {}
+    for i, region in enumerate(result):
+        at = f"{where}[{i}]"
+        if not isinstance(region, dict):
+            raise BadRequest(f"`{at}` must be an object, got {type(region).__name__}", field=at)
+        name = region.get("from_name")
+        if name is None:
+            continue
+        if not isinstance(name, str):
+            raise BadRequest(f"`{at}.from_name` must be a string, got {type(name).__name__}", field=f"{at}.from_name")
+        if name not in allowed:
+            continue
+        value = region.get("value")
+        if not isinstance(value, dict):
+            raise BadRequest(f"`{at}.value` must be an object, got {type(value).__name__}", field=f"{at}.value")
+        choices = value.get("choices")
+        if not isinstance(choices, list):
+            raise BadRequest(f"`{at}.value.choices` must be a list of strings, got {type(choices).__name__}",
+                             field=f"{at}.value.choices")
+        for j, choice in enumerate(choices):
+            if not isinstance(choice, str):
+                raise BadRequest(f"`{at}.value.choices[{j}]` must be a string, got {type(choice).__name__}",
+                                 field=f"{at}.value.choices[{j}]")
+        kept = list(dict.fromkeys(c for c in choices if c in allowed[name]))
+        if kept:
+            labels[name] = kept
+    return labels
+
+
+def annotation_id(annotation: object, where: str = "annotation") -> int:
+    """The id of an annotation object (what a cancelled or emptied annotation is deleted by)."""
+    if not isinstance(annotation, dict):
+        raise BadRequest(f"`{where}` must be an object, got {type(annotation).__name__}", field=where)
+    return label_studio_id(annotation.get("id"), f"{where}.id")
+
+
+def gold_from_annotation(label_task: LabelTask, task: dict, annotation: dict, *,
+                         task_at: str = "task", annotation_at: str = "annotation") -> GoldItem | None:
+    """The gold item an annotation gives, or None when it carries no usable choice (or was cancelled).
+
+    Anything else is a BadRequest whose field is the JSON path (`task_at` / `annotation_at` are
+    where the two objects sit in the body: /train nests them), so a caller can validate a whole
+    batch before it stores any of it."""
+    ann_id = annotation_id(annotation, annotation_at)
+    cancelled = annotation.get("was_cancelled")
+    if cancelled is not None and not isinstance(cancelled, bool):
+        raise BadRequest(f"`{annotation_at}.was_cancelled` must be a boolean", field=f"{annotation_at}.was_cancelled")
+    if cancelled:
         return None
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-        raise BadRequest("the annotation event needs `task.data`", field="task.data")
-    labels: dict[str, list[str]] = {}
-    allowed = {c.name: set(c.labels) for c in label_task.controls}
-    for region in annotation.get("result") or []:
-        if not isinstance(region, dict) or region.get("from_name") not in allowed:
-            continue
-        choices = (region.get("value") or {}).get("choices")
-        if isinstance(choices, list):
-            kept = [c for c in choices if c in allowed[region["from_name"]]]
-            if kept:
-                labels[region["from_name"]] = kept
+        raise BadRequest("the annotation event needs `task.data`", field=f"{task_at}.data")
+    labels = _chosen_labels(label_task, annotation.get("result"), f"{annotation_at}.result")
     if not labels:
         return None
     texts = {}
     for control in label_task.controls:
         if control.name in labels:
+            where = f"{task_at}.data.{control.field}"
             value = task["data"].get(control.field)
-            if value is None or not clean_text(value):
+            if value is None:
                 return None
-            texts[control.field] = clean_text(value)
-    try:
-        task_id, annotation_id = int(task.get("id") or annotation.get("task")), int(annotation["id"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise BadRequest("the annotation event needs numeric `task.id` and `annotation.id`", field="annotation.id") from exc
-    updated = str(annotation.get("updated_at") or annotation.get("created_at") or "")
-    return GoldItem(task_id, texts, labels, annotation_id, updated)
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise BadRequest(f"`{where}` must be a string, got {type(value).__name__}", field=where)
+            if isinstance(value, str):
+                _storable(value, where)
+            text = clean_text(value)
+            if not text:
+                return None
+            texts[control.field] = text
+    if task.get("id") is not None:
+        task_id = label_studio_id(task["id"], f"{task_at}.id")
+    else:
+        task_id = label_studio_id(annotation.get("task"), f"{annotation_at}.task")
+    updated = (_storable(annotation.get("updated_at"), f"{annotation_at}.updated_at")
+               or _storable(annotation.get("created_at"), f"{annotation_at}.created_at") or "")
+    return GoldItem(task_id, texts, labels, ann_id, updated)
 
 
 def id_list(body: dict, name: str, action: str, *, bare_ints: bool = False) -> list[int]:
@@ -52,8 +142,10 @@ def id_list(body: dict, name: str, action: str, *, bare_ints: bool = False) -> l
         raise BadRequest(f"{action} needs a `{name}` list", field=name)
     ids = []
     for i, item in enumerate(items):
-        value = item.get("id") if isinstance(item, dict) else (item if bare_ints else None)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise BadRequest(f"{name}[{i}].id must be an integer", field=f"{name}[{i}].id")
-        ids.append(value)
+        if isinstance(item, dict):
+            ids.append(label_studio_id(item.get("id"), f"{name}[{i}].id"))
+        elif bare_ints and isinstance(item, int) and not isinstance(item, bool):
+            ids.append(label_studio_id(item, f"{name}[{i}]"))
+        else:
+            raise BadRequest(f"`{name}[{i}]` must be an object with an integer `id`", field=f"{name}[{i}].id")
     return ids

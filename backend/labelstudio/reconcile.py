@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from ..errors import BadRequest
 from ..labeling.label_config import parse_label_config
 from ..settings import Settings
 from ..store.ground_truth import GoldItem, GroundTruthStore
@@ -18,7 +19,11 @@ def newest_gold(label_task, task: dict) -> GoldItem | None:
     annotations = [as_dict(a) for a in task.get("annotations") or [] if not isinstance(a, int)]
     annotations.sort(key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0), reverse=True)
     for annotation in annotations:
-        gold = gold_from_annotation(label_task, task, annotation)
+        try:
+            gold = gold_from_annotation(label_task, task, annotation)
+        except BadRequest as exc:  # one malformed annotation must not stop the project's reconciliation
+            log.warning("task %s: annotation skipped in reconciliation: %s", task.get("id"), exc.message)
+            continue
         if gold is not None:
             return gold
     return None

@@ -30,7 +30,7 @@ from tests.conftest import MODEL_DIR, ROOT, SHARED, free_port
 LS_VENV = Path(os.environ.get("E2E_LS_VENV") or Path.home() / ".cache" / "llmlb-e2e" / "lsenv")
 START_SCRIPT = SHARED / "scripts" / "start-label-studio.sh"
 INSTALL_AND_START_TIMEOUT_S = 20 * 60  # cold pip install (≈3 min) + first start with migrations (≈1 min), with room
-BASIC_AUTH = ("ls-e2e", "e2e-basic-pass")
+BASIC_AUTH = ("ls-e2e", "e2e-basic-password-0123")
 TIMINGS: dict[str, float] = {}  # printed at the end of the session (pytest_terminal_summary)
 
 

@@ -9,7 +9,8 @@ from backend.engines.scripted import ScriptedEngine
 from backend.settings import Settings
 from tests.conftest import load_fixture
 
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"ls:secret").decode()}
+PASS = "a-password-of-24-chars!!"
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"ls:{PASS}".encode()).decode()}
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ def test_unknown_route_and_method_are_json_4xx(client):
 
 
 def test_basic_auth_protects_all_but_health_and_webhook(make_client):
-    client = make_client(basic_auth_user="ls", basic_auth_pass="secret")
+    client = make_client(basic_auth_user="ls", basic_auth_pass=PASS)
     assert client.get("/health").status_code == 200
     body = load_fixture("predict-choices-single.json")
     r = client.post("/predict", json=body)
@@ -178,3 +179,93 @@ def test_versions_and_metrics(client):
     text = client.get("/metrics").get_data(as_text=True)
     assert "llmlb_tasks_predicted_total 2" in text
     assert 'llmlb_http_requests_total{endpoint="ml.predict",status="200"} 1' in text
+
+
+# What Label Studio 1.23.2 sends, from the captured headers: its ML connector (/setup, /predict,
+# START_TRAINING, legacy /train: requests' json=) and its webhook client (event webhooks).
+def _captured_headers(name: str) -> dict:
+    headers = load_fixture(name)["headers"]
+    return {k: v for k, v in headers.items() if k not in ("Host", "Content-Length", "Authorization")}
+
+
+@pytest.mark.parametrize(
+    "route, fixture, headers",
+    [
+        ("/setup", "setup.json", "headers-ml-request.json"),
+        ("/predict", "predict-choices-single.json", "headers-ml-request.json"),
+        ("/predict", "predict-choices-single.json", "headers-ml-request-basic-auth.json"),
+        ("/webhook", "webhook-start-training.json", "headers-start-training-basic-auth.json"),
+        ("/webhook", "webhook-annotation-created.json", "headers-webhook.json"),
+        ("/webhook", "webhook-annotation-created.json", "headers-webhook-basic-auth-backend.json"),
+        ("/train", "train.json", "headers-ml-request.json"),
+    ],
+)
+def test_label_studio_requests_with_their_captured_headers_are_accepted(client, route, fixture, headers):
+    import json
+
+    sent = _captured_headers(headers)
+    assert sent["Content-Type"] == "application/json"
+    r = client.post(route, data=json.dumps(load_fixture(fixture)), headers=sent)
+    assert r.status_code == 200, r.json
+
+
+@pytest.mark.parametrize("route", ["/setup", "/predict", "/webhook", "/train"])
+@pytest.mark.parametrize(
+    "content_type",
+    # the three a browser may post to any origin without a CORS preflight, and none at all
+    ["text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+     None],
+)
+def test_a_body_not_declared_as_json_is_415_naming_the_content_type(client, route, content_type):
+    import json
+
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = client.post(route, data=json.dumps(load_fixture("webhook-annotation-created.json")), headers=headers)
+    assert r.status_code == 415
+    assert r.json["error"] == "unsupported_media_type" and r.json["field"] == "Content-Type"
+    assert "application/json" in r.json["message"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON",
+                                          "application/vnd.label-studio+json"])
+def test_json_with_a_charset_or_a_json_suffix_type_is_accepted(client, content_type):
+    import json
+
+    r = client.post("/webhook", data=json.dumps(load_fixture("webhook-annotation-created.json")),
+                    headers={"Content-Type": content_type})
+    assert r.status_code == 200 and r.json["status"] == "accepted"
+
+
+def _padded(fixture: str, size: int) -> bytes:
+    """A captured body with an extra field that brings it to `size` bytes (Label Studio keeps unknown keys)."""
+    import json
+
+    body = load_fixture(fixture)
+    body["padding"] = ""
+    short = len(json.dumps(body).encode())
+    body["padding"] = "x" * (size - short)
+    data = json.dumps(body).encode()
+    assert len(data) == size
+    return data
+
+
+def test_the_public_webhook_takes_at_most_1_mib_while_predict_keeps_64_mib(client):
+    json_type = {"Content-Type": "application/json"}
+    r = client.post("/webhook", data=_padded("webhook-annotation-created.json", 1024 * 1024), headers=json_type)
+    assert r.status_code == 200
+    r = client.post("/webhook", data=_padded("webhook-annotation-created.json", 1024 * 1024 + 1), headers=json_type)
+    assert r.status_code == 413
+    assert r.json["error"] == "payload_too_large" and r.json["field"] == "body"
+    assert "1048576 bytes" in r.json["message"]
+    r = client.post("/predict", data=_padded("predict-choices-single.json", 2 * 1024 * 1024), headers=json_type)
+    assert r.status_code == 200 and len(r.json["results"]) == 2
+    r = client.post("/predict", data=b"{" + b" " * (64 * 1024 * 1024), headers=json_type)
+    assert r.status_code == 413 and r.json["error"] == "payload_too_large"
+
+
+def test_webhook_max_bytes_raises_the_webhook_limit(make_client):
+    client = make_client(webhook_max_bytes=4 * 1024 * 1024)
+    data = _padded("webhook-tasks-created.json", 3 * 1024 * 1024)
+    r = client.post("/webhook", data=data, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200
+

@@ -8,7 +8,7 @@ from tests.conftest import load_fixture
 
 pytestmark = [pytest.mark.service, pytest.mark.model]
 
-AUTH = ("ls-user", "ls-pass")
+AUTH = ("ls-user", "ls-pass-0123456789")
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,11 @@ def test_auth_is_enforced_over_http_but_webhooks_pass(server):
     assert requests.post(server.url + "/predict", json=body, auth=("ls-user", "x"), timeout=10).status_code == 401
     r = requests.post(server.url + "/webhook", json=load_fixture("webhook-annotation-created.json"), timeout=1)
     assert r.status_code == 200
-    r = requests.post(server.url + "/webhook", data=b"{not json", timeout=1)
+    json_type = {"Content-Type": "application/json"}
+    r = requests.post(server.url + "/webhook", data=b"{not json", headers=json_type, timeout=1)
     assert r.status_code == 400 and r.json()["field"] == "body"
+    r = requests.post(server.url + "/webhook", data=b"{not json", timeout=1)
+    assert r.status_code == 415 and r.json()["field"] == "Content-Type"
 
 
 def test_health_answers_while_a_batch_is_being_predicted(server):

@@ -44,3 +44,109 @@ def test_openai_settings_are_read_and_checked():
         Settings.from_env({"LLM_BACKEND": "openai", "OPENAI_BASE_URL": "http://h/v1", "OPENAI_CONCURRENCY": "0"})
     with pytest.raises(ConfigurationError, match="OPENAI_SERVER_KIND"):
         Settings.from_env({"OPENAI_SERVER_KIND": "tgi"})
+
+
+PASS = "a-password-of-24-chars!!"
+SECRET = "Tq3v_9xZ-Lr2Wm8kPb4N"
+GUARDS = {"BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": PASS, "WEBHOOK_SECRET": SECRET}
+
+
+@pytest.mark.parametrize("host", ["", "127.0.0.1", "127.8.9.10", "localhost", "LOCALHOST", "::1", "[::1]"])
+def test_a_loopback_host_starts_with_nothing_set(host):
+    settings = Settings.from_env({"HOST": host})
+    assert settings.host == (host or "127.0.0.1")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "10.0.0.5", "backend.example.org"])
+def test_a_public_host_without_auth_or_webhook_guard_is_refused_naming_what_to_set(host):
+    with pytest.raises(ConfigurationError) as err:
+        Settings.from_env({"HOST": host})
+    assert err.value.field == "HOST"
+    for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "WEBHOOK_SECRET", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY",
+                 "AUTH_BY_PROXY", "at least 16 characters"):
+        assert name in err.value.message
+
+
+@pytest.mark.parametrize(
+    "env, named, not_named",
+    [
+        ({"WEBHOOK_SECRET": SECRET}, "BASIC_AUTH_USER", "WEBHOOK_SECRET"),
+        ({"LABEL_STUDIO_URL": "http://ls:8080", "LABEL_STUDIO_API_KEY": "k"}, "BASIC_AUTH_USER", "WEBHOOK_SECRET"),
+        ({"BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": PASS}, "WEBHOOK_SECRET", "BASIC_AUTH_USER"),
+        # the Label Studio API reconciles ground truth only with both the address and the key
+        ({"BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": PASS, "LABEL_STUDIO_URL": "http://ls:8080"},
+         "LABEL_STUDIO_API_KEY", "BASIC_AUTH_USER"),
+    ],
+)
+def test_a_public_host_needs_both_basic_auth_and_a_webhook_guard(env, named, not_named):
+    with pytest.raises(ConfigurationError) as err:
+        Settings.from_env({"HOST": "0.0.0.0", **env})
+    assert named in err.value.message and not_named not in err.value.message
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        GUARDS,
+        {"BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": PASS, "LABEL_STUDIO_URL": "http://ls:8080",
+         "LABEL_STUDIO_API_KEY": "k"},
+        {"AUTH_BY_PROXY": "true"},
+    ],
+)
+def test_a_public_host_starts_when_guarded_or_behind_an_authenticating_proxy(env):
+    settings = Settings.from_env({"HOST": "0.0.0.0", **env})
+    assert settings.host == "0.0.0.0"
+    assert settings.auth_by_proxy == (env.get("AUTH_BY_PROXY") == "true")
+
+
+def test_auth_by_proxy_is_a_boolean():
+    with pytest.raises(ConfigurationError, match="AUTH_BY_PROXY must be true or false"):
+        Settings.from_env({"AUTH_BY_PROXY": "nginx"})
+
+
+def test_an_override_of_the_host_is_checked_like_HOST():
+    """`serve --host 0.0.0.0` goes through with_overrides, not from_env."""
+    settings = Settings.from_env({})
+    with pytest.raises(ConfigurationError, match="HOST=0.0.0.0 is not a loopback address"):
+        settings.with_overrides(host="0.0.0.0")
+    assert Settings.from_env(GUARDS).with_overrides(host="0.0.0.0").host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("name", ["BASIC_AUTH_PASS", "WEBHOOK_SECRET"])
+def test_a_short_secret_is_refused_by_name_without_echoing_it(name):
+    short = "Sh0rt-Secret-15"  # 15 characters
+    env = {name: short, **({"BASIC_AUTH_USER": "ls"} if name == "BASIC_AUTH_PASS" else {})}
+    with pytest.raises(ConfigurationError) as err:
+        Settings.from_env(env)
+    assert err.value.field == name
+    assert f"{name} must be at least 16 characters long, it has 15" in err.value.message
+    assert short not in err.value.message and short not in str(err.value)
+    assert getattr(Settings.from_env({**env, name: short + "x"}), name.lower()) == short + "x"
+
+
+def test_the_webhook_secret_is_a_url_safe_path_segment():
+    assert Settings.from_env({"WEBHOOK_SECRET": f"/{SECRET}/"}).webhook_secret == SECRET
+    for bad in ("has/a-slash-inside-it", "percent%2Fencoded-value", "spaces are not allowed here"):
+        with pytest.raises(ConfigurationError, match="only letters, digits and - _ . ~") as err:
+            Settings.from_env({"WEBHOOK_SECRET": bad})
+        assert bad not in err.value.message
+
+
+def test_secrets_are_not_in_the_repr():
+    secrets = {"BASIC_AUTH_PASS": PASS, "WEBHOOK_SECRET": SECRET, "LABEL_STUDIO_API_KEY": "ls-token-0123456789abcdef",
+               "OPENAI_API_KEY": "sk-openai-key-0123456789", "TEACHER_API_KEY": "sk-teacher-key-0123456789"}
+    settings = Settings.from_env({**secrets, "BASIC_AUTH_USER": "ls", "LABEL_STUDIO_URL": "http://ls:8080",
+                                  "TEACHER_BASE_URL": "https://t/v1", "TEACHER_MODEL": "m"})
+    assert settings.teacher_api_key == secrets["TEACHER_API_KEY"] and settings.webhook_secret == SECRET
+    for text in (repr(settings), str(settings), f"{settings}", repr([settings])):
+        assert "basic_auth_user='ls'" in text and "http://ls:8080" in text
+        for value in secrets.values():
+            assert value not in text
+
+
+def test_webhook_max_bytes_is_read_and_bounded():
+    assert Settings.from_env({}).webhook_max_bytes == 1024 * 1024
+    assert Settings.from_env({"WEBHOOK_MAX_BYTES": "4194304"}).webhook_max_bytes == 4 * 1024 * 1024
+    for bad in ("1000", str(65 * 1024 * 1024)):
+        with pytest.raises(ConfigurationError, match="WEBHOOK_MAX_BYTES must be between"):
+            Settings.from_env({"WEBHOOK_MAX_BYTES": bad})

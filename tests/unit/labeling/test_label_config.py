@@ -1,8 +1,11 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backend.errors import LabelConfigError
 from backend.labeling.label_config import parse_label_config
 from tests.conftest import load_fixture
+from tests.strategies import PROPERTY_SETTINGS, characters, label_configs
 
 SINGLE = load_fixture("predict-choices-single.json")["label_config"]
 MULTI = load_fixture("predict-choices-multi.json")["label_config"]
@@ -50,3 +53,48 @@ def test_invalid_config_is_a_label_config_error(config):
     with pytest.raises(LabelConfigError) as err:
         parse_label_config(config)
     assert err.value.status == 400
+
+
+TEXT = '<Text name="text" value="$text"/>'
+TWO = '<Choice value="x"/><Choice value="y"/>'
+
+
+@pytest.mark.parametrize(
+    "config, says",
+    [
+        # a Choices bound to another control: the SDK validates only that the name exists
+        (f'<View>{TEXT}<Choices name="a" toName="text">{TWO}</Choices><Choices name="b" toName="a">{TWO}</Choices></View>',
+         "toName='a', which names a control"),
+        (f'<View><Choices name="b" toName="b">{TWO}</Choices></View>', "toName='b', which names a control"),
+        (f'<View>{TEXT}<Choices toName="text">{TWO}</Choices></View>', "invalid label config"),  # no name
+        (f'<View>{TEXT}<Choices name="a">{TWO}</Choices></View>', "invalid label config"),  # no toName
+        (f'<View>{TEXT}<Choices name="a" toName="text"><Choice/><Choice/></Choices></View>', "invalid label config"),
+        ("<View><", "invalid label config"),
+        ("<View>\x00</View>", "invalid label config"),
+        ("<View>" * 300 + "</View>" * 300, "invalid label config"),
+        (f'<View>{TEXT}<Choices name="a" toName="text"><Choice value="x\ud800"/></Choices></View>', "lone surrogate"),
+        (None, "must be a string"),
+        (["<View/>"], "must be a string"),  # unhashable: used to fail inside the cache
+    ],
+)
+def test_malformed_config_is_a_label_config_error_naming_the_problem(config, says):
+    with pytest.raises(LabelConfigError) as err:
+        parse_label_config(config)
+    assert err.value.field == "label_config" and says in err.value.message
+
+
+@settings(**PROPERTY_SETTINGS)
+@given(st.one_of(st.text(characters, max_size=200), label_configs()))
+def test_any_string_parses_to_a_task_or_a_label_config_error(config):
+    """Label Studio passes configs through verbatim: whatever it sends, /setup and /predict answer
+    a LabelTask or a 400, never another exception (which would be a 500)."""
+    try:
+        task = parse_label_config(config)
+    except LabelConfigError as exc:
+        assert exc.field == "label_config" and exc.message
+        return
+    assert task.controls
+    for control in task.controls:
+        assert control.name and control.field and control.to_name
+        assert len(control.labels) >= (1 if control.multiple else 2)
+        assert len(set(control.labels)) == len(control.labels)

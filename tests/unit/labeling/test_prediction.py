@@ -1,13 +1,19 @@
+import json
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backend.engines.scripted import ScriptedEngine
+from backend.errors import EngineError
 from backend.labeling.label_config import ChoiceControl
 from backend.labeling.prediction import decide, to_ls_prediction
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.reasoning import Reasoning
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
+from tests.strategies import PROPERTY_SETTINGS, characters
 from tests.unit.helpers import sentiment_control as _control
 
 SINGLE = ChoiceControl("sentiment", "text", "text", ("Positive", "Negative"), False)
@@ -54,3 +60,60 @@ def test_a_prediction_of_a_reasoning_version_carries_its_rationales():
     assert to_region(pred)["rationales"] == ["good good", "bad"]
     ((plain, _),) = service.predict_control(_control(), ControlRecipe(), ["plain text"])
     assert "rationales" not in to_region(plain)
+
+
+@pytest.mark.parametrize(
+    "control, probs, says",
+    [
+        (SINGLE, [float("nan"), 0.5], "not finite"),
+        (MULTI, [0.2, float("inf"), 0.1], "not finite"),
+        (SINGLE, [-0.2, 1.2], "outside [0, 1]"),
+        (SINGLE, [0.2, 0.3, 0.5], "for 2 labels"),
+        (ChoiceControl("empty", "text", "text", (), True), [], "for 0 labels"),
+    ],
+)
+def test_unusable_probabilities_are_a_named_engine_error(control, probs, says):
+    with pytest.raises(EngineError) as err:
+        decide(control, np.array(probs), np.array(probs))
+    assert says in err.value.message and control.name in err.value.message
+
+
+def test_rounding_noise_outside_0_1_is_clipped():
+    pred = decide(SINGLE, np.array([1 + 1e-9, -1e-9]), np.array([0.5, 0.5]))
+    assert pred.probabilities == (1.0, 0.0) and pred.score == 1.0
+
+
+_labels = st.lists(st.text(characters, min_size=1, max_size=6), max_size=5, unique=True)
+_probability = st.one_of(st.floats(0, 1), st.floats(allow_nan=True, allow_infinity=True),
+                         st.sampled_from([0.0, 1.0, 0.5, -0.0, 1 + 1e-9, -1e-9, float("nan")]))
+
+
+@st.composite
+def _control_and_probabilities(draw):
+    labels = tuple(draw(_labels))
+    control = ChoiceControl("c", "text", "text", labels, draw(st.booleans()))
+    size = st.integers(0, 6) if draw(st.integers(0, 8)) == 4 else st.just(len(labels))  # a wrong length, rarely
+    probs = draw(size.flatmap(lambda n: st.lists(_probability, min_size=n, max_size=n)))
+    raw = draw(st.lists(st.floats(0, 1), min_size=len(labels), max_size=len(labels)))
+    return control, probs, raw
+
+
+@settings(**PROPERTY_SETTINGS)
+@given(_control_and_probabilities())
+def test_any_probability_vector_gives_a_valid_prediction_or_a_named_error(case):
+    """NaN, ±inf, negatives, wrong lengths, any label set: either a prediction Label Studio accepts
+    (strict JSON, known labels, one label for single choice, a score in [0, 1]) or an EngineError."""
+    control, probs, raw = case
+    try:
+        item = to_ls_prediction([decide(control, np.array(probs, dtype=float), np.array(raw))], "m.v0", [])
+    except EngineError as exc:
+        assert exc.code == "engine_error" and control.name in exc.message
+        return
+    json.dumps(item, allow_nan=False)
+    (region,) = item["result"]
+    assert (region["from_name"], region["to_name"], region["type"]) == ("c", "text", "choices")
+    chosen = region["value"]["choices"]
+    assert chosen and set(chosen) <= set(control.labels) and len(set(chosen)) == len(chosen)
+    assert len(chosen) == 1 or control.multiple
+    assert 0 <= item["score"] <= 1 and 0 <= region["score"] <= 1
+    assert all(0 <= p <= 1 for p in region["probabilities"].values())

@@ -31,6 +31,8 @@ def _task(text):
         ([_task("ok"), {"data": {"other": "x"}}], "tasks[1].data.text"),
         ([_task("   ")], "tasks[0].data.text"),
         ([_task({"nested": 1})], "tasks[0].data.text"),
+        ([_task(True)], "tasks[0].data.text"),
+        ([_task("ok"), _task("a lone \ud800 surrogate")], "tasks[1].data.text"),  # no UTF-8 for it
     ],
 )
 def test_bad_tasks_name_the_field(tasks, field):

@@ -1,0 +1,154 @@
+"""Annotation → gold item and id lists: every wrong JSON type is a BadRequest naming its path."""
+import copy
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backend.errors import BadRequest
+from backend.labeling.label_config import lone_surrogate_at, parse_label_config
+from backend.labelstudio.payloads import MAX_ID, gold_from_annotation, id_list, label_studio_id
+from backend.store.ground_truth import GoldItem
+from tests.conftest import load_fixture
+from tests.strategies import PROPERTY_SETTINGS, ids, json_values, mostly, texts
+
+EVENT = load_fixture("webhook-annotation-created.json")
+LABEL_TASK = parse_label_config(EVENT["project"]["label_config"])
+LABELS = list(LABEL_TASK.controls[0].labels)
+
+
+def _event(change):
+    body = copy.deepcopy(EVENT)
+    change(body)
+    return body["task"], body["annotation"]
+
+
+def _region(body):
+    return body["annotation"]["result"][0]
+
+
+def test_the_captured_annotation_is_a_gold_item():
+    gold = gold_from_annotation(LABEL_TASK, EVENT["task"], EVENT["annotation"])
+    assert (gold.task_id, gold.annotation_id, gold.labels) == (2, 1, {"sentiment": ["Negative"]})
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda b: b["annotation"].update(result=5), "annotation.result"),
+        (lambda b: b["annotation"].update(result={"a": 1}), "annotation.result"),
+        (lambda b: b["annotation"].update(result=[5]), "annotation.result[0]"),
+        (lambda b: b["annotation"].update(result=[["x"]]), "annotation.result[0]"),
+        (lambda b: _region(b).update(from_name=["sentiment"]), "annotation.result[0].from_name"),
+        (lambda b: _region(b).update(value=5), "annotation.result[0].value"),
+        (lambda b: _region(b).update(value=["Negative"]), "annotation.result[0].value"),
+        (lambda b: _region(b).update(value={"choices": {"Negative": 1}}), "annotation.result[0].value.choices"),
+        (lambda b: _region(b).update(value={"choices": [["Negative"]]}), "annotation.result[0].value.choices[0]"),
+        (lambda b: _region(b).update(value={"choices": [{"a": 1}]}), "annotation.result[0].value.choices[0]"),
+        (lambda b: b["annotation"].update(id=float("nan")), "annotation.id"),
+        (lambda b: b["annotation"].update(id=float("inf")), "annotation.id"),
+        (lambda b: b["annotation"].update(id=True), "annotation.id"),
+        (lambda b: b["annotation"].update(id=10**30), "annotation.id"),
+        (lambda b: b["annotation"].update(id=MAX_ID + 1), "annotation.id"),  # could not be deleted again
+        (lambda b: b["annotation"].update(id="7"), "annotation.id"),
+        (lambda b: b["annotation"].update(id=0), "annotation.id"),
+        (lambda b: b["task"].update(id=float("inf")), "task.id"),
+        (lambda b: b["task"].update(id=False), "task.id"),
+        (lambda b: b["task"].update(id=-2), "task.id"),
+        (lambda b: (b["task"].pop("id"), b["annotation"].update(task=1.5)), "annotation.task"),
+        (lambda b: b["annotation"].update(was_cancelled=[1]), "annotation.was_cancelled"),
+        (lambda b: b["annotation"].update(updated_at={"a": 1}), "annotation.updated_at"),
+        (lambda b: b["annotation"].update(updated_at="2026\ud800"), "annotation.updated_at"),
+        (lambda b: b["task"]["data"].update(text={"a": 1}), "task.data.text"),
+        (lambda b: b["task"]["data"].update(text=True), "task.data.text"),
+        (lambda b: b["task"]["data"].update(text="bad \ud800 text"), "task.data.text"),
+        (lambda b: b.update(task=5), "task.data"),
+    ],
+)
+def test_a_wrong_type_anywhere_is_a_bad_request_naming_its_path(change, field):
+    with pytest.raises(BadRequest) as err:
+        gold_from_annotation(LABEL_TASK, *_event(change))
+    assert err.value.field == field and err.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda b: b["annotation"].update(was_cancelled=True),
+        lambda b: _region(b).update(value={"choices": ["Unknown"]}),  # a label the config no longer has
+        lambda b: b["annotation"].update(result=[{"type": "relation", "from_id": "r1", "to_id": "r2"}]),
+        lambda b: _region(b).update(from_name="other", value=5),  # another control's region is not read
+        lambda b: b["task"]["data"].update(text="   "),
+    ],
+)
+def test_no_usable_choice_is_none(change):
+    assert gold_from_annotation(LABEL_TASK, *_event(change)) is None
+
+
+def test_label_studio_ids_are_positive_json_integers_within_the_store_bound():
+    assert label_studio_id(1, "x") == 1 and label_studio_id(MAX_ID, "x") == MAX_ID
+    for bad in (0, -1, MAX_ID + 1, True, 1.0, float("nan"), "1", None):
+        with pytest.raises(BadRequest):
+            label_studio_id(bad, "x")
+
+
+@pytest.mark.parametrize(
+    "items, field",
+    [
+        ([{"id": 10**30}], "annotations[0].id"),
+        ([{"id": True}], "annotations[0].id"),
+        ([{"id": float("nan")}], "annotations[0].id"),
+        ([True], "annotations[0].id"),
+        ([1, -1], "annotations[1]"),
+        ("1,2", "annotations"),
+    ],
+)
+def test_id_lists_reject_what_is_not_an_id(items, field):
+    with pytest.raises(BadRequest) as err:
+        id_list({"annotations": items}, "annotations", "ANNOTATIONS_DELETED", bare_ints=True)
+    assert err.value.field == field
+
+
+def test_id_lists_take_objects_and_bare_ids():
+    assert id_list({"a": [{"id": 3}, 4]}, "a", "X", bare_ints=True) == [3, 4]
+
+
+_choices = mostly(st.lists(mostly(st.sampled_from(LABELS + ["Unknown"])), min_size=1, max_size=3))
+_region_of_ours = mostly(st.fixed_dictionaries({
+    "from_name": mostly(st.sampled_from(["sentiment", "sentiment", "sentiment", "other"])),
+    "value": mostly(st.fixed_dictionaries({"choices": _choices})),
+}, optional={"type": json_values}))
+_annotation = mostly(st.fixed_dictionaries({
+    "id": mostly(st.integers(1, 10**6), ids),
+    "result": mostly(st.lists(_region_of_ours, min_size=1, max_size=3)),
+}, optional={
+    "task": ids,
+    "was_cancelled": mostly(st.just(False), st.booleans() | json_values),
+    "updated_at": mostly(texts),
+    "created_at": mostly(texts),
+}))
+_task = mostly(st.fixed_dictionaries({
+    "id": mostly(st.integers(1, 10**6), ids),
+    "data": mostly(st.fixed_dictionaries({"text": mostly(texts)})),
+}))
+
+
+@settings(**PROPERTY_SETTINGS)
+@given(task=_task, annotation=_annotation)
+def test_any_json_gives_a_gold_item_none_or_a_bad_request(task, annotation):
+    """Whatever JSON a webhook carries, the parser answers one of three things, and a gold item is
+    one the store can hold: ids in range, known labels, valid Unicode text."""
+    try:
+        gold = gold_from_annotation(LABEL_TASK, task, annotation)
+    except BadRequest as exc:
+        assert exc.field and exc.message and exc.status == 400
+        return
+    if gold is None:
+        return
+    assert isinstance(gold, GoldItem)
+    for value in (gold.task_id, gold.annotation_id):
+        assert type(value) is int and 1 <= value <= MAX_ID
+    assert list(gold.labels) == ["sentiment"] and gold.labels["sentiment"]
+    assert set(gold.labels["sentiment"]) <= set(LABELS)
+    assert all(text and lone_surrogate_at(text) is None for text in gold.texts.values())
+    assert GoldItem.from_json(gold.to_json().encode("utf-8")) == gold
