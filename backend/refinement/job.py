@@ -153,7 +153,11 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         )
         version = registry.publish(project, draft)
         out.update(status="published" if accepted else "refreshed", model_version=version.label, kind=draft.kind)
-        store_version_report(conn, settings, project, version.label, reports, frozenset(refreshed))
+        try:  # the version is published: a report that cannot be written must not fail (and retry) the job
+            store_version_report(conn, settings, project, version.label, reports, frozenset(refreshed))
+        except Exception as exc:
+            log.exception("project %s: the report of %s could not be stored", project, version.label)
+            out["report_error"] = f"{type(exc).__name__}: {exc}"
     else:
         out.update(status="kept", model_version=current.label)
     out["logit_cache"] = {**cache.stats(), "dropped": cache.prune()}

@@ -9,6 +9,7 @@ running while one runs (with several workers); that job reschedules itself.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from datetime import timedelta
 
@@ -60,7 +61,7 @@ class RefinementScheduler:
             options = dict(
                 args=(project,),
                 retry=Retry(max=2, interval=[5, 30]),
-                job_timeout=int(self.settings.refine_max_seconds * 2 + 120),
+                job_timeout=job_timeout(self.settings),
                 result_ttl=7 * 24 * 3600,
                 failure_ttl=7 * 24 * 3600,
                 meta={"reason": reason or ("threshold" if now else "debounce")},
@@ -98,19 +99,66 @@ def refine_project(project_id: int) -> dict:
     job_id = job.id if job is not None else f"inline-{uuid.uuid4().hex}"
     if job is not None and (conn.get(k["next"]) or b"").decode() == job.id:
         conn.delete(k["next"])  # events from now on queue a new job
-    if not _acquire_project_lock(conn, k["running"], job_id, int(settings.refine_max_seconds * 2 + 60)):
+    ttl = lock_ttl(settings)
+    if not _acquire_project_lock(conn, k["running"], job_id, ttl):
         RefinementScheduler(conn, make_queue(settings, conn), settings).notify(project, changes=0, reason="busy")
         return {"status": "deferred", "reason": "another refinement of this project is running"}
+    renewal = LockRenewal(conn, k["running"], job_id, ttl)
     try:
         consumed = int(conn.getset(k["pending"], 0) or 0)
         result = run_refinement(settings, conn, project)
         result["changes_consumed"] = consumed
         return result
     finally:
+        renewal.stop()
         conn.eval(_RELEASE, 1, k["running"], job_id)
 
 
+def job_timeout(settings: Settings) -> int:
+    """RQ's hard limit for one refinement job: twice its time budget, plus room to publish."""
+    return int(settings.refine_max_seconds * 2 + 120)
+
+
+def lock_ttl(settings: Settings) -> int:
+    """The project lock outlives the job it guards (a lock that expired first would let a second
+    job of the project start beside a slow one); it is also renewed while the job runs."""
+    return job_timeout(settings) + 60
+
+
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0"
+# Take the lock over only from the holder that was found dead: if another job took it meanwhile, keep out.
+_TAKE_OVER = """
+local holder = redis.call('GET', KEYS[1])
+if (holder == false and ARGV[1] == '') or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class LockRenewal:
+    """Extends the project lock to its full TTL every third of it while the job runs, and only as
+    long as this job holds it; a worker killed mid-job stops renewing, so the lock still expires."""
+
+    def __init__(self, conn: redis.Redis, lock_key: str, job_id: str, ttl: int):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(conn, lock_key, job_id, ttl),
+                                        name="refine-lock", daemon=True)
+        self._thread.start()
+
+    def _run(self, conn: redis.Redis, lock_key: str, job_id: str, ttl: int) -> None:
+        while not self._stop.wait(max(1.0, ttl / 3)):
+            try:
+                if not conn.eval(_RENEW, 1, lock_key, job_id, ttl):
+                    return  # taken over or released: not ours to extend
+            except redis.RedisError as exc:  # Redis away for a moment: try again at the next tick
+                log.warning("could not renew the refinement lock %s: %s", lock_key, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _acquire_project_lock(conn: redis.Redis, lock_key: str, job_id: str, ttl: int) -> bool:
@@ -127,6 +175,7 @@ def _acquire_project_lock(conn: redis.Redis, lock_key: str, job_id: str, ttl: in
             status = None
         if status == JobStatus.STARTED:
             return False
+    if not conn.eval(_TAKE_OVER, 1, lock_key, holder, job_id, ttl):
+        return False  # another job took it between our look and now
     log.warning("taking over the refinement lock %s from %s", lock_key, holder or "nobody")
-    conn.set(lock_key, job_id, ex=ttl)
     return True

@@ -167,3 +167,56 @@ def test_an_embedded_redis_does_not_outlive_the_process_that_started_it(tmp_path
         assert redis.Redis.from_url(second.url).get("k") == b"v"
     finally:
         second.close()
+
+
+def test_the_project_lock_outlives_its_job_is_renewed_and_taken_over_only_from_a_dead_holder(redis_conn):
+    from backend.refinement.scheduler import (_TAKE_OVER, LockRenewal, _acquire_project_lock, job_timeout,
+                                              lock_ttl)
+
+    settings = Settings.from_env({})
+    assert lock_ttl(settings) > job_timeout(settings)
+    key = f"test:lock:{uuid.uuid4().hex[:6]}"
+    assert _acquire_project_lock(redis_conn, key, "job-a", 30)
+    assert _acquire_project_lock(redis_conn, key, "job-b", 30)  # job-a is no RQ job: a dead holder
+    assert redis_conn.get(key) == b"job-b"
+    assert not redis_conn.eval(_TAKE_OVER, 1, key, "job-a", "job-c", 30)  # job-b took it meanwhile: keep out
+    assert redis_conn.get(key) == b"job-b"
+
+    redis_conn.set(key, "job-b", ex=3)
+    renewal = LockRenewal(redis_conn, key, "job-b", 3)
+    time.sleep(4.5)  # past the original TTL: renewed every second
+    assert redis_conn.get(key) == b"job-b" and redis_conn.ttl(key) >= 2
+    redis_conn.set(key, "job-c", ex=3)  # someone else's lock is never extended
+    time.sleep(1.5)
+    renewal.stop()
+    assert redis_conn.get(key) == b"job-c" and redis_conn.ttl(key) <= 2
+
+
+def test_a_report_that_cannot_be_written_does_not_fail_a_published_version(tmp_path, redis_conn, redis_url,
+                                                                           monkeypatch):
+    import backend.refinement.job as job_module
+    from backend.labeling.label_config import parse_label_config
+    from backend.labeling.model_version import ModelVersion
+    from backend.store.ground_truth import GoldItem
+    from backend.store.versions import VersionRegistry
+
+    def broken_report(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(job_module, "store_version_report", broken_report)
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "REFINE_REASONING_SAMPLES": "0",
+                                  "REFINE_REWRITE_ROUNDS": "0", "REFINE_MAX_SHOTS": "0"})
+    project = 90_000 + int(uuid.uuid4().int % 1000)
+    store = GroundTruthStore(redis_conn, project)
+    config = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+              '<Choice value="spam"/><Choice value="ham"/></Choices></View>')
+    store.set_label_config(config)
+    for i in range(40):  # the scripted LLM reads the label word in the text, which is always the wrong one
+        spam = i % 2 == 0
+        text = f"ham: win a free prize now, call {i}" if spam else f"spam: see you at lunch at {i}"
+        store.upsert(GoldItem(i + 1, {"text": text}, {"label": ["spam" if spam else "ham"]}, i + 1,
+                              f"2026-01-{i % 28 + 1:02d}"))
+    out = job_module.run_refinement(settings, redis_conn, project, engine=ScriptedEngine())
+    assert out["status"] == "published" and out["report_error"] == "OSError: No space left on device"
+    registry = VersionRegistry(redis_conn, "scripted", tmp_path, ModelVersion)
+    assert registry.current_number(project, parse_label_config(config).config_hash) == 1
