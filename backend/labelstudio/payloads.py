@@ -7,7 +7,7 @@ nothing that could not be stored (a lone surrogate) or deleted again (a huge id)
 """
 from __future__ import annotations
 
-from ..errors import BadRequest
+from ..errors import BadRequest, PayloadTooLarge
 from ..labeling.label_config import LabelTask, lone_surrogate_at
 from ..labeling.prompt import clean_text
 from ..store.ground_truth import GoldItem
@@ -16,6 +16,10 @@ from ..store.ground_truth import GoldItem
 # scripts print ids with Lua's 14 significant digits, so an annotation id of 10**14 or more could
 # be stored but never deleted again; the bound keeps every id exact there.
 MAX_ID = 10**14 - 1
+MAX_IDS_PER_EVENT = 100_000
+# A stored ground-truth text is cut here: the model reads at most MAX_TEXT_CHARS of it anyway, and
+# Redis should not hold megabytes per task because a body could carry them.
+MAX_GOLD_TEXT_CHARS = 100_000
 
 
 def short_repr(value: object) -> str:
@@ -124,7 +128,7 @@ def gold_from_annotation(label_task: LabelTask, task: dict, annotation: dict, *,
             text = clean_text(value)
             if not text:
                 return None
-            texts[control.field] = text
+            texts[control.field] = text[:MAX_GOLD_TEXT_CHARS]
     if task.get("id") is not None:
         task_id = label_studio_id(task["id"], f"{task_at}.id")
     else:
@@ -136,10 +140,14 @@ def gold_from_annotation(label_task: LabelTask, task: dict, annotation: dict, *,
 
 def id_list(body: dict, name: str, action: str, *, bare_ints: bool = False) -> list[int]:
     """Integer ids of the objects listed under `name` (Label Studio sends `[{"id": 1}, ...]`;
-    `bare_ints` also takes `[1, ...]`); an error names the offending element."""
+    `bare_ints` also takes `[1, ...]`); an error names the offending element. At most
+    MAX_IDS_PER_EVENT: more is work no single webhook should start (413)."""
     items = body.get(name)
     if not isinstance(items, list):
         raise BadRequest(f"{action} needs a `{name}` list", field=name)
+    if len(items) > MAX_IDS_PER_EVENT:
+        raise PayloadTooLarge(f"{action} lists {len(items)} {name}; at most {MAX_IDS_PER_EVENT} per event",
+                              field=name)
     ids = []
     for i, item in enumerate(items):
         if isinstance(item, dict):

@@ -108,3 +108,16 @@ def test_webhook_secret_path(tmp_path, redis_conn, redis_url):
     assert client.post(f"/{secret}/webhook", json=body).status_code == 200
     assert client.get(f"/{secret}/health").status_code == 200
     assert GroundTruthStore(redis_conn, 1).count() == 1
+
+
+def test_a_bulk_delete_runs_in_chunks_and_removes_every_item(redis_conn):
+    from backend.store.ground_truth import DELETE_CHUNK, GoldItem
+
+    store = GroundTruthStore(redis_conn, 77)
+    n = 2 * DELETE_CHUNK + 500
+    for i in range(1, n + 1):
+        store.upsert(GoldItem(i, {"text": f"t{i}"}, {"label": ["a"]}, 10_000 + i, "2026-01-01"))
+    keep = GoldItem(n + 1, {"text": "kept"}, {"label": ["a"]}, 10_000 + n + 1, "2026-01-01")
+    store.upsert(keep)
+    assert store.delete_annotations([10_000 + i for i in range(1, n + 1)]) == n
+    assert store.items() == [keep]

@@ -152,3 +152,22 @@ def test_any_json_gives_a_gold_item_none_or_a_bad_request(task, annotation):
     assert set(gold.labels["sentiment"]) <= set(LABELS)
     assert all(text and lone_surrogate_at(text) is None for text in gold.texts.values())
     assert GoldItem.from_json(gold.to_json().encode("utf-8")) == gold
+
+
+def test_an_event_listing_more_ids_than_one_webhook_should_start_is_refused():
+    from backend.errors import PayloadTooLarge
+    from backend.labelstudio.payloads import MAX_IDS_PER_EVENT
+
+    assert len(id_list({"annotations": list(range(1, MAX_IDS_PER_EVENT + 1))}, "annotations", "X", bare_ints=True)) \
+        == MAX_IDS_PER_EVENT
+    with pytest.raises(PayloadTooLarge) as refused:
+        id_list({"annotations": list(range(1, MAX_IDS_PER_EVENT + 2))}, "annotations", "X", bare_ints=True)
+    assert refused.value.field == "annotations" and refused.value.status == 413
+
+
+def test_a_stored_text_is_cut_to_what_ground_truth_keeps():
+    from backend.labelstudio.payloads import MAX_GOLD_TEXT_CHARS
+
+    task, annotation = _event(lambda b: b["task"]["data"].update(text="word " * MAX_GOLD_TEXT_CHARS))
+    gold = gold_from_annotation(LABEL_TASK, task, annotation)
+    assert len(gold.texts["text"]) == MAX_GOLD_TEXT_CHARS
