@@ -142,9 +142,13 @@ class Service:
         return r.json()
 
     def cli(self, *args: str, **popen) -> subprocess.Popen:
-        """`python -m backend …` with the service's settings (same MODEL_DIR, Redis, Label Studio)."""
+        """`python -m backend …` with the service's settings (same MODEL_DIR, Redis, Label Studio).
+
+        Ctrl-C (SIGINT) reaches it as it would at a terminal: a test run started in the background
+        of a non-interactive shell has SIGINT ignored, which its children would inherit."""
         return subprocess.Popen([sys.executable, "-m", "backend", *args], env=self.env, cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
 
 
 @pytest.fixture(scope="session")
