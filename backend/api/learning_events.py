@@ -43,10 +43,7 @@ def _valid_config(config: object, field: str) -> str | None:
         raise LabelConfigError(f"`{field}` must be a string, got {type(config).__name__}", field=field)
     if not config.strip():
         return None
-    try:
-        parse_label_config(config)
-    except LabelConfigError as exc:
-        raise LabelConfigError(exc.message, field=field) from exc
+    _parsed(config, field)
     return config
 
 
@@ -55,6 +52,11 @@ def _label_task(config: str | None, store: GroundTruthStore, action: str, field:
     config = config or store.label_config()
     if not config:
         raise BadRequest(f"{action} needs `{field}`", field=field)
+    return _parsed(config, field)
+
+
+def _parsed(config: str, field: str) -> LabelTask:
+    """parse_label_config, its error naming where the config sits in the body."""
     try:
         return parse_label_config(config)
     except LabelConfigError as exc:

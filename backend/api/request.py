@@ -7,7 +7,7 @@ from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from ..labeling.label_config import lone_surrogate_at
+from ..labeling.label_config import valid_unicode
 from ..labelstudio.payloads import label_studio_id, short_repr
 
 # ASCII digits only, and at most 20 of them before int() (the range check follows)
@@ -70,7 +70,4 @@ def required_string(body: dict, name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"`{name}` must be a non-empty string", field=name)
-    bad = lone_surrogate_at(value)
-    if bad is not None:
-        raise BadRequest(f"`{name}` is not valid Unicode: a lone surrogate at character {bad}", field=name)
-    return value
+    return valid_unicode(value, name)

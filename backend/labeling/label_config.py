@@ -11,7 +11,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from ..errors import LabelConfigError
+from ..errors import BadRequest, LabelConfigError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,14 @@ def lone_surrogate_at(text: str) -> int | None:
     except UnicodeEncodeError as exc:
         return exc.start
     return None
+
+
+def valid_unicode(text: str, field: str) -> str:
+    """`text` itself, or a BadRequest naming `field` when it holds a lone surrogate."""
+    bad = lone_surrogate_at(text)
+    if bad is not None:
+        raise BadRequest(f"`{field}` is not valid Unicode: a lone surrogate at character {bad}", field=field)
+    return text
 
 
 def parse_label_config(label_config: str) -> LabelTask:

@@ -21,7 +21,7 @@ from ..errors import BadRequest
 from .calibration import Calibrator, raw_probabilities
 from .demos import NearestDemos
 from .head import Embedder
-from .label_config import ChoiceControl, LabelTask, lone_surrogate_at
+from .label_config import ChoiceControl, LabelTask, valid_unicode
 from .model_version import ModelVersion
 from .prediction import ControlPrediction, decide, to_ls_prediction
 from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, RenderedPrompt, clean_text, render
@@ -98,9 +98,8 @@ def extract_texts(tasks: object, label_task: LabelTask, max_chars: int) -> list[
                 raise BadRequest(f"{where} is missing (the label config reads ${name})", field=where)
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise BadRequest(f"{where} must be a string", field=where)
-            bad = lone_surrogate_at(value) if isinstance(value, str) else None
-            if bad is not None:  # no UTF-8 for it: the tokenizer and the logit cache's hashing would fail
-                raise BadRequest(f"{where} is not valid Unicode: a lone surrogate at character {bad}", field=where)
+            if isinstance(value, str):  # no UTF-8 for a lone surrogate: the tokenizer and hashing would fail
+                valid_unicode(value, where)
             text = clean_text(value)
             if not text:
                 raise BadRequest(f"{where} is empty", field=where)

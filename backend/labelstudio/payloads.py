@@ -8,7 +8,7 @@ nothing that could not be stored (a lone surrogate) or deleted again (a huge id)
 from __future__ import annotations
 
 from ..errors import BadRequest, PayloadTooLarge
-from ..labeling.label_config import LabelTask, lone_surrogate_at
+from ..labeling.label_config import LabelTask, valid_unicode
 from ..labeling.prompt import clean_text
 from ..store.ground_truth import GoldItem
 
@@ -44,10 +44,7 @@ def _storable(value: object, field: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadRequest(f"`{field}` must be a string, got {type(value).__name__}", field=field)
-    bad = lone_surrogate_at(value)
-    if bad is not None:
-        raise BadRequest(f"`{field}` is not valid Unicode: a lone surrogate at character {bad}", field=field)
-    return value
+    return valid_unicode(value, field)
 
 
 def _chosen_labels(label_task: LabelTask, result: object, where: str) -> dict[str, list[str]]:

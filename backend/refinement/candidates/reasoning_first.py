@@ -114,7 +114,7 @@ def reasoning_plan(job: ControlJob, mode: Reasoning, clock: Callable[[], float] 
     if clock() + expected > job.deadline:
         raise PlanSkipped(f"{mode.samples} rationales an item would take about {expected:.0f} s, "
                           f"{clock() + expected - job.deadline:.0f} s past the job's deadline")
-    bar = max(greedy, key=lambda r: (r.metrics["macro_f1"], -r.metrics["ece"]))
+    bar = max(greedy, key=lambda r: job.kind.llm_rank(r.metrics))
     return evaluate_reasoning(*args, pilot_bar=bar)
 
 

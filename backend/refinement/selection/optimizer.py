@@ -109,27 +109,27 @@ def select(current: CandidateResult, candidates: list[CandidateResult],
     `alpha`); among those the best label F1 wins, unless one whose F1 is not significantly lower
     has a significantly lower log-loss (choose_significant).
     """
-    kind = current.kind
     current_loss = current.item_loss
     tests: list[tuple[CandidateResult, float, bool]] = []  # (candidate, p, would this test qualify it)
     for cand in candidates:
-        gain, p_f1 = kind.label_f1_gain(cand.gold, cand.probs, current.probs)
-        loss_gain, p_loss = paired_bootstrap_mean(current_loss - cand.item_loss)
+        gain, p_f1 = current.kind.label_f1_gain(cand.gold, cand.probs, current.probs)
+        loss = cand.item_loss
+        loss_gain, p_loss = paired_bootstrap_mean(current_loss - loss)
         cand.metrics.update(p_f1_vs_current=round(p_f1, 4), p_logloss_vs_current=round(p_loss, 4),
-                            log_loss=round(float(cand.item_loss.mean()), 4))
+                            log_loss=round(float(loss.mean()), 4))
         tests += [(cand, p_f1, gain > 0), (cand, p_loss, loss_gain > 0 and gain >= -F1_NON_INFERIORITY)]
-    return choose_significant(current, candidates, tests, alpha,
-                              key=lambda r: (r.metrics[kind.label_metric], -r.metrics["log_loss"]),
-                              f1_gain_p=_f1_gain_p, loss_gain_p=_loss_gain_p)
+    return choose_significant(current, candidates, tests, alpha)
 
 
-def choose_significant(current, candidates, tests, alpha: float, key, f1_gain_p, loss_gain_p) -> tuple:
+def choose_significant(current: CandidateResult, candidates: list[CandidateResult], tests: list[tuple],
+                       alpha: float) -> tuple:
     """Holm over all tests; each candidate reports the p of its qualifying (or best) test.
 
-    Then the choice among the qualifying candidates: the best by `key` (label F1), unless another
-    one whose F1 is not significantly below it (`f1_gain_p(top, other)` ≥ alpha) has a
-    significantly lower log-loss (`loss_gain_p(other, top)` < alpha); then the lowest log-loss of
-    those: F1 differences of 0.01 are noise on a few hundred items (docs/how-it-learns.md)."""
+    Then the choice among the qualifying candidates: the best label F1 (ties to lower log-loss),
+    unless another one whose F1 is not significantly below it has a significantly lower
+    log-loss; then the lowest log-loss of those: F1 differences of 0.01 are noise on a few
+    hundred items (docs/how-it-learns.md)."""
+    label_metric = current.kind.label_metric
     significant = []
     for (cand, p, qualifies), passed in zip(tests, holm_rejections([t[1] for t in tests], alpha)):
         if passed and qualifies and cand not in significant:
@@ -141,9 +141,9 @@ def choose_significant(current, candidates, tests, alpha: float, key, f1_gain_p,
     pool = significant or candidates
     if not pool:
         return current, 0, 0, 1.0, False
-    top = max(pool, key=key)
+    top = max(pool, key=lambda r: (r.metrics[label_metric], -r.metrics["log_loss"]))
     honester = [c for c in pool if c is not top and c.metrics["log_loss"] < top.metrics["log_loss"]
-                and f1_gain_p(top, c) >= alpha and loss_gain_p(c, top) < alpha]
+                and _f1_gain_p(top, c) >= alpha and _loss_gain_p(c, top) < alpha]
     best = min(honester, key=lambda r: r.metrics["log_loss"]) if honester else top
     if best is not top:
         best.metrics["chosen_over"] = f"{top.name} (F1 tie, significantly lower log-loss)"
