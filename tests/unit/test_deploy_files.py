@@ -1,5 +1,7 @@
 """The compose file declares web, worker and a persistent Redis, passes every setting through, and
-validates with docker compose; the image runs gunicorn as `serve` does."""
+validates with docker compose; the image runs gunicorn as `serve` does. Supply chain: base images are
+pinned by digest, the worker does not inherit the web's healthcheck, and the locked requirements hash
+every package and pin every top-level requirement of their .in file (docs/development.md)."""
 import re
 import shutil
 import subprocess
@@ -120,3 +122,116 @@ def test_a_decode_that_dies_by_a_signal_is_reported_with_the_rebuild_advice():
         smoke_test_decode([sys.executable, "-c", f"import os; os.kill(os.getpid(), {int(signal.SIGSEGV)})"])
     with pytest.raises(EngineError, match="boom"):
         smoke_test_decode([sys.executable, "-c", "raise SystemExit('boom')"])
+
+
+# Supply chain (docs/development.md, "Supply chain"): each hand-edited .in and the lock compiled from it.
+LOCKS = {"requirements-pip.in": "requirements-pip.txt", "requirements.in": "requirements.txt",
+         "requirements-dev.in": "requirements-dev.txt"}
+DIGEST = r"@sha256:[0-9a-f]{64}"
+
+
+def logical_lines(path):
+    """A requirements file's lines with continuations joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    for line in text.splitlines():
+        line = re.sub(r"(^|\s)#.*", "", line).strip()
+        if line:
+            yield line
+
+
+def in_requirements(name: str) -> list:
+    """The requirements of a .in file and of the .in files it includes with -r (not the -c constraints)."""
+    from packaging.requirements import Requirement
+
+    found = []
+    for line in logical_lines(ROOT / name):
+        if line.startswith(("-r ", "--requirement ")):
+            found += in_requirements(line.split(None, 1)[1])
+        elif not line.startswith("-"):
+            found.append(Requirement(line))
+    return found
+
+
+def locked(name: str) -> dict:
+    """A lock's {canonical name: (version, hashes)}; fails on a line that is not `name==version --hash...`."""
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in logical_lines(ROOT / name):
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})*)", line)
+        assert match, f"{name}: not a pinned, hashed requirement: {line[:120]}"
+        pins[canonicalize_name(match[1])] = (match[2], re.findall(r"sha256:([0-9a-f]{64})", match[3]))
+    return pins
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS.values()))
+def test_every_locked_package_is_pinned_with_hashes(lock):
+    pins = locked(lock)
+    assert pins
+    assert [name for name, (_, hashes) in pins.items() if not hashes] == []
+
+
+@pytest.mark.parametrize("source, lock", sorted(LOCKS.items()))
+def test_a_lock_pins_every_top_level_requirement_of_its_in_file_at_that_version(source, lock):
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    pins = locked(lock)
+    drift = []
+    for req in in_requirements(source):
+        specs = list(req.specifier)
+        assert len(specs) == 1 and specs[0].operator == "==", f"{source}: pin {req} with =="
+        name = canonicalize_name(req.name)
+        if name not in pins or Version(pins[name][0]) != Version(specs[0].version):
+            drift.append(f"{req} locked as {pins.get(name, ('nothing',))[0]}")
+    assert drift == [], f"{lock} is stale: run `make lock`"
+
+
+def test_the_dev_lock_holds_the_runtime_and_pip_locks_unchanged():
+    dev = locked("requirements-dev.txt")
+    for lock in ("requirements.txt", "requirements-pip.txt"):
+        assert {name: pin for name, pin in locked(lock).items() if dev.get(name) != pin} == {}, lock
+
+
+def test_torch_is_the_cpu_build_and_no_cuda_package_is_locked():
+    for lock in LOCKS.values():
+        pins = locked(lock)
+        assert not [name for name in pins if name.startswith("nvidia-") or name == "triton"], lock
+        if "torch" in pins:
+            assert pins["torch"][0].endswith("+cpu"), lock
+
+
+def test_make_and_the_image_install_only_the_locks_with_hashes():
+    makefile = (ROOT / "Makefile").read_text()
+    installs = re.findall(r"pip install ([^\n]*)", makefile)
+    assert installs == ["--require-hashes -r requirements-pip.txt", "--require-hashes -r requirements-dev.txt"]
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    installs = [" ".join(cmd.split()) for cmd in re.findall(r"pip install ([^&\n]*)", dockerfile)]
+    assert len(installs) == 2 and all(cmd.startswith("--require-hashes") for cmd in installs), installs
+    assert installs[0].endswith("-r /app/requirements-pip.txt") and installs[1].endswith("-r /app/requirements.txt")
+    assert re.search(r"^test: .*\baudit\b", makefile, re.M), "make test runs the audit"
+
+
+def test_every_ignored_vulnerability_is_explained_in_the_docs():
+    ignored = re.search(r"^AUDIT_IGNORE :?= *(.*)$", (ROOT / "Makefile").read_text(), re.M)[1].split()
+    docs = (ROOT / "docs" / "development.md").read_text()
+    assert [vuln for vuln in ignored if vuln not in docs] == []
+
+
+def test_base_images_are_pinned_by_digest():
+    froms = re.findall(r"^FROM\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert froms and [image for image in froms if not re.search(DIGEST + "$", image)] == []
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    built = {spec["image"] for spec in services.values() if "build" in spec}
+    pulled = {name: spec["image"] for name, spec in services.items() if spec.get("image") not in built}
+    assert "redis" in pulled
+    assert {name: image for name, image in pulled.items() if not re.search(DIGEST + "$", image)} == {}
+
+
+def test_the_worker_does_not_inherit_the_web_healthcheck():
+    assert re.search(r"^HEALTHCHECK .*/health", (ROOT / "Dockerfile").read_text(), re.M)
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["worker"]["image"] == services["web"]["image"]
+    check = services["worker"].get("healthcheck", {})
+    assert check.get("disable") is True or (check.get("test") and "/health" not in str(check["test"]))
+    assert "healthcheck" not in services["web"]
