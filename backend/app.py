@@ -12,7 +12,8 @@ from typing import Callable
 import redis
 from flask import Flask
 
-from .api import auth, handlers, job_status, ml, prometheus, webhook
+from .api import auth, handlers, job_status, ml, openapi, prometheus, webhook
+from .api.health import LlmStatus, ServiceHealth
 from .api.learning_events import LearningEvents
 from .api.secret_path import SecretPathMiddleware
 from .engines.base import LabelEngine
@@ -22,7 +23,7 @@ from .labeling.service import LabelingService
 from .preannotation.import_jobs import ImportPreannotation
 from .refinement.scheduler import RefinementScheduler
 from .settings import Settings
-from .store.redis import EmbeddedRedis, connect, external_url
+from .store.redis import EmbeddedRedis, connect, external_url, quick_client
 from .store.versions import VersionRegistry
 from .worker import make_queue
 
@@ -52,6 +53,7 @@ def create_app(
 
     loader = EngineLoader(engine_factory or (lambda: load_engine(settings)))
     service_holder: dict[str, LabelingService] = {}
+    llm_status = LlmStatus()
 
     def labeling() -> LabelingService:
         """The LabelingService over the loaded engine (waits for the engine, 503 on timeout)."""
@@ -72,6 +74,8 @@ def create_app(
             "llmlb.events": LearningEvents(conn, scheduler),
             "llmlb.import_preannotation": ImportPreannotation(conn, queue, settings),
             "llmlb.metrics": prometheus.Metrics(),
+            "llmlb.llm_status": llm_status,
+            "llmlb.health": ServiceHealth(loader, quick_client(conn), engine_id(settings), llm_status),
         }
     )
     if not settings.webhook_secret and not settings.label_studio_api:
@@ -84,6 +88,7 @@ def create_app(
     app.register_blueprint(ml.bp)
     app.register_blueprint(webhook.bp)
     app.register_blueprint(job_status.bp)
+    openapi.init_app(app)
     handlers.register_error_handlers(app)
     if start_engine:
         loader.start()

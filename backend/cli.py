@@ -1,4 +1,4 @@
-"""`python -m backend …`: serve, worker, prepare, predict, eval, bench, head-bench, candidates, refine, preannotate, versions."""
+"""`python -m backend …`: serve, worker, prepare, predict, eval, bench, head-bench, load-bench, candidates, refine, preannotate, versions."""
 from __future__ import annotations
 
 import json
@@ -78,9 +78,14 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 def worker(burst: bool) -> None:
     """Run an RQ worker on RQ_QUEUE_NAME (JSON serializer: jobs carry ids only)."""
-    from .worker import run_worker
+    from .refinement.reconciliation import schedule_reconciliation
+    from .worker import make_queue, run_worker
 
-    run_worker(_settings(), burst=burst)
+    settings = _settings()
+    if not burst:  # with the Label Studio API: re-read its annotations every RECONCILE_INTERVAL
+        conn = _redis(settings)
+        schedule_reconciliation(conn, make_queue(settings, conn), settings)
+    run_worker(settings, burst=burst)
 
 
 def _load_config(config: str | None, labels: str | None) -> str:
@@ -276,6 +281,26 @@ def head_bench(dataset: str, test_path: str, budgets: str, limit_test: int, seed
         shipped_head_rows(load_minilm(), train, test, sizes, folds=settings.refine_folds, on_row=record)
         return
     run(load_minilm(), train, test, sizes, seed=seed, iterations=iterations, max_pairs=max_pairs, on_row=record)
+
+
+@main.command(name="load-bench")
+@click.option("--dataset", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSONL whose texts /predict gets; annotations from train.jsonl beside it (default: sms_spam).")
+@click.option("--duration", type=float, default=180, show_default=True, help="Seconds of load over all phases.")
+@click.option("--quick", is_flag=True, help="About 20 s of load.")
+@click.option("--max-requests", type=int, default=100_000, show_default=True, help="Cap per route and phase.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
+def load_bench(dataset: str | None, duration: float, quick: bool, max_requests: int, as_json: bool) -> None:
+    """/health, /webhook and /predict of the real stack under wrk over loopback, alone and at once:
+    requests, errors, p50/p99 latency, throughput and RSS growth, each against its target."""
+    from .evaluation import load_bench as bench
+
+    try:
+        report = bench.run(_settings(), dataset, bench.QUICK_SECONDS if quick else duration, max_requests,
+                           log=lambda line: click.echo(line, err=True))
+    except bench.LoadBenchError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(json.dumps(report, indent=2) if as_json else bench.format_report(report))
 
 
 CANDIDATE_COLUMNS = ("accuracy", "macro_f1", "ece", "log_loss", "p_vs_current", "seconds", "rewrite_llm_calls",

@@ -50,6 +50,17 @@ class Unauthorized(BackendError):
     code = "unauthorized"
 
 
+class TooManyRequests(BackendError):
+    """A project's budget for this kind of work is spent for now; Retry-After says when it refills."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, field: str | None = None, retry_after: float | None = None):
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
 class NotFound(BackendError):
     status = 404
     code = "not_found"
@@ -66,6 +77,23 @@ class UnsupportedMediaType(BackendError):
 
     status = 415
     code = "unsupported_media_type"
+
+
+class StoreUnavailable(BackendError):
+    """Redis cannot be reached (down, restarting, loading its data): nothing was stored, so the
+    caller is told to retry instead of being acknowledged."""
+
+    status = 503
+    code = "store_unavailable"
+    retry_after = 5.0
+
+
+class LabelStudioUnavailable(BackendError):
+    """The Label Studio API could not be read while reconciling ground truth: a refinement job
+    fails (and is retried later) rather than train on ground truth Label Studio did not confirm."""
+
+    status = 503
+    code = "label_studio_unavailable"
 
 
 class EngineUnavailable(BackendError):

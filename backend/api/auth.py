@@ -1,7 +1,7 @@
 """HTTP basic auth on every route but /health and /webhook when BASIC_AUTH_USER/PASS are set.
 
 Label Studio sends event webhooks without credentials (only START_TRAINING carries them), so
-/webhook is exempt here; issue B guards it by other means.
+/webhook is exempt here; it is guarded by WEBHOOK_SECRET or by reconciliation with the Label Studio API.
 """
 from __future__ import annotations
 

@@ -9,10 +9,12 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ..errors import BadRequest, NotFound, PayloadTooLarge
+from ..errors import BadRequest, EngineError, NotFound, PayloadTooLarge
 from ..labeling.label_config import parse_label_config
 from ..labeling.service import extract_texts
 from ..store.redis import key
+from .openapi import JSON_BODY, PUBLIC, QUERY, Health, PredictRequest, PredictResponse, ProjectQuery, SetupRequest
+from .openapi import Responses, SetupResponse, VersionsResponse, responses, spec
 from .prometheus import usage_counters
 from .request import json_object, project_id, required_string
 
@@ -25,19 +27,18 @@ def _ext(name: str):
 
 @bp.get("/")
 @bp.get("/health")
+@spec.validate(resp=Responses(HTTP_200=Health, HTTP_503=Health), security=PUBLIC, skip_validation=True)
 def health():
-    loader = _ext("engine_loader")
-    return jsonify(
-        status="UP",
-        model_class="LLMLabelingBackend",
-        model=_ext("engine_id"),
-        model_state=loader.state,
-        model_error=loader.error,
-    )
+    """UP (200) when predictions can be served; DOWN (503) with the reason when the model failed
+    to load or Redis cannot be reached. A remote LLM server's last failure is shown either way."""
+    body, status = _ext("health").report()
+    return jsonify(body), status
 
 
 @bp.post("/setup")
+@spec.validate(json=SetupRequest, resp=responses(SetupResponse, *JSON_BODY), skip_validation=True)
 def setup():
+    """Label Studio connects a project: the current model version for its label config."""
     body = json_object()
     project = project_id(body)
     label_task = parse_label_config(required_string(body, "schema"))
@@ -50,7 +51,9 @@ def setup():
 
 
 @bp.post("/predict")
+@spec.validate(json=PredictRequest, resp=responses(PredictResponse, *JSON_BODY, 502, 503, 504), skip_validation=True)
 def predict():
+    """Predictions for a batch of tasks: labels of the config only, each with its probability."""
     settings = _ext("settings")
     body = json_object()
     project = project_id(body)
@@ -65,7 +68,12 @@ def predict():
     version = _ext("versions").current(project, label_task.config_hash)
     t0 = time.monotonic()
     service = _ext("labeling")()
-    results = predict_within(service, items, label_task, version, settings.predict_batch_seconds)
+    try:
+        results = predict_within(service, items, label_task, version, settings.predict_batch_seconds)
+    except EngineError as exc:  # shown by /health until a prediction succeeds again
+        _ext("llm_status").failed(exc.message)
+        raise
+    _ext("llm_status").succeeded()
     _ext("metrics").observe_predict(len(results), time.monotonic() - t0)
     return jsonify(results=results, model_version=version.label)
 
@@ -102,6 +110,7 @@ def _projects(args) -> list[int]:
 
 
 @bp.get("/versions")
+@spec.validate(query=ProjectQuery, resp=responses(VersionsResponse, *QUERY), skip_validation=True)
 def versions():
     """Label Studio calls this without a project (it shows the list); `?project=ID` gives details."""
     registry = _ext("versions")
@@ -117,6 +126,7 @@ def versions():
 
 
 @bp.get("/versions/<label>/report")
+@spec.validate(query=ProjectQuery, resp=responses(None, *QUERY, 404), skip_validation=True)
 def version_report(label: str):
     """The HTML report of the held-out evaluation that made `label` a version (`?project=ID` when
     several projects have a version of that name)."""
@@ -135,7 +145,9 @@ def version_report(label: str):
 
 
 @bp.get("/metrics")
+@spec.validate(resp=responses(None, 401), skip_validation=True)
 def metrics():
+    """Prometheus text format."""
     loader = _ext("engine_loader")
     gauges = {
         "llmlb_engine_ready": 1 if loader.state == "ready" else 0,

@@ -11,6 +11,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import BadRequest, PayloadTooLarge, Unauthorized
+from .openapi import JSON_BODY, PUBLIC, EventAnswer, TrainRequest, TrainResponse, WebhookEvent, responses, spec
 from .request import json_object, project_id
 from .secret_path import SECRET_OK
 
@@ -20,7 +21,10 @@ bp = Blueprint("webhook", __name__)
 
 
 @bp.post("/webhook")
+@spec.validate(json=WebhookEvent, resp=responses(EventAnswer, *JSON_BODY, 429, 503), security=PUBLIC,
+               skip_validation=True)
 def webhook():
+    """Label Studio's event webhooks: annotations become ground truth, which starts refinement."""
     settings = current_app.extensions["llmlb.settings"]
     if settings.webhook_secret and not request.environ.get(SECRET_OK):
         raise Unauthorized("this backend takes webhooks only under its secret path (WEBHOOK_SECRET)", field="path")
@@ -40,6 +44,7 @@ def webhook():
 
 
 @bp.post("/train")
+@spec.validate(json=TrainRequest, resp=responses(TrainResponse, *JSON_BODY, 503), skip_validation=True)
 def train():
     """Legacy training call (Label Studio with the START_TRAINING flag off): annotated tasks inline,
     all validated before any is stored."""

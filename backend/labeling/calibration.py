@@ -3,9 +3,9 @@
 A Calibrator is an affine map in log space: softmax(ll / T + b) for single choice, and
 sigmoid(logit / T + b) per label for multiple choice. Contextual calibration (Zhao et al., 2021)
 sets b from content-free inputs ("N/A", "", "[MASK]") so that such an input gets a uniform
-distribution; issue B fits b and T on ground truth with the same representation. For multiple
-choice T may be one value per label (`fit_multilabel_calibrator`): each label is its own yes/no
-question with its own bias and spread.
+distribution; refinement (candidates/fitted_calibration.py) fits b and T on ground truth with the
+same representation. For multiple choice T may be one value per label (`fit_multilabel_calibrator`):
+each label is its own yes/no question with its own bias and spread.
 """
 from __future__ import annotations
 

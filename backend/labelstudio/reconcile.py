@@ -44,9 +44,16 @@ def reconcile(settings: Settings, store: GroundTruthStore, client=None) -> dict:
             gold = newest_gold(label_task, as_dict(task))
             if gold is not None:
                 items.append(gold)
-    except Exception as exc:  # Label Studio down or misconfigured: train on what webhooks stored
+    except Exception as exc:  # Label Studio down or misconfigured: the caller decides (a job fails and is retried)
         log.warning("project %s: reconciliation with Label Studio failed: %s", store.project, exc)
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    before = store.count()
+    before = {gold.task_id: _meaning(gold) for gold in store.items()}
     store.replace_all(items)
-    return {"status": "ok", "before": before, "after": len(items)}
+    after = {gold.task_id: _meaning(gold) for gold in items}
+    changed = len(before.keys() ^ after.keys()) + sum(before[t] != after[t] for t in before.keys() & after.keys())
+    return {"status": "ok", "before": len(before), "after": len(items), "changed": changed}
+
+
+def _meaning(gold: GoldItem) -> tuple:
+    """What training sees of a gold item (not its timestamps, whose format may differ by source)."""
+    return gold.annotation_id, sorted((name, tuple(labels)) for name, labels in gold.labels.items())

@@ -13,9 +13,10 @@ import logging
 import redis
 from rq import Queue, Retry
 
-from ..errors import BadRequest, LabelConfigError
-from ..labelstudio.payloads import id_list
+from ..errors import BadRequest, LabelConfigError, TooManyRequests
+from ..labelstudio.payloads import MAX_IDS_PER_EVENT, id_list
 from ..settings import Settings
+from ..store.rate_limit import take
 from ..store.redis import key
 from ..worker import RUNS_KEPT, describe_runs
 
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 JOB_FUNC = "backend.preannotation.import_jobs.preannotate_tasks"
 TASKS_PER_JOB = 200  # a large import becomes several jobs, each retried on its own
 SECONDS_PER_TASK = 10  # job timeout budget per task on a busy CPU (scoring + the API round trip)
+# Imported tasks queued for pre-annotation per project and hour: one maximal event's worth
+TASKS_PER_HOUR = MAX_IDS_PER_EVENT
 
 
 def _runs_key(project: int) -> str:
@@ -44,6 +47,13 @@ class ImportPreannotation:
         if project is None:
             raise BadRequest("TASKS_CREATED needs `project`", field="project")
         ids = id_list(body, "tasks", "TASKS_CREATED")
+        wait = take(self.conn, "preannotate", project, len(ids), TASKS_PER_HOUR, 3600) if ids else None
+        if wait is not None:
+            log.warning("project %s: TASKS_CREATED of %d tasks refused (429): over %d tasks queued for "
+                        "pre-annotation this hour; run `preannotate --only-missing` for them", project, len(ids),
+                        TASKS_PER_HOUR)
+            raise TooManyRequests(f"project {project} has queued {TASKS_PER_HOUR} tasks for pre-annotation this hour; "
+                                  f"run `preannotate --only-missing` for the rest", field="tasks", retry_after=wait)
         job_ids = []
         for start in range(0, len(ids), TASKS_PER_JOB):
             chunk = ids[start:start + TASKS_PER_JOB]

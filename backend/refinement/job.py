@@ -8,6 +8,7 @@ import numpy as np
 import redis
 
 from ..engines.factory import engine_id, shared_engine
+from ..errors import LabelStudioUnavailable
 from ..labeling.label_config import ChoiceControl, parse_label_config
 from ..labeling.model_version import ModelVersion
 from ..labeling.service import LabelingService
@@ -103,6 +104,9 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     out: dict = {"project": project}
     if settings.label_studio_api:
         out["reconcile"] = reconcile(settings, store)
+        if out["reconcile"]["status"] != "ok":  # never train on ground truth Label Studio did not confirm
+            raise LabelStudioUnavailable(f"project {project}: reconciliation with Label Studio failed "
+                                         f"({out['reconcile']['error']}); the job is retried later")
     config = store.label_config()
     if not config:
         return {**out, "status": "skipped", "reason": "no label config known for this project yet"}

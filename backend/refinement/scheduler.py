@@ -20,12 +20,14 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from ..settings import Settings
+from ..store.rate_limit import take
 from ..store.redis import key
 from ..worker import RUNS_KEPT, describe, describe_runs, fetch_job
 
 log = logging.getLogger(__name__)
 
 JOB_FUNC = "backend.refinement.scheduler.refine_project"
+FORCED_PER_HOUR = 6  # START_TRAINING and /train jobs per project; more are debounced like any change
 WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
@@ -50,17 +52,23 @@ class RefinementScheduler:
         k = _keys(project)
         pending = self.conn.incrby(k["pending"], changes) if changes else int(self.conn.get(k["pending"]) or 0)
         now = force or pending >= self.settings.refine_min_new
-        with self.conn.lock(k["sched"], timeout=10, blocking_timeout=5):
+        # every webhook of a project passes here: poll the lock every 5 ms, not redis-py's 100 ms
+        with self.conn.lock(k["sched"], timeout=10, blocking_timeout=5, sleep=0.005):
             waiting = fetch_job(self.conn, self.conn.get(k["next"]))
             promoted = None
             if waiting is not None and waiting.get_status(refresh=True) in WAITING:
                 if not (now and waiting.get_status() == JobStatus.SCHEDULED):
                     return {**describe(waiting), "pending": pending}
+            if now and pending < self.settings.refine_min_new and not self._forced_job_allowed(project):
+                now, reason = False, f"{reason} (over {FORCED_PER_HOUR} forced jobs this hour: debounced)"
+                if waiting is not None and waiting.get_status() in WAITING:
+                    return {**describe(waiting), "pending": pending}
+            if now and waiting is not None and waiting.get_status() in WAITING:
                 waiting.cancel()  # promote a delayed job: a new one runs now instead
                 promoted = waiting
             options = dict(
                 args=(project,),
-                retry=Retry(max=2, interval=[5, 30]),
+                retry=Retry(max=3, interval=[10, 60, 300]),  # a worker killed, Label Studio away for minutes
                 job_timeout=job_timeout(self.settings),
                 result_ttl=7 * 24 * 3600,
                 failure_ttl=7 * 24 * 3600,
@@ -84,6 +92,14 @@ class RefinementScheduler:
     def runs(self, project: int, limit: int = 20) -> list[dict]:
         return describe_runs(self.conn, _keys(project)["runs"], limit)
 
+    def _forced_job_allowed(self, project: int) -> bool:
+        """A forced job (START_TRAINING, /train) costs up to REFINE_MAX_SECONDS of CPU each: a loop of
+        them is held to FORCED_PER_HOUR per project, beyond which they wait like any change."""
+        if take(self.conn, "forced-jobs", project, 1, FORCED_PER_HOUR, 3600) is None:
+            return True
+        log.warning("project %s: over %d forced refinements this hour; this one is debounced", project, FORCED_PER_HOUR)
+        return False
+
 
 def refine_project(project_id: int) -> dict:
     """RQ entry point: refine one project's model from its ground truth (ids only, no app objects)."""
@@ -104,11 +120,15 @@ def refine_project(project_id: int) -> dict:
         RefinementScheduler(conn, make_queue(settings, conn), settings).notify(project, changes=0, reason="busy")
         return {"status": "deferred", "reason": "another refinement of this project is running"}
     renewal = LockRenewal(conn, k["running"], job_id, ttl)
+    consumed = 0
     try:
         consumed = int(conn.getset(k["pending"], 0) or 0)
         result = run_refinement(settings, conn, project)
         result["changes_consumed"] = consumed
         return result
+    except Exception:
+        conn.incrby(k["pending"], consumed)  # still to learn from: the retry or the next event counts them
+        raise
     finally:
         renewal.stop()
         conn.eval(_RELEASE, 1, k["running"], job_id)

@@ -203,7 +203,7 @@ def test_annotations_and_training_from_label_studio_publish_a_new_version(ls, se
     TIMINGS["refinement_decision"] = {"best": decision.get("best"), "p_value": decision.get("p_value"),
                                       "macro_f1": [decision.get("current", {}).get("macro_f1"),
                                                    decision.get("best_metrics", {}).get("macro_f1")]}
-    assert result["reconcile"] == {"status": "ok", "before": N_ANNOTATIONS, "after": N_ANNOTATIONS}
+    assert result["reconcile"] == {"status": "ok", "before": N_ANNOTATIONS, "after": N_ANNOTATIONS, "changed": 0}
     assert result["gt_count"] == N_ANNOTATIONS
     assert result["status"] == "published", json.dumps(result["controls"], indent=1)
     S.v1 = result["model_version"]
@@ -257,3 +257,26 @@ def test_preannotate_below_score_resumes_after_an_interruption(ls, service):
     n = sum(s is not None for s in scores)
     assert n == len(wanted) + RETRIEVE_BATCH
     assert scores[:n] == sorted(scores[:n]) and all(s is None for s in scores[n:])
+
+
+def test_an_annotation_whose_webhook_was_missed_is_recovered_by_reconciliation(ls, service):
+    """What the worker's periodic run (RECONCILE_INTERVAL) does, run here at once."""
+    import redis
+
+    from backend.refinement.reconciliation import NEXT_KEY, reconcile_known_projects
+    from backend.refinement.scheduler import RefinementScheduler
+    from backend.settings import Settings
+    from backend.store.ground_truth import GroundTruthStore
+    from backend.worker import make_queue
+
+    settings = Settings.from_env(service.env)
+    conn = redis.Redis.from_url(service.env["REDIS_URL"])
+    assert conn.get(NEXT_KEY), "the worker schedules the periodic reconciliation when it starts"
+    store = GroundTruthStore(conn, S.project)
+    lost = store.items()[0]
+    store.delete_annotations([lost.annotation_id])  # as if its webhook had arrived while we were down
+    scheduler = RefinementScheduler(conn, make_queue(settings, conn), settings)
+    result = reconcile_known_projects(conn, settings, scheduler)[str(S.project)]
+    assert result["status"] == "ok" and result["changed"] == 1 and result["after"] == N_ANNOTATIONS, result
+    assert lost.task_id in {gold.task_id for gold in store.items()}
+    assert result["job"]  # a refinement job was queued for the project that changed
