@@ -1,4 +1,4 @@
-"""`python -m backend …`: serve, worker, prepare, predict, eval, bench, head-bench, load-bench, candidates, refine, preannotate, versions."""
+"""`python -m backend …`: serve, worker, prepare, predict, eval, bench, injection, head-bench, load-bench, candidates, refine, preannotate, versions."""
 from __future__ import annotations
 
 import json
@@ -226,6 +226,27 @@ def bench(dataset: str, demos: str | None, limit: int, shots: int, reasoning: st
                               indent=2))
         return
     click.echo(json.dumps(benchmark(_service(settings), data, demo_data, shots=shots), indent=2))
+
+
+@main.command()
+@click.option("--dataset", required=True, type=click.Path(exists=True), help="JSONL with text/label (the test split).")
+@click.option("--limit", type=int, default=200, show_default=True, help="First N items.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the attacker's target labels.")
+@click.option("--coded/--no-coded", default=True, show_default=True, help="Also the coded rendering (A) ..., Answer:).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+def injection(dataset: str, limit: int, seed: int, coded: bool, as_json: bool) -> None:
+    """Prompt injection: flip rate per attack family (cues towards another label in the task text)."""
+    from .evaluation.datasets import load_dataset
+    from .evaluation.injection import measure, scored_texts, table
+
+    settings = _settings()
+    data = load_dataset(dataset, limit=limit)
+    if data.multiple:
+        raise click.UsageError("injection is measured on single-label sets")
+    with _bar(scored_texts(len(data.texts), coded), f"injection {data.name}") as bar:
+        report = measure(_service(settings), data, seed=seed, coded=coded, max_chars=settings.max_text_chars,
+                         progress=bar.update)
+    click.echo(json.dumps(report, indent=2) if as_json else table(report))
 
 
 @main.command(name="head-bench")

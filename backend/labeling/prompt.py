@@ -141,9 +141,26 @@ def default_instructions(control: ChoiceControl) -> str:
     return f"Classify the {_topic(control)} of each text. Answer with exactly one of: {options}."
 
 
+# Characters that render as nothing, with which a text can hide a cue word from a reader or a filter.
+# ZWJ and ZWNJ join emoji and shape words in Persian or Indic scripts, so they are only dropped
+# beside ASCII letters or a colon, where they join nothing.
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200e\u200f"
+                        "\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0]")
+_JOINER_BY_LATIN = re.compile("(?<=[A-Za-z:])[\u200c\u200d]+|[\u200c\u200d]+(?=[A-Za-z:])")
+# ASCII colon and the characters that look like it (fullwidth, ratio, modifier letters, small forms)
+_COLONS = ":\uff1a\u2236\ua789\u02d0\u02f8\ufe55\ufe13\ufe30\u0589\u05c3\u0703\u0704\u1361\u16ec\u1804\u205a\u2e2c"
+# The prompt's own field names, written with a colon or a look-alike and any spacing
+_CUE = re.compile(rf"\b(text|labels?|answer|reasoning|options)\s*[{_COLONS}]\s*", re.IGNORECASE)
+
+
 def clean_text(text: str) -> str:
-    """Collapse whitespace so a text cannot fake the prompt's own 'Text:'/'Label:' line structure."""
-    return " ".join(str(text).split())
+    """The task text as the prompt shows it. Whitespace is collapsed so a text cannot fake the
+    prompt's 'Text:'/'Label:' line structure. A cue in disguise (a field name written with a
+    look-alike colon or with invisible characters inside) is written as the plain cue: it then
+    steers the model no more than a plain one, and a filter or a reader sees what it is. Removing
+    the cue altogether was measured and steered as much (docs/benchmarks.md, "Prompt injection")."""
+    text = _JOINER_BY_LATIN.sub("", _INVISIBLE.sub("", str(text)))
+    return _CUE.sub(lambda m: f"{m.group(1)}: ", " ".join(text.split())).strip()
 
 
 def render(control: ChoiceControl, version: PromptVersion, *, codes: bool = False,
