@@ -2,7 +2,8 @@
 
 Parsing goes through label-studio-sdk's LabelInterface (the same parser Label Studio uses), so we
 accept exactly what Label Studio accepts. Controls we cannot serve (NER spans, images, ...) are
-skipped and named, never silently dropped.
+skipped and named, never silently dropped. A `<Rating>` is served as a single choice over its stars
+("1" … "maxRating"): the model scores each star like a label.
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from ..errors import BadRequest, LabelConfigError
 log = logging.getLogger(__name__)
 
 TEXT_OBJECT_TAGS = {"text", "hypertext"}
+SERVED_TAGS = {"choices", "rating"}
+DEFAULT_MAX_RATING = 5  # Label Studio's default for <Rating>
+MAX_RATING = 26  # one letter code per star on a next-token-only server
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class ChoiceControl:
     field: str
     labels: tuple[str, ...]
     multiple: bool
+    kind: str = "choices"  # "rating": a <Rating>, its labels the stars "1".."maxRating"
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,8 @@ def _parse(label_config: str) -> LabelTask:
     controls_by_name = {c.name: c.tag for c in interface.controls}
     for control in interface.controls:
         tag = control.tag
-        if tag.lower() != "choices":
-            skipped.append(SkippedControl(control.name, tag, "only <Choices> controls are predicted"))
+        if tag.lower() not in SERVED_TAGS:
+            skipped.append(SkippedControl(control.name, tag, "only <Choices> and <Rating> controls are predicted"))
             continue
         to_name = (control.to_name or [""])[0]
         if to_name not in objects and to_name in controls_by_name:  # the SDK validates that the name exists, not its kind
@@ -122,6 +127,15 @@ def _parse(label_config: str) -> LabelTask:
             continue
         if not obj.value_is_variable:
             skipped.append(SkippedControl(control.name, tag, f"object {to_name!r} has no $field value"))
+            continue
+        if tag.lower() == "rating":
+            stars = _stars(control.attr.get("maxRating"))
+            if stars is None:
+                skipped.append(SkippedControl(control.name, tag, f"maxRating={str(control.attr.get('maxRating'))[:20]!r}"
+                                              f" is not a whole number from 2 to {MAX_RATING}"))
+                continue
+            controls.append(ChoiceControl(name=control.name, to_name=to_name, field=obj.value_name,
+                                          labels=stars, multiple=False, kind="rating"))
             continue
         labels = tuple(dict.fromkeys(str(label) for label in (control.labels or [])))
         if len(labels) < (1 if control.is_multiple_choice else 2):
@@ -139,9 +153,17 @@ def _parse(label_config: str) -> LabelTask:
     if not controls:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped) or "no control tags"
         raise LabelConfigError(
-            f"label config has no <Choices> control bound to a <Text> object ({reasons})",
+            f"label config has no <Choices> or <Rating> control bound to a <Text> object ({reasons})",
             field="label_config",
         )
     for s in skipped:
         log.warning("label config: control %r (%s) skipped: %s", s.name, s.tag, s.reason)
     return LabelTask(controls=tuple(controls), skipped=tuple(skipped), config_hash=config_hash(label_config))
+
+
+def _stars(max_rating: object) -> tuple[str, ...] | None:
+    """The labels of a <Rating>: "1" … maxRating (Label Studio's default 5); None when it cannot be served."""
+    text = str(DEFAULT_MAX_RATING if max_rating is None else max_rating).strip()
+    if not (text.isascii() and text.isdigit()) or not 2 <= int(text) <= MAX_RATING:
+        return None
+    return tuple(str(i) for i in range(1, int(text) + 1))

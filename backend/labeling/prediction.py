@@ -1,8 +1,8 @@
 """Probabilities → the prediction dict Label Studio stores (result, score, model_version).
 
 `score` is the calibrated probability of what we predict: for single choice P(label), for multiple
-choice the probability of exactly the predicted set (labels independent), for several controls
-the product. Each result region also carries its own `score` and the full per-label distribution;
+choice the probability of exactly the predicted set (labels independent), for a rating P(star)
+of the most probable star (with the expected rating beside it), for several controls the product. Each result region also carries its own `score` and the full per-label distribution;
 with a remote engine also where the probabilities come from (`probability_source`: "top_logprobs"
 or "votes") and the tokens the task cost (`usage`); with a version that reasons first, the
 rationales the model wrote before its labels were scored (`rationales`, one per sample).
@@ -86,13 +86,21 @@ def decide(control: ChoiceControl, probs: np.ndarray, raw: np.ndarray, *, source
     )
 
 
+def _value(pred: ControlPrediction) -> dict:
+    """The region's `type` and `value` as Label Studio stores them for this kind of control."""
+    if pred.control.kind == "rating":  # the most probable star; the mean over stars beside it
+        stars = np.arange(1, len(pred.probabilities) + 1)
+        return {"type": "rating", "value": {"rating": int(pred.chosen[0])},
+                "expected_rating": round(float(np.dot(stars, pred.probabilities) / sum(pred.probabilities)), 6)}
+    return {"type": "choices", "value": {"choices": list(pred.chosen)}}
+
+
 def to_region(pred: ControlPrediction) -> dict:
     c = pred.control
     region = {
         "from_name": c.name,
         "to_name": c.to_name,
-        "type": "choices",
-        "value": {"choices": list(pred.chosen)},
+        **_value(pred),
         "score": round(pred.score, 6),
         "probabilities": {label: round(p, 6) for label, p in zip(c.labels, pred.probabilities)},
         "raw_probabilities": {label: round(p, 6) for label, p in zip(c.labels, pred.raw_probabilities)},

@@ -133,6 +133,9 @@ def shown_labels(labels: Sequence[str]) -> dict[str, str]:
 
 def default_instructions(control: ChoiceControl) -> str:
     options = ", ".join(shown_labels(control.labels).values())
+    if control.kind == "rating":
+        return (f"Rate the {_topic(control)} of each text from 1 to {len(control.labels)}. "
+                f"Answer with exactly one of: {options}.")
     if control.multiple:
         return (
             f"Decide which {_topic(control)} labels apply to each text. "

@@ -51,12 +51,14 @@ def _chosen_labels(label_task: LabelTask, result: object, where: str) -> dict[st
     """Control name → the chosen labels the config knows, from an annotation's `result` regions.
 
     Regions of other controls (spans, text areas, relations without `from_name`) are skipped
-    unread; a region of one of our controls must be shaped like Label Studio's choices region."""
+    unread; a region of one of our controls must be shaped like Label Studio's choices (or rating)
+    region. A star outside the control's range is not a label the config knows, like an unknown choice."""
     if result is None:
         return {}
     if not isinstance(result, list):
         raise BadRequest(f"`{where}` must be a list of regions, got {type(result).__name__}", field=where)
     allowed = {c.name: c.labels for c in label_task.controls}
+    ratings = {c.name for c in label_task.controls if c.kind == "rating"}
     labels: dict[str, list[str]] = {}
     for i, region in enumerate(result):
         at = f"{where}[{i}]"
@@ -72,6 +74,11 @@ def _chosen_labels(label_task: LabelTask, result: object, where: str) -> dict[st
         value = region.get("value")
         if not isinstance(value, dict):
             raise BadRequest(f"`{at}.value` must be an object, got {type(value).__name__}", field=f"{at}.value")
+        if name in ratings:
+            star = _star(value.get("rating"), f"{at}.value.rating")
+            if star in allowed[name]:
+                labels[name] = [star]
+            continue
         choices = value.get("choices")
         if not isinstance(choices, list):
             raise BadRequest(f"`{at}.value.choices` must be a list of strings, got {type(choices).__name__}",
@@ -84,6 +91,15 @@ def _chosen_labels(label_task: LabelTask, result: object, where: str) -> dict[st
         if kept:
             labels[name] = kept
     return labels
+
+
+def _star(rating: object, field: str) -> str:
+    """A rating region's star as its label ("4"); Label Studio writes a whole number."""
+    if isinstance(rating, float) and rating.is_integer():
+        rating = int(rating)
+    if isinstance(rating, bool) or not isinstance(rating, int):
+        raise BadRequest(f"`{field}` must be a whole number, got {type(rating).__name__}", field=field)
+    return str(rating) if 0 < rating <= 1000 else ""  # out of any range; str() of a huge int would raise
 
 
 def annotation_id(annotation: object, where: str = "annotation") -> int:

@@ -31,6 +31,17 @@ def test_captured_annotation_webhook_is_stored(app, redis_conn):
     assert r.json["job"]["status"] == "scheduled"  # debounced, not run inline
 
 
+def test_a_rating_annotation_is_stored_as_its_star(app, redis_conn):
+    body = load_fixture("webhook-annotation-created.json")
+    body["project"]["label_config"] = ('<View><Text name="text" value="$text"/>'
+                                       '<Rating name="stars" toName="text" maxRating="5"/></View>')
+    body["annotation"]["result"] = [{"from_name": "stars", "to_name": "text", "type": "rating", "value": {"rating": 2}}]
+    r = app.test_client().post("/webhook", json=body)
+    assert r.status_code == 200 and r.json["stored"] == 1
+    (gold,) = GroundTruthStore(redis_conn, body["project"]["id"]).items()
+    assert gold.labels == {"stars": ["2"]}
+
+
 def test_duplicate_delivery_is_stored_once(app, redis_conn):
     client = app.test_client()
     body = annotation_event(DATA, 0, project=7)

@@ -181,3 +181,23 @@ def test_calibrated_accuracy_on_200_subjectivity_items_is_clearly_above_chance(e
     p_value = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
     assert p_value < 0.01, report
     assert report["calibrated"]["macro_f1"] > 0.5, report
+
+
+def test_a_rating_is_a_star_in_range_with_its_distribution(engine):
+    """A <Rating> beside a <Choices>: one prediction with both regions; the star is the most
+    probable one and the expected rating lies between the first and the last star."""
+    label_task = parse_label_config(
+        '<View><Text name="review" value="$text"/><Rating name="quality" toName="review" maxRating="4"/>'
+        '<Choices name="tone" toName="review"><Choice value="positive"/><Choice value="negative"/></Choices></View>')
+    tasks = [{"data": {"text": t}} for t in ("Terrible. Broke after a day and support never answered.",
+                                             "Works exactly as described, I love it.")]
+    results = LabelingService(engine).predict(extract_texts(tasks, label_task, 5000), label_task, ModelVersion("t.v0"))
+    for item in results:
+        rating, tone = item["result"]
+        assert (rating["type"], rating["from_name"], tone["type"]) == ("rating", "quality", "choices")
+        probs = rating["probabilities"]
+        assert list(probs) == ["1", "2", "3", "4"] and sum(probs.values()) == pytest.approx(1, abs=1e-4)
+        assert rating["value"]["rating"] in (1, 2, 3, 4)
+        assert rating["score"] == pytest.approx(probs[str(rating["value"]["rating"])], abs=1e-6)
+        assert 1 <= rating["expected_rating"] <= 4
+        assert item["score"] == pytest.approx(rating["score"] * tone["score"], abs=1e-5)

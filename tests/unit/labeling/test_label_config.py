@@ -45,7 +45,7 @@ def test_ner_only_config_is_rejected_naming_the_control():
     with pytest.raises(LabelConfigError) as err:
         parse_label_config(NER)
     assert err.value.field == "label_config"
-    assert "only <Choices> controls" in err.value.message
+    assert "only <Choices> and <Rating> controls" in err.value.message
 
 
 @pytest.mark.parametrize("config", ["", "<View><Text", '<View><Choices name="c" toName="missing"/></View>'])
@@ -98,3 +98,19 @@ def test_any_string_parses_to_a_task_or_a_label_config_error(config):
         assert control.name and control.field and control.to_name
         assert len(control.labels) >= (1 if control.multiple else 2)
         assert len(set(control.labels)) == len(control.labels)
+
+
+def test_a_rating_is_a_single_choice_over_its_stars():
+    task = parse_label_config(f'<View>{TEXT}<Rating name="stars" toName="text" maxRating="3"/>'
+                              f'<Rating name="overall" toName="text"/></View>')
+    stars, overall = task.controls
+    assert (stars.kind, stars.labels, stars.multiple, stars.field) == ("rating", ("1", "2", "3"), False, "text")
+    assert overall.labels == ("1", "2", "3", "4", "5")  # Label Studio's default maxRating
+
+
+@pytest.mark.parametrize("max_rating", ["1", "27", "x", "2.5", "\u0663"])
+def test_a_rating_that_cannot_be_served_is_skipped_and_named(max_rating):
+    task = parse_label_config(f'<View>{TEXT}<Rating name="stars" toName="text" maxRating="{max_rating}"/>'
+                              f'<Choices name="c" toName="text">{TWO}</Choices></View>')
+    assert [c.name for c in task.controls] == ["c"]
+    assert "maxRating" in task.skipped_messages()[0]

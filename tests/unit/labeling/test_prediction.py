@@ -117,3 +117,15 @@ def test_any_probability_vector_gives_a_valid_prediction_or_a_named_error(case):
     assert len(chosen) == 1 or control.multiple
     assert 0 <= item["score"] <= 1 and 0 <= region["score"] <= 1
     assert all(0 <= p <= 1 for p in region["probabilities"].values())
+
+
+def test_a_rating_region_names_the_most_probable_star_and_the_expected_rating():
+    stars = ChoiceControl("quality", "text", "text", ("1", "2", "3"), False, kind="rating")
+    pred = decide(stars, np.array([0.2, 0.3, 0.5]), np.array([0.3, 0.3, 0.4]))
+    item = to_ls_prediction([pred], "m.v1", [])
+    (region,) = item["result"]
+    assert (region["type"], region["value"]) == ("rating", {"rating": 3})
+    assert region["expected_rating"] == pytest.approx(0.2 + 0.6 + 1.5)
+    assert region["score"] == item["score"] == pytest.approx(0.5)
+    assert region["probabilities"] == {"1": 0.2, "2": 0.3, "3": 0.5}
+    json.dumps(item, allow_nan=False)

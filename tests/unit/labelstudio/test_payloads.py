@@ -171,3 +171,24 @@ def test_a_stored_text_is_cut_to_what_ground_truth_keeps():
     task, annotation = _event(lambda b: b["task"]["data"].update(text="word " * MAX_GOLD_TEXT_CHARS))
     gold = gold_from_annotation(LABEL_TASK, task, annotation)
     assert len(gold.texts["text"]) == MAX_GOLD_TEXT_CHARS
+
+
+RATED = parse_label_config('<View><Text name="text" value="$text"/><Rating name="stars" toName="text" maxRating="5"/>'
+                           '</View>')
+
+
+@pytest.mark.parametrize("rating, labels", [(4, {"stars": ["4"]}), (2.0, {"stars": ["2"]}), (9, None), (0, None),
+                                            pytest.param(10**5000, None, id="thousands-of-digits")])
+def test_a_rating_annotation_is_its_star_and_a_star_out_of_range_is_no_label(rating, labels):
+    annotation = {"id": 3, "result": [{"from_name": "stars", "to_name": "text", "type": "rating",
+                                       "value": {"rating": rating}}]}
+    gold = gold_from_annotation(RATED, {"id": 1, "data": {"text": "fine"}}, annotation)
+    assert (gold.labels if gold else None) == labels
+
+
+@pytest.mark.parametrize("rating", ["4", None, True, 2.5, [4], float("nan")])
+def test_a_rating_that_is_not_a_whole_number_is_a_bad_request_naming_it(rating):
+    annotation = {"id": 3, "result": [{"from_name": "stars", "value": {"rating": rating}}]}
+    with pytest.raises(BadRequest) as err:
+        gold_from_annotation(RATED, {"id": 1, "data": {"text": "fine"}}, annotation)
+    assert err.value.field == "annotation.result[0].value.rating"
