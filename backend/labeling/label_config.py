@@ -3,7 +3,9 @@
 Parsing goes through label-studio-sdk's LabelInterface (the same parser Label Studio uses), so we
 accept exactly what Label Studio accepts. Controls we cannot serve (NER spans, images, ...) are
 skipped and named, never silently dropped. A `<Rating>` is served as a single choice over its stars
-("1" … "maxRating"): the model scores each star like a label.
+("1" … "maxRating"): the model scores each star like a label. A `<Taxonomy>` is a single choice over
+its selectable paths ("Europe / France"): the engine scores a whole path as one continuation, so its
+probability is the product of its tokens' along the path, every level given the ones above.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ from ..errors import BadRequest, LabelConfigError
 log = logging.getLogger(__name__)
 
 TEXT_OBJECT_TAGS = {"text", "hypertext"}
-SERVED_TAGS = {"choices", "rating"}
+SERVED_TAGS = {"choices", "rating", "taxonomy"}
+PATH_SEPARATOR = " / "  # how the prompt writes a taxonomy path (Label Studio's default separator)
+MAX_TAXONOMY_PATHS = 500  # every path is scored for every task
 DEFAULT_MAX_RATING = 5  # Label Studio's default for <Rating>
 MAX_RATING = 26  # one letter code per star on a next-token-only server
 
@@ -31,7 +35,9 @@ class ChoiceControl:
     field: str
     labels: tuple[str, ...]
     multiple: bool
-    kind: str = "choices"  # "rating": a <Rating>, its labels the stars "1".."maxRating"
+    kind: str = "choices"  # "rating": a <Rating>, its labels the stars "1".."maxRating"; or "taxonomy"
+    # taxonomy: per label, the path Label Studio stores (each node's alias or value, root first)
+    paths: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,7 @@ def _parse(label_config: str) -> LabelTask:
     for control in interface.controls:
         tag = control.tag
         if tag.lower() not in SERVED_TAGS:
-            skipped.append(SkippedControl(control.name, tag, "only <Choices> and <Rating> controls are predicted"))
+            skipped.append(SkippedControl(control.name, tag, "only <Choices>, <Rating> and <Taxonomy> controls are predicted"))
             continue
         to_name = (control.to_name or [""])[0]
         if to_name not in objects and to_name in controls_by_name:  # the SDK validates that the name exists, not its kind
@@ -137,6 +143,19 @@ def _parse(label_config: str) -> LabelTask:
             controls.append(ChoiceControl(name=control.name, to_name=to_name, field=obj.value_name,
                                           labels=stars, multiple=False, kind="rating"))
             continue
+        if tag.lower() == "taxonomy":
+            try:
+                shown, stored = taxonomy_paths(label_config, control.name, control.attr.get("leafsOnly"))
+            except Exception as exc:  # the SDK's parser accepted what the standard one may read otherwise
+                skipped.append(SkippedControl(control.name, tag, f"its <Choice> tree could not be read ({exc})"))
+                continue
+            if not 2 <= len(shown) <= MAX_TAXONOMY_PATHS or len(set(shown)) < len(shown):
+                skipped.append(SkippedControl(control.name, tag, f"{len(shown)} selectable paths, or two that read "
+                                              f"alike; from 2 to {MAX_TAXONOMY_PATHS} distinct paths are served"))
+                continue
+            controls.append(ChoiceControl(name=control.name, to_name=to_name, field=obj.value_name, labels=shown,
+                                          multiple=False, kind="taxonomy", paths=stored))
+            continue
         labels = tuple(dict.fromkeys(str(label) for label in (control.labels or [])))
         if len(labels) < (1 if control.is_multiple_choice else 2):
             skipped.append(SkippedControl(control.name, tag, "needs at least two <Choice> values"))
@@ -153,7 +172,7 @@ def _parse(label_config: str) -> LabelTask:
     if not controls:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped) or "no control tags"
         raise LabelConfigError(
-            f"label config has no <Choices> or <Rating> control bound to a <Text> object ({reasons})",
+            f"label config has no <Choices>, <Rating> or <Taxonomy> control bound to a <Text> object ({reasons})",
             field="label_config",
         )
     for s in skipped:
@@ -167,3 +186,30 @@ def _stars(max_rating: object) -> tuple[str, ...] | None:
     if not (text.isascii() and text.isdigit()) or not 2 <= int(text) <= MAX_RATING:
         return None
     return tuple(str(i) for i in range(1, int(text) + 1))
+
+
+def taxonomy_paths(label_config: str, name: str, leafs_only: object) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """The selectable paths of the <Taxonomy> named `name`: as the prompt shows them (values joined
+    by PATH_SEPARATOR) and as Label Studio stores them (alias or value per node). With leafsOnly
+    only the leaves are selectable, as in Label Studio's editor; otherwise every node is."""
+    from xml.etree import ElementTree
+
+    root = ElementTree.fromstring(label_config)  # Label Studio's parser has accepted it already
+    node = next(e for e in root.iter() if isinstance(e.tag, str) and e.tag.lower() == "taxonomy" and e.get("name") == name)
+    leaves = str(leafs_only).strip().lower() == "true"
+    shown: list[str] = []
+    stored: list[tuple[str, ...]] = []
+
+    def walk(parent, values: tuple[str, ...], keys: tuple[str, ...]) -> None:
+        for child in parent:
+            if not (isinstance(child.tag, str) and child.tag.lower() == "choice") or child.get("value") is None:
+                continue
+            here, key = values + (child.get("value"),), keys + (child.get("alias") or child.get("value"),)
+            has_children = any(isinstance(c.tag, str) and c.tag.lower() == "choice" for c in child)
+            if not (leaves and has_children):
+                shown.append(PATH_SEPARATOR.join(here))
+                stored.append(key)
+            walk(child, here, key)
+
+    walk(node, (), ())
+    return tuple(shown), tuple(stored)

@@ -2,7 +2,8 @@
 
 `score` is the calibrated probability of what we predict: for single choice P(label), for multiple
 choice the probability of exactly the predicted set (labels independent), for a rating P(star)
-of the most probable star (with the expected rating beside it), for several controls the product. Each result region also carries its own `score` and the full per-label distribution;
+of the most probable star (with the expected rating beside it), for a taxonomy P(path), for several
+controls the product. Each result region also carries its own `score` and the full per-label distribution;
 with a remote engine also where the probabilities come from (`probability_source`: "top_logprobs"
 or "votes") and the tokens the task cost (`usage`); with a version that reasons first, the
 rationales the model wrote before its labels were scored (`rationales`, one per sample).
@@ -92,6 +93,9 @@ def _value(pred: ControlPrediction) -> dict:
         stars = np.arange(1, len(pred.probabilities) + 1)
         return {"type": "rating", "value": {"rating": int(pred.chosen[0])},
                 "expected_rating": round(float(np.dot(stars, pred.probabilities) / sum(pred.probabilities)), 6)}
+    if pred.control.kind == "taxonomy":  # the path with its ancestors, as the editor stores a selection
+        path = pred.control.paths[pred.control.labels.index(pred.chosen[0])]
+        return {"type": "taxonomy", "value": {"taxonomy": [list(path)]}}
     return {"type": "choices", "value": {"choices": list(pred.chosen)}}
 
 

@@ -199,7 +199,10 @@ def _render(control: ChoiceControl, version: PromptVersion, codes: bool, task_de
         return "".join(f"Text: {clean_text(d.text)}\nLabel: {words.get(d.labels[0], d.labels[0])}\n\n"
                        for d in demos if d.labels)
 
-    branch = Branch(suffix="", continuations=tuple(f" {words[label]}" for label in control.labels))
+    # A taxonomy path is a prefix of its children's ("Europe" of "Europe / France"): each is scored
+    # with the line's end after it, or a node would always outscore its own descendants
+    end = "\n" if control.kind == "taxonomy" else ""
+    branch = Branch(suffix="", continuations=tuple(f" {words[label]}{end}" for label in control.labels))
     return RenderedPrompt(prefix=f"{instructions}\n\n{shown(version.demos)}", item_head=f"{shown(task_demos)}Text: ",
                           item_tail="\nLabel:", branches=(branch,))
 

@@ -59,6 +59,7 @@ def _chosen_labels(label_task: LabelTask, result: object, where: str) -> dict[st
         raise BadRequest(f"`{where}` must be a list of regions, got {type(result).__name__}", field=where)
     allowed = {c.name: c.labels for c in label_task.controls}
     ratings = {c.name for c in label_task.controls if c.kind == "rating"}
+    taxonomies = {c.name: dict(zip(c.paths, c.labels)) for c in label_task.controls if c.kind == "taxonomy"}
     labels: dict[str, list[str]] = {}
     for i, region in enumerate(result):
         at = f"{where}[{i}]"
@@ -78,6 +79,12 @@ def _chosen_labels(label_task: LabelTask, result: object, where: str) -> dict[st
             star = _star(value.get("rating"), f"{at}.value.rating")
             if star in allowed[name]:
                 labels[name] = [star]
+            continue
+        if name in taxonomies:
+            kept = list(dict.fromkeys(taxonomies[name][path] for path in _paths(value.get("taxonomy"), f"{at}.value.taxonomy")
+                                      if path in taxonomies[name]))
+            if kept:
+                labels[name] = kept
             continue
         choices = value.get("choices")
         if not isinstance(choices, list):
@@ -100,6 +107,16 @@ def _star(rating: object, field: str) -> str:
     if isinstance(rating, bool) or not isinstance(rating, int):
         raise BadRequest(f"`{field}` must be a whole number, got {type(rating).__name__}", field=field)
     return str(rating) if 0 < rating <= 1000 else ""  # out of any range; str() of a huge int would raise
+
+
+def _paths(taxonomy: object, field: str) -> list[tuple[str, ...]]:
+    """A taxonomy region's selections: each a path of node values, root first."""
+    if not isinstance(taxonomy, list):
+        raise BadRequest(f"`{field}` must be a list of paths, got {type(taxonomy).__name__}", field=field)
+    for i, path in enumerate(taxonomy):
+        if not isinstance(path, list) or not all(isinstance(node, str) for node in path):
+            raise BadRequest(f"`{field}[{i}]` must be a list of strings", field=f"{field}[{i}]")
+    return [tuple(path) for path in taxonomy]
 
 
 def annotation_id(annotation: object, where: str = "annotation") -> int:

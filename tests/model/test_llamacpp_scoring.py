@@ -201,3 +201,19 @@ def test_a_rating_is_a_star_in_range_with_its_distribution(engine):
         assert rating["score"] == pytest.approx(probs[str(rating["value"]["rating"])], abs=1e-6)
         assert 1 <= rating["expected_rating"] <= 4
         assert item["score"] == pytest.approx(rating["score"] * tone["score"], abs=1e-5)
+
+
+def test_a_taxonomy_answer_is_always_a_selectable_path(engine):
+    label_task = parse_label_config(
+        '<View><Text name="text" value="$text"/><Taxonomy name="topic" toName="text">'
+        '<Choice value="Sports"><Choice value="Football"/><Choice value="Tennis"/></Choice>'
+        '<Choice value="Politics"><Choice value="Elections" alias="vote"/></Choice></Taxonomy></View>')
+    (control,) = label_task.controls
+    tasks = [{"data": {"text": t}} for t in ("The striker scored twice.", "Voters go to the polls on Sunday.", "ok")]
+    for item in LabelingService(engine).predict(extract_texts(tasks, label_task, 5000), label_task, ModelVersion("t.v0")):
+        (region,) = item["result"]
+        (path,) = region["value"]["taxonomy"]
+        assert tuple(path) in control.paths and region["type"] == "taxonomy"
+        assert sum(region["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+        assert region["score"] == pytest.approx(region["probabilities"][control.labels[control.paths.index(tuple(path))]],
+                                                abs=1e-6)

@@ -45,7 +45,7 @@ def test_ner_only_config_is_rejected_naming_the_control():
     with pytest.raises(LabelConfigError) as err:
         parse_label_config(NER)
     assert err.value.field == "label_config"
-    assert "only <Choices> and <Rating> controls" in err.value.message
+    assert "only <Choices>, <Rating> and <Taxonomy> controls" in err.value.message
 
 
 @pytest.mark.parametrize("config", ["", "<View><Text", '<View><Choices name="c" toName="missing"/></View>'])
@@ -114,3 +114,24 @@ def test_a_rating_that_cannot_be_served_is_skipped_and_named(max_rating):
                               f'<Choices name="c" toName="text">{TWO}</Choices></View>')
     assert [c.name for c in task.controls] == ["c"]
     assert "maxRating" in task.skipped_messages()[0]
+
+
+TREE = ('<Choice value="Europe"><Choice value="France"/><Choice value="Spain" alias="ES"/></Choice>'
+        '<Choice value="Asia"><Choice value="Japan"/></Choice>')
+
+
+def test_a_taxonomy_is_a_single_choice_over_its_paths_stored_with_aliases():
+    (every,) = parse_label_config(f'<View>{TEXT}<Taxonomy name="geo" toName="text">{TREE}</Taxonomy></View>').controls
+    assert (every.kind, every.multiple) == ("taxonomy", False)
+    assert every.labels == ("Europe", "Europe / France", "Europe / Spain", "Asia", "Asia / Japan")
+    assert every.paths == (("Europe",), ("Europe", "France"), ("Europe", "ES"), ("Asia",), ("Asia", "Japan"))
+    (leaves,) = parse_label_config(f'<View>{TEXT}<Taxonomy name="geo" toName="text" leafsOnly="true">{TREE}'
+                                   f'</Taxonomy></View>').controls
+    assert leaves.labels == ("Europe / France", "Europe / Spain", "Asia / Japan")
+
+
+@pytest.mark.parametrize("tree", ['<Choice value="Only"/>', '<Choice value="a / b"/><Choice value="a"><Choice value="b"/></Choice>'])
+def test_a_taxonomy_with_one_path_or_paths_that_read_alike_is_skipped(tree):
+    task = parse_label_config(f'<View>{TEXT}<Taxonomy name="geo" toName="text">{tree}</Taxonomy>'
+                              f'<Choices name="c" toName="text">{TWO}</Choices></View>')
+    assert [c.name for c in task.controls] == ["c"] and "distinct paths" in task.skipped_messages()[0]

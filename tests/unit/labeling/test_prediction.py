@@ -129,3 +129,10 @@ def test_a_rating_region_names_the_most_probable_star_and_the_expected_rating():
     assert region["score"] == item["score"] == pytest.approx(0.5)
     assert region["probabilities"] == {"1": 0.2, "2": 0.3, "3": 0.5}
     json.dumps(item, allow_nan=False)
+
+
+def test_a_taxonomy_region_stores_the_chosen_path_with_its_ancestors():
+    geo = ChoiceControl("geo", "text", "text", ("Europe", "Europe / Spain"), False, kind="taxonomy",
+                        paths=(("Europe",), ("Europe", "ES")))
+    (region,) = to_ls_prediction([decide(geo, np.array([0.4, 0.6]), np.array([0.5, 0.5]))], "m.v1", [])["result"]
+    assert (region["type"], region["value"], region["score"]) == ("taxonomy", {"taxonomy": [["Europe", "ES"]]}, 0.6)

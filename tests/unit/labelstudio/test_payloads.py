@@ -192,3 +192,26 @@ def test_a_rating_that_is_not_a_whole_number_is_a_bad_request_naming_it(rating):
     with pytest.raises(BadRequest) as err:
         gold_from_annotation(RATED, {"id": 1, "data": {"text": "fine"}}, annotation)
     assert err.value.field == "annotation.result[0].value.rating"
+
+
+GEO = parse_label_config('<View><Text name="text" value="$text"/><Taxonomy name="geo" toName="text">'
+                         '<Choice value="Europe"><Choice value="Spain" alias="ES"/></Choice><Choice value="Asia"/></Taxonomy></View>')
+
+
+@pytest.mark.parametrize("paths, labels", [([["Europe", "ES"]], {"geo": ["Europe / Spain"]}),
+                                           ([["Asia"], ["Europe"]], {"geo": ["Asia", "Europe"]}),
+                                           ([["Europe", "Spain"]], None), ([], None)])
+def test_a_taxonomy_annotation_is_its_paths_as_labels(paths, labels):
+    annotation = {"id": 3, "result": [{"from_name": "geo", "type": "taxonomy", "value": {"taxonomy": paths}}]}
+    gold = gold_from_annotation(GEO, {"id": 1, "data": {"text": "fine"}}, annotation)
+    assert (gold.labels if gold else None) == labels
+
+
+@pytest.mark.parametrize("taxonomy, field", [("Asia", "annotation.result[0].value.taxonomy"),
+                                             ([["Asia", 1]], "annotation.result[0].value.taxonomy[0]"),
+                                             (["Asia"], "annotation.result[0].value.taxonomy[0]")])
+def test_a_taxonomy_that_is_not_a_list_of_paths_is_a_bad_request_naming_it(taxonomy, field):
+    annotation = {"id": 3, "result": [{"from_name": "geo", "value": {"taxonomy": taxonomy}}]}
+    with pytest.raises(BadRequest) as err:
+        gold_from_annotation(GEO, {"id": 1, "data": {"text": "fine"}}, annotation)
+    assert err.value.field == field
