@@ -48,10 +48,19 @@ class SkippedControl:
 
 
 @dataclass(frozen=True)
+class TextAreaTarget:
+    """A <TextArea> on a <Text>: where the rationale of a version that reasons first is written."""
+
+    name: str
+    to_name: str
+
+
+@dataclass(frozen=True)
 class LabelTask:
     controls: tuple[ChoiceControl, ...]
     skipped: tuple[SkippedControl, ...]
     config_hash: str
+    text_areas: tuple[TextAreaTarget, ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -114,10 +123,15 @@ def _parse(label_config: str) -> LabelTask:
 
     controls: list[ChoiceControl] = []
     skipped: list[SkippedControl] = []
+    text_areas: list[TextAreaTarget] = []
     objects = {obj.name: obj for obj in interface.objects}
     controls_by_name = {c.name: c.tag for c in interface.controls}
     for control in interface.controls:
         tag = control.tag
+        bound = (control.to_name or [""])[0]
+        if tag.lower() == "textarea" and bound in objects and objects[bound].tag.lower() in TEXT_OBJECT_TAGS:
+            text_areas.append(TextAreaTarget(control.name, bound))
+            continue
         if tag.lower() not in SERVED_TAGS:
             skipped.append(SkippedControl(control.name, tag, "only <Choices>, <Rating> and <Taxonomy> controls are predicted"))
             continue
@@ -170,14 +184,16 @@ def _parse(label_config: str) -> LabelTask:
             )
         )
     if not controls:
-        reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped) or "no control tags"
+        reasons = "; ".join([f"{s.name}: {s.reason}" for s in skipped]
+                            + [f"{t.name}: a <TextArea> only receives rationales" for t in text_areas]) or "no control tags"
         raise LabelConfigError(
             f"label config has no <Choices>, <Rating> or <Taxonomy> control bound to a <Text> object ({reasons})",
             field="label_config",
         )
     for s in skipped:
         log.warning("label config: control %r (%s) skipped: %s", s.name, s.tag, s.reason)
-    return LabelTask(controls=tuple(controls), skipped=tuple(skipped), config_hash=config_hash(label_config))
+    return LabelTask(controls=tuple(controls), skipped=tuple(skipped), config_hash=config_hash(label_config),
+                     text_areas=tuple(text_areas))
 
 
 def _stars(max_rating: object) -> tuple[str, ...] | None:

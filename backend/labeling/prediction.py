@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import EngineError
-from .label_config import ChoiceControl
+from .label_config import ChoiceControl, TextAreaTarget
 
 MULTI_THRESHOLD = 0.5
 TOLERANCE = 1e-6  # how far outside [0, 1] rounding may push a probability before it is an error
@@ -118,10 +118,25 @@ def to_region(pred: ControlPrediction) -> dict:
     return region
 
 
-def to_ls_prediction(preds: list[ControlPrediction], model_version: str, warnings: list[str]) -> dict:
+def rationale_regions(preds: list[ControlPrediction], text_areas: tuple[TextAreaTarget, ...]) -> list[dict]:
+    """Each <TextArea> on the same text as a control that reasoned gets the rationale the model
+    wrote before its labels (the first sample), so the annotator reads why in the editor; with
+    several such controls each line names its control."""
+    regions = []
+    for area in text_areas:
+        reasoned = [p for p in preds if p.rationales and p.control.to_name == area.to_name]
+        if reasoned:
+            lines = [p.rationales[0] if len(reasoned) == 1 else f"{p.control.name}: {p.rationales[0]}" for p in reasoned]
+            regions.append({"from_name": area.name, "to_name": area.to_name, "type": "textarea",
+                            "value": {"text": lines}})
+    return regions
+
+
+def to_ls_prediction(preds: list[ControlPrediction], model_version: str, warnings: list[str],
+                     text_areas: tuple[TextAreaTarget, ...] = ()) -> dict:
     score = float(np.prod([p.score for p in preds])) if preds else 0.0
     item = {
-        "result": [to_region(p) for p in preds],
+        "result": [to_region(p) for p in preds] + rationale_regions(preds, text_areas),
         "score": round(score, 6),
         "model_version": model_version,
     }

@@ -252,4 +252,4 @@ class LabelingService:
                 per_task[i].append(pred)
                 if truncated:
                     warnings[i].append(f"data.{control.field} truncated to fit the model's context")
-        return [to_ls_prediction(p, version.label, w) for p, w in zip(per_task, warnings)]
+        return [to_ls_prediction(p, version.label, w, label_task.text_areas) for p, w in zip(per_task, warnings)]

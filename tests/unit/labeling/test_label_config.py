@@ -135,3 +135,9 @@ def test_a_taxonomy_with_one_path_or_paths_that_read_alike_is_skipped(tree):
     task = parse_label_config(f'<View>{TEXT}<Taxonomy name="geo" toName="text">{tree}</Taxonomy>'
                               f'<Choices name="c" toName="text">{TWO}</Choices></View>')
     assert [c.name for c in task.controls] == ["c"] and "distinct paths" in task.skipped_messages()[0]
+
+
+def test_a_config_with_only_a_text_area_says_it_only_receives_rationales():
+    with pytest.raises(LabelConfigError) as err:
+        parse_label_config(f'<View>{TEXT}<TextArea name="notes" toName="text"/></View>')
+    assert "notes: a <TextArea> only receives rationales" in err.value.message

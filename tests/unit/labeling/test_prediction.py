@@ -136,3 +136,33 @@ def test_a_taxonomy_region_stores_the_chosen_path_with_its_ancestors():
                         paths=(("Europe",), ("Europe", "ES")))
     (region,) = to_ls_prediction([decide(geo, np.array([0.4, 0.6]), np.array([0.5, 0.5]))], "m.v1", [])["result"]
     assert (region["type"], region["value"], region["score"]) == ("taxonomy", {"taxonomy": [["Europe", "ES"]]}, 0.6)
+
+
+def test_a_reasoning_version_writes_its_rationale_into_the_configs_text_area():
+    from backend.labeling.label_config import parse_label_config
+    from backend.labeling.model_version import ModelVersion
+    from backend.labeling.service import extract_texts
+
+    label_task = parse_label_config(
+        '<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text"><Choice value="Positive"/>'
+        '<Choice value="Negative"/></Choices><TextArea name="why" toName="text"/></View>')
+    assert [t.name for t in label_task.text_areas] == ["why"] and not label_task.skipped
+    service = LabelingService(ScriptedEngine(rationales=("it praises the food",)), calibration="none")
+    items = extract_texts([{"data": {"text": "good"}}], label_task, 1000)
+    reasoning = ModelVersion("m.v2", 2, controls={"sentiment": ControlRecipe(PromptVersion(reasoning=Reasoning(1)))})
+    (item,) = service.predict(items, label_task, reasoning)
+    choice, why = item["result"]
+    assert why == {"from_name": "why", "to_name": "text", "type": "textarea", "value": {"text": ["it praises the food"]}}
+    assert item["score"] == choice["score"]  # the rationale is not a scored answer
+    (plain,) = service.predict(items, label_task, ModelVersion("m.v0"))
+    assert [r["type"] for r in plain["result"]] == ["choices"]  # no rationale, no text area region
+
+
+def test_with_two_reasoning_controls_each_line_of_the_text_area_names_its_control():
+    from backend.labeling.label_config import TextAreaTarget
+    from backend.labeling.prediction import rationale_regions
+
+    one, two = (decide(c, np.array([0.5] * len(c.labels)), np.array([0.5] * len(c.labels)), rationales=(r,))
+                for c, r in ((SINGLE, "because"), (MULTI, "since")))
+    (region,) = rationale_regions([one, two], (TextAreaTarget("why", "text"), TextAreaTarget("other", "image")))
+    assert region["value"]["text"] == ["sentiment: because", "topics: since"]

@@ -1,0 +1,47 @@
+"""Rating and Taxonomy beside Choices in one real Label Studio project: the prediction Label Studio
+stores has all three regions in the shape its editor writes (a star, a path with its ancestors and
+aliases), with our scores."""
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import BASIC_AUTH
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """<View>
+  <Text name="review" value="$review"/>
+  <Choices name="tone" toName="review"><Choice value="positive"/><Choice value="negative"/></Choices>
+  <Rating name="stars" toName="review" maxRating="5"/>
+  <Taxonomy name="topic" toName="review" leafsOnly="true">
+    <Choice value="Product"><Choice value="Quality"/><Choice value="Price" alias="cost"/></Choice>
+    <Choice value="Service"><Choice value="Delivery"/><Choice value="Support"/></Choice>
+  </Taxonomy>
+</View>"""
+REVIEWS = ("Arrived two weeks late and the box was crushed.", "Great value for the money, I would buy it again.")
+PATHS = {("Product", "Quality"), ("Product", "cost"), ("Service", "Delivery"), ("Service", "Support")}
+
+
+def test_a_project_with_choices_rating_and_taxonomy_gets_one_prediction_with_all_three(label_studio, service):
+    ls = label_studio
+    project = ls.call("POST", "/api/projects", json={"title": "e2e kinds", "label_config": CONFIG})["id"]
+    ls.call("POST", f"/api/projects/{project}/import", json=[{"review": r} for r in REVIEWS])
+    ids = sorted(t["id"] for t in ls.tasks(project))
+    ml = ls.call("POST", "/api/ml", json={"url": service.url, "project": project, "title": "llm",
+                                          "auth_method": "BASIC_AUTH", "basic_auth_user": BASIC_AUTH[0],
+                                          "basic_auth_pass": BASIC_AUTH[1]})
+    assert ml["state"] == "CO", ml
+    ls.retrieve_predictions(project, ids)
+    stored = ls.predictions(project)
+    assert sorted(p["task"] for p in stored) == ids
+    for p in stored:
+        regions = {r["from_name"]: r for r in p["result"]}
+        assert set(regions) == {"tone", "stars", "topic"}
+        assert regions["tone"]["value"]["choices"][0] in ("positive", "negative")
+        assert regions["stars"]["type"] == "rating" and regions["stars"]["value"]["rating"] in range(1, 6)
+        assert 1 <= regions["stars"]["expected_rating"] <= 5
+        assert regions["topic"]["type"] == "taxonomy"
+        (path,) = regions["topic"]["value"]["taxonomy"]
+        assert tuple(path) in PATHS
+        product = regions["tone"]["score"] * regions["stars"]["score"] * regions["topic"]["score"]
+        assert p["score"] == pytest.approx(product, abs=1e-5)
