@@ -30,7 +30,8 @@ def prepare_model(settings: Settings) -> Path:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         log.info("assembling the embedded model into %s", path)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        # per process and thread: the web app's loader and an in-process job may assemble at once
+        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
         try:
             assemble(str(partial))  # checks the SHA-256; a crash never leaves a half file at `path`
             os.replace(partial, path)
