@@ -1,4 +1,4 @@
-"""`python -m backend …`: serve, worker, prepare, predict, eval, bench, injection, head-bench, load-bench, candidates, refine, preannotate, versions."""
+"""`python -m backend …`: serve, worker, prepare, predict, eval, bench, injection, span-bench, head-bench, load-bench, candidates, refine, preannotate, versions."""
 from __future__ import annotations
 
 import json
@@ -247,6 +247,47 @@ def injection(dataset: str, limit: int, seed: int, coded: bool, as_json: bool) -
         report = measure(_service(settings), data, seed=seed, coded=coded, max_chars=settings.max_text_chars,
                          progress=bar.update)
     click.echo(json.dumps(report, indent=2) if as_json else table(report))
+
+
+@main.command(name="span-bench")
+@click.option("--dataset", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Train JSONL with spans ({text, spans: [{start, end, label}]}); labels.json beside it fixes the labels.")
+@click.option("--test", "test_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Test JSONL.")
+@click.option("--labels", "budget", type=int, default=200, show_default=True, help="Train texts the demos come from.")
+@click.option("--nearest", default="0,3", show_default=True, help="Demos per text to compare (0: zero-shot).")
+@click.option("--limit-test", type=int, default=100, show_default=True, help="First N test texts.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Shuffle of the train texts.")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="Also zero-shot with span scores calibrated on the train texts' own extraction.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON instead of a table.")
+def span_bench(dataset: str, test_path: str, budget: int, nearest: str, limit_test: int, seed: int, calibrate: bool,
+               as_json: bool) -> None:
+    """Entity spans (<Labels>): exact/partial/unlabelled F1, score ECE and items/s, zero-shot and with demos."""
+    from .engines.factory import load_engine
+    from .evaluation.span_bench import load_span_rows, markdown_row, run_span_bench, span_labels, with_calibration
+    from .labeling.head import Embedder
+
+    settings = _settings()
+    train = load_span_rows(dataset, limit=budget, seed=seed)
+    test = load_span_rows(test_path, limit=limit_test)
+    labels = span_labels(dataset, train)
+    engine, embedder = load_engine(settings), Embedder()
+    reports = {}
+    for k in [int(x) for x in nearest.split(",")]:
+        with _bar(len(test), f"spans, {k} demos") as bar:
+            reports[str(k)] = run_span_bench(engine, embedder, train, test, labels, nearest=k, progress=bar.update)
+    if calibrate and "0" in reports:
+        with _bar(len(train), "spans of the train texts, for calibration") as bar:
+            fitted = run_span_bench(engine, embedder, [], train, labels, progress=bar.update)
+        reports["0+calibrated"] = with_calibration(reports["0"], fitted)
+    if as_json:
+        click.echo(json.dumps(reports, indent=2))
+        return
+    click.echo("| demos | exact F1 | partial F1 | unlabelled F1 | exact P | exact R | score ECE | score AUROC | items/s |\n"
+               "|---|---|---|---|---|---|---|---|---|")
+    names = {"0": "zero-shot", "0+calibrated": f"zero-shot, scores calibrated on {budget}"}
+    for k, report in reports.items():
+        click.echo(markdown_row(names.get(k, f"{k} nearest of {budget}"), report))
 
 
 @main.command(name="head-bench")

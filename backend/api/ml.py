@@ -45,7 +45,7 @@ def setup():
     version = _ext("versions").current(project, label_task.config_hash)
     return jsonify(
         model_version=version.label,
-        controls=[c.name for c in label_task.controls],
+        controls=[c.name for c in (*label_task.controls, *label_task.span_controls)],
         skipped=label_task.skipped_messages(),
     )
 

@@ -37,6 +37,13 @@ TOP_K = 40  # sampled rationales draw from this many most likely tokens
 MIN_RATIONALE_TOKENS = 4
 
 
+def ends_generation(llm, token: int) -> bool:
+    """Whether `token` ends generation (end of text, end of turn) for this model."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token))
+
+
 def _pick(logprobs: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
     """The next token: the most likely at temperature 0, else one of the TOP_K, sampled."""
     if temperature <= 0:
@@ -110,6 +117,7 @@ class LlamaCppEngine:
         self.capabilities = Capabilities(exact_logprobs=True, max_context=self._llm.n_ctx())
         self.tokens_evaluated = 0  # for benchmarks: what the KV cache did not save
         self._tokenize = lru_cache(maxsize=4096)(self._tokenize_uncached)
+        self._ll_tokenizer = None  # built on the first constrained generation
 
     def _use_tree_context(self, n_seq_max: int) -> None:
         """Swap in a context whose unified KV cache holds several sequences over one shared prompt.
@@ -253,11 +261,52 @@ class LlamaCppEngine:
                 logprobs = self._logprobs_at(-1)
         return llm.detokenize(written).decode("utf-8", errors="replace")
 
+    def constrained(self, prefix: str, item: str, grammar: str, *, max_tokens: int) -> str:
+        """Greedy text after prefix + item that a grammar admits (Lark, as guidance writes it).
+
+        llguidance masks the tokens the grammar forbids at each step and the most likely allowed
+        one is taken, on the scoring cache from its fixed cuts like `rationale`. It ends where the
+        grammar is complete, at an end-of-text token the grammar allows, or after `max_tokens`
+        (the text so far, which may stop mid-rule)."""
+        from llguidance import LLMatcher
+
+        matcher = LLMatcher(self._grammar_tokenizer(), grammar, log_level=0)
+        if matcher.is_error():
+            raise EngineError(f"the grammar was refused: {matcher.get_error()}")
+        prefix_tokens = self._tokenize(prefix, True)
+        context = prefix_tokens + self._tokenize(item, False)
+        llm, written = self._llm, []
+        with self._lock:
+            if len(context) + max_tokens > llm.n_ctx():
+                raise EngineError(f"prompt of {len(context)} tokens leaves no room to write", field="LLM_N_CTX")
+            logprobs = self._next_logprobs(context, (len(prefix_tokens), len(context)))
+            for _ in range(max_tokens):
+                if matcher.is_stopped():
+                    break
+                allowed = np.frombuffer(matcher.compute_logit_bias(), dtype=np.uint8)[: self._n_vocab] > 0
+                if not allowed.any() or matcher.is_error():
+                    break
+                token = int(np.where(allowed, logprobs, -np.inf).argmax())
+                if ends_generation(self._llm, token):
+                    break
+                matcher.consume_token(token)
+                written.append(token)
+                llm.eval([token])
+                self.tokens_evaluated += 1
+                logprobs = self._logprobs_at(-1)
+        return llm.detokenize(written).decode("utf-8", errors="replace")
+
+    def _grammar_tokenizer(self):
+        """llguidance's view of this model's vocabulary (built once: about a second)."""
+        if self._ll_tokenizer is None:
+            from llguidance.llamacpp import lltokenizer_from_vocab
+
+            self._ll_tokenizer = lltokenizer_from_vocab(self._llm._model.vocab)
+        return self._ll_tokenizer
+
     def _ends_line(self, token: int) -> bool:
         """An end-of-generation token, or one that holds a newline."""
-        import llama_cpp
-
-        return bool(llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token)) or b"\n" in self._llm.detokenize([token])
+        return ends_generation(self._llm, token) or b"\n" in self._llm.detokenize([token])
 
     def generate(self, prompt: str, max_tokens: int = 8) -> str:
         """Greedy free text after `prompt` (only for the naive baseline the benchmarks compare with)."""

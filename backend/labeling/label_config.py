@@ -1,11 +1,13 @@
 """Label Studio XML config → the classification tasks this backend can serve.
 
 Parsing goes through label-studio-sdk's LabelInterface (the same parser Label Studio uses), so we
-accept exactly what Label Studio accepts. Controls we cannot serve (NER spans, images, ...) are
+accept exactly what Label Studio accepts. Controls we cannot serve (images, audio, ...) are
 skipped and named, never silently dropped. A `<Rating>` is served as a single choice over its stars
 ("1" … "maxRating"): the model scores each star like a label. A `<Taxonomy>` is a single choice over
 its selectable paths ("Europe / France"): the engine scores a whole path as one continuation, so its
 probability is the product of its tokens' along the path, every level given the ones above.
+A `<Labels>` on a `<Text>` is served as entity spans (labeling/spans.py): the model marks
+substrings of the text and each gets one of the control's labels.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from ..errors import BadRequest, LabelConfigError
 log = logging.getLogger(__name__)
 
 TEXT_OBJECT_TAGS = {"text", "hypertext"}
-SERVED_TAGS = {"choices", "rating", "taxonomy"}
+SERVED_TAGS = {"choices", "rating", "taxonomy", "labels"}
 PATH_SEPARATOR = " / "  # how the prompt writes a taxonomy path (Label Studio's default separator)
 MAX_TAXONOMY_PATHS = 500  # every path is scored for every task
 DEFAULT_MAX_RATING = 5  # Label Studio's default for <Rating>
@@ -38,6 +40,16 @@ class ChoiceControl:
     kind: str = "choices"  # "rating": a <Rating>, its labels the stars "1".."maxRating"; or "taxonomy"
     # taxonomy: per label, the path Label Studio stores (each node's alias or value, root first)
     paths: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class SpanControl:
+    """One <Labels> control on one text object: entity spans of the text, each with one label."""
+
+    name: str
+    to_name: str
+    field: str
+    labels: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -61,10 +73,11 @@ class LabelTask:
     skipped: tuple[SkippedControl, ...]
     config_hash: str
     text_areas: tuple[TextAreaTarget, ...] = ()
+    span_controls: tuple[SpanControl, ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(c.field for c in self.controls))
+        return tuple(dict.fromkeys([c.field for c in self.controls] + [c.field for c in self.span_controls]))
 
     def skipped_messages(self) -> list[str]:
         return [f"control {s.name!r} ({s.tag}) skipped: {s.reason}" for s in self.skipped]
@@ -122,6 +135,7 @@ def _parse(label_config: str) -> LabelTask:
         raise LabelConfigError(f"invalid label config: {exc}", field="label_config") from exc
 
     controls: list[ChoiceControl] = []
+    spans: list[SpanControl] = []
     skipped: list[SkippedControl] = []
     text_areas: list[TextAreaTarget] = []
     objects = {obj.name: obj for obj in interface.objects}
@@ -133,7 +147,7 @@ def _parse(label_config: str) -> LabelTask:
             text_areas.append(TextAreaTarget(control.name, bound))
             continue
         if tag.lower() not in SERVED_TAGS:
-            skipped.append(SkippedControl(control.name, tag, "only <Choices>, <Rating> and <Taxonomy> controls are predicted"))
+            skipped.append(SkippedControl(control.name, tag, "only <Choices>, <Rating>, <Taxonomy> and <Labels> controls are predicted"))
             continue
         to_name = (control.to_name or [""])[0]
         if to_name not in objects and to_name in controls_by_name:  # the SDK validates that the name exists, not its kind
@@ -156,6 +170,13 @@ def _parse(label_config: str) -> LabelTask:
                 continue
             controls.append(ChoiceControl(name=control.name, to_name=to_name, field=obj.value_name,
                                           labels=stars, multiple=False, kind="rating"))
+            continue
+        if tag.lower() == "labels":
+            labels = tuple(dict.fromkeys(str(label) for label in (control.labels or [])))
+            if not labels:
+                skipped.append(SkippedControl(control.name, tag, "needs at least one <Label> value"))
+                continue
+            spans.append(SpanControl(name=control.name, to_name=to_name, field=obj.value_name, labels=labels))
             continue
         if tag.lower() == "taxonomy":
             try:
@@ -183,17 +204,17 @@ def _parse(label_config: str) -> LabelTask:
                 multiple=control.is_multiple_choice,
             )
         )
-    if not controls:
+    if not controls and not spans:
         reasons = "; ".join([f"{s.name}: {s.reason}" for s in skipped]
                             + [f"{t.name}: a <TextArea> only receives rationales" for t in text_areas]) or "no control tags"
         raise LabelConfigError(
-            f"label config has no <Choices>, <Rating> or <Taxonomy> control bound to a <Text> object ({reasons})",
+            f"label config has no <Choices>, <Rating>, <Taxonomy> or <Labels> control bound to a <Text> object ({reasons})",
             field="label_config",
         )
     for s in skipped:
         log.warning("label config: control %r (%s) skipped: %s", s.name, s.tag, s.reason)
     return LabelTask(controls=tuple(controls), skipped=tuple(skipped), config_hash=config_hash(label_config),
-                     text_areas=tuple(text_areas))
+                     text_areas=tuple(text_areas), span_controls=tuple(spans))
 
 
 def _stars(max_rating: object) -> tuple[str, ...] | None:

@@ -1,6 +1,7 @@
 """A model version: what /predict serves for one label config in one project.
 
-A version is a recipe per control (prompt, calibration, head). The version registry
+A version is a recipe per control (prompt, calibration, head), and a span prompt per <Labels>
+control. The version registry
 (store/versions.py) numbers, stores and rolls back versions; this module says what one holds and
 its JSON form.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .recipe import ControlRecipe
+from .spans import SpanPrompt
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,13 @@ class ModelVersion:
     parent: str | None = None
     created_at: float = 0.0
     trained_on: tuple[int, ...] = ()  # task ids whose labels built it: never used to judge it again
+    spans: dict[str, SpanPrompt] = field(default_factory=dict)  # per <Labels> control
 
     def recipe(self, control_name: str) -> ControlRecipe:
         return self.controls.get(control_name) or ControlRecipe()
+
+    def span_prompt(self, control_name: str) -> SpanPrompt:
+        return self.spans.get(control_name) or SpanPrompt()
 
     def to_dict(self) -> dict:
         return {
@@ -39,6 +45,7 @@ class ModelVersion:
             "parent": self.parent,
             "created_at": self.created_at,
             "trained_on": list(self.trained_on),
+            "spans": {name: p.to_dict() for name, p in self.spans.items()},
         }
 
     @classmethod
@@ -54,4 +61,5 @@ class ModelVersion:
             parent=data.get("parent"),
             created_at=float(data.get("created_at") or 0.0),
             trained_on=tuple(int(t) for t in data.get("trained_on") or ()),
+            spans={k: SpanPrompt.from_dict(v) for k, v in (data.get("spans") or {}).items()},
         )

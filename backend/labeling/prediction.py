@@ -133,10 +133,15 @@ def rationale_regions(preds: list[ControlPrediction], text_areas: tuple[TextArea
 
 
 def to_ls_prediction(preds: list[ControlPrediction], model_version: str, warnings: list[str],
-                     text_areas: tuple[TextAreaTarget, ...] = ()) -> dict:
-    score = float(np.prod([p.score for p in preds])) if preds else 0.0
+                     text_areas: tuple[TextAreaTarget, ...] = (), span_regions: list[dict] = (),
+                     span_scores: list[float] = ()) -> dict:
+    """One task's prediction. Its `score` is the product of the choice controls' scores and the
+    least sure span's (a task is as doubtful as its weakest part, for sorting by uncertainty); a
+    task with only span controls and no span found scores 0, first in line for a human look."""
+    parts = [p.score for p in preds] + ([min(span_scores)] if span_scores else [])
+    score = float(np.prod(parts)) if parts else 0.0
     item = {
-        "result": [to_region(p) for p in preds] + rationale_regions(preds, text_areas),
+        "result": [to_region(p) for p in preds] + list(span_regions) + rationale_regions(preds, text_areas),
         "score": round(score, 6),
         "model_version": model_version,
     }

@@ -19,7 +19,7 @@ import numpy as np
 from ..engines.base import LabelEngine
 from ..errors import BadRequest
 from .calibration import Calibrator, raw_probabilities
-from .demos import NearestDemos
+from .demos import NearestDemos, nearest_indices
 from .head import Embedder
 from .label_config import ChoiceControl, LabelTask, valid_unicode
 from .model_version import ModelVersion
@@ -28,6 +28,7 @@ from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, RenderedPrompt, cle
 from .reasoning import clean_rationale, pool_samples
 from .recipe import ControlRecipe
 from .scoring import fit_text, label_logits, uses_codes
+from .spans import SpanPrompt, extract_spans, span_region
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,6 +79,7 @@ class TaskTexts:
 
     texts: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    raw: dict[str, str] = field(default_factory=dict)  # as the task holds it: span offsets point here
 
 
 def extract_texts(tasks: object, label_task: LabelTask, max_chars: int) -> list[TaskTexts]:
@@ -107,6 +109,7 @@ def extract_texts(tasks: object, label_task: LabelTask, max_chars: int) -> list[
                 item.warnings.append(f"{where} truncated from {len(text)} to {max_chars} characters")
                 text = text[:max_chars]
             item.texts[name] = text
+            item.raw[name] = str(value)[:max_chars]
         out.append(item)
     return out
 
@@ -243,6 +246,21 @@ class LabelingService:
             for p, s in zip(probs, scored)
         ]
 
+    def span_demos(self, prompt: SpanPrompt, texts: Sequence[str], *, leave_out_self: bool = False) -> list[tuple]:
+        """Each text's nearest labelled texts of a span prompt's pool (none without a pool).
+        `leave_out_self`: a text never sees its own labelled copy (judging a prompt on its pool)."""
+        if not prompt.nearest or not prompt.pool:
+            return [() for _ in texts]
+        pool_emb = self.demos.pool_embeddings(prompt.pool)  # embedded once per pool, like choices' demos
+        exclude = None
+        if leave_out_self:
+            where: dict[str, set[int]] = {}
+            for j, demo in enumerate(prompt.pool):
+                where.setdefault(clean_text(demo.text), set()).add(j)
+            exclude = [where.get(clean_text(t), set()) for t in texts]
+        idx = nearest_indices(pool_emb, self.embedder.encode([clean_text(t) for t in texts]), prompt.nearest, exclude)
+        return [tuple(prompt.pool[j] for j in row) for row in idx]
+
     def predict(self, items: list[TaskTexts], label_task: LabelTask, version: ModelVersion) -> list[dict]:
         per_task: list[list[ControlPrediction]] = [[] for _ in items]
         warnings = [list(item.warnings) + label_task.skipped_messages() for item in items]
@@ -252,4 +270,19 @@ class LabelingService:
                 per_task[i].append(pred)
                 if truncated:
                     warnings[i].append(f"data.{control.field} truncated to fit the model's context")
-        return [to_ls_prediction(p, version.label, w, label_task.text_areas) for p, w in zip(per_task, warnings)]
+        span_regions: list[list[dict]] = [[] for _ in items]
+        span_scores: list[list[float]] = [[] for _ in items]
+        for control in label_task.span_controls:
+            if not callable(getattr(self.engine, "constrained", None)):
+                for w in warnings:
+                    w.append(f"control {control.name!r} (Labels) skipped: the engine {self.engine.model_id!r} "
+                             "cannot write under a grammar")
+                continue
+            prompt = version.span_prompt(control.name)
+            raws = [item.raw[control.field] for item in items]
+            for i, (raw, demos) in enumerate(zip(raws, self.span_demos(prompt, raws))):
+                spans = extract_spans(self.engine, control, prompt, raw, demos)
+                span_regions[i].extend(span_region(control, s) for s in spans)
+                span_scores[i].extend(s.score for s in spans)
+        return [to_ls_prediction(p, version.label, w, label_task.text_areas, regions, scores)
+                for p, w, regions, scores in zip(per_task, warnings, span_regions, span_scores)]

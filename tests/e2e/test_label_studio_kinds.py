@@ -1,6 +1,6 @@
-"""Rating and Taxonomy beside Choices in one real Label Studio project: the prediction Label Studio
-stores has all three regions in the shape its editor writes (a star, a path with its ancestors and
-aliases), with our scores."""
+"""Rating, Taxonomy and entity spans beside Choices in real Label Studio projects: the prediction
+Label Studio stores has every region in the shape its editor writes (a star, a path with its
+ancestors and aliases, spans with offsets and text), with our scores, and an annotator can accept it."""
 from __future__ import annotations
 
 import pytest
@@ -45,3 +45,46 @@ def test_a_project_with_choices_rating_and_taxonomy_gets_one_prediction_with_all
         assert tuple(path) in PATHS
         product = regions["tone"]["score"] * regions["stars"]["score"] * regions["topic"]["score"]
         assert p["score"] == pytest.approx(product, abs=1e-5)
+
+
+MIXED = """<View>
+  <Text name="text" value="$text"/>
+  <Labels name="ner" toName="text"><Label value="Person"/><Label value="City"/><Label value="Company"/></Labels>
+  <Choices name="tone" toName="text"><Choice value="positive"/><Choice value="negative"/></Choices>
+  <TextArea name="notes" toName="text"/>
+</View>"""
+NEWS = ("Barack Obama flew from Chicago to Paris with Michelle Obama.",
+        "Ask Alice in London. Alice knows London well, says Bob.")
+
+
+def test_spans_beside_choices_are_stored_and_accepted_as_an_annotation(label_studio, service):
+    ls = label_studio
+    project = ls.call("POST", "/api/projects", json={"title": "e2e spans", "label_config": MIXED})["id"]
+    ls.call("POST", f"/api/projects/{project}/import", json=[{"text": t} for t in NEWS])
+    tasks = {t["id"]: t["data"]["text"] for t in ls.tasks(project)}
+    ml = ls.call("POST", "/api/ml", json={"url": service.url, "project": project, "title": "llm",
+                                          "auth_method": "BASIC_AUTH", "basic_auth_user": BASIC_AUTH[0],
+                                          "basic_auth_pass": BASIC_AUTH[1]})
+    assert ml["state"] == "CO", ml
+    ls.retrieve_predictions(project, sorted(tasks))
+    stored = ls.predictions(project)
+    assert sorted(p["task"] for p in stored) == sorted(tasks)
+    spans = []
+    for p in stored:
+        text = tasks[p["task"]]
+        assert {r["from_name"] for r in p["result"]} >= {"tone"}
+        for r in p["result"]:
+            if r["from_name"] == "ner":
+                v = r["value"]
+                assert r["type"] == "labels" and text[v["start"]:v["end"]] == v["text"]
+                assert v["labels"][0] in ("Person", "City", "Company") and 0 <= r["score"] <= 1
+                spans.append(r)
+    assert spans, "no span predicted for texts full of names"
+    # an annotator accepts the prediction as it is: Label Studio takes its regions as an annotation
+    accepted = next(p for p in stored if any(r["from_name"] == "ner" for r in p["result"]))
+    result = [{k: r[k] for k in ("from_name", "to_name", "type", "value")} for r in accepted["result"]]
+    annotation = ls.call("POST", f"/api/tasks/{accepted['task']}/annotations",
+                         json={"result": result, "parent_prediction": accepted["id"]})
+    kept = ls.call("GET", f"/api/annotations/{annotation['id']}")
+    assert [r["value"] for r in kept["result"] if r["from_name"] == "ner"] == \
+        [r["value"] for r in result if r["from_name"] == "ner"]

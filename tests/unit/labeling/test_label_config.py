@@ -41,11 +41,20 @@ def test_several_controls_bound_to_their_own_text_fields():
     assert "not to a <Text> object" in task.skipped_messages()[0]
 
 
-def test_ner_only_config_is_rejected_naming_the_control():
+IMAGE_ONLY = ('<View><Image name="img" value="$image"/>'
+              '<RectangleLabels name="box" toName="img"><Label value="cat"/></RectangleLabels></View>')
+
+
+def test_ner_only_config_is_served_as_spans():
+    task = parse_label_config(NER)
+    assert not task.controls and [(c.name, c.labels) for c in task.span_controls] == [("label", ("PER", "ORG", "LOC"))]
+
+
+def test_config_with_nothing_servable_is_rejected_naming_the_control():
     with pytest.raises(LabelConfigError) as err:
-        parse_label_config(NER)
+        parse_label_config(IMAGE_ONLY)
     assert err.value.field == "label_config"
-    assert "only <Choices>, <Rating> and <Taxonomy> controls" in err.value.message
+    assert "box: only <Choices>, <Rating>, <Taxonomy> and <Labels> controls" in err.value.message
 
 
 @pytest.mark.parametrize("config", ["", "<View><Text", '<View><Choices name="c" toName="missing"/></View>'])

@@ -1,0 +1,233 @@
+"""Entity spans for a `<Labels>` control: mentions written under a grammar, then typed by score.
+
+Two steps, each where it is strong. The engine writes the mentions one line at a time, under a
+guidance grammar that admits only a run of whole words of the text or the end of the list, so
+every mention is real text. Then each distinct mention is scored like a single choice among the
+control's labels and "none", with the engine's own log-likelihoods (a grammar's `log_prob` is not
+a probability): the span gets the most probable label and that label's probability as its score,
+and a mention whose "none" outweighs every label is dropped. Every whole-word occurrence of a kept
+mention in the task's own text is marked (offsets into the text as Label Studio stores it);
+where two spans overlap the more probable one is kept.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from ..engines.base import Branch
+from .label_config import SpanControl
+from .prompt import clean_text, shown_labels
+
+NONE = "none"
+MAX_MENTIONS = 8  # lines of the list the model may write per text
+MENTION_TOKENS = 24  # tokens one line may take ("- " + the mention + newline)
+LIST_END = "Types:"  # the line that closes the list and opens the typing step
+
+
+@dataclass(frozen=True)
+class SpanDemo:
+    """A labelled text shown to the model: its entities as (mention, label), in text order."""
+
+    text: str
+    entities: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class SpanPrompt:
+    """What a model version changes for a <Labels> control. `nearest` > 0 shows each text the
+    `nearest` texts of `pool` most similar to it (MiniLM cosine), as the choices' nearest demos do."""
+
+    name: str = "v0"
+    instructions: str | None = None
+    demos: tuple[SpanDemo, ...] = ()
+    pool: tuple[SpanDemo, ...] = ()
+    nearest: int = 0
+    # (a, b): a span's score s is served as sigmoid(a·logit(s) + b), fitted on ground truth; None: raw
+    calibration: tuple[float, float] | None = None
+
+    def calibrated(self, score: float) -> float:
+        if self.calibration is None:
+            return score
+        a, b = self.calibration
+        s = min(max(score, 1e-6), 1 - 1e-6)
+        return float(1.0 / (1.0 + np.exp(-(a * np.log(s / (1 - s)) + b))))
+
+    def to_dict(self) -> dict:
+        demo = lambda d: {"text": d.text, "entities": [list(e) for e in d.entities]}  # noqa: E731
+        return {"name": self.name, "instructions": self.instructions, "demos": [demo(d) for d in self.demos],
+                "pool": [demo(d) for d in self.pool], "nearest": self.nearest,
+                "calibration": list(self.calibration) if self.calibration else None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SpanPrompt":
+        demos = lambda rows: tuple(SpanDemo(d["text"], tuple((m, label) for m, label in d["entities"]))  # noqa: E731
+                                   for d in rows or ())
+        return cls(name=data.get("name", "v0"), instructions=data.get("instructions"), demos=demos(data.get("demos")),
+                   pool=demos(data.get("pool")), nearest=int(data.get("nearest") or 0),
+                   calibration=tuple(float(x) for x in data["calibration"]) if data.get("calibration") else None)
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    text: str
+    label: str
+    score: float
+    probabilities: tuple[float, ...]  # per label of the control, then "none"
+
+
+def default_span_instructions(control: SpanControl) -> str:
+    kinds = ", ".join(shown_labels(control.labels).values())
+    return (f"List the names in each text that are one of: {kinds}. One per line, copied from the text; "
+            f"then give each name its type.")
+
+
+def _render_demo(demo: SpanDemo, words: dict[str, str]) -> str:
+    mentions = "".join(f"- {clean_text(m)}\n" for m, _ in demo.entities)
+    types = "".join(f"{clean_text(m)}: {words.get(label, label)}\n" for m, label in demo.entities)
+    return f"Text: {clean_text(demo.text)}\nNames:\n{mentions}{LIST_END}\n{types}\n"
+
+
+def render_prefix(control: SpanControl, prompt: SpanPrompt) -> str:
+    """Instructions and demonstrations: shared by every text, so the engine caches them."""
+    words = shown_labels(control.labels)
+    demos = "".join(_render_demo(d, words) for d in prompt.demos)
+    return f"{prompt.instructions or default_span_instructions(control)}\n\n{demos}"
+
+
+def list_grammar(shown: str) -> str:
+    """One more line of the list: "- " and a run of whole words of the text, or the list's end."""
+    from guidance import select, substring
+
+    return select(["- " + substring(shown) + "\n", LIST_END]).ll_grammar()
+
+
+def write_mentions(engine, prefix: str, shown: str, demos: str = "") -> list[tuple[str, float]]:
+    """The mentions the model lists for one text (distinct, in the order written), each with the
+    probability the model gave to writing one more line rather than ending the list there;
+    `demos` are this text's own demonstrations, rendered, which go before it in the item."""
+    grammar = list_grammar(shown)
+    head = f"{demos}Text: {shown}\nNames:\n"
+    mentions: list[tuple[str, float]] = []
+    for _ in range(MAX_MENTIONS):
+        item = head + "".join(f"- {m}\n" for m, _ in mentions)
+        line = engine.constrained(prefix, item, grammar, max_tokens=MENTION_TOKENS)
+        if not line.startswith("- "):
+            break  # the list's end, or nothing the grammar allows
+        mention = line[2:].strip()
+        if not mention or mention in {m for m, _ in mentions}:
+            break  # a model that repeats itself has nothing more to list
+        more, end = engine.score(prefix, item, [Branch("", ("-", LIST_END))])[0]
+        mentions.append((mention, float(1.0 / (1.0 + np.exp(end - more)))))
+    return mentions
+
+
+def null_word(control: SpanControl) -> str:
+    """How the prompt says "no entity": "none", unless a label already reads so."""
+    taken = {w.lower() for w in shown_labels(control.labels).values()}
+    return NONE if NONE not in taken else "not a name"
+
+
+def type_mentions(engine, control: SpanControl, prefix: str, shown: str, mentions: Sequence[str],
+                  demos: str = "") -> np.ndarray:
+    """P(label) for each mention, over the control's labels and "none" (rows sum to 1)."""
+    if not mentions:
+        return np.zeros((0, len(control.labels) + 1))
+    words = shown_labels(control.labels)
+    continuations = tuple(f" {words[label]}" for label in control.labels) + (f" {null_word(control)}",)
+    item = f"{demos}Text: {shown}\nNames:\n" + "".join(f"- {m}\n" for m in mentions) + f"{LIST_END}\n"
+    logliks = engine.score(prefix, item, [Branch(f"{m}:", continuations) for m in mentions])
+    rows = np.stack([np.asarray(x, dtype=np.float64) for x in logliks])
+    rows = np.exp(rows - rows.max(axis=1, keepdims=True))
+    return rows / rows.sum(axis=1, keepdims=True)
+
+
+def occurrences(mention: str, text: str) -> list[tuple[int, int]]:
+    """Where `mention` (as the prompt showed it, whitespace collapsed) stands in the raw text, as
+    whole words: "York" is not found inside "Yorkshire"."""
+    parts = mention.split()
+    if not parts:
+        return []
+    pattern = r"\s+".join(re.escape(p) for p in parts)
+    if re.match(r"\w", parts[0]):
+        pattern = r"(?<!\w)" + pattern
+    if re.search(r"\w$", parts[-1]):
+        pattern += r"(?!\w)"
+    return [(m.start(), m.end()) for m in re.finditer(pattern, text)]
+
+
+def shown_spans(raw: str, spans: Sequence[tuple[int, int, str]]) -> list[tuple[int, int, str]] | None:
+    """Spans of the raw text → the same spans in clean_text(raw), the text ground truth is kept as.
+
+    Each span is found again as the same occurrence (counted from the start) of its cleaned
+    mention; None when one cannot be, so a gold item is never stored with entities missing."""
+    shown = clean_text(raw)
+    out = []
+    for start, end, label in spans:
+        piece = raw[start:end]
+        start, end = start + len(piece) - len(piece.lstrip()), end - len(piece) + len(piece.rstrip())
+        mention = clean_text(raw[start:end])
+        before = [s for s, _ in _positions(mention, raw)]
+        after = _positions(mention, shown)
+        if start not in before or before.index(start) >= len(after):
+            return None
+        out.append((*after[before.index(start)], label))
+    return out
+
+
+def _positions(mention: str, text: str) -> list[tuple[int, int]]:
+    """Every occurrence of `mention` in `text`, whitespace runs matching any whitespace, part-words too."""
+    parts = mention.split()
+    if not parts:
+        return []
+    return [(m.start(), m.end()) for m in re.finditer(r"\s+".join(re.escape(p) for p in parts), text)]
+
+
+def spans_for(control: SpanControl, text: str, mentions: Sequence[tuple[str, float]], probs: np.ndarray) -> list[Span]:
+    """Typed mentions → non-overlapping spans of `text`, the more probable kept where two overlap.
+
+    A span's score is P(the model lists one more name there) × P(its label | the mention)."""
+    candidates = []
+    for (mention, listed), row in zip(mentions, probs):
+        best = int(np.argmax(row[:-1]))
+        if row[-1] > row[best]:
+            continue  # more likely not an entity of any of the control's kinds
+        for start, end in occurrences(mention, text):
+            candidates.append(Span(start, end, text[start:end], control.labels[best], listed * float(row[best]),
+                                   tuple(float(p) for p in row)))
+    kept: list[Span] = []
+    for span in sorted(candidates, key=lambda s: (-s.score, s.start - s.end, s.start)):
+        if all(span.end <= k.start or span.start >= k.end for k in kept):
+            kept.append(span)
+    return sorted(kept, key=lambda s: s.start)
+
+
+def extract_spans(engine, control: SpanControl, prompt: SpanPrompt, text: str,
+                  task_demos: Sequence[SpanDemo] = ()) -> list[Span]:
+    """The spans of one raw task text; `task_demos` are its nearest labelled texts, if any. They
+    are shown when the model lists mentions, not when it types them: other texts' types made the
+    typing worse, not better (docs/benchmarks.md, "Entity spans")."""
+    shown = clean_text(text)
+    prefix = render_prefix(control, prompt)
+    words = shown_labels(control.labels)
+    demos = "".join(_render_demo(d, words) for d in task_demos)
+    mentions = write_mentions(engine, prefix, shown, demos)
+    typed = type_mentions(engine, control, prefix, shown, [m for m, _ in mentions])
+    return [replace(s, score=prompt.calibrated(s.score)) for s in spans_for(control, text, mentions, typed)]
+
+
+def span_region(control: SpanControl, span: Span) -> dict:
+    """A span as Label Studio stores a `<Labels>` region, with its score and label distribution."""
+    names = control.labels + (NONE,)
+    return {
+        "from_name": control.name,
+        "to_name": control.to_name,
+        "type": "labels",
+        "value": {"start": span.start, "end": span.end, "text": span.text, "labels": [span.label]},
+        "score": round(span.score, 6),
+        "probabilities": {name: round(p, 6) for name, p in zip(names, span.probabilities)},
+    }

@@ -1,0 +1,65 @@
+"""Entity spans on the real embedded model: every span is text of the task at its offsets, with a
+label of the config and a probability, beside the other controls of a mixed config."""
+import pytest
+
+from backend.labeling.label_config import parse_label_config
+from backend.labeling.model_version import ModelVersion
+from backend.labeling.service import LabelingService, extract_texts
+from backend.labeling.spans import list_grammar, write_mentions
+from tests.conftest import load_fixture
+
+pytestmark = pytest.mark.model
+
+MIXED = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="tone" toName="text"><Choice value="positive"/><Choice value="negative"/></Choices>
+  <Labels name="ner" toName="text"><Label value="Person"/><Label value="City"/><Label value="Company"/></Labels>
+  <Labels name="misc" toName="text"><Label value="Product"/></Labels>
+  <TextArea name="notes" toName="text"/>
+</View>"""
+TEXTS = ["Barack Obama flew from Chicago to Paris with Michelle Obama.",
+         "🚒 Apple and  Microsoft opened stores in Berlin; Berlin loved Apple.",
+         "nothing to see here",
+         "Ask Alice in London. Alice knows London well, says Bob."]
+
+
+def _check(prediction: dict, raw: str, label_task) -> list[dict]:
+    spans = [r for r in prediction["result"] if r["type"] == "labels"]
+    allowed = {c.name: set(c.labels) for c in label_task.span_controls}
+    for r in spans:
+        v = r["value"]
+        assert raw[v["start"]:v["end"]] == v["text"] and v["text"].strip() == v["text"] and v["text"]
+        assert len(v["labels"]) == 1 and v["labels"][0] in allowed[r["from_name"]]
+        assert 0.0 <= r["score"] <= 1.0
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    for name in allowed:  # within one control no two spans overlap
+        ranges = sorted((r["value"]["start"], r["value"]["end"]) for r in spans if r["from_name"] == name)
+        assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:]))
+    return spans
+
+
+def test_a_mixed_config_gets_choices_and_spans_of_the_real_text(engine):
+    label_task = parse_label_config(MIXED)
+    items = extract_texts([{"data": {"text": t}} for t in TEXTS], label_task, 10_000)
+    predictions = LabelingService(engine).predict(items, label_task, ModelVersion("t.v0"))
+    found = []
+    for prediction, raw in zip(predictions, TEXTS):
+        kinds = {r["from_name"] for r in prediction["result"]}
+        assert "tone" in kinds and 0.0 <= prediction["score"] <= 1.0
+        found += _check(prediction, raw, label_task)
+    assert found, "the model found no entity in texts full of names"
+
+
+def test_mentions_are_whole_words_of_the_text_and_repeats_are_all_marked(engine):
+    label_task = parse_label_config(load_fixture("predict-labels-ner.json")["label_config"])
+    raw = "Ask Alice in London. Alice knows London well."
+    mentions = write_mentions(engine, "List the people and places in each text.\n\n", raw)
+    words = set(raw.replace(".", " ").split())
+    assert all(set(m.replace(".", " ").split()) <= words and m in raw for m, _ in mentions)
+    assert all(0.0 <= p <= 1.0 for _, p in mentions)
+    items = extract_texts([{"data": {"text": raw}}], label_task, 10_000)
+    (prediction,) = LabelingService(engine).predict(items, label_task, ModelVersion("t.v0"))
+    spans = _check(prediction, raw, label_task)
+    for text in {r["value"]["text"] for r in spans}:  # every whole-word occurrence of a kept mention
+        assert sum(r["value"]["text"] == text for r in spans) >= min(raw.count(text), 1)
+    assert list_grammar(raw)  # the grammar of a text with punctuation compiles
