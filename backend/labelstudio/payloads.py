@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..errors import BadRequest, PayloadTooLarge
 from ..labeling.label_config import LabelTask, valid_unicode
 from ..labeling.prompt import clean_text
+from ..labeling.spans import shown_spans
 from ..store.ground_truth import GoldItem
 
 # Label Studio's ids are positive database keys (32-bit in 1.23). The ground-truth store's Lua
@@ -100,6 +101,35 @@ def _chosen_labels(label_task: LabelTask, result: object, where: str) -> dict[st
     return labels
 
 
+def _raw_spans(label_task: LabelTask, result: object, where: str) -> dict[str, list[tuple[int, int, str]]]:
+    """<Labels> control name → its spans (start, end, first label the config knows) in an
+    annotation's `result`; every span control of the config is present (empty: no entity marked).
+    A region of a span control must be shaped like Label Studio's `labels` region."""
+    out: dict[str, list[tuple[int, int, str]]] = {c.name: [] for c in label_task.span_controls}
+    allowed = {c.name: set(c.labels) for c in label_task.span_controls}
+    for i, region in enumerate(result if isinstance(result, list) else []):
+        at = f"{where}[{i}]"
+        if not isinstance(region, dict) or region.get("from_name") not in allowed:
+            continue
+        value = region.get("value")
+        if not isinstance(value, dict):
+            raise BadRequest(f"`{at}.value` must be an object, got {type(value).__name__}", field=f"{at}.value")
+        bounds = []
+        for name in ("start", "end"):
+            x = value.get(name)
+            if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= MAX_GOLD_TEXT_CHARS * 10:
+                raise BadRequest(f"`{at}.value.{name}` must be a character offset, got {short_repr(x)}",
+                                 field=f"{at}.value.{name}")
+            bounds.append(x)
+        labels = value.get("labels")
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise BadRequest(f"`{at}.value.labels` must be a list of strings", field=f"{at}.value.labels")
+        known = [x for x in labels if x in allowed[region["from_name"]]]
+        if known and bounds[0] < bounds[1]:
+            out[region["from_name"]].append((bounds[0], bounds[1], known[0]))
+    return out
+
+
 def _star(rating: object, field: str) -> str:
     """A rating region's star as its label ("4"); Label Studio writes a whole number."""
     if isinstance(rating, float) and rating.is_integer():
@@ -128,7 +158,8 @@ def annotation_id(annotation: object, where: str = "annotation") -> int:
 
 def gold_from_annotation(label_task: LabelTask, task: dict, annotation: dict, *,
                          task_at: str = "task", annotation_at: str = "annotation") -> GoldItem | None:
-    """The gold item an annotation gives, or None when it carries no usable choice (or was cancelled).
+    """The gold item an annotation gives, or None when it carries no usable choice and no spans of
+    a <Labels> control (or was cancelled).
 
     Anything else is a BadRequest whose field is the JSON path (`task_at` / `annotation_at` are
     where the two objects sit in the body: /train nests them), so a caller can validate a whole
@@ -142,11 +173,12 @@ def gold_from_annotation(label_task: LabelTask, task: dict, annotation: dict, *,
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise BadRequest("the annotation event needs `task.data`", field=f"{task_at}.data")
     labels = _chosen_labels(label_task, annotation.get("result"), f"{annotation_at}.result")
-    if not labels:
+    raw_spans = _raw_spans(label_task, annotation.get("result"), f"{annotation_at}.result")
+    if not labels and not raw_spans:
         return None
-    texts = {}
-    for control in label_task.controls:
-        if control.name in labels:
+    texts, spans = {}, {}
+    for control in [*label_task.controls, *label_task.span_controls]:
+        if control.name in labels or control.name in raw_spans:
             where = f"{task_at}.data.{control.field}"
             value = task["data"].get(control.field)
             if value is None:
@@ -159,13 +191,19 @@ def gold_from_annotation(label_task: LabelTask, task: dict, annotation: dict, *,
             if not text:
                 return None
             texts[control.field] = text[:MAX_GOLD_TEXT_CHARS]
+            if control.name in raw_spans:  # offsets move into the text as stored; a span cut off drops them all
+                kept = shown_spans(str(value), raw_spans[control.name])
+                if kept is not None and all(end <= len(texts[control.field]) for _, end, _ in kept):
+                    spans[control.name] = [list(x) for x in kept]
+    if not labels and not spans:
+        return None
     if task.get("id") is not None:
         task_id = label_studio_id(task["id"], f"{task_at}.id")
     else:
         task_id = label_studio_id(annotation.get("task"), f"{annotation_at}.task")
     updated = (_storable(annotation.get("updated_at"), f"{annotation_at}.updated_at")
                or _storable(annotation.get("created_at"), f"{annotation_at}.created_at") or "")
-    return GoldItem(task_id, texts, labels, ann_id, updated)
+    return GoldItem(task_id, texts, labels, ann_id, updated, spans)
 
 
 def id_list(body: dict, name: str, action: str, *, bare_ints: bool = False) -> list[int]:

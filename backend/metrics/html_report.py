@@ -191,6 +191,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 SUMMARY_COLUMNS = ["name", "n", "accuracy", "macro_f1", "ece", "ece_floor"]
 SUMMARY_COLUMNS_MULTI = ["name", "n", "micro_f1", "macro_f1", "subset_accuracy", "ece", "log_loss"]
+SUMMARY_COLUMNS_SPANS = ["name", "n", "exact_f1", "partial_f1", "unlabelled_f1", "predicted", "gold"]
 
 
 def write_report(out_dir: str | Path, *, title: str, labels: list[str], systems: list[dict],
@@ -202,8 +203,12 @@ def write_report(out_dir: str | Path, *, title: str, labels: list[str], systems:
     (out / "metrics.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<pre>{html.escape(json.dumps(meta or {}, indent=1))}</pre>",
-             "<h2>Summary</h2>",
-             _table(systems, SUMMARY_COLUMNS_MULTI if any(s.get("multi_label") for s in systems) else SUMMARY_COLUMNS)]
+             "<h2>Summary</h2>"]
+    choices = [s for s in systems if not s.get("spans")]
+    if choices:
+        parts.append(_table(choices, SUMMARY_COLUMNS_MULTI if any(s.get("multi_label") for s in choices) else SUMMARY_COLUMNS))
+    if len(choices) < len(systems):  # <Labels> controls: span-level figures, texts as `n`
+        parts.append(_table([s for s in systems if s.get("spans")], SUMMARY_COLUMNS_SPANS))
     if rounds:
         baselines = {s["name"]: s["macro_f1"] for s in systems if s["name"] in ("naive free text", "version 0")}
         parts += ["<h2>Learning curve</h2>", f'<img src="data:image/png;base64,{_learning_curve(rounds, baselines)}">',

@@ -21,6 +21,7 @@ from .candidates.instruction_rewrite import Rewrite, RewriteBudget
 from .candidates.reasoning_first import reasoning_modes
 from .candidates.teacher import build_teacher
 from .selection.optimizer import optimize_control
+from .span_learning import refine_spans, usable_span_gold
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def refresh_due(gt_count: int, fitted_on: int) -> bool:
 
 
 def store_version_report(conn: redis.Redis, settings: Settings, project: int, label: str, reports: list,
-                         refreshed: frozenset[str] = frozenset()) -> None:
+                         refreshed: frozenset[str] = frozenset(), span_reports: list | None = None) -> None:
     """The held-out evaluation behind a published version, as HTML: in Redis (any web replica can
     serve it at /versions/<label>/report) and under MODEL_DIR/versions/project-<id>/<label>/.
     `refreshed` names the controls published as their current recipe's refit (a control whose refit
@@ -54,11 +55,15 @@ def store_version_report(conn: redis.Redis, settings: Settings, project: int, la
         for role, result in (("current", decision.current), ("chosen", chosen)):
             systems.append(metrics_of(f"{control.name}: {role} ({result.name}), cross-validated",
                                       result.gold, labels, probs=result.probs))
+    for control, decision in span_reports or ():
+        systems += decision.systems
     if not systems:
         return
-    meta = {"project": project, "model_version": label, "decisions": {c.name: d.summary() for c, d in reports}}
+    meta = {"project": project, "model_version": label,
+            "decisions": {c.name: d.summary() for c, d in [*reports, *(span_reports or ())]}}
     path = write_report(settings.model_dir / "versions" / f"project-{project}" / label,
-                        title=f"{label}: held-out evaluation", labels=list(reports[0][0].labels),
+                        title=f"{label}: held-out evaluation",
+                        labels=list(reports[0][0].labels) if reports else list(span_reports[0][0].labels),
                         systems=systems, meta=meta)
     conn.set(report_key(project, label), path.read_text(encoding="utf-8"))
 
@@ -130,7 +135,26 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
             decisions[control.name] = {"skipped": f"{len(usable)} labelled items; need {MIN_ITEMS}"}
         else:
             work.append((control, usable, targets))
+    span_work = []
+    for control in label_task.span_controls:
+        usable = usable_span_gold(control, gold, settings.refine_max_eval_items)
+        if len(usable) < MIN_ITEMS:
+            decisions[control.name] = {"skipped": f"{len(usable)} annotated texts; need {MIN_ITEMS}"}
+        elif not callable(getattr(service.engine, "constrained", None)):
+            decisions[control.name] = {"skipped": f"the engine {service.engine.model_id!r} cannot write under a grammar"}
+        else:
+            span_work.append((control, usable))
     seen = set(current.trained_on)
+    span_prompts = dict(current.spans)
+    span_reports = []
+    for done, (control, usable) in enumerate(span_work):
+        decision = refine_spans(service, control, usable, current.span_prompt(control.name), alpha=settings.refine_alpha,
+                                deadline=control_deadline(time.monotonic(), deadline, len(work) + len(span_work) - done))
+        decisions[control.name] = decision.summary()
+        span_reports.append((control, decision))
+        if decision.accepted:
+            span_prompts[control.name] = decision.prompt
+            trained_on.update(g.task_id for g in usable)
     for done, (control, usable, targets) in enumerate(work):
         options = dict(folds=settings.refine_folds, shots=settings.refine_max_shots, alpha=settings.refine_alpha,
                        deadline=control_deadline(time.monotonic(), deadline, len(work) - done),
@@ -153,12 +177,12 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
             label="", lineage=label_task.config_hash, controls=recipes,
             kind="+".join([f"{n}:{decisions[n]['best']}" for n in accepted] + [f"{n}:{r.name}" for n, r in refreshed.items()]),
             metrics={**{n: decisions[n]["best_metrics"] for n in accepted}, **{n: r.metrics for n, r in refreshed.items()}},
-            gt_count=len(gold), parent=current.label, trained_on=tuple(sorted(trained_on)),
+            gt_count=len(gold), parent=current.label, trained_on=tuple(sorted(trained_on)), spans=span_prompts,
         )
         version = registry.publish(project, draft)
         out.update(status="published" if accepted else "refreshed", model_version=version.label, kind=draft.kind)
         try:  # the version is published: a report that cannot be written must not fail (and retry) the job
-            store_version_report(conn, settings, project, version.label, reports, frozenset(refreshed))
+            store_version_report(conn, settings, project, version.label, reports, frozenset(refreshed), span_reports)
         except Exception as exc:
             log.exception("project %s: the report of %s could not be stored", project, version.label)
             out["report_error"] = f"{type(exc).__name__}: {exc}"

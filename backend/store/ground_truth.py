@@ -7,7 +7,7 @@ once. Turning Label Studio payloads into gold items is labelstudio/payloads.py's
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import redis
 
@@ -21,6 +21,9 @@ class GoldItem:
     labels: dict[str, list[str]]  # control name → chosen labels
     annotation_id: int
     updated_at: str
+    # <Labels> control name → its spans [start, end, label] in texts[field] (the text as stored
+    # here); an empty list is an annotation that marked no entity, which is ground truth too
+    spans: dict[str, list[list]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)

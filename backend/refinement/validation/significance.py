@@ -110,3 +110,23 @@ def holm_rejections(p_values: list[float], alpha: float) -> list[bool]:
             break
         out[i] = True
     return out
+
+
+def paired_bootstrap_span_f1(candidate: np.ndarray, current: np.ndarray, *, n_boot: int = 2000,
+                             seed: int = 0) -> tuple[float, float]:
+    """One-sided paired bootstrap of span micro-F1(candidate) − micro-F1(current).
+
+    Inputs hold one row per text: (exact true positives, spans predicted, gold spans); micro-F1
+    is 2·TP / (predicted + gold) over the texts. Texts are resampled, both systems judged on the
+    same draw; a resample's counts are a weighted sum of the rows."""
+    cand, cur = np.asarray(candidate, dtype=np.float64), np.asarray(current, dtype=np.float64)
+
+    def f1(counts: np.ndarray) -> np.ndarray:
+        return 2 * counts[..., 0] / np.maximum(counts[..., 1] + counts[..., 2], 1)
+
+    observed = float(f1(cand.sum(axis=0)) - f1(cur.sum(axis=0)))
+    rng = np.random.default_rng(seed)
+    n = len(cand)
+    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)])
+    diffs = f1(weights @ cand) - f1(weights @ cur)
+    return observed, float(((diffs <= 0).sum() + 1) / (n_boot + 1))

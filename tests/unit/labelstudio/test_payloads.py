@@ -215,3 +215,62 @@ def test_a_taxonomy_that_is_not_a_list_of_paths_is_a_bad_request_naming_it(taxon
     with pytest.raises(BadRequest) as err:
         gold_from_annotation(GEO, {"id": 1, "data": {"text": "fine"}}, annotation)
     assert err.value.field == field
+
+
+NER_EVENT = load_fixture("webhook-annotation-created-ner.json")
+NER = parse_label_config(NER_EVENT["project"]["label_config"]) if "project" in NER_EVENT else \
+    parse_label_config(load_fixture("predict-labels-ner.json")["label_config"])
+
+
+def test_a_span_annotation_is_gold_spans_in_the_stored_text():
+    gold = gold_from_annotation(NER, NER_EVENT["task"], NER_EVENT["annotation"])
+    text = gold.texts["text"]
+    assert gold.labels == {} and gold.spans == {"label": [[0, 5, "PER"], [15, 19, "ORG"]]}
+    assert [text[s:e] for s, e, _ in gold.spans["label"]] == ["Alice", "Acme"]
+    assert GoldItem.from_json(gold.to_json()) == gold
+
+
+def test_span_offsets_follow_the_text_as_stored_and_no_entity_is_gold_too():
+    task = {"id": 3, "data": {"text": "  Hi \u200bthere,   Alice   Smith and Alice"}}
+    raw = task["data"]["text"]
+    regions = [{"from_name": "label", "value": {"start": raw.rindex("Alice"), "end": len(raw), "labels": ["PER"]}},
+               {"from_name": "label", "value": {"start": raw.index("Alice") - 1, "end": raw.index("Smith") + 5,
+                                                "labels": ["X", "PER"]}}]
+    gold = gold_from_annotation(NER, task, {"id": 9, "result": regions})
+    text = gold.texts["text"]
+    assert [(text[s:e], label) for s, e, label in gold.spans["label"]] == [("Alice", "PER"), ("Alice Smith", "PER")]
+    empty = gold_from_annotation(NER, task, {"id": 10, "result": []})
+    assert empty.spans == {"label": []} and empty.labels == {}
+
+
+@pytest.mark.parametrize("value, field", [
+    ([1], "annotation.result[0].value"),
+    ({"start": "0", "end": 5, "labels": ["PER"]}, "annotation.result[0].value.start"),
+    ({"start": 0, "end": 1e9, "labels": ["PER"]}, "annotation.result[0].value.end"),
+    ({"start": 0, "end": 5, "labels": "PER"}, "annotation.result[0].value.labels"),
+])
+def test_a_malformed_span_is_a_bad_request_naming_it(value, field):
+    with pytest.raises(BadRequest) as err:
+        gold_from_annotation(NER, NER_EVENT["task"], {"id": 1, "result": [{"from_name": "label", "value": value}]})
+    assert err.value.field == field
+
+
+@settings(**PROPERTY_SETTINGS)
+@given(raw=st.text(min_size=1, max_size=40), cuts=st.lists(st.tuples(st.integers(0, 45), st.integers(0, 45)), max_size=4))
+def test_any_span_annotation_gives_spans_of_the_stored_text_or_none(raw, cuts):
+    """Offsets anywhere (inside, outside, reversed, mid-word): every stored span is the cleaned
+    text of what the annotator marked, found in the stored text."""
+    from backend.labeling.prompt import clean_text
+
+    regions = [{"from_name": "label", "value": {"start": s, "end": e, "labels": ["LOC"]}} for s, e in cuts]
+    try:
+        gold = gold_from_annotation(NER, {"id": 1, "data": {"text": raw}}, {"id": 2, "result": regions})
+    except BadRequest as exc:
+        assert exc.field.startswith("task.data.text") or exc.field.startswith("annotation.result")
+        return
+    if gold is None:
+        return
+    text = gold.texts["text"]
+    for start, end, label in gold.spans.get("label", []):
+        assert label == "LOC" and 0 <= start < end <= len(text)
+        assert text[start:end] in {clean_text(raw[s:e]) for s, e in cuts}

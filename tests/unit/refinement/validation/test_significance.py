@@ -47,3 +47,16 @@ def test_multilabel_bootstrap_is_significant_only_for_a_real_gain():
     assert gain < 0 and p > 0.99
     gain, p = paired_bootstrap_multilabel_f1(gold, good, bad, average="micro")
     assert gain == pytest.approx(micro_f1(gold, good) - micro_f1(gold, bad)) and p < 0.01
+
+
+def test_span_f1_bootstrap_rewards_the_system_that_finds_more_and_is_paired():
+    from backend.refinement.validation.significance import paired_bootstrap_span_f1
+
+    current = np.array([[0, 1, 1]] * 20 + [[1, 1, 1]] * 5)  # (true positives, predicted, gold) per text
+    better = np.array([[1, 1, 1]] * 20 + [[1, 1, 1]] * 5)
+    diff, p = paired_bootstrap_span_f1(better, current)
+    assert diff == pytest.approx(1.0 - 0.2) and p < 0.01
+    same_diff, same_p = paired_bootstrap_span_f1(current, current)
+    assert same_diff == 0.0 and same_p == 1.0  # never better than itself
+    worse_diff, worse_p = paired_bootstrap_span_f1(current, better)
+    assert worse_diff < 0 and worse_p > 0.99
