@@ -19,7 +19,9 @@ import numpy as np
 
 from ..engines.base import Branch
 from .label_config import SpanControl
-from .prompt import clean_text, shown_labels
+from ..errors import EngineError
+from .prompt import clean_text, clip_demo, shown_labels
+from .scoring import CONTEXT_MARGIN_TOKENS
 
 NONE = "none"
 MAX_MENTIONS = 8  # lines of the list the model may write per text
@@ -87,9 +89,29 @@ def default_span_instructions(control: SpanControl) -> str:
 
 
 def _render_demo(demo: SpanDemo, words: dict[str, str]) -> str:
-    mentions = "".join(f"- {clean_text(m)}\n" for m, _ in demo.entities)
-    types = "".join(f"{clean_text(m)}: {words.get(label, label)}\n" for m, label in demo.entities)
-    return f"Text: {clean_text(demo.text)}\nNames:\n{mentions}{LIST_END}\n{types}\n"
+    """A demonstration, its text cut like a choice demo's and only the entities left in that cut."""
+    text = clip_demo(demo.text)
+    entities = [(clean_text(m), label) for m, label in demo.entities if clean_text(m) and clean_text(m) in text]
+    mentions = "".join(f"- {m}\n" for m, _ in entities)
+    types = "".join(f"{m}: {words.get(label, label)}\n" for m, label in entities)
+    return f"Text: {text}\nNames:\n{mentions}{LIST_END}\n{types}\n"
+
+
+def fit_shown(engine, control: SpanControl, prefix: str, demos: str, shown: str) -> str:
+    """The task text as shown, its head kept, cut so the longest list and typing item still fit the
+    engine's context (a long document is read as far as it fits; offsets stay the raw text's)."""
+    longest_label = max(engine.count_tokens(f" {w}") for w in shown_labels(control.labels).values())
+    fixed = (engine.count_tokens(prefix) + engine.count_tokens(f"{demos}Text: \nNames:\n{LIST_END}\n")
+             + (MAX_MENTIONS + 1) * (MENTION_TOKENS + 2) + longest_label + CONTEXT_MARGIN_TOKENS)
+    budget = engine.capabilities.max_context - fixed
+    if budget <= 0:
+        raise EngineError("the span prompt's instructions and demonstrations alone do not fit the model's context",
+                          field="LLM_N_CTX")
+    n_tokens = engine.count_tokens(shown)
+    while n_tokens > budget and shown:
+        shown = shown[: max(0, int(len(shown) * budget / n_tokens * 0.95))]
+        n_tokens = engine.count_tokens(shown)
+    return shown
 
 
 def render_prefix(control: SpanControl, prompt: SpanPrompt) -> str:
@@ -210,11 +232,13 @@ def extract_spans(engine, control: SpanControl, prompt: SpanPrompt, text: str,
                   task_demos: Sequence[SpanDemo] = ()) -> list[Span]:
     """The spans of one raw task text; `task_demos` are its nearest labelled texts, if any. They
     are shown when the model lists mentions, not when it types them: other texts' types made the
-    typing worse, not better (docs/benchmarks.md, "Entity spans")."""
-    shown = clean_text(text)
+    typing worse, not better."""
     prefix = render_prefix(control, prompt)
     words = shown_labels(control.labels)
     demos = "".join(_render_demo(d, words) for d in task_demos)
+    shown = fit_shown(engine, control, prefix, demos, clean_text(text))
+    if not shown:
+        return []
     mentions = write_mentions(engine, prefix, shown, demos)
     typed = type_mentions(engine, control, prefix, shown, [m for m, _ in mentions])
     return [replace(s, score=prompt.calibrated(s.score)) for s in spans_for(control, text, mentions, typed)]

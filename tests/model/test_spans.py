@@ -63,3 +63,11 @@ def test_mentions_are_whole_words_of_the_text_and_repeats_are_all_marked(engine)
     for text in {r["value"]["text"] for r in spans}:  # every whole-word occurrence of a kept mention
         assert sum(r["value"]["text"] == text for r in spans) >= min(raw.count(text), 1)
     assert list_grammar(raw)  # the grammar of a text with punctuation compiles
+
+
+def test_a_text_longer_than_the_context_is_read_as_far_as_it_fits(engine):
+    label_task = parse_label_config(load_fixture("predict-labels-ner.json")["label_config"])
+    raw = "Alice met Bob in Paris. " + "The weather report said rain again today. " * 1500
+    items = extract_texts([{"data": {"text": raw}}], label_task, 100_000)
+    (prediction,) = LabelingService(engine).predict(items, label_task, ModelVersion("t.v0"))
+    _check(prediction, raw, label_task)
