@@ -1,9 +1,12 @@
 """Span logic without a model: where mentions stand in the raw text, overlaps, the none label."""
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backend.labeling.label_config import SpanControl, parse_label_config
 from backend.labeling.spans import (NONE, SpanDemo, SpanPrompt, list_grammar, null_word, occurrences, render_prefix,
                                     span_region, spans_for)
+from tests.strategies import PROPERTY_SETTINGS
 
 CONTROL = SpanControl(name="ner", to_name="text", field="text", labels=("PER", "LOC"))
 
@@ -84,3 +87,17 @@ def test_shown_spans_map_raw_offsets_into_the_cleaned_text():
     cleaned = "Bob and Bob met Carol"
     assert (cleaned[a[0]:a[1]], a[0], cleaned[b[0]:b[1]]) == ("Bob", 8, "Carol")
     assert shown_spans("abc", [(0, 2, "X")]) is not None  # part of a word is still found
+
+
+@settings(**PROPERTY_SETTINGS)
+@given(raw=st.text(min_size=1, max_size=200))
+def test_the_list_grammar_of_any_text_is_one_llguidance_accepts(raw):
+    """Quotes, backslashes, control characters, astral characters: the grammar still compiles,
+    so no text can turn a /predict into an engine error."""
+    from llguidance import LLMatcher
+
+    from backend.labeling.prompt import clean_text
+
+    shown = clean_text(raw)
+    if shown:
+        assert LLMatcher.validate_grammar(list_grammar(shown)) == ""
