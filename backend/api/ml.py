@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from ..errors import BadRequest, EngineError, NotFound, PayloadTooLarge
 from ..labeling.label_config import parse_label_config
 from ..labeling.service import extract_texts
+from ..labelstudio.payloads import editor_context
 from ..store.redis import key
 from .openapi import JSON_BODY, PUBLIC, QUERY, Health, PredictRequest, PredictResponse, ProjectQuery, SetupRequest
 from .openapi import Responses, SetupResponse, VersionsResponse, responses, spec
@@ -65,11 +66,15 @@ def predict():
             field="tasks",
         )
     items = extract_texts(tasks, label_task, settings.max_text_chars)
+    context = editor_context(label_task, body)
     version = _ext("versions").current(project, label_task.config_hash)
     t0 = time.monotonic()
     service = _ext("labeling")()
     try:
-        results = predict_within(service, items, label_task, version, settings.predict_batch_seconds)
+        if context is not None:  # interactive: one task, answered around what the annotator set
+            results = service.predict(items, label_task, version, context=context)
+        else:
+            results = predict_within(service, items, label_task, version, settings.predict_batch_seconds)
     except EngineError as exc:  # shown by /health until a prediction succeeds again
         _ext("llm_status").failed(exc.message)
         raise

@@ -28,7 +28,7 @@ from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, RenderedPrompt, cle
 from .reasoning import clean_rationale, pool_samples
 from .recipe import ControlRecipe
 from .scoring import fit_text, label_logits, uses_codes
-from .spans import SpanPrompt, extract_spans, span_region
+from .spans import SpanPrompt, extract_spans, propose_occurrences, span_region
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,6 +112,13 @@ def extract_texts(tasks: object, label_task: LabelTask, max_chars: int) -> list[
             item.raw[name] = str(value)[:max_chars]
         out.append(item)
     return out
+
+
+class EditorContext(Protocol):
+    """What the annotator has set in the editor (labelstudio/payloads.py reads it from a request)."""
+
+    answered: frozenset[str]  # controls with a region of the annotator's
+    marked: dict  # <Labels> control name → [(start, end, label)] the annotator marked
 
 
 class LabelingService:
@@ -261,10 +268,18 @@ class LabelingService:
         idx = nearest_indices(pool_emb, self.embedder.encode([clean_text(t) for t in texts]), prompt.nearest, exclude)
         return [tuple(prompt.pool[j] for j in row) for row in idx]
 
-    def predict(self, items: list[TaskTexts], label_task: LabelTask, version: ModelVersion) -> list[dict]:
+    def predict(self, items: list[TaskTexts], label_task: LabelTask, version: ModelVersion,
+                context: EditorContext | None = None) -> list[dict]:
+        """One prediction per task. With the editor's `context` (an interactive request), the
+        controls the annotator answered are left out of the answer, and a <Labels> control where
+        they marked spans gets those spans' other occurrences instead of a fresh extraction."""
+        answered = context.answered if context is not None else frozenset()
+        marked = context.marked if context is not None else {}
         per_task: list[list[ControlPrediction]] = [[] for _ in items]
         warnings = [list(item.warnings) + label_task.skipped_messages() for item in items]
         for control in label_task.controls:
+            if control.name in answered:
+                continue
             texts = [item.texts[control.field] for item in items]
             for i, (pred, truncated) in enumerate(self.predict_control(control, version.recipe(control.name), texts)):
                 per_task[i].append(pred)
@@ -280,6 +295,14 @@ class LabelingService:
                 continue
             prompt = version.span_prompt(control.name)
             raws = [item.raw[control.field] for item in items]
+            if marked.get(control.name):
+                for i, raw in enumerate(raws):
+                    spans = propose_occurrences(self.engine, control, prompt, raw, marked[control.name])
+                    span_regions[i].extend(span_region(control, s) for s in spans)
+                    span_scores[i].extend(s.score for s in spans)
+                continue
+            if control.name in answered:
+                continue
             for i, (raw, demos) in enumerate(zip(raws, self.span_demos(prompt, raws))):
                 spans = extract_spans(self.engine, control, prompt, raw, demos)
                 span_regions[i].extend(span_region(control, s) for s in spans)

@@ -168,7 +168,7 @@ def type_mentions(engine, control: SpanControl, prefix: str, shown: str, mention
     return rows / rows.sum(axis=1, keepdims=True)
 
 
-def occurrences(mention: str, text: str) -> list[tuple[int, int]]:
+def occurrences(mention: str, text: str, *, ignore_case: bool = False) -> list[tuple[int, int]]:
     """Where `mention` (as the prompt showed it, whitespace collapsed) stands in the raw text, as
     whole words: "York" is not found inside "Yorkshire"."""
     parts = mention.split()
@@ -179,7 +179,7 @@ def occurrences(mention: str, text: str) -> list[tuple[int, int]]:
         pattern = r"(?<!\w)" + pattern
     if re.search(r"\w$", parts[-1]):
         pattern += r"(?!\w)"
-    return [(m.start(), m.end()) for m in re.finditer(pattern, text)]
+    return [(m.start(), m.end()) for m in re.finditer(pattern, text, re.IGNORECASE if ignore_case else 0)]
 
 
 def shown_spans(raw: str, spans: Sequence[tuple[int, int, str]]) -> list[tuple[int, int, str]] | None:
@@ -242,6 +242,42 @@ def extract_spans(engine, control: SpanControl, prompt: SpanPrompt, text: str,
     mentions = write_mentions(engine, prefix, shown, demos)
     typed = type_mentions(engine, control, prefix, shown, [m for m, _ in mentions])
     return [replace(s, score=prompt.calibrated(s.score)) for s in spans_for(control, text, mentions, typed)]
+
+
+def other_occurrences(text: str, marked: Sequence[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Every other whole-word occurrence of what the annotator marked, in any letter case, with the
+    label they gave it: where it overlaps nothing marked or already proposed (the longer marked
+    mention is looked for first, so "New York" wins over "York")."""
+    taken = [(s, e) for s, e, _ in marked]
+    out = []
+    for start, end, label in sorted(marked, key=lambda m: m[0] - m[1]):
+        mention = text[start:end].strip()
+        if not mention:
+            continue
+        for s, e in occurrences(mention, text, ignore_case=True):
+            if all(e <= a or s >= b for a, b in taken):
+                taken.append((s, e))
+                out.append((s, e, label))
+    return sorted(out)
+
+
+def propose_occurrences(engine, control: SpanControl, prompt: SpanPrompt, text: str,
+                        marked: Sequence[tuple[int, int, str]]) -> list[Span]:
+    """The annotator's marked spans carried to their other occurrences (`other_occurrences`), each
+    scored by P(the annotator's label | that occurrence's text) as the typing step scores a mention."""
+    proposals = other_occurrences(text, marked)
+    if not proposals:
+        return []
+    prefix = render_prefix(control, prompt)
+    shown = fit_shown(engine, control, prefix, "", clean_text(text))
+    mentions = list(dict.fromkeys(clean_text(text[s:e]) for s, e, _ in proposals))
+    rows = dict(zip(mentions, type_mentions(engine, control, prefix, shown, mentions)))
+    out = []
+    for start, end, label in proposals:
+        row = rows[clean_text(text[start:end])]
+        out.append(Span(start, end, text[start:end], label, prompt.calibrated(float(row[control.labels.index(label)])),
+                        tuple(float(p) for p in row)))
+    return out
 
 
 def span_region(control: SpanControl, span: Span) -> dict:

@@ -7,6 +7,8 @@ nothing that could not be stored (a lone surrogate) or deleted again (a huge id)
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ..errors import BadRequest, PayloadTooLarge
 from ..labeling.label_config import LabelTask, valid_unicode
 from ..labeling.prompt import clean_text
@@ -147,6 +149,33 @@ def _paths(taxonomy: object, field: str) -> list[tuple[str, ...]]:
         if not isinstance(path, list) or not all(isinstance(node, str) for node in path):
             raise BadRequest(f"`{field}[{i}]` must be a list of strings", field=f"{field}[{i}]")
     return [tuple(path) for path in taxonomy]
+
+
+@dataclass(frozen=True)
+class EditorContext:
+    """What the annotator has set in the editor (an interactive /predict's `params.context.result`):
+    controls they answered, and per <Labels> control the spans they marked."""
+
+    answered: frozenset[str] = frozenset()
+    marked: dict = field(default_factory=dict)  # span control name → [(start, end, label)]
+
+
+def editor_context(label_task: LabelTask, body: dict) -> EditorContext | None:
+    """The editor's context of an interactive request, or None for a batch one (no context)."""
+    params = body.get("params")
+    context = params.get("context") if isinstance(params, dict) else None
+    if context is None:
+        return None
+    if not isinstance(context, dict):
+        raise BadRequest("`params.context` must be an object", field="params.context")
+    result = context.get("result")
+    if result is None:
+        return None
+    if not isinstance(result, list):
+        raise BadRequest("`params.context.result` must be a list of regions", field="params.context.result")
+    answered = {r.get("from_name") for r in result if isinstance(r, dict) and isinstance(r.get("from_name"), str)}
+    marked = {name: spans for name, spans in _raw_spans(label_task, result, "params.context.result").items() if spans}
+    return EditorContext(frozenset(answered), marked)
 
 
 def annotation_id(annotation: object, where: str = "annotation") -> int:

@@ -271,3 +271,16 @@ def test_webhook_max_bytes_raises_the_webhook_limit(make_client):
     r = client.post("/webhook", data=data, headers={"Content-Type": "application/json"})
     assert r.status_code == 200
 
+
+
+def test_an_interactive_request_leaves_out_what_the_annotator_answered(client):
+    body = load_fixture("predict-interactive.json")  # the annotator has chosen a sentiment in the editor
+    r = client.post("/predict", json=body)
+    assert r.status_code == 200
+    (prediction,) = r.json["results"]
+    assert [x for x in prediction["result"] if x["from_name"] == "sentiment"] == []
+    batch = dict(body, params={"context": None})
+    (again,) = client.post("/predict", json=batch).json["results"]
+    assert [x["from_name"] for x in again["result"]] == ["sentiment"]
+    bad = client.post("/predict", json=dict(body, params={"context": {"result": "x"}}))
+    assert bad.status_code == 400 and bad.json["field"] == "params.context.result"

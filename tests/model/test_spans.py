@@ -71,3 +71,21 @@ def test_a_text_longer_than_the_context_is_read_as_far_as_it_fits(engine):
     items = extract_texts([{"data": {"text": raw}}], label_task, 100_000)
     (prediction,) = LabelingService(engine).predict(items, label_task, ModelVersion("t.v0"))
     _check(prediction, raw, label_task)
+
+
+def test_an_annotator_s_span_is_proposed_at_its_other_occurrences_with_a_score(engine):
+    from backend.labelstudio.payloads import editor_context
+
+    label_task = parse_label_config(MIXED)
+    raw = "Alice called. Later alice wrote to ALICE in Paris, and Alice came."
+    context = editor_context(label_task, {"params": {"context": {"result": [
+        {"from_name": "ner", "value": {"start": 0, "end": 5, "labels": ["Person"]}},
+        {"from_name": "tone", "value": {"choices": ["positive"]}}]}}})
+    items = extract_texts([{"data": {"text": raw}}], label_task, 10_000)
+    (prediction,) = LabelingService(engine).predict(items, label_task, ModelVersion("t.v0"), context=context)
+    names = {r["from_name"] for r in prediction["result"]}
+    assert "tone" not in names  # the annotator answered it
+    ner = [r for r in _check(prediction, raw, label_task) if r["from_name"] == "ner"]
+    assert [(r["value"]["start"], r["value"]["text"], r["value"]["labels"]) for r in ner] == [
+        (20, "alice", ["Person"]), (35, "ALICE", ["Person"]), (55, "Alice", ["Person"])]
+    assert all(0 < r["score"] < 1 for r in ner)

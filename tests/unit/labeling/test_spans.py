@@ -101,3 +101,13 @@ def test_the_list_grammar_of_any_text_is_one_llguidance_accepts(raw):
     shown = clean_text(raw)
     if shown:
         assert LLMatcher.validate_grammar(list_grammar(shown)) == ""
+
+
+def test_what_the_annotator_marked_is_proposed_at_its_other_occurrences():
+    from backend.labeling.spans import other_occurrences
+
+    text = "New York! york, NEW YORK and Yorkshire. Alice met alice."
+    marked = [(0, 8, "LOC"), (4, 8, "LOC"), (40, 45, "PER")]  # "New York", "York" inside it, "Alice"
+    found = [(text[s:e], label) for s, e, label in other_occurrences(text, marked)]
+    assert found == [("york", "LOC"), ("NEW YORK", "LOC"), ("alice", "PER")]
+    assert other_occurrences(text, []) == [] and other_occurrences("a b", [(1, 2, "X")]) == []

@@ -274,3 +274,21 @@ def test_any_span_annotation_gives_spans_of_the_stored_text_or_none(raw, cuts):
     for start, end, label in gold.spans.get("label", []):
         assert label == "LOC" and 0 <= start < end <= len(text)
         assert text[start:end] in {clean_text(raw[s:e]) for s, e in cuts}
+
+
+def test_the_editor_context_of_an_interactive_request():
+    from backend.labelstudio.payloads import editor_context
+
+    interactive = load_fixture("predict-interactive.json")
+    context = editor_context(parse_label_config(interactive["label_config"]), interactive)
+    assert context.answered == {"sentiment"} and context.marked == {}
+    batch = load_fixture("predict-choices-single.json")
+    assert editor_context(LABEL_TASK, batch) is None
+    result = [{"from_name": "label", "value": {"start": 0, "end": 5, "labels": ["PER"]}}]
+    marked = editor_context(NER, {"params": {"context": {"result": result}}})
+    assert marked.answered == {"label"} and marked.marked == {"label": [(0, 5, "PER")]}
+    for body, field in [({"params": {"context": []}}, "params.context"),
+                        ({"params": {"context": {"result": {}}}}, "params.context.result")]:
+        with pytest.raises(BadRequest) as err:
+            editor_context(NER, body)
+        assert err.value.field == field
