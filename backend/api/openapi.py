@@ -86,7 +86,10 @@ class PredictRequest(_Open):
     project: ProjectId | None = None
     label_config: str = Field(min_length=1)
     tasks: list[Task]
-    params: dict[str, Any] | None = None
+    params: dict[str, Any] | None = Field(
+        None, description="Label Studio's extra parameters; `context.result` (interactive pre-annotation) holds the "
+                          "annotator's current regions: the controls they answered are left out of the answer and "
+                          "spans they marked are proposed at their other occurrences")
 
 
 class Prediction(_Open):
