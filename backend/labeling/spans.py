@@ -18,8 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from ..engines.base import Branch
-from .label_config import SpanControl
 from ..errors import EngineError
+from .label_config import SpanControl
 from .prompt import clean_text, clip_demo, shown_labels
 from .scoring import CONTEXT_MARGIN_TOKENS
 
