@@ -152,9 +152,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
                                 deadline=control_deadline(time.monotonic(), deadline, len(work) + len(span_work) - done))
         decisions[control.name] = decision.summary()
         span_reports.append((control, decision))
-        if decision.accepted:
+        if decision.accepted:  # its pool is not `trained_on`: span prompts are judged leaving each text out
             span_prompts[control.name] = decision.prompt
-            trained_on.update(g.task_id for g in usable)
     for done, (control, usable, targets) in enumerate(work):
         options = dict(folds=settings.refine_folds, shots=settings.refine_max_shots, alpha=settings.refine_alpha,
                        deadline=control_deadline(time.monotonic(), deadline, len(work) - done),
