@@ -13,6 +13,8 @@ from ..errors import BadRequest, EngineError, NotFound, PayloadTooLarge
 from ..labeling.label_config import parse_label_config
 from ..labeling.service import extract_texts
 from ..labelstudio.payloads import editor_context
+from ..store.proposals import ProposalMemory
+from .interactive import offer_once
 from ..store.redis import key
 from .openapi import JSON_BODY, PUBLIC, QUERY, Health, PredictRequest, PredictResponse, ProjectQuery, SetupRequest
 from .openapi import Responses, SetupResponse, VersionsResponse, responses, spec
@@ -73,6 +75,9 @@ def predict():
     try:
         if context is not None:  # interactive: one task, answered around what the annotator set
             results = service.predict(items, label_task, version, context=context)
+            if project is not None:
+                memory = ProposalMemory(_ext("redis"))
+                results = [offer_once(memory, project, tasks, context, r) for r in results]
         else:
             results = predict_within(service, items, label_task, version, settings.predict_batch_seconds)
     except EngineError as exc:  # shown by /health until a prediction succeeds again
