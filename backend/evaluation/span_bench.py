@@ -19,6 +19,7 @@ from ..errors import DatasetError
 from ..labeling.demos import nearest_indices
 from ..labeling.label_config import SpanControl
 from ..labeling.spans import SpanDemo, SpanPrompt, extract_spans
+from ..metrics.multi_label import yes_no_ece
 from ..metrics.spans import correct_flags, span_scores
 
 
@@ -51,8 +52,7 @@ def _score_calibration(scores: list[float], correct: list[bool], n_bins: int = 1
     if not scores:
         return {"ece": None, "auroc": None, "mean_score_correct": None, "mean_score_wrong": None}
     s, c = np.asarray(scores), np.asarray(correct, dtype=float)
-    bins = np.minimum((s * n_bins).astype(int), n_bins - 1)
-    ece = sum(abs(s[bins == b].mean() - c[bins == b].mean()) * (bins == b).mean() for b in np.unique(bins))
+    ece = yes_no_ece(c, s, n_bins)
     auroc = None
     if 0 < c.sum() < len(c):  # P(a right span outscores a wrong one), ties half
         right, wrong = s[c == 1], s[c == 0]

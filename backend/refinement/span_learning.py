@@ -19,6 +19,7 @@ import numpy as np
 
 from ..labeling.label_config import SpanControl
 from ..labeling.spans import SpanDemo, SpanPrompt, extract_spans
+from ..metrics.multi_label import yes_no_ece
 from ..metrics.spans import span_system
 from ..store.ground_truth import GoldItem
 from .validation.significance import paired_bootstrap_mean, paired_bootstrap_span_f1
@@ -97,10 +98,8 @@ def _calibration_decision(prompt: SpanPrompt, spans: list[tuple[int, float, bool
         held_out[text % 2 == fold] = [replace(prompt, calibration=fitted).calibrated(s) for s in raw[text % 2 == fold]]
     before = np.array([baseline.calibrated(s) for s in raw])
     diff, p = paired_bootstrap_mean(_log_loss(before, right) - _log_loss(held_out, right))
-    bins = np.minimum((held_out * 10).astype(int), 9)
-    ece = lambda q: float(sum(abs(q[bins == b].mean() - right[bins == b].mean()) * (bins == b).mean()  # noqa: E731
-                              for b in np.unique(bins)))
-    info = {"spans": len(raw), "log_loss_gain": diff, "p": p, "held_out_ece": ece(held_out), "ece_before": ece(before)}
+    info = {"spans": len(raw), "log_loss_gain": diff, "p": p, "held_out_ece": yes_no_ece(right, held_out),
+            "ece_before": yes_no_ece(right, before)}
     return (fit_span_calibration(raw, right), info) if diff > 0 and p < alpha else (baseline.calibration, info)
 
 
