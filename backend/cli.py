@@ -134,8 +134,10 @@ def predict(config: str | None, labels: str | None, input_, output) -> None:
 @click.option("--naive/--no-naive", default=True, help="Also measure the naive free-text baseline (with --simulate or --report).")
 @click.option("--report", "report_dir", type=click.Path(), default=None, help="Write report.html + metrics.json here.")
 @click.option("--train-size", type=int, default=0, help="With --report: labels from train.jsonl for the refined and embedding baselines.")
+@click.option("--instruction", default=None,
+              help="Evaluate version 0 with this instruction, as if an annotator typed it in the editor.")
 def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool, rounds: str, naive: bool,
-          report_dir: str | None, train_size: int) -> None:
+          report_dir: str | None, train_size: int, instruction: str | None) -> None:
     """Accuracy, macro-F1 and ECE of raw vs calibrated probabilities and items/s; or, with
     --simulate, the learning curve of refinement against the naive prompt and version 0."""
     from .evaluation.datasets import load_dataset
@@ -143,6 +145,9 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
 
     settings = _settings()
     data = load_dataset(dataset, limit=limit)
+    if instruction is not None and (simulate or report_dir):
+        raise click.UsageError("--instruction evaluates version 0 with that instruction alone; "
+                               "it does not combine with --simulate or --report")
     if simulate and data.multiple:
         raise click.UsageError("--simulate streams single-label annotations; it does not take a multi-label set yet")
     if simulate:
@@ -182,12 +187,24 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
                                      progress=bar.update)
         path = write_report(report_dir, title=f"Evaluation on {data.name}", labels=list(data.labels),
                             systems=systems, meta={"command": " ".join(sys.argv), "model": service.engine.model_id})
-        summary_keys = ("name", "accuracy", "micro_f1", "macro_f1", "subset_accuracy", "ece", "ece_floor", "log_loss")
+        summary_keys = ("name", "accuracy", "micro_f1", "macro_f1", "subset_accuracy", "ece", "ece_floor", "log_loss",
+                        "mean_labels_predicted", "chosen")
         report = {"report": str(path), "systems": [{k: s[k] for k in summary_keys if k in s} for s in systems]}
     else:
         service = _service(settings)
+        version = None
+        if instruction is not None:
+            from .labeling.label_config import parse_label_config
+            from .labeling.recipe import ControlRecipe
+
+            if not instruction.strip():
+                raise click.BadParameter("must not be empty", param_hint="--instruction")
+            control = parse_label_config(data.label_config()).controls[0]
+            version = ControlRecipe().instructed(control, instruction).prompt
         with _bar(len(data.texts), f"eval {data.name}") as bar:
-            report = evaluate(service, data, progress=bar.update)
+            report = evaluate(service, data, version, progress=bar.update)
+        if instruction is not None:
+            report["instructions"] = version.instructions
     text = json.dumps(report, indent=2)
     click.echo(text)
     if json_out:

@@ -241,9 +241,13 @@ def _multilabel_systems(service: LabelingService, test: Dataset, *, train: Datas
     if train is None or not n_train:
         return systems
     texts, train_gold = list(train.texts[:n_train]), train.gold_matrix()[:n_train]
-    coef, intercept = train_one_vs_rest(service.embedder.encode(texts), train_gold)
+    train_emb = service.embedder.encode(texts)
+    coef, intercept = train_one_vs_rest(train_emb, train_gold)
     head = sigmoid(service.embedder.encode(list(test.texts)) @ coef.T + intercept)
     systems.append(multilabel_system_metrics(f"embedding + one-vs-rest LR ({n_train} labels)", gold, labels, head))
+    threshold = _head_threshold(train_emb, train_gold, settings.refine_folds)
+    systems.append(multilabel_system_metrics(f"embedding + one-vs-rest LR ({n_train} labels), threshold {threshold}",
+                                             gold, labels, head, threshold=threshold))
     control = parse_label_config(test.label_config()).controls[0]
     decision = optimize_control(
         service, control, texts, train_gold, ControlRecipe(), folds=settings.refine_folds,
@@ -256,5 +260,22 @@ def _multilabel_systems(service: LabelingService, test: Dataset, *, train: Datas
         f"refined ({n_train} labels)", gold, labels, np.array([p.probabilities for p, _ in preds]),
         extra={"chosen": decision.best.name if decision.accepted else "current (nothing significant)",
                "candidates": decision.table},
+        threshold=recipe.threshold,
     ))
     return systems
+
+
+def _head_threshold(embeddings: np.ndarray, gold: np.ndarray, folds: int) -> float:
+    """The decision threshold a one-vs-rest head alone would get from its out-of-fold
+    probabilities on the train labels (as refinement fits it), for a fair head-only baseline."""
+    from ..labeling.calibration import sigmoid
+    from ..labeling.threshold import fit_threshold
+    from ..refinement.candidates.one_vs_rest_head import train_one_vs_rest
+    from ..refinement.validation.crossval import fold_ids
+
+    fold = fold_ids(len(gold), folds)
+    oof = np.zeros(gold.shape)
+    for f in np.unique(fold):
+        coef, intercept = train_one_vs_rest(embeddings[fold != f], gold[fold != f])
+        oof[fold == f] = sigmoid(embeddings[fold == f] @ coef.T + intercept)
+    return fit_threshold(oof, gold)

@@ -61,10 +61,16 @@ class SkippedControl:
 
 @dataclass(frozen=True)
 class TextAreaTarget:
-    """A <TextArea> on a <Text>: where the rationale of a version that reasons first is written."""
+    """A <TextArea> on a <Text>: where the rationale of a version that reasons first is written,
+    or, named as in INSTRUCTION_AREA_NAMES, where the annotator types an instruction."""
 
     name: str
     to_name: str
+
+
+# A <TextArea> with one of these names (any case) holds the annotator's instruction for the task
+# in front of them (interactive pre-annotation), the convention of Label Studio's LLM examples.
+INSTRUCTION_AREA_NAMES = ("prompt", "instruction", "instructions")
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class LabelTask:
     config_hash: str
     text_areas: tuple[TextAreaTarget, ...] = ()
     span_controls: tuple[SpanControl, ...] = ()
+    instruction_area: TextAreaTarget | None = None
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -138,13 +145,17 @@ def _parse(label_config: str) -> LabelTask:
     spans: list[SpanControl] = []
     skipped: list[SkippedControl] = []
     text_areas: list[TextAreaTarget] = []
+    instruction_area: TextAreaTarget | None = None
     objects = {obj.name: obj for obj in interface.objects}
     controls_by_name = {c.name: c.tag for c in interface.controls}
     for control in interface.controls:
         tag = control.tag
         bound = (control.to_name or [""])[0]
         if tag.lower() == "textarea" and bound in objects and objects[bound].tag.lower() in TEXT_OBJECT_TAGS:
-            text_areas.append(TextAreaTarget(control.name, bound))
+            if control.name.lower() in INSTRUCTION_AREA_NAMES and instruction_area is None:
+                instruction_area = TextAreaTarget(control.name, bound)
+            else:
+                text_areas.append(TextAreaTarget(control.name, bound))
             continue
         if tag.lower() not in SERVED_TAGS:
             skipped.append(SkippedControl(control.name, tag, "only <Choices>, <Rating>, <Taxonomy> and <Labels> controls are predicted"))
@@ -214,7 +225,7 @@ def _parse(label_config: str) -> LabelTask:
     for s in skipped:
         log.warning("label config: control %r (%s) skipped: %s", s.name, s.tag, s.reason)
     return LabelTask(controls=tuple(controls), skipped=tuple(skipped), config_hash=config_hash(label_config),
-                     text_areas=tuple(text_areas), span_controls=tuple(spans))
+                     text_areas=tuple(text_areas), span_controls=tuple(spans), instruction_area=instruction_area)
 
 
 def _stars(max_rating: object) -> tuple[str, ...] | None:

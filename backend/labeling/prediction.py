@@ -33,11 +33,12 @@ class ControlPrediction:
     rationales: tuple[str, ...] = ()
 
 
-def chosen_mask(probs: np.ndarray) -> np.ndarray:
-    """Multiple choice: the labels with P ≥ 0.5, or the most probable one when none reaches it
-    (an annotator always gets a suggestion). Evaluation uses the same rule."""
+def chosen_mask(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Multiple choice: the labels with P ≥ the threshold (0.5 unless the version fitted one on
+    ground truth, labeling/threshold.py), or the most probable one when none reaches it (an
+    annotator always gets a suggestion). Evaluation uses the same rule."""
     probs = np.asarray(probs, dtype=np.float64)
-    mask = probs >= MULTI_THRESHOLD
+    mask = probs >= (MULTI_THRESHOLD if threshold is None else float(threshold))
     if not mask.any():
         mask[int(np.argmax(probs))] = True
     return mask
@@ -64,11 +65,12 @@ def checked_probabilities(control: ChoiceControl, probs: object, what: str = "pr
 
 
 def decide(control: ChoiceControl, probs: np.ndarray, raw: np.ndarray, *, source: str = "exact",
-           usage: dict | None = None, rationales: tuple[str, ...] = ()) -> ControlPrediction:
+           usage: dict | None = None, rationales: tuple[str, ...] = (),
+           threshold: float | None = None) -> ControlPrediction:
     probs = checked_probabilities(control, probs)
     raw = checked_probabilities(control, raw, "raw probabilities")
     if control.multiple:
-        mask = chosen_mask(probs)
+        mask = chosen_mask(probs, threshold)
         score = float(np.prod(np.where(mask, probs, 1.0 - probs)))
         chosen = tuple(label for label, on in zip(control.labels, mask) if on)
     else:

@@ -144,6 +144,14 @@ def default_instructions(control: ChoiceControl) -> str:
     return f"Classify the {_topic(control)} of each text. Answer with exactly one of: {options}."
 
 
+def annotator_instructions(control: ChoiceControl, typed: str) -> str:
+    """An annotator's typed instruction as a prompt's instructions: their words, then the labels
+    the answer is scored over (an instruction rarely lists them, and the model reads them there)."""
+    options = ", ".join(shown_labels(control.labels).values())
+    tail = f"Possible labels: {options}." if control.multiple else f"Answer with exactly one of: {options}."
+    return f"{clean_text(typed)} {tail}"
+
+
 # Characters that render as nothing, with which a text can hide a cue word from a reader or a filter.
 # ZWJ and ZWNJ join emoji and shape words in Persian or Indic scripts, so they are only dropped
 # beside ASCII letters or a colon, where they join nothing.

@@ -1,11 +1,13 @@
-"""How one <Choices> control is predicted in a model version: prompt, calibration, optional head."""
+"""How one <Choices> control is predicted in a model version: prompt, calibration, optional head,
+and for multiple choice the decision threshold."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .calibration import Calibrator
 from .head import HeadWeights
-from .prompt import Demo, PromptVersion
+from .label_config import ChoiceControl
+from .prompt import Demo, PromptVersion, annotator_instructions
 from .reasoning import Reasoning
 
 
@@ -14,12 +16,21 @@ class ControlRecipe:
     prompt: PromptVersion = PromptVersion()
     calibrator: Calibrator | None = None  # None: contextual calibration at serving time
     head: HeadWeights | None = None
+    threshold: float | None = None  # multiple choice: P(applies) from which a label is chosen; None = 0.5
+
+    def instructed(self, control: ChoiceControl, typed: str) -> "ControlRecipe":
+        """This recipe's prompt with an annotator's typed instruction in place of its own, with
+        the content-free calibration of that prompt: what the version fitted on ground truth
+        (calibration, head, threshold) was fitted to the old instructions' answers."""
+        prompt = replace(self.prompt, name=f"{self.prompt.name}+typed", instructions=annotator_instructions(control, typed))
+        return ControlRecipe(prompt)
 
     def to_dict(self) -> dict:
         return {
             "prompt": self.prompt.to_dict(),
             "calibrator": self.calibrator.to_dict() if self.calibrator else None,
             "head": self.head.to_dict() if self.head else None,
+            **({"threshold": self.threshold} if self.threshold is not None else {}),
         }
 
     @classmethod
@@ -36,7 +47,8 @@ class ControlRecipe:
         c = data.get("calibrator")
         calibrator = Calibrator(tuple(c["bias"]), _temperature(c.get("temperature", 1.0)), c.get("method", "fitted")) if c else None
         head = HeadWeights.from_dict(data["head"]) if data.get("head") else None
-        return cls(prompt=prompt, calibrator=calibrator, head=head)
+        threshold = float(data["threshold"]) if data.get("threshold") is not None else None
+        return cls(prompt=prompt, calibrator=calibrator, head=head, threshold=threshold)
 
 
 def _temperature(value) -> float | tuple[float, ...]:

@@ -249,7 +249,7 @@ class LabelingService:
         source = self.engine.capabilities.probability_source
         return [
             (decide(control, p, raw_probabilities(s.logits, control.multiple), source=source, usage=s.usage,
-                    rationales=s.rationales), s.truncated)
+                    rationales=s.rationales, threshold=recipe.threshold), s.truncated)
             for p, s in zip(probs, scored)
         ]
 
@@ -271,17 +271,21 @@ class LabelingService:
     def predict(self, items: list[TaskTexts], label_task: LabelTask, version: ModelVersion,
                 context: EditorContext | None = None) -> list[dict]:
         """One prediction per task. With the editor's `context` (an interactive request), the
-        controls the annotator answered are left out of the answer, and a <Labels> control where
-        they marked spans gets those spans' other occurrences instead of a fresh extraction."""
+        controls the annotator answered are left out of the answer, a <Labels> control where
+        they marked spans gets those spans' other occurrences instead of a fresh extraction, and
+        an instruction they typed replaces the version's for the choice controls."""
         answered = context.answered if context is not None else frozenset()
         marked = context.marked if context is not None else {}
+        typed = context.instruction if context is not None else ""
         per_task: list[list[ControlPrediction]] = [[] for _ in items]
         warnings = [list(item.warnings) + label_task.skipped_messages() for item in items]
         for control in label_task.controls:
             if control.name in answered:
                 continue
             texts = [item.texts[control.field] for item in items]
-            for i, (pred, truncated) in enumerate(self.predict_control(control, version.recipe(control.name), texts)):
+            recipe = version.recipe(control.name)
+            recipe = recipe.instructed(control, typed) if typed else recipe
+            for i, (pred, truncated) in enumerate(self.predict_control(control, recipe, texts)):
                 per_task[i].append(pred)
                 if truncated:
                     warnings[i].append(f"data.{control.field} truncated to fit the model's context")

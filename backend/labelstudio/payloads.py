@@ -158,6 +158,7 @@ class EditorContext:
 
     answered: frozenset[str] = frozenset()
     marked: dict = field(default_factory=dict)  # span control name → [(start, end, label)]
+    instruction: str = ""  # what the annotator typed in the config's instruction <TextArea>
 
 
 def editor_context(label_task: LabelTask, body: dict) -> EditorContext | None:
@@ -175,7 +176,37 @@ def editor_context(label_task: LabelTask, body: dict) -> EditorContext | None:
         raise BadRequest("`params.context.result` must be a list of regions", field="params.context.result")
     answered = {r.get("from_name") for r in result if isinstance(r, dict) and isinstance(r.get("from_name"), str)}
     marked = {name: spans for name, spans in _raw_spans(label_task, result, "params.context.result").items() if spans}
-    return EditorContext(frozenset(answered), marked)
+    return EditorContext(frozenset(answered), marked, typed_instruction(label_task, result, "params.context.result"))
+
+
+# An instruction is a sentence or a paragraph; more is not an instruction and would crowd the
+# task text out of the model's context.
+MAX_INSTRUCTION_CHARS = 2000
+
+
+def typed_instruction(label_task: LabelTask, result: object, where: str) -> str:
+    """The text of the config's instruction <TextArea> in an annotation's or the editor's
+    `result` (its lines joined, whitespace collapsed), or "" when there is none."""
+    area = label_task.instruction_area
+    if area is None or not isinstance(result, list):
+        return ""
+    lines: list[str] = []
+    for i, region in enumerate(result):
+        if not isinstance(region, dict) or region.get("from_name") != area.name:
+            continue
+        value = region.get("value")
+        text = value.get("text") if isinstance(value, dict) else None
+        if isinstance(text, str):
+            text = [text]
+        if not isinstance(text, list) or not all(isinstance(x, str) for x in text):
+            raise BadRequest(f"`{where}[{i}].value.text` must be a list of strings", field=f"{where}[{i}].value.text")
+        lines += text
+    instruction = clean_text(" ".join(lines))
+    if len(instruction) > MAX_INSTRUCTION_CHARS:
+        raise BadRequest(f"`{where}`: the instruction in {area.name!r} has {len(instruction)} characters; "
+                         f"at most {MAX_INSTRUCTION_CHARS}", field=where)
+    _storable(instruction, where)
+    return instruction
 
 
 def annotation_id(annotation: object, where: str = "annotation") -> int:
@@ -232,7 +263,8 @@ def gold_from_annotation(label_task: LabelTask, task: dict, annotation: dict, *,
         task_id = label_studio_id(annotation.get("task"), f"{annotation_at}.task")
     updated = (_storable(annotation.get("updated_at"), f"{annotation_at}.updated_at")
                or _storable(annotation.get("created_at"), f"{annotation_at}.created_at") or "")
-    return GoldItem(task_id, texts, labels, ann_id, updated, spans)
+    instruction = typed_instruction(label_task, annotation.get("result"), f"{annotation_at}.result")
+    return GoldItem(task_id, texts, labels, ann_id, updated, spans, instruction)
 
 
 def id_list(body: dict, name: str, action: str, *, bare_ints: bool = False) -> list[int]:

@@ -85,14 +85,16 @@ def system_metrics(name: str, gold, labels: list[str], probs=None, pred=None, ex
     return out
 
 
-def multilabel_system_metrics(name: str, gold, labels: list[str], probs, extra: dict | None = None) -> dict:
-    """Metrics of one multi-label system: `gold` items × labels 0/1, `probs` P(yes) per cell.
-    Coverage uses the prediction score P(exactly the served set) and exact-match correctness."""
+def multilabel_system_metrics(name: str, gold, labels: list[str], probs, extra: dict | None = None,
+                              threshold: float | np.ndarray | None = None) -> dict:
+    """Metrics of one multi-label system: `gold` items × labels 0/1, `probs` P(yes) per cell,
+    `threshold` its decision threshold (one, or one per item) or 0.5. Coverage uses the
+    prediction score P(exactly the served set) and exact-match correctness."""
     from . import multi_label as ml
 
     gold, probs = np.asarray(gold), np.asarray(probs, dtype=np.float64)
-    pred = ml.predicted_sets(probs)
-    scores, exact = ml.set_scores(probs), (pred == gold.astype(bool)).all(axis=1)
+    pred = ml.predicted_sets(probs, threshold)
+    scores, exact = ml.set_scores(probs, threshold), (pred == gold.astype(bool)).all(axis=1)
     order = np.argsort(-scores)
     coverage = []
     for share in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
@@ -101,7 +103,7 @@ def multilabel_system_metrics(name: str, gold, labels: list[str], probs, extra: 
                          "accuracy": round(float(exact[order][:k].mean()), 4)})
     return {
         "name": name, "n": int(len(gold)), "multi_label": True,
-        **ml.summarize_multilabel(gold, probs),
+        **ml.summarize_multilabel(gold, probs, threshold),
         "per_label": ml.per_label(gold, pred, labels),
         "reliability": ml.yes_no_reliability(gold, probs),
         "coverage": coverage,

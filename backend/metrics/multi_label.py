@@ -1,21 +1,27 @@
 """Plain metric functions for multi-label classification (a `<Choices choice="multiple">` control).
 
 Gold is an items × labels 0/1 matrix; a system gives P(label applies) per cell. Predicted sets
-follow the serving rule (`prediction.chosen_mask`: P ≥ 0.5, at least one label), so what is
-measured is what Label Studio receives. Calibration is judged over every (item, label) yes/no
-probability: P(yes) against how often the label applies, in equal-width bins. There is no
-confusion matrix: labels are not exclusive.
+follow the serving rule (`prediction.chosen_mask`: P ≥ the threshold, 0.5 unless the
+version fitted one, at least one label), so what is measured is what Label Studio receives.
+Calibration is judged over every (item, label) yes/no probability: P(yes) against how often the
+label applies, in equal-width bins. There is no confusion matrix: labels are not exclusive.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..labeling.prediction import chosen_mask
+from ..labeling.prediction import MULTI_THRESHOLD, chosen_mask
 
 
-def predicted_sets(probs: np.ndarray) -> np.ndarray:
-    """Boolean items × labels matrix of the labels served for each item."""
-    return np.stack([chosen_mask(p) for p in np.atleast_2d(probs)]) if len(probs) else np.zeros((0, 0), bool)
+def predicted_sets(probs: np.ndarray, threshold: float | np.ndarray | None = None) -> np.ndarray:
+    """Boolean items × labels matrix of the labels served for each item; `threshold` one for all
+    items, or one per item (cross-fitted), else 0.5."""
+    probs = np.atleast_2d(probs)
+    if not len(probs):
+        return np.zeros((0, 0), bool)
+    rows = np.broadcast_to(MULTI_THRESHOLD if threshold is None else np.asarray(threshold, dtype=np.float64),
+                           (len(probs),))
+    return np.stack([chosen_mask(p, t) for p, t in zip(probs, rows)])
 
 
 def _counts(gold: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,15 +102,15 @@ def log_loss_per_item(gold: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p)).sum(axis=1)
 
 
-def set_scores(probs: np.ndarray) -> np.ndarray:
+def set_scores(probs: np.ndarray, threshold: float | np.ndarray | None = None) -> np.ndarray:
     """The prediction `score` of each item: P(exactly the served set), labels independent."""
-    pred = predicted_sets(probs)
+    pred = predicted_sets(probs, threshold)
     return np.where(pred, probs, 1 - probs).prod(axis=1)
 
 
-def summarize_multilabel(gold: np.ndarray, probs: np.ndarray) -> dict:
+def summarize_multilabel(gold: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray | None = None) -> dict:
     gold, probs = np.asarray(gold), np.asarray(probs, dtype=np.float64)
-    pred = predicted_sets(probs)
+    pred = predicted_sets(probs, threshold)
     return {
         "micro_f1": round(micro_f1(gold, pred), 4),
         "macro_f1": round(macro_f1(gold, pred), 4),

@@ -20,6 +20,7 @@ from ..store.versions import VersionRegistry, report_key
 from .candidates.instruction_rewrite import Rewrite, RewriteBudget
 from .candidates.reasoning_first import reasoning_modes
 from .candidates.teacher import build_teacher
+from .candidates.typed_instruction import most_typed
 from .selection.optimizer import optimize_control
 from .span_learning import refine_spans, usable_span_gold
 
@@ -53,8 +54,9 @@ def store_version_report(conn: redis.Redis, settings: Settings, project: int, la
         metrics_of = multilabel_system_metrics if control.multiple else system_metrics
         chosen = decision.refreshed if control.name in refreshed else decision.best
         for role, result in (("current", decision.current), ("chosen", chosen)):
+            decides = {"threshold": result.threshold} if control.multiple else {}
             systems.append(metrics_of(f"{control.name}: {role} ({result.name}), cross-validated",
-                                      result.gold, labels, probs=result.probs))
+                                      result.gold, labels, probs=result.probs, **decides))
     for control, decision in span_reports or ():
         systems += decision.systems
     if not systems:
@@ -160,7 +162,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
                        judge_mask=np.array([g.task_id not in seen for g in usable]))
         texts = [g.texts[control.field] for g in usable]
         decision = optimize_control(service, control, texts, targets, current.recipe(control.name),
-                                    rewrite=rewrite, reasoning=reasoning, **options)
+                                    rewrite=rewrite, reasoning=reasoning,
+                                    typed=most_typed([g.instruction for g in reversed(usable)]), **options)
         trained_on.update(g.task_id for g, used in zip(usable, decision.used) if used)
         decisions[control.name] = decision.summary()
         reports.append((control, decision))

@@ -24,9 +24,14 @@ class GoldItem:
     # <Labels> control name → its spans [start, end, label] in texts[field] (the text as stored
     # here); an empty list is an annotation that marked no entity, which is ground truth too
     spans: dict[str, list[list]] = field(default_factory=dict)
+    # what the annotator typed in the config's instruction <TextArea> while labelling ("" if nothing)
+    instruction: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+        data = asdict(self)
+        if not data["instruction"]:  # as stored before instructions were: an unchanged annotation stays unchanged
+            del data["instruction"]
+        return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> "GoldItem":

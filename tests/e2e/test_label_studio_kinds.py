@@ -88,3 +88,44 @@ def test_spans_beside_choices_are_stored_and_accepted_as_an_annotation(label_stu
     kept = ls.call("GET", f"/api/annotations/{annotation['id']}")
     assert [r["value"] for r in kept["result"] if r["from_name"] == "ner"] == \
         [r["value"] for r in result if r["from_name"] == "ner"]
+
+
+INTERACTIVE = """<View>
+  <Text name="text" value="$text"/>
+  <TextArea name="prompt" toName="text" editable="true"/>
+  <Labels name="ner" toName="text"><Label value="Person"/><Label value="City"/></Labels>
+  <Choices name="tone" toName="text"><Choice value="positive"/><Choice value="negative"/></Choices>
+</View>"""
+MEETING = "Ask Alice in London. Alice knows London well, says Bob."
+
+
+def test_the_editor_s_interactive_request_uses_the_annotator_s_span_and_instruction(label_studio, service):
+    """Label Studio's own interactive endpoint, as the editor calls it while the annotator works:
+    the span they marked is proposed at its other occurrence, the typed instruction answers the
+    choice, and a proposal they deleted is not proposed again for that task."""
+    ls = label_studio
+    project = ls.call("POST", "/api/projects", json={"title": "e2e interactive", "label_config": INTERACTIVE})["id"]
+    ls.call("POST", f"/api/projects/{project}/import", json=[{"text": MEETING}])
+    (task,) = [t["id"] for t in ls.tasks(project)]
+    ml = ls.call("POST", "/api/ml", json={"url": service.url, "project": project, "title": "llm", "is_interactive": True,
+                                          "auth_method": "BASIC_AUTH", "basic_auth_user": BASIC_AUTH[0],
+                                          "basic_auth_pass": BASIC_AUTH[1]})
+    assert ml["state"] == "CO", ml
+    marked = {"id": "m1", "from_name": "ner", "to_name": "text", "type": "labels",
+              "value": {"start": 4, "end": 9, "text": "Alice", "labels": ["Person"]}}
+    typed = {"id": "p1", "from_name": "prompt", "to_name": "text", "type": "textarea",
+             "value": {"text": ["A question to a colleague is positive."]}}
+    answer = ls.call("POST", f"/api/ml/{ml['id']}/interactive-annotating",
+                     json={"task": task, "context": {"result": [marked, typed]}})
+    regions = answer["data"]["result"]
+    proposed = [r for r in regions if r["from_name"] == "ner"]
+    assert [(r["value"]["start"], r["value"]["end"], r["value"]["labels"]) for r in proposed] == [(21, 26, ["Person"])]
+    assert MEETING[21:26] == "Alice" and 0 <= proposed[0]["score"] <= 1
+    (tone,) = [r for r in regions if r["from_name"] == "tone"]
+    assert tone["value"]["choices"][0] in ("positive", "negative")
+    assert not [r for r in regions if r["from_name"] == "prompt"]  # the annotator's box is theirs
+
+    # the annotator deletes the proposal: the editor's next request no longer holds it
+    again = ls.call("POST", f"/api/ml/{ml['id']}/interactive-annotating",
+                    json={"task": task, "context": {"result": [marked, typed]}})
+    assert not [r for r in again["data"]["result"] if r["from_name"] == "ner"]

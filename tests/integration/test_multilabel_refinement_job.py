@@ -65,7 +65,9 @@ def test_multi_choice_annotations_refine_and_predict_serves_the_outcome(server_f
     assert names[0] == "current" and {"calibrated", "4-shot", "4-shot+calibrated", "head"} <= set(names)
     for row in decision["candidates"]:
         assert {"micro_f1", "macro_f1", "subset_accuracy", "ece", "log_loss"} <= set(row)
+    assert all(0 < row["threshold"] < 1 for row in decision["candidates"][1:])  # each fitted its own
     served = job["result"]["model_version"]
+    threshold = 0.5
     if decision["accepted"]:
         assert decision["p_value"] < 0.05 and served.endswith(".v1")
         stored = json.loads((MODEL_DIR / "versions" / f"project-{PROJECT}" / f"{served}.json").read_text())
@@ -73,6 +75,8 @@ def test_multi_choice_annotations_refine_and_predict_serves_the_outcome(server_f
         assert recipe["calibrator"] or recipe["head"] or recipe["prompt"]["demos"]
         if recipe["head"]:
             assert recipe["head"]["one_vs_rest"] and len(recipe["head"]["coef"]) == len(LABELS)
+        threshold = recipe["threshold"]
+        assert threshold == next(r for r in decision["candidates"] if r["name"] == decision["best"])["threshold"]
     else:
         assert served == v0
 
@@ -85,5 +89,7 @@ def test_multi_choice_annotations_refine_and_predict_serves_the_outcome(server_f
     assert set(region["probabilities"]) == set(LABELS) and set(region["value"]["choices"]) <= set(LABELS)
     assert "gratitude" in region["value"]["choices"]
     chosen = set(region["value"]["choices"])
+    above = {label for label, p in region["probabilities"].items() if p >= threshold}
+    assert chosen == (above or {max(region["probabilities"], key=region["probabilities"].get)})
     expected = np.prod([p if label in chosen else 1 - p for label, p in region["probabilities"].items()])
     assert region["score"] == pytest.approx(expected, abs=1e-4)

@@ -62,6 +62,7 @@ class ControlJob:
     judge_mask: np.ndarray | None = None
     rewrite: object | None = None  # instruction_rewrite.Rewrite: a teacher and its budget
     reasoning: tuple = ()  # labeling.reasoning.Reasoning modes to try
+    typed: tuple[str, ...] = ()  # instructions annotators typed in the editor, most typed first
     results: list[CandidateResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     base: PromptVersion = PromptVersion(name="base")

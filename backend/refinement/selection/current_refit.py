@@ -14,8 +14,8 @@ What cannot be refit stays out of the comparison: items shown as fixed demonstra
 holds their labels), and every seen item when the instructions were searched on ground truth (a
 rewritten instruction was chosen on them).
 
-`refreshed_current` is the same recipe with those parts, and its pooling temperature, refit on
-all the ground truth there is now: a version keeps what its first few labels gave it unless
+`refreshed_current` is the same recipe with those parts, its pooling temperature and its decision
+threshold refit on all the ground truth there is now: a version keeps what its first few labels gave it unless
 something refits it, and a candidate has to be significantly better to replace it
 (docs/how-it-learns.md).
 """
@@ -77,7 +77,8 @@ def refreshed_current(current: CandidateResult, served: Calibrator, logits: np.n
     recipe: ControlRecipe = current.recipe
     kind = current.kind
     refit_calibration = kind.calibration_fit(recipe.calibrator, prior)
-    if recipe.prompt.instructions is not None or (refit_calibration is None and recipe.head is None):
+    if recipe.prompt.instructions is not None or (refit_calibration is None and recipe.head is None
+                                                  and recipe.threshold is None):
         return None
     untempered = replace(recipe, head=_untempered_head(recipe.head, embeddings, current.gold, folds)) if recipe.head \
         else recipe
@@ -90,7 +91,8 @@ def refreshed_current(current: CandidateResult, served: Calibrator, logits: np.n
     if recipe.head is not None:
         probs[judged], temperature = kind.cross_fitted_temperature(refit.probs[judged], gold[judged], folds[judged])
         head = replace(_refit_head(untempered.head, embeddings, gold, kind), temperature=temperature)
-    return current.like(name, replace(recipe, calibrator=calibrator, head=head), probs)
+    refreshed = current.like(name, replace(recipe, calibrator=calibrator, head=head), probs)
+    return refreshed.with_threshold(folds) if recipe.threshold is not None else refreshed
 
 
 def _untempered_head(head, embeddings: np.ndarray, gold: np.ndarray, folds: np.ndarray):

@@ -32,6 +32,7 @@ from ..candidates.instruction_rewrite import InstructionRewrite, Rewrite
 from ..candidates.one_vs_rest_head import OneVsRestHead
 from ..candidates.plain_prompt import PlainPrompt
 from ..candidates.reasoning_first import ReasoningFirst, ReasoningHeads, reasons
+from ..candidates.typed_instruction import TypedInstruction
 from ..validation.control_kind import kind_of
 from ..validation.crossval import CandidateResult, PlanSkipped, evaluate_fixed, fold_ids, paced_logits
 from ..validation.significance import holm_rejections, mcnemar_exact, paired_bootstrap_mean
@@ -90,7 +91,7 @@ CURRENT_SHARE = 0.4
 
 def _f1_gain_p(a: CandidateResult, b: CandidateResult) -> float:
     """p of a one-sided paired bootstrap that a's label F1 is above b's."""
-    return a.kind.label_f1_gain(a.gold, a.probs, b.probs)[1]
+    return a.f1_gain(b)[1]
 
 
 def _loss_gain_p(a: CandidateResult, b: CandidateResult) -> float:
@@ -112,7 +113,7 @@ def select(current: CandidateResult, candidates: list[CandidateResult],
     current_loss = current.item_loss
     tests: list[tuple[CandidateResult, float, bool]] = []  # (candidate, p, would this test qualify it)
     for cand in candidates:
-        gain, p_f1 = current.kind.label_f1_gain(cand.gold, cand.probs, current.probs)
+        gain, p_f1 = cand.f1_gain(current)
         loss = cand.item_loss
         loss_gain, p_loss = paired_bootstrap_mean(current_loss - loss)
         cand.metrics.update(p_f1_vs_current=round(p_f1, 4), p_logloss_vs_current=round(p_loss, 4),
@@ -218,9 +219,9 @@ def select_paying(current: CandidateResult, candidates: list[CandidateResult], a
 # The candidates a job tries, in the order their plans run (cheapest LLM work first; the heads
 # after the LLM candidates they pool with; reasoning after every other LLM plan: it builds on the
 # best of them). Each says for which controls it applies.
-CANDIDATES: tuple[Candidate, ...] = (FittedCalibration(), PlainPrompt(), FewShot(), NearestShot(),
-                                     InstructionRewrite(), ReasoningFirst(), EmbeddingHead(), OneVsRestHead(),
-                                     ReasoningHeads())
+CANDIDATES: tuple[Candidate, ...] = (FittedCalibration(), PlainPrompt(), TypedInstruction(), FewShot(),
+                                     NearestShot(), InstructionRewrite(), ReasoningFirst(), EmbeddingHead(),
+                                     OneVsRestHead(), ReasoningHeads())
 
 
 def optimize_control(
@@ -237,6 +238,7 @@ def optimize_control(
     judge_mask: np.ndarray | None = None,
     rewrite: Rewrite | None = None,
     reasoning: list[Reasoning] = (),
+    typed: tuple[str, ...] = (),
     candidates: tuple[Candidate, ...] = CANDIDATES,
 ) -> ControlDecision:
     """`gold` is a label index per item (single choice) or an items × labels 0/1 matrix (multiple).
@@ -245,7 +247,8 @@ def optimize_control(
     cross-fitting what it learnt (current_refit), where that can be done. Every candidate learns
     from all items, out of fold. With `rewrite`, the items its search looked at are not judged,
     for every candidate. `reasoning` lists the reasoning modes to try
-    (candidates.reasoning_first.reasoning_modes)."""
+    (candidates.reasoning_first.reasoning_modes), `typed` the instructions annotators typed
+    (candidates.typed_instruction)."""
     kind = kind_of(control)
     skipped: list[str] = []
     cur_logits, used, pace = judged_items(service, control, current.prompt, texts, deadline, skipped)
@@ -260,13 +263,15 @@ def optimize_control(
         cur, judge_mask = cross_fit_current(cur, served, cur_logits, embeddings, texts, ~judge_mask, fold,
                                             prior=content_free)
     job = ControlJob(service, control, kind, texts, gold, fold, embeddings, current, cur, cur_logits, content_free,
-                     shots, deadline, judge_mask, rewrite, tuple(reasoning), skipped=skipped)
+                     shots, deadline, judge_mask, rewrite, tuple(reasoning), tuple(typed), skipped=skipped)
     plans = [plan for candidate in candidates for plan in candidate.plans(job)]
     run_plans(plans, deadline, job.results, job.skipped, pace)
     for plan in plans:
         if plan.after is not None:
             plan.after()
     judge_mask, results = job.judge_mask, job.results
+    if kind.multiple:
+        results = [r.with_threshold(fold) for r in results]
     judged = judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all()
     if judged:
         cur, results = cur.subset(judge_mask), [r.subset(judge_mask) for r in results]

@@ -34,10 +34,11 @@ class ControlKind:
         """Ground truth as the array this kind's metrics read."""
         raise NotImplementedError
 
-    def summarize(self, gold: np.ndarray, probs: np.ndarray) -> dict:
+    def summarize(self, gold: np.ndarray, probs: np.ndarray, threshold: np.ndarray | None = None) -> dict:
+        """`threshold` (multiple choice): the decision threshold of each item, else 0.5."""
         raise NotImplementedError
 
-    def correct(self, gold: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    def correct(self, gold: np.ndarray, probs: np.ndarray, threshold: np.ndarray | None = None) -> np.ndarray:
         """Whether the served answer of each item is exactly right (McNemar's table)."""
         raise NotImplementedError
 
@@ -45,7 +46,9 @@ class ControlKind:
         """Log-loss per item: what the probability test of selection compares."""
         raise NotImplementedError
 
-    def label_f1_gain(self, gold: np.ndarray, probs: np.ndarray, other: np.ndarray) -> tuple[float, float]:
+    def label_f1_gain(self, gold: np.ndarray, probs: np.ndarray, other: np.ndarray,
+                      threshold: np.ndarray | None = None, other_threshold: np.ndarray | None = None
+                      ) -> tuple[float, float]:
         """(label F1 of `probs` minus that of `other`, p of a one-sided paired bootstrap that it is > 0)."""
         raise NotImplementedError
 
@@ -83,16 +86,16 @@ class SingleChoice(ControlKind):
     def targets(self, gold) -> np.ndarray:
         return np.asarray(gold)
 
-    def summarize(self, gold, probs) -> dict:
+    def summarize(self, gold, probs, threshold=None) -> dict:
         return summarize(gold, probs)
 
-    def correct(self, gold, probs) -> np.ndarray:
+    def correct(self, gold, probs, threshold=None) -> np.ndarray:
         return probs.argmax(axis=1) == gold
 
     def item_loss(self, gold, probs) -> np.ndarray:
         return -np.log(np.clip(probs[np.arange(len(gold)), gold], 1e-12, None))
 
-    def label_f1_gain(self, gold, probs, other) -> tuple[float, float]:
+    def label_f1_gain(self, gold, probs, other, threshold=None, other_threshold=None) -> tuple[float, float]:
         return paired_bootstrap_macro_f1(gold, probs.argmax(1), other.argmax(1), probs.shape[1])
 
     def calibration_fit(self, calibrator, prior) -> CalibrationFit | None:
@@ -123,24 +126,27 @@ class SingleChoice(ControlKind):
 class MultipleChoice(ControlKind):
     """Micro-F1, not macro-F1: at a fixed 0.5 threshold a model that says yes to every label gets
     about twice each label's base rate as F1 on every label, so per-label averaging prefers it to
-    a calibrated model that predicts one label per item (docs/how-it-learns.md)."""
+    a calibrated model that predicts one label per item (docs/how-it-learns.md). Every candidate
+    fits its decision threshold on ground truth (`with_threshold`), the current version is judged
+    with the one it serves."""
 
     name, multiple, label_metric = "multiple", True, "micro_f1"
 
     def targets(self, gold) -> np.ndarray:
         return np.asarray(gold, dtype=np.int8)
 
-    def summarize(self, gold, probs) -> dict:
-        return summarize_multilabel(gold, probs)
+    def summarize(self, gold, probs, threshold=None) -> dict:
+        return summarize_multilabel(gold, probs, threshold)
 
-    def correct(self, gold, probs) -> np.ndarray:
-        return (predicted_sets(probs) == gold.astype(bool)).all(axis=1)
+    def correct(self, gold, probs, threshold=None) -> np.ndarray:
+        return (predicted_sets(probs, threshold) == gold.astype(bool)).all(axis=1)
 
     def item_loss(self, gold, probs) -> np.ndarray:
         return log_loss_per_item(gold, probs)
 
-    def label_f1_gain(self, gold, probs, other) -> tuple[float, float]:
-        return paired_bootstrap_multilabel_f1(gold, predicted_sets(probs), predicted_sets(other), average="micro")
+    def label_f1_gain(self, gold, probs, other, threshold=None, other_threshold=None) -> tuple[float, float]:
+        return paired_bootstrap_multilabel_f1(gold, predicted_sets(probs, threshold),
+                                              predicted_sets(other, other_threshold), average="micro")
 
     def calibration_fit(self, calibrator, prior) -> CalibrationFit | None:
         if calibrator is None or calibrator.method != "fitted-per-label" or prior is None:

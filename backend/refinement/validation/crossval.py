@@ -7,7 +7,7 @@ other folds when predicting an item.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -17,6 +17,7 @@ from ...labeling.label_config import ChoiceControl
 from ...labeling.prompt import PromptVersion
 from ...labeling.recipe import ControlRecipe
 from ...labeling.service import LabelingService
+from ...labeling.threshold import cross_fitted_threshold, fit_threshold
 from .control_kind import SINGLE, ControlKind, kind_of
 
 
@@ -32,13 +33,19 @@ class CandidateResult:
     gold: np.ndarray
     metrics: dict = field(default_factory=dict)
     kind: ControlKind = SINGLE
+    # multiple choice: the decision threshold of each item (cross-fitted when the recipe's own was
+    # fitted on these items); by default the recipe's threshold, or 0.5
+    threshold: np.ndarray | None = None
 
     def __post_init__(self):
-        self.metrics = self.kind.summarize(self.gold, self.probs)
+        if self.threshold is None and self.recipe.threshold is not None:
+            self.threshold = np.full(len(self.gold), self.recipe.threshold)
+        self.metrics = self.kind.summarize(self.gold, self.probs, self.threshold)
 
     def subset(self, mask: np.ndarray) -> "CandidateResult":
         """The same candidate judged on the masked items only (its recipe is unchanged)."""
-        out = CandidateResult(self.name, self.recipe, self.probs[mask], self.gold[mask], kind=self.kind)
+        out = CandidateResult(self.name, self.recipe, self.probs[mask], self.gold[mask], kind=self.kind,
+                              threshold=None if self.threshold is None else self.threshold[mask])
         out.metrics.update({k: v for k, v in self.metrics.items() if k not in out.metrics})  # cost, notes
         return out
 
@@ -46,9 +53,23 @@ class CandidateResult:
         """Another candidate of the same control, judged on the same items."""
         return CandidateResult(name, recipe, probs, self.gold, kind=self.kind)
 
+    def with_threshold(self, folds: np.ndarray) -> "CandidateResult":
+        """Multiple choice: the same candidate deciding with a threshold fitted on ground truth,
+        judged with thresholds cross-fitted on `folds` (labeling/threshold.py)."""
+        out = CandidateResult(self.name, replace(self.recipe, threshold=fit_threshold(self.probs, self.gold)),
+                              self.probs, self.gold, kind=self.kind,
+                              threshold=cross_fitted_threshold(self.probs, self.gold, folds))
+        out.metrics.update({k: v for k, v in self.metrics.items() if k not in out.metrics})
+        out.metrics["threshold"] = out.recipe.threshold
+        return out
+
+    def f1_gain(self, other: "CandidateResult") -> tuple[float, float]:
+        """(label F1 of this candidate minus `other`'s on the same items, one-sided bootstrap p)."""
+        return self.kind.label_f1_gain(self.gold, self.probs, other.probs, self.threshold, other.threshold)
+
     @property
     def correct(self) -> np.ndarray:
-        return self.kind.correct(self.gold, self.probs)
+        return self.kind.correct(self.gold, self.probs, self.threshold)
 
     @property
     def item_loss(self) -> np.ndarray:

@@ -99,3 +99,24 @@ def test_map_tasks_keeps_order_and_stops_sending_after_a_failure():
     with pytest.raises(RuntimeError, match="boom"):
         map_tasks(fn, list(range(50)), workers=2)
     assert len(started) < 10
+
+
+def test_an_instruction_typed_in_the_editor_replaces_the_versions_for_that_request_only():
+    from backend.labeling.recipe import ControlRecipe
+    from backend.labelstudio.payloads import EditorContext
+
+    config = ('<View><Text name="text" value="$text"/><TextArea name="instruction" toName="text"/>'
+              '<Choices name="sentiment" toName="text"><Choice value="good"/><Choice value="bad"/></Choices></View>')
+    label_task = parse_label_config(config)
+    engine = ScriptedEngine()
+    service = LabelingService(engine, calibration="none")
+    items = extract_texts([_task("good food")], label_task, 1000)
+    version = ModelVersion("v1", controls={"sentiment": ControlRecipe(PromptVersion(name="v1", instructions="Own."))})
+    typed = service.predict(items, label_task, version, EditorContext(instruction="Late food is bad."))
+    prefixes = {prefix for prefix, _ in engine.calls}
+    assert any(p.startswith("Late food is bad. Answer with exactly one of: good, bad.") for p in prefixes)
+    assert not any("Own." in p for p in prefixes)
+    assert typed[0]["result"][0]["value"]["choices"] == ["good"]  # still one of the config's labels
+    engine.calls.clear()
+    service.predict(items, label_task, version)
+    assert all(prefix.startswith("Own.") for prefix, _ in engine.calls)

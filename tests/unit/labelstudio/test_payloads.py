@@ -292,3 +292,49 @@ def test_the_editor_context_of_an_interactive_request():
         with pytest.raises(BadRequest) as err:
             editor_context(NER, body)
         assert err.value.field == field
+
+
+PROMPTED = parse_label_config(
+    '<View><Text name="text" value="$text"/><TextArea name="prompt" toName="text"/>'
+    '<TextArea name="why" toName="text"/>'
+    '<Choices name="sentiment" toName="text"><Choice value="good"/><Choice value="bad"/></Choices></View>')
+
+
+def test_a_text_area_named_prompt_holds_the_annotators_instruction_and_not_rationales():
+    from backend.labelstudio.payloads import editor_context
+
+    assert PROMPTED.instruction_area.name == "prompt" and [t.name for t in PROMPTED.text_areas] == ["why"]
+    typed = [{"from_name": "prompt", "to_name": "text", "type": "textarea",
+              "value": {"text": ["Sarcasm is bad.", "  Praise of a rival  is bad too. "]}}]
+    context = editor_context(PROMPTED, {"params": {"context": {"result": typed}}})
+    assert context.instruction == "Sarcasm is bad. Praise of a rival is bad too."
+    assert "sentiment" not in context.answered  # the instruction answers no control
+    assert editor_context(LABEL_TASK, {"params": {"context": {"result": typed}}}).instruction == ""  # no such area
+
+
+@pytest.mark.parametrize("value, field", [
+    ({"text": [5]}, "params.context.result[0].value.text"),
+    ({"text": {"a": 1}}, "params.context.result[0].value.text"),
+    ("text", "params.context.result[0].value.text"),
+    ({"text": ["a" * 2001]}, "params.context.result"),
+    ({"text": ["a lone \ud800 surrogate"]}, "params.context.result"),
+])
+def test_a_malformed_instruction_is_a_bad_request_naming_it(value, field):
+    from backend.labelstudio.payloads import editor_context
+
+    with pytest.raises(BadRequest) as err:
+        editor_context(PROMPTED, {"params": {"context": {"result": [{"from_name": "prompt", "value": value}]}}})
+    assert err.value.field == field
+
+
+def test_the_instruction_is_stored_with_the_ground_truth_and_an_annotation_without_one_is_stored_as_before():
+    result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["bad"]}},
+              {"from_name": "prompt", "to_name": "text", "type": "textarea", "value": {"text": ["Sarcasm is bad."]}}]
+    annotation = {"id": 7, "result": result, "updated_at": "2026-12-01T00:00:00Z"}
+    gold = gold_from_annotation(PROMPTED, {"id": 3, "data": {"text": "great, another delay"}}, annotation)
+    assert gold.instruction == "Sarcasm is bad." and gold.labels == {"sentiment": ["bad"]}
+    assert GoldItem.from_json(gold.to_json()) == gold
+    plain = gold_from_annotation(PROMPTED, {"id": 3, "data": {"text": "x"}}, dict(annotation, result=result[:1]))
+    assert plain.instruction == "" and "instruction" not in plain.to_json()
+    only_typed = dict(annotation, result=result[1:])  # an instruction alone labels nothing
+    assert gold_from_annotation(PROMPTED, {"id": 3, "data": {"text": "x"}}, only_typed) is None

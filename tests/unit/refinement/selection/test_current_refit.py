@@ -1,4 +1,6 @@
 """The current version judged on its own items by cross-fitting what it learnt (pure parts)."""
+from dataclasses import replace
+
 import numpy as np
 
 from backend.labeling.calibration import Calibrator, fit_calibrator
@@ -223,6 +225,17 @@ def test_a_multi_choice_refresh_refits_per_label_calibration_head_and_temperatur
     assert no_worse(refreshed, current, 0.05)
     assert refreshed.metrics["log_loss"] < refreshed.metrics["current_log_loss"] - 0.1
     assert not no_worse(current, refreshed, 0.05)
+    assert refreshed.recipe.threshold is None and refreshed.threshold is None  # it had none: 0.5 stays
+
+    # a version that serves a threshold fitted on its 20 items gets it refit, judged cross-fitted
+    with_threshold = replace(recipe, threshold=0.9)
+    current, _ = cross_fit_current(CandidateResult("current", with_threshold, served, gold, kind=MULTIPLE), calibrator,
+                                   logits, emb, texts, few, folds, prior=prior)
+    np.testing.assert_array_equal(current.threshold, np.full(n, 0.9))
+    refreshed = refreshed_current(current, calibrator, logits, emb, texts, folds, prior=prior)
+    assert refreshed.recipe.threshold < 0.9 and refreshed.metrics["threshold"] == refreshed.recipe.threshold
+    assert len(set(refreshed.threshold.tolist())) > 1  # one per fold, each fitted without it
+    assert refreshed.metrics["micro_f1"] > current.metrics["micro_f1"]
 
 
 def test_a_refreshed_mixture_head_gets_the_temperature_its_items_call_for_now():

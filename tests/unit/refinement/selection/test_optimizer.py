@@ -218,3 +218,30 @@ def test_each_kind_of_control_gets_the_candidates_that_apply_to_it_in_order():
     assert plan_names(MULTIPLE, multiple) == ["calibrated", "4-shot", "8-shot", "head"]
     rewritten = ControlRecipe(PromptVersion(name="v1", instructions="Label it."))
     assert plan_names(MULTIPLE, multiple, rewritten)[:2] == ["calibrated", "base"]  # the way back to the plain prompt
+
+
+def test_multi_choice_candidates_fit_a_threshold_judged_cross_fitted_and_the_current_keeps_its_own():
+    """The scripted LLM answers yes for a label word in the text (P about 0.9): a current version
+    serving a threshold of 0.99 ticks one label per item (the most probable), the candidates
+    fit theirs on ground truth and tick both labels of an item that has two."""
+    from backend.engines.scripted import ScriptedEngine
+    from backend.labeling.label_config import ChoiceControl
+
+    control = ChoiceControl("tags", "text", "text", ("prize", "lunch", "win"), True)
+    words = [("prize",), ("lunch",), ("win", "prize"), ("lunch", "win"), ("win",)]
+    texts = [" ".join(words[i % 5]) + f" item {i}" for i in range(60)]
+    gold = np.array([[int(label in words[i % 5]) for label in control.labels] for i in range(60)])
+    service = LabelingService(ScriptedEngine(), embedder=WordEmbedder())
+    current = ControlRecipe(threshold=0.99)
+    decision = optimize_control(service, control, texts, gold, current, folds=5, shots=0, alpha=0.05,
+                                deadline=time.monotonic() + 600)
+    rows = {row["name"]: row for row in decision.table}
+    assert "threshold" not in rows["current"] and rows["current"]["mean_labels_predicted"] == 1.0
+    np.testing.assert_array_equal(decision.current.threshold, np.full(60, 0.99))  # judged as it serves
+    for result in decision.results:
+        assert result.recipe.threshold == rows[result.name]["threshold"]
+        assert result.threshold is not None and len(result.threshold) == 60
+        served = predicted_sets(result.probs, result.threshold)
+        assert rows[result.name]["mean_labels_predicted"] == round(float(served.sum(1).mean()), 3)
+    assert decision.accepted and decision.best.metrics["micro_f1"] == 1.0 > rows["current"]["micro_f1"]
+    assert decision.best.recipe.threshold < 0.99
