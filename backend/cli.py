@@ -330,9 +330,10 @@ def head_bench(dataset: str, test_path: str, budgets: str, limit_test: int, seed
     import torch
 
     from .evaluation.datasets import load_dataset
-    from .evaluation.head_bench import SHIPPED_TABLE_HEADER, TABLE_HEADER
+    from .evaluation.head_bench import SHIPPED_MULTI_HEADER, SHIPPED_TABLE_HEADER, TABLE_HEADER
     from .evaluation.head_bench import head_bench as run
-    from .evaluation.head_bench import markdown_row, shipped_head_rows, shipped_markdown_row
+    from .evaluation.head_bench import (markdown_row, shipped_head_rows, shipped_markdown_row,
+                                        shipped_multi_markdown_row)
     from .evaluation.setfit_head import PAIR_ITERATIONS
     from .labeling.head import load_minilm
 
@@ -343,13 +344,14 @@ def head_bench(dataset: str, test_path: str, budgets: str, limit_test: int, seed
         raise click.UsageError("head-bench compares SetFit on single-label sets; use --no-setfit for a multi-label set")
     sizes = [int(n) for n in budgets.split(",") if n.strip()]
     iterations = PAIR_ITERATIONS if iterations is None else iterations
-    click.echo(TABLE_HEADER if setfit else SHIPPED_TABLE_HEADER)
+    shipped_row = shipped_multi_markdown_row if test.multiple else shipped_markdown_row
+    click.echo(TABLE_HEADER if setfit else SHIPPED_MULTI_HEADER if test.multiple else SHIPPED_TABLE_HEADER)
     t0 = time.perf_counter()
     report = {"dataset": train.name, "n_test": len(test.texts), "torch_threads": threads, "seed": seed,
               "pair_iterations": iterations, "max_pairs": max_pairs, "command": " ".join(sys.argv), "rows": []}
 
     def record(row: dict) -> None:  # after every budget: a long run stopped early keeps what it measured
-        click.echo((markdown_row if setfit else shipped_markdown_row)(train.name, row))
+        click.echo((markdown_row if setfit else shipped_row)(train.name, row))
         report["rows"].append({**row, "load_average_1min": round(os.getloadavg()[0], 2)})  # the CPU is shared
         report["seconds"] = round(time.perf_counter() - t0, 1)
         if out:

@@ -89,7 +89,8 @@ class PredictRequest(_Open):
     params: dict[str, Any] | None = Field(
         None, description="Label Studio's extra parameters; `context.result` (interactive pre-annotation) holds the "
                           "annotator's current regions: the controls they answered are left out of the answer and "
-                          "spans they marked are proposed at their other occurrences")
+                          "spans they marked are proposed at their other occurrences; the text of a <TextArea> "
+                          "named prompt or instruction is the instruction the choice controls are answered with")
 
 
 class Prediction(_Open):

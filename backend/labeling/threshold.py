@@ -4,10 +4,11 @@ A calibrated P(applies) says how likely a label is, not whether to tick it: at 0
 is hardly ever chosen even when the model ranks it well, and a model calibrated on many labels
 ticks about one per item. The F1-optimal cut of a calibrated score lies near half the F1 it can
 reach (Lipton et al., 2014), well below 0.5. One threshold is fitted for all labels, the one of
-best micro-F1 on held-out probabilities. Per-label thresholds were measured and not adopted
-(docs/benchmarks.md): with tens of positives per label, each label's own F1-optimal cut drifts
-towards ticking it everywhere, and micro-F1 (and often macro-F1) on new items drops below the
-shared cut's. Per-label differences are the calibration's job (per-label bias and scale).
+best micro-F1 on held-out probabilities; refinement keeps it only where, cross-fitted, it beats
+0.5 (with a few dozen labels it sometimes does not). Per-label thresholds were measured and not
+adopted (docs/benchmarks.md): with tens of positives per label, each label's own F1-optimal cut
+drifts towards ticking it everywhere, and micro-F1 (and often macro-F1) on new items drops below
+the shared cut's. Per-label differences are the calibration's job (per-label bias and scale).
 """
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ def refreshed_current(current: CandidateResult, served: Calibrator, logits: np.n
         probs[judged], temperature = kind.cross_fitted_temperature(refit.probs[judged], gold[judged], folds[judged])
         head = replace(_refit_head(untempered.head, embeddings, gold, kind), temperature=temperature)
     refreshed = current.like(name, replace(recipe, calibrator=calibrator, head=head), probs)
-    return refreshed.with_threshold(folds) if recipe.threshold is not None else refreshed
+    return refreshed.with_threshold(folds) if kind.multiple else refreshed
 
 
 def _untempered_head(head, embeddings: np.ndarray, gold: np.ndarray, folds: np.ndarray):

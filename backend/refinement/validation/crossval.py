@@ -54,11 +54,18 @@ class CandidateResult:
         return CandidateResult(name, recipe, probs, self.gold, kind=self.kind)
 
     def with_threshold(self, folds: np.ndarray) -> "CandidateResult":
-        """Multiple choice: the same candidate deciding with a threshold fitted on ground truth,
-        judged with thresholds cross-fitted on `folds` (labeling/threshold.py)."""
+        """Multiple choice: the same candidate deciding with a threshold fitted on ground truth
+        (labeling/threshold.py), judged with thresholds cross-fitted on `folds`; kept only if
+        that judged label F1 beats the candidate's own rule (0.5 unless its recipe has one):
+        with few labels per class the fitted cut can be worse on new items, and the
+        cross-fitted F1 says so (docs/benchmarks.md)."""
         out = CandidateResult(self.name, replace(self.recipe, threshold=fit_threshold(self.probs, self.gold)),
                               self.probs, self.gold, kind=self.kind,
                               threshold=cross_fitted_threshold(self.probs, self.gold, folds))
+        metric = self.kind.label_metric
+        if out.metrics[metric] <= self.metrics[metric]:
+            self.metrics.setdefault("threshold", self.recipe.threshold or 0.5)
+            return self
         out.metrics.update({k: v for k, v in self.metrics.items() if k not in out.metrics})
         out.metrics["threshold"] = out.recipe.threshold
         return out

@@ -222,8 +222,8 @@ def test_each_kind_of_control_gets_the_candidates_that_apply_to_it_in_order():
 
 def test_multi_choice_candidates_fit_a_threshold_judged_cross_fitted_and_the_current_keeps_its_own():
     """The scripted LLM answers yes for a label word in the text (P about 0.9): a current version
-    serving a threshold of 0.99 ticks one label per item (the most probable), the candidates
-    fit theirs on ground truth and tick both labels of an item that has two."""
+    serving a threshold of 0.99 ticks one label per item (the most probable); the candidates tick
+    both labels of an item that has two at 0.5 already, so no fitted threshold beats it."""
     from backend.engines.scripted import ScriptedEngine
     from backend.labeling.label_config import ChoiceControl
 
@@ -239,9 +239,8 @@ def test_multi_choice_candidates_fit_a_threshold_judged_cross_fitted_and_the_cur
     assert "threshold" not in rows["current"] and rows["current"]["mean_labels_predicted"] == 1.0
     np.testing.assert_array_equal(decision.current.threshold, np.full(60, 0.99))  # judged as it serves
     for result in decision.results:
-        assert result.recipe.threshold == rows[result.name]["threshold"]
-        assert result.threshold is not None and len(result.threshold) == 60
+        assert (result.recipe.threshold or 0.5) == rows[result.name]["threshold"]
         served = predicted_sets(result.probs, result.threshold)
         assert rows[result.name]["mean_labels_predicted"] == round(float(served.sum(1).mean()), 3)
     assert decision.accepted and decision.best.metrics["micro_f1"] == 1.0 > rows["current"]["micro_f1"]
-    assert decision.best.recipe.threshold < 0.99
+    assert decision.best.recipe.threshold is None  # 0.5 was as good on held-out items: nothing fitted ships

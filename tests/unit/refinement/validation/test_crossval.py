@@ -1,5 +1,5 @@
-"""Cross-validation's pure parts: balanced folds, and the time budget: a pass stops between chunks
-when the rest would end after the deadline."""
+"""Cross-validation's pure parts: balanced folds, the time budget (a pass stops between chunks
+when the rest would end after the deadline), and a multi-choice candidate's fitted threshold."""
 import numpy as np
 import pytest
 
@@ -7,8 +7,9 @@ from backend.engines.scripted import ScriptedEngine
 from backend.labeling.label_config import parse_label_config
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.service import LabelingService
-from backend.refinement.validation.crossval import (PACE_CHUNK, OverBudget, fold_ids, logits_matrix, pace_budget,
-                                                    paced_logits)
+from backend.labeling.recipe import ControlRecipe
+from backend.refinement.validation.crossval import (PACE_CHUNK, CandidateResult, OverBudget, fold_ids, logits_matrix,
+                                                    pace_budget, paced_logits)
 from tests.unit.helpers import Clock
 
 CONTROL = parse_label_config(
@@ -79,3 +80,21 @@ def test_another_pass_stops_as_soon_as_its_pace_says_it_would_end_after_the_dead
 def test_fold_ids_are_balanced():
     folds = fold_ids(103, 5)
     assert sorted(np.bincount(folds)) == [20, 20, 21, 21, 21]
+
+
+def test_a_fitted_threshold_is_kept_only_where_it_beats_the_candidates_own_rule_on_held_out_items():
+    from backend.refinement.validation.control_kind import MULTIPLE
+
+    rng = np.random.default_rng(0)
+    n, k = 300, 12
+    gold = np.zeros((n, k), dtype=int)
+    gold[np.arange(n), rng.integers(0, k, n)] = 1
+    gold[rng.random((n, k)) < 0.08] = 1  # some items have a second or third label
+    shy = np.clip(np.where(gold == 1, 0.3, 0.04) + rng.normal(0, 0.05, (n, k)), 0.01, 0.99)  # calibrated-shy
+    folds = fold_ids(n, 5)
+    fitted = CandidateResult("shy", ControlRecipe(), shy, gold, kind=MULTIPLE).with_threshold(folds)
+    assert 0.04 < fitted.recipe.threshold < 0.3 and fitted.metrics["threshold"] == fitted.recipe.threshold
+    assert fitted.metrics["micro_f1"] > CandidateResult("shy", ControlRecipe(), shy, gold, kind=MULTIPLE).metrics["micro_f1"]
+    sure = np.clip(np.where(gold == 1, 0.9, 0.05) + rng.normal(0, 0.02, (n, k)), 0.01, 0.99)
+    kept = CandidateResult("sure", ControlRecipe(), sure, gold, kind=MULTIPLE)
+    assert kept.with_threshold(folds) is kept and kept.recipe.threshold is None and kept.metrics["threshold"] == 0.5
