@@ -90,8 +90,9 @@ def test_concurrent_webhooks_at_four_gunicorn_workers_all_land(server_factory, r
 
 
 def _worker(env: dict) -> subprocess.Popen:
-    full = dict(os.environ, **{**env, "MODEL_DIR": str(MODEL_DIR), "REFINE_MAX_SHOTS": "4", "REFINE_REASONING_SAMPLES": "0",
-                             "REFINE_REWRITE_ROUNDS": "0"})  # the retry is under test here, not the candidates
+    # the retry is under test here, not the candidates: the LLM pass over the 80 items and the cheap ones
+    full = dict(os.environ, **{**env, "MODEL_DIR": str(MODEL_DIR), "REFINE_MAX_SHOTS": "0", "REFINE_REASONING_SAMPLES": "0",
+                             "REFINE_REWRITE_ROUNDS": "0"})
     return subprocess.Popen([sys.executable, "-m", "backend", "worker"], env=full, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 

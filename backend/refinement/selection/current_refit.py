@@ -15,8 +15,8 @@ holds their labels), and every seen item when the instructions were searched on 
 rewritten instruction was chosen on them).
 
 `refreshed_current` is the same recipe with those parts, its pooling temperature and its decision
-threshold refit on all the ground truth there is now: a version keeps what its first few labels gave it unless
-something refits it, and a candidate has to be significantly better to replace it
+threshold refit on all the ground truth there is now: a version keeps what its first few labels
+gave it unless something refits it, and a candidate has to be significantly better to replace it
 (docs/how-it-learns.md).
 """
 from __future__ import annotations
