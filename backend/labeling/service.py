@@ -273,14 +273,15 @@ class LabelingService:
         """One prediction per task. With the editor's `context` (an interactive request), the
         controls the annotator answered are left out of the answer, a <Labels> control where
         they marked spans gets those spans' other occurrences instead of a fresh extraction, and
-        an instruction they typed replaces the version's for the choice controls."""
+        an instruction they typed replaces the version's for the choice controls, which are then
+        answered even if set (the editor sends the choices with the instruction it was typed after)."""
         answered = context.answered if context is not None else frozenset()
         marked = context.marked if context is not None else {}
         typed = context.instruction if context is not None else ""
         per_task: list[list[ControlPrediction]] = [[] for _ in items]
         warnings = [list(item.warnings) + label_task.skipped_messages() for item in items]
         for control in label_task.controls:
-            if control.name in answered:
+            if control.name in answered and not typed:  # an instruction asks for the choices anew
                 continue
             texts = [item.texts[control.field] for item in items]
             recipe = version.recipe(control.name)

@@ -1,8 +1,6 @@
-"""What the editor was offered per task: spans proposed to an annotator in interactive requests.
-
-A span the annotator deleted is missing from the regions the editor sends next; remembering what
-was offered tells it apart from one never offered, so it is not proposed again for that task.
-Kept a day per task: an editing session, not a history.
+"""What the editor has seen per task: spans proposed to an annotator in interactive requests, and
+spans the annotator was seen to mark. Interactive answers propose none of them again
+(api/interactive.py). Kept a day per task: an editing session, not a history.
 """
 from __future__ import annotations
 
@@ -17,6 +15,11 @@ def span_key(start: int, end: int, label: str) -> str:
     return f"{start}:{end}:{label}"
 
 
+def span_bounds(key: str) -> tuple[int, int]:
+    start, end, _ = key.split(":", 2)
+    return int(start), int(end)
+
+
 class ProposalMemory:
     def __init__(self, conn: redis.Redis):
         self.conn = conn
@@ -24,10 +27,9 @@ class ProposalMemory:
     def _key(self, project: int, task: int, control: str) -> str:
         return key("project", project, "task", task, "proposed", control)
 
-    def removed(self, project: int, task: int, control: str, present: set[str]) -> set[str]:
-        """Spans offered before for this task and control that the annotator's regions no longer hold."""
-        offered = {m.decode() for m in self.conn.smembers(self._key(project, task, control))}
-        return offered - present
+    def known(self, project: int, task: int, control: str) -> set[str]:
+        """Spans of this task and control offered before or seen marked."""
+        return {m.decode() for m in self.conn.smembers(self._key(project, task, control))}
 
     def remember(self, project: int, task: int, control: str, offered: set[str]) -> None:
         if offered:

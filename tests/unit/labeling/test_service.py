@@ -112,7 +112,9 @@ def test_an_instruction_typed_in_the_editor_replaces_the_versions_for_that_reque
     service = LabelingService(engine, calibration="none")
     items = extract_texts([_task("good food")], label_task, 1000)
     version = ModelVersion("v1", controls={"sentiment": ControlRecipe(PromptVersion(name="v1", instructions="Own."))})
-    typed = service.predict(items, label_task, version, EditorContext(instruction="Late food is bad."))
+    # the editor sends the choices set so far with the instruction: they are answered anew
+    typed = service.predict(items, label_task, version,
+                            EditorContext(answered=frozenset({"sentiment"}), instruction="Late food is bad."))
     prefixes = {prefix for prefix, _ in engine.calls}
     assert any(p.startswith("Late food is bad. Answer with exactly one of: good, bad.") for p in prefixes)
     assert not any("Own." in p for p in prefixes)
