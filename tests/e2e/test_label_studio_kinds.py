@@ -125,7 +125,16 @@ def test_the_editor_s_interactive_request_uses_the_annotator_s_span_and_instruct
     assert tone["value"]["choices"][0] in ("positive", "negative")
     assert not [r for r in regions if r["from_name"] == "prompt"]  # the annotator's box is theirs
 
-    # the annotator deletes the proposal: the editor's next request no longer holds it
+    # the editor applied the proposal (or the annotator deleted it): it is not offered again
     again = ls.call("POST", f"/api/ml/{ml['id']}/interactive-annotating",
                     json={"task": task, "context": {"result": [marked, typed]}})
     assert not [r for r in again["data"]["result"] if r["from_name"] == "ner"]
+    # the editor sends a new instruction with the choice it holds, not the spans: the choice is
+    # answered anew and no span the annotator has, or was offered, comes back
+    tone_held = {"id": "t1", "from_name": "tone", "to_name": "text", "type": "choices", "value": {"choices": ["negative"]}}
+    retyped = dict(typed, value={"text": ["A question is neutral, so negative."]})
+    third = ls.call("POST", f"/api/ml/{ml['id']}/interactive-annotating",
+                    json={"task": task, "context": {"result": [tone_held, retyped]}})["data"]["result"]
+    assert [r["from_name"] for r in third if r["from_name"] == "tone"] == ["tone"]
+    spans = [(r["value"]["start"], r["value"]["end"]) for r in third if r["from_name"] == "ner"]
+    assert not [(s, e) for s, e in spans for hs, he in [(4, 9), (21, 26)] if s < he and hs < e], spans
