@@ -266,16 +266,18 @@ def _multilabel_systems(service: LabelingService, test: Dataset, *, train: Datas
 
 
 def _head_threshold(embeddings: np.ndarray, gold: np.ndarray, folds: int) -> float:
-    """The decision threshold a one-vs-rest head alone would get from its out-of-fold
-    probabilities on the train labels (as refinement fits it), for a fair head-only baseline."""
+    """The decision threshold a one-vs-rest head alone would ship with, fitted on its out-of-fold
+    probabilities on the train labels as refinement fits it (0.5 where that loses), for a fair
+    head-only baseline."""
     from ..labeling.calibration import sigmoid
-    from ..labeling.threshold import fit_threshold
     from ..refinement.candidates.one_vs_rest_head import train_one_vs_rest
-    from ..refinement.validation.crossval import fold_ids
+    from ..refinement.validation.control_kind import MULTIPLE
+    from ..refinement.validation.crossval import CandidateResult, fold_ids
 
     fold = fold_ids(len(gold), folds)
     oof = np.zeros(gold.shape)
     for f in np.unique(fold):
         coef, intercept = train_one_vs_rest(embeddings[fold != f], gold[fold != f])
         oof[fold == f] = sigmoid(embeddings[fold == f] @ coef.T + intercept)
-    return fit_threshold(oof, gold)
+    head = CandidateResult("head", ControlRecipe(), oof, gold, kind=MULTIPLE).with_threshold(fold)
+    return head.recipe.threshold or 0.5
