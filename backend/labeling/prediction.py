@@ -5,8 +5,9 @@ choice the probability of exactly the predicted set (labels independent), for a 
 of the most probable star (with the expected rating beside it), for a taxonomy P(path), for several
 controls the product. Each result region also carries its own `score` and the full per-label distribution;
 with a remote engine also where the probabilities come from (`probability_source`: "top_logprobs"
-or "votes") and the tokens the task cost (`usage`); with a version that reasons first, the
-rationales the model wrote before its labels were scored (`rationales`, one per sample).
+or "votes"; "embedding head" where a version's head alone answers, with no LLM pass) and the
+tokens the task cost (`usage`); with a version that reasons first, the rationales the model
+wrote before its labels were scored (`rationales`, one per sample).
 """
 from __future__ import annotations
 

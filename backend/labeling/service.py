@@ -238,7 +238,10 @@ class LabelingService:
         """Predictions for one control over many texts; tasks run back to back so the prefix stays cached.
 
         A recipe without a calibrator gets content-free calibration of its prompt; one with a head
-        pools the LLM's distribution with the head's."""
+        pools the LLM's distribution with the head's. A head pooled with LLM weight 0 (the head
+        alone won) runs no LLM pass: its answer would not count."""
+        if recipe.head is not None and recipe.head.weight_llm == 0.0:
+            return self._predict_head_alone(control, recipe, texts)
         calibrator = recipe.calibrator or self.calibrator(control, recipe.prompt)
         use_head = recipe.head is not None
         embeddings = self.embedder.encode(texts) if use_head or recipe.prompt.nearest else None
@@ -252,6 +255,15 @@ class LabelingService:
                     rationales=s.rationales, threshold=recipe.threshold), s.truncated)
             for p, s in zip(probs, scored)
         ]
+
+    def _predict_head_alone(self, control: ChoiceControl, recipe: ControlRecipe,
+                            texts: list[str]) -> list[tuple[ControlPrediction, bool]]:
+        """The embedding head's answer at embedding speed; `raw_probabilities` are the head's too
+        (no LLM ran), and `probability_source` says so."""
+        embeddings = self.embedder.encode(texts)
+        flat = np.full((len(texts), len(control.labels)), 0.5 if control.multiple else 1.0 / len(control.labels))
+        probs = recipe.head.combine(flat, embeddings)  # weight 0: the LLM part does not enter
+        return [(decide(control, p, p, source="embedding head", threshold=recipe.threshold), False) for p in probs]
 
     def span_demos(self, prompt: SpanPrompt, texts: Sequence[str], *, leave_out_self: bool = False) -> list[tuple]:
         """Each text's nearest labelled texts of a span prompt's pool (none without a pool).

@@ -230,9 +230,11 @@ def test_preannotate_below_score_resumes_after_an_interruption(ls, service):
 
     def count_v1() -> int:
         return sum(p["model_version"] == S.v1 for p in ls.predictions(S.project))
-    first = service.cli("preannotate", "--project", str(S.project), "--below-score", str(BELOW), "--batch-size", "4")
-    poll("the first batch to be written", lambda: first.poll() is not None or count_v1() >= RETRIEVE_BATCH + 4,
-         timeout=600, every=0.5)
+    # batches of 2: a version whose head alone answers predicts at embedding speed, and the run
+    # must still be under way once the first 4 tasks are written
+    first = service.cli("preannotate", "--project", str(S.project), "--below-score", str(BELOW), "--batch-size", "2")
+    poll("the first batches to be written", lambda: first.poll() is not None or count_v1() >= RETRIEVE_BATCH + 4,
+         timeout=600, every=0.1)
     assert first.poll() is None, "the run finished before it could be interrupted"
     first.send_signal(signal.SIGINT)  # Ctrl-C
     first.communicate(timeout=60)

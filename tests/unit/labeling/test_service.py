@@ -122,3 +122,30 @@ def test_an_instruction_typed_in_the_editor_replaces_the_versions_for_that_reque
     engine.calls.clear()
     service.predict(items, label_task, version)
     assert all(prefix.startswith("Own.") for prefix, _ in engine.calls)
+
+
+def test_a_version_whose_head_alone_answers_runs_no_llm_pass():
+    from backend.labeling.head import HeadWeights
+    from backend.labeling.recipe import ControlRecipe
+    from tests.unit.helpers import WordEmbedder
+
+    label_task = parse_label_config(CONFIG)
+    control = label_task.controls[0]
+    n_dims = len(WordEmbedder.VOCAB) + 1
+    coef = tuple(tuple(3.0 if d == k else 0.0 for d in range(n_dims)) for k in range(len(control.labels)))
+    head = HeadWeights(coef, (0.0,) * len(control.labels), weight_llm=0.0)
+    engine = ScriptedEngine()
+    service = LabelingService(engine, embedder=WordEmbedder())
+    version = ModelVersion("v2", controls={control.name: ControlRecipe(PromptVersion(name="v2", nearest=4), head=head)})
+    items = extract_texts([_task("win a prize"), _task("see you at lunch")], label_task, 1000)
+    results = service.predict(items, label_task, version)
+    assert engine.calls == []  # neither the tasks nor a content-free calibration were scored
+    expected = head.combine(np.full((2, len(control.labels)), 1 / len(control.labels)),
+                            WordEmbedder().encode(["win a prize", "see you at lunch"]))
+    for result, probs in zip(results, expected):
+        (region,) = result["result"]
+        assert list(region["probabilities"].values()) == pytest.approx(probs.tolist(), abs=1e-6)
+        assert region["probability_source"] == "embedding head" and region["value"]["choices"][0] in control.labels
+    pooled = ModelVersion("v3", controls={control.name: ControlRecipe(head=HeadWeights(coef, (0.0,) * 3, weight_llm=0.5))})
+    service.predict(items, label_task, pooled)
+    assert engine.calls  # a head pooled with the LLM still needs its answer
