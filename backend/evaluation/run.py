@@ -269,15 +269,11 @@ def _head_threshold(embeddings: np.ndarray, gold: np.ndarray, folds: int) -> flo
     """The decision threshold a one-vs-rest head alone would ship with, fitted on its out-of-fold
     probabilities on the train labels as refinement fits it (0.5 where that loses), for a fair
     head-only baseline."""
-    from ..labeling.calibration import sigmoid
-    from ..refinement.candidates.one_vs_rest_head import train_one_vs_rest
+    from ..refinement.candidates.one_vs_rest_head import one_vs_rest_oof
     from ..refinement.validation.control_kind import MULTIPLE
     from ..refinement.validation.crossval import CandidateResult, fold_ids
 
     fold = fold_ids(len(gold), folds)
-    oof = np.zeros(gold.shape)
-    for f in np.unique(fold):
-        coef, intercept = train_one_vs_rest(embeddings[fold != f], gold[fold != f])
-        oof[fold == f] = sigmoid(embeddings[fold == f] @ coef.T + intercept)
+    oof = one_vs_rest_oof(embeddings, gold, fold)
     head = CandidateResult("head", ControlRecipe(), oof, gold, kind=MULTIPLE).with_threshold(fold)
     return head.recipe.threshold or 0.5

@@ -40,14 +40,20 @@ def train_one_vs_rest(embeddings: np.ndarray, gold: np.ndarray) -> tuple[np.ndar
     return coef, intercept
 
 
-def evaluate_one_vs_rest_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray) -> list[CandidateResult]:
-    """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused)."""
-    gold = llm.gold
+def one_vs_rest_oof(embeddings: np.ndarray, gold: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """The head's P(yes) of every item, from the head trained on the other folds."""
     head_oof = np.zeros(gold.shape)
     for f in np.unique(folds):
         test = folds == f
         coef, intercept = train_one_vs_rest(embeddings[~test], gold[~test])
         head_oof[test] = sigmoid(embeddings[test] @ coef.T + intercept)
+    return head_oof
+
+
+def evaluate_one_vs_rest_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray) -> list[CandidateResult]:
+    """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused)."""
+    gold = llm.gold
+    head_oof = one_vs_rest_oof(embeddings, gold, folds)
     raw_pool = np.zeros(gold.shape)
     for f in np.unique(folds):
         test = folds == f
