@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import redis
 
 from ..errors import BadRequest, LabelConfigError
-from ..labeling.label_config import LabelTask, parse_label_config
+from ..labeling.label_config import LabelTask, config_hash, parse_label_config
 from ..labelstudio.payloads import annotation_id, gold_from_annotation, id_list
 from ..refinement.scheduler import RefinementScheduler
 from ..store.ground_truth import GoldItem, GroundTruthStore
@@ -63,6 +63,21 @@ def _parsed(config: str, field: str) -> LabelTask:
         raise LabelConfigError(exc.message, field=field) from exc
 
 
+def _store_config(store: GroundTruthStore, config: str, project: int) -> None:
+    """Store a (validated) config. Only an edit of what it serves starts a new version lineage
+    (config_hash); a cosmetic one (a header, a style, whitespace) keeps the project's versions."""
+    previous = store.label_config()
+    if previous == config:
+        return
+    store.set_label_config(config)
+    try:
+        changed = previous is not None and config_hash(previous) != config_hash(config)
+    except LabelConfigError:  # a stored config this parser no longer accepts served no lineage
+        changed = True
+    if changed:
+        log.info("project %s: label config changed, a new version lineage starts", project)
+
+
 class LearningEvents:
     def __init__(self, conn: redis.Redis, scheduler: RefinementScheduler):
         self.conn = conn
@@ -92,8 +107,8 @@ class LearningEvents:
         elif action == "ANNOTATIONS_DELETED":
             delete_ids = id_list(body, "annotations", action, bare_ints=True)
 
-        if config is not None and store.set_label_config(config):
-            log.info("project %s: label config changed, a new version lineage starts", project)
+        if config is not None:
+            _store_config(store, config, project)
         if gold is not None:
             outcome.stored = int(store.upsert(gold))
         elif delete_ids:
@@ -134,8 +149,8 @@ class LearningEvents:
                 else:
                     golds.append(gold)
 
-        if config is not None and store.set_label_config(config):
-            log.info("project %s: label config changed, a new version lineage starts", project)
+        if config is not None:
+            _store_config(store, config, project)
         stored = sum(int(store.upsert(gold)) for gold in golds)
         store.delete_annotations(delete_ids)
         return stored

@@ -45,7 +45,7 @@ def setup():
     body = json_object()
     project = project_id(body)
     label_task = parse_label_config(required_string(body, "schema"))
-    version = _ext("versions").current(project, label_task.config_hash)
+    version = _ext("versions").current(project, label_task.config_hash, label_task.legacy_hash)
     return jsonify(
         model_version=version.label,
         controls=[c.name for c in (*label_task.controls, *label_task.span_controls)],
@@ -69,7 +69,7 @@ def predict():
         )
     items = extract_texts(tasks, label_task, settings.max_text_chars)
     context = editor_context(label_task, body)
-    version = _ext("versions").current(project, label_task.config_hash)
+    version = _ext("versions").current(project, label_task.config_hash, label_task.legacy_hash)
     t0 = time.monotonic()
     service = _ext("labeling")()
     try:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import BadRequest, LabelConfigError
@@ -75,12 +77,17 @@ INSTRUCTION_AREA_NAMES = ("prompt", "instruction", "instructions")
 
 @dataclass(frozen=True)
 class LabelTask:
+    """What a config serves. `config_hash` names its version lineage (lineage_hash);
+    `legacy_hash` is the raw-XML hash lineages were named by before, so that the version registry
+    can keep serving versions stored under it (store/versions.py)."""
+
     controls: tuple[ChoiceControl, ...]
     skipped: tuple[SkippedControl, ...]
     config_hash: str
     text_areas: tuple[TextAreaTarget, ...] = ()
     span_controls: tuple[SpanControl, ...] = ()
     instruction_area: TextAreaTarget | None = None
+    legacy_hash: str = ""
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -91,7 +98,36 @@ class LabelTask:
 
 
 def config_hash(label_config: str) -> str:
+    """The version lineage of a config (see lineage_hash); a LabelConfigError when it is invalid."""
+    return parse_label_config(label_config).config_hash
+
+
+def legacy_config_hash(label_config: str) -> str:
+    """The hash of the raw XML, which named lineages before lineage_hash did: any edit changed it."""
     return hashlib.sha256(label_config.strip().encode("utf-8")).hexdigest()[:12]
+
+
+def lineage_hash(controls: Sequence[ChoiceControl], spans: Sequence[SpanControl],
+                 text_areas: Sequence[TextAreaTarget], instruction_area: TextAreaTarget | None) -> str:
+    """The hash of what a version's recipes depend on, so that a cosmetic edit of the config
+    (header, style, layout, hint, color, whitespace, comment, attribute order) keeps its versions.
+
+    Per control: kind, name, bound object and $field (recipes are keyed by control name and read
+    that field); labels in order (calibration biases and head weights are indexed by label
+    position); single or multiple choice (another scoring rule and calibrator); a taxonomy's
+    stored paths (what a prediction writes and how gold is read). Text areas: their role
+    (instruction or rationale), name and bound object. Each field is named here rather than taken
+    from the dataclasses, so a field added to them later does not reset every lineage. Controls
+    are sorted: their place in the layout changes nothing served."""
+    entries = [{"kind": c.kind, "name": c.name, "to_name": c.to_name, "field": c.field, "labels": list(c.labels),
+                "multiple": c.multiple, "paths": [list(p) for p in c.paths]} for c in controls]
+    entries += [{"kind": "labels", "name": c.name, "to_name": c.to_name, "field": c.field, "labels": list(c.labels)}
+                for c in spans]
+    entries += [{"kind": "rationale", "name": t.name, "to_name": t.to_name} for t in text_areas]
+    if instruction_area is not None:
+        entries.append({"kind": "instruction", "name": instruction_area.name, "to_name": instruction_area.to_name})
+    canonical = sorted(json.dumps(e, sort_keys=True, ensure_ascii=False) for e in entries)
+    return hashlib.sha256("\n".join(canonical).encode("utf-8")).hexdigest()[:12]
 
 
 def lone_surrogate_at(text: str) -> int | None:
@@ -224,8 +260,10 @@ def _parse(label_config: str) -> LabelTask:
         )
     for s in skipped:
         log.warning("label config: control %r (%s) skipped: %s", s.name, s.tag, s.reason)
-    return LabelTask(controls=tuple(controls), skipped=tuple(skipped), config_hash=config_hash(label_config),
-                     text_areas=tuple(text_areas), span_controls=tuple(spans), instruction_area=instruction_area)
+    return LabelTask(controls=tuple(controls), skipped=tuple(skipped),
+                     config_hash=lineage_hash(controls, spans, text_areas, instruction_area),
+                     text_areas=tuple(text_areas), span_controls=tuple(spans), instruction_area=instruction_area,
+                     legacy_hash=legacy_config_hash(label_config))
 
 
 def _stars(max_rating: object) -> tuple[str, ...] | None:

@@ -142,7 +142,7 @@ class Preannotator:
         """Which tasks will be predicted, with which version (nothing is written yet)."""
         ls_project = as_dict(_api(f"reading project {project}", self.client.projects.get, id=project))
         label_task = parse_label_config(ls_project.get("label_config") or "")
-        version = self.registry.current(project, label_task.config_hash)
+        version = self.registry.current(project, label_task.config_hash, label_task.legacy_hash)
         report = PreannotateReport(project=project, model_version=version.label)
         todo = []
         for task in self._tasks(project, task_ids):

@@ -119,7 +119,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         return {**out, "status": "skipped", "reason": "no label config known for this project yet"}
     label_task = parse_label_config(config)
     registry = VersionRegistry(conn, engine_id(settings), settings.model_dir, ModelVersion)
-    current = registry.current(project, label_task.config_hash)
+    current = registry.current(project, label_task.config_hash, label_task.legacy_hash)
     gold = store.items()
     out.update(gt_count=len(gold), current=current.label)
     cache = LogitCache(conn, project, engine_id(settings))

@@ -6,6 +6,11 @@ MODEL_DIR/versions (readable, and a record that survives a Redis wipe). The labe
 sees is `<engine>.<config hash>.v<N>`: a new config or a new version changes it, so LS
 re-predicts. What a version holds is the labeling layer's business (labeling/model_version.py):
 the registry is handed that type and only stores its JSON.
+
+Lineages were once named by the hash of the raw XML, and are now named by the hash of what the
+config serves. A lineage with no version of its own adopts the versions stored under the old hash
+of the same config (an alias, kept), so an upgrade does not send a project back to v0, and the
+cosmetic edits after it, which change the old hash, do not either.
 """
 from __future__ import annotations
 
@@ -58,42 +63,72 @@ class VersionRegistry:
     def _current_key(self, project: int, lineage: str) -> str:
         return key("project", project, "current", lineage)
 
+    def _alias_key(self, project: int, lineage: str) -> str:
+        return key("project", project, "lineage-alias", lineage)
+
+    def stored_lineage(self, project: int, lineage: str, legacy: str | None = None) -> str:
+        """The lineage whose versions `lineage` serves: the legacy one it adopted, else itself.
+
+        It adopts `legacy` (the old raw-XML hash of the same config) when it has no version of its
+        own and `legacy` has some; the alias is kept, so later publishes continue that lineage and
+        a later cosmetic edit, which changes the legacy hash, still finds it."""
+        alias_key = self._alias_key(project, lineage)
+        if not legacy or legacy == lineage:
+            alias = self.conn.get(alias_key)
+            return alias.decode() if alias else lineage
+        pipe = self.conn.pipeline(transaction=False)
+        pipe.get(alias_key)
+        pipe.exists(self._list_key(project, lineage))
+        pipe.exists(self._list_key(project, legacy))
+        alias, own, old = pipe.execute()
+        if alias:
+            return alias.decode()
+        if own or not old:
+            return lineage
+        self.conn.set(alias_key, legacy, nx=True)  # two configs adopting at once: the first one wins
+        return self.conn.get(alias_key).decode()
+
     def history(self, project: int | None, lineage: str) -> list[StoredVersion]:
-        versions = [self.base(lineage)]
-        if project is not None and self.conn is not None:
-            versions += [self.version_type.from_dict(json.loads(r)) for r in self.conn.lrange(self._list_key(project, lineage), 0, -1)]
-        return versions
+        if project is None or self.conn is None:
+            return [self.base(lineage)]
+        lineage = self.stored_lineage(project, lineage)
+        return [self.base(lineage)] + [self.version_type.from_dict(json.loads(r))
+                                       for r in self.conn.lrange(self._list_key(project, lineage), 0, -1)]
 
     def current_number(self, project: int, lineage: str) -> int:
-        return int(self.conn.get(self._current_key(project, lineage)) or 0)
+        return int(self.conn.get(self._current_key(project, self.stored_lineage(project, lineage))) or 0)
 
-    def current(self, project: int | None, lineage: str) -> StoredVersion:
-        """The current version of a lineage (a label config's hash) in a project."""
+    def current(self, project: int | None, lineage: str, legacy: str | None = None) -> StoredVersion:
+        """The current version of a lineage (a label config's hash) in a project; `legacy`, the
+        config's raw-XML hash, finds the versions stored before lineages were semantic."""
         if project is None or self.conn is None:
             return self.base(lineage)
-        number = self.current_number(project, lineage)
+        lineage = self.stored_lineage(project, lineage, legacy)
+        number = int(self.conn.get(self._current_key(project, lineage)) or 0)
         if number == 0:
             return self.base(lineage)
         raw = self.conn.lindex(self._list_key(project, lineage), number - 1)
         return self.version_type.from_dict(json.loads(raw)) if raw else self.base(lineage)
 
     def publish(self, project: int, draft: StoredVersion) -> StoredVersion:
-        """Store `draft` as the next version of its lineage and make it current."""
-        list_key = self._list_key(project, draft.lineage)
+        """Store `draft` as the next version of its lineage (the one it adopted, if any) and make it current."""
+        lineage = self.stored_lineage(project, draft.lineage)
+        list_key = self._list_key(project, lineage)
         with self.conn.lock(key("project", project, "versions-lock"), timeout=10):
             number = int(self.conn.llen(list_key)) + 1
-            version = replace(draft, number=number, label=self.label(draft.lineage, number), created_at=time.time())
+            version = replace(draft, lineage=lineage, number=number, label=self.label(lineage, number), created_at=time.time())
             payload = json.dumps(version.to_dict(), sort_keys=True)
             self._write_file(project, version, payload)
             pipe = self.conn.pipeline(transaction=True)
             pipe.rpush(list_key, payload)
-            pipe.set(self._current_key(project, draft.lineage), number)
+            pipe.set(self._current_key(project, lineage), number)
             pipe.sadd(key("projects"), project)
             pipe.execute()
         return version
 
     def rollback(self, project: int, lineage: str, target: str) -> StoredVersion:
         """Make an earlier version (its label or number) current again; nothing is deleted."""
+        lineage = self.stored_lineage(project, lineage)
         for version in self.history(project, lineage):
             if target in (version.label, str(version.number), f"v{version.number}"):
                 self.conn.set(self._current_key(project, lineage), version.number)

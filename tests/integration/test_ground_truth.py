@@ -132,3 +132,22 @@ def test_a_bulk_delete_runs_in_chunks_and_removes_every_item(redis_conn):
     store.upsert(keep)
     assert store.delete_annotations([10_000 + i for i in range(1, n + 1)]) == n
     assert store.items() == [keep]
+
+
+def test_only_an_edit_of_what_is_served_is_a_new_version_lineage(app, redis_conn, caplog):
+    body = load_fixture("webhook-project-updated.json")
+    config = body["project"]["label_config"]
+    client = app.test_client()
+
+    def update(label_config: str) -> list[str]:
+        caplog.clear()
+        body["project"]["label_config"] = label_config
+        with caplog.at_level("INFO", logger="backend.api.learning_events"):
+            assert client.post("/webhook", json=body).status_code == 200
+        assert GroundTruthStore(redis_conn, body["project"]["id"]).label_config() == label_config
+        return [r.getMessage() for r in caplog.records if "new version lineage" in r.getMessage()]
+
+    assert update(config) == []  # the first config known
+    restyled = config.replace("<View>", '<View><Header value="Tone"/><View style="padding: 4px">', 1) + "</View>"
+    assert update(restyled) == []
+    assert update(restyled.replace('"Neutral"', '"Mixed"')) == ["project 1: label config changed, a new version lineage starts"]

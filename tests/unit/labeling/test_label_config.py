@@ -1,9 +1,11 @@
+import hashlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.errors import LabelConfigError
-from backend.labeling.label_config import parse_label_config
+from backend.labeling.label_config import config_hash, parse_label_config
 from tests.conftest import load_fixture
 from tests.strategies import PROPERTY_SETTINGS, characters, label_configs
 
@@ -150,3 +152,77 @@ def test_a_config_with_only_a_text_area_says_it_only_receives_rationales():
     with pytest.raises(LabelConfigError) as err:
         parse_label_config(f'<View>{TEXT}<TextArea name="notes" toName="text"/></View>')
     assert "notes: a <TextArea> only receives rationales" in err.value.message
+
+
+# The lineage hash: what a version's recipes depend on, not how the config looks.
+CHOICES = ('<Choices name="sentiment" toName="text" choice="single">'
+           '<Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices>')
+LINEAGE_BASE = f'<View>{TEXT}{CHOICES}<TextArea name="why" toName="text"/></View>'
+COSMETIC = {
+    "whitespace": ('\n<View>\n  <Text name="text"   value="$text" />\n'
+                   '  <Choices name="sentiment" toName="text" choice="single">\n'
+                   '    <Choice value="Positive"/>\n    <Choice value="Negative"/>\n    <Choice value="Neutral"/>\n'
+                   '  </Choices>\n  <TextArea name="why" toName="text"/>\n</View>\n'),
+    "header": f'<View><Header value="How does the review feel?"/>{TEXT}{CHOICES}<TextArea name="why" toName="text"/></View>',
+    "style wrapper": (f'<View>{TEXT}<View style="display: flex; padding: 8px">{CHOICES}</View>'
+                      f'<TextArea name="why" toName="text"/></View>'),
+    "attribute order": ('<View><Text value="$text" name="text"/><Choices choice="single" toName="text" name="sentiment">'
+                        '<Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices>'
+                        '<TextArea toName="text" name="why"/></View>'),
+    "comment": f'<View><!-- the tone of the review -->{TEXT}{CHOICES}<TextArea name="why" toName="text"/></View>',
+    "hints and layout": ('<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text" choice="single"'
+                         ' showInline="true"><Choice value="Positive" hint="glad" hotkey="p"/><Choice value="Negative"/>'
+                         '<Choice value="Neutral" style="color: grey"/></Choices><TextArea name="why" toName="text"/></View>'),
+    "controls moved": f'<View>{TEXT}<TextArea name="why" toName="text"/>{CHOICES}</View>',
+}
+CHANGED = {
+    "label added": LINEAGE_BASE.replace('<Choice value="Neutral"/>', '<Choice value="Neutral"/><Choice value="Mixed"/>'),
+    "label renamed": LINEAGE_BASE.replace('"Neutral"', '"Neither"'),
+    "labels reordered": LINEAGE_BASE.replace('<Choice value="Positive"/><Choice value="Negative"/>',
+                                             '<Choice value="Negative"/><Choice value="Positive"/>'),
+    "control renamed": LINEAGE_BASE.replace('name="sentiment"', 'name="tone"'),
+    "other field": LINEAGE_BASE.replace('value="$text"', 'value="$review"'),
+    "multiple choice": LINEAGE_BASE.replace('choice="single"', 'choice="multiple"'),
+    "new control": LINEAGE_BASE.replace("</View>", f'<Choices name="topic" toName="text">{TWO}</Choices></View>'),
+    "rationale area renamed": LINEAGE_BASE.replace('name="why"', 'name="reason"'),
+    "instruction area": LINEAGE_BASE.replace('name="why"', 'name="prompt"'),
+}
+
+
+@pytest.mark.parametrize("edit", COSMETIC)
+def test_a_cosmetic_edit_keeps_the_lineage(edit):
+    base, edited = parse_label_config(LINEAGE_BASE), parse_label_config(COSMETIC[edit])
+    assert edited.config_hash == base.config_hash
+    assert edited.legacy_hash != base.legacy_hash  # what used to start a new lineage
+
+
+@pytest.mark.parametrize("edit", CHANGED)
+def test_an_edit_of_what_is_served_starts_a_new_lineage(edit):
+    assert parse_label_config(CHANGED[edit]).config_hash != parse_label_config(LINEAGE_BASE).config_hash
+
+
+PINNED_LINEAGE = "fe19e661910b"  # SINGLE's lineage: the hash its versions are stored under
+
+
+def test_the_lineage_hashes_are_pinned():
+    """Versions are stored under these hashes: a change of either formula would orphan them."""
+    task = parse_label_config(SINGLE)
+    assert task.legacy_hash == hashlib.sha256(SINGLE.strip().encode("utf-8")).hexdigest()[:12]
+    assert task.config_hash == PINNED_LINEAGE
+    assert config_hash(SINGLE) == task.config_hash
+
+
+def test_a_rating_scale_or_taxonomy_alias_starts_a_new_lineage():
+    def lineage(body: str) -> str:
+        return config_hash(f"<View>{TEXT}{body}</View>")
+
+    assert lineage('<Rating name="r" toName="text" maxRating="5"/>') != lineage('<Rating name="r" toName="text" maxRating="4"/>')
+    assert lineage('<Rating name="r" toName="text" maxRating="5"/>') == lineage('<Rating name="r" toName="text" icon="heart"/>')
+    tree = f'<Taxonomy name="geo" toName="text">{TREE}</Taxonomy>'
+    assert lineage(tree) != lineage(tree.replace('alias="ES"', 'alias="SP"'))
+
+
+def test_span_labels_keep_their_lineage_through_a_color_change():
+    recolored = NER.replace("<Label ", '<Label background="#123456" ', 1)
+    assert recolored != NER and config_hash(recolored) == config_hash(NER)
+    assert config_hash(NER.replace('"ORG"', '"COMPANY"')) != config_hash(NER)
