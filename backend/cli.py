@@ -535,3 +535,79 @@ def _pick(lineages: list[str], target: str) -> str:
         if f".{lineage[:6]}." in target:
             return lineage
     raise click.UsageError("several label configs have versions: give the full version label")
+
+
+@main.command()
+@click.option("--project", required=True, type=int)
+@click.option("--control", default=None, help="One control's ranking (every control's by default).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500), help="Rows per control.")
+@click.option("--json", "as_json", is_flag=True, help="Print the ranking as JSON.")
+def suspects(project: int, control: str | None, limit: int, as_json: bool) -> None:
+    """The human labels most likely wrong, from the last refinement job (fixed ones left out)."""
+    from .store.ground_truth import GroundTruthStore
+    from .store.suspects import SuspectStore
+
+    conn = _redis(_settings())
+    ranking = SuspectStore(conn, project).open_rows(GroundTruthStore(conn, project))
+    controls = ranking.get("controls", {})
+    if control is not None:
+        if control not in controls:
+            raise click.UsageError(f"no ranking for control {control!r}; ranked: {sorted(controls) or 'none yet'}")
+        controls = {control: controls[control]}
+    for entry in controls.values():
+        entry["suspects"] = entry["suspects"][:limit]
+    if as_json:
+        click.echo(json.dumps({**ranking, "controls": controls}, indent=2, ensure_ascii=False))
+        return
+    if not controls:
+        click.echo(f"project {project}: no refinement job has ranked its labels yet")
+        return
+    click.echo(f"project {project}: ranked by the job of {ranking['computed_at']} ({ranking['model_version']}, "
+               f"{ranking['gt_count']} labelled tasks)")
+    for name, entry in controls.items():
+        click.echo(f"\n{name}: {entry['count']} suspects of {entry['items']} items (from {entry['from']}), "
+                   f"{entry['fixed_since']} fixed since")
+        for row in entry["suspects"]:
+            click.echo(f"{'!' if row['confident'] else ' '} task {row['task_id']:<8} given {', '.join(row['given'])!r} "
+                       f"(p={row['p_given']:.2f})  suggested {', '.join(row['suggested'])!r} (p={row['p_suggested']:.2f})")
+
+
+@main.command(name="suspects-bench")
+@click.option("--dataset", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Labelled single-label JSONL: the project's ground truth, some of it flipped.")
+@click.option("--test", "test_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Labelled JSONL the learnt versions are served on.")
+@click.option("--limit", default=200, show_default=True, help="First N items of --dataset.")
+@click.option("--test-limit", default=300, show_default=True, help="First N items of --test.")
+@click.option("--flip", default="0.05,0.10", show_default=True, help="Shares of the labels to flip, comma-separated.")
+@click.option("--seed", default=0, show_default=True)
+def suspects_bench(dataset: str, test_path: str, limit: int, test_limit: int, flip: str, seed: int) -> None:
+    """Flip a share of a labelled set's labels at random and measure the refinement job's
+    label-error ranking against the flips (precision and recall at the number flipped), and the
+    test macro-F1 learnt from the noisy labels and after a reviewer fixed the top suspects."""
+    from .evaluation.datasets import load_dataset
+    from .evaluation.label_error_bench import LabelErrorBench
+
+    try:
+        shares = [float(s) for s in flip.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"comma-separated numbers, got {flip!r}", param_hint="--flip") from None
+    if not all(0 < s < 1 for s in shares):
+        raise click.BadParameter("each share must be between 0 and 1", param_hint="--flip")
+    settings = _settings()
+    train, test = load_dataset(dataset, limit=limit), load_dataset(test_path, limit=test_limit)
+    if train.multiple:
+        raise click.UsageError("suspects-bench takes single-label sets")
+    bench = LabelErrorBench(_service(settings), settings, train, test)
+    clean, chosen = bench.clean()
+    click.echo(f"{train.name}: {len(train.texts)} labels, served on {len(test.texts)} test items; "
+               f"learnt from clean labels: macro-F1 {clean:.3f} ({chosen})")
+    click.echo("| flipped | k | flagged | precision@k | recall@k | precision (flagged) | recall (flagged) "
+               "| macro-F1 noisy | after review of top k | ranked from | chosen noisy / reviewed | s |")
+    click.echo("|---" * 12 + "|")
+    for share in shares:
+        r = bench.run(share, seed)
+        click.echo(f"| {r.share:.0%} | {r.flipped} | {r.flagged} | {r.precision_at_k:.3f} | {r.recall_at_k:.3f} "
+                   f"| {r.precision_flagged:.3f} | {r.recall_flagged:.3f} | {r.macro_f1_noisy:.3f} "
+                   f"| {r.macro_f1_reviewed:.3f} | {r.ranked_from} | {r.chosen_noisy} / {r.chosen_reviewed} "
+                   f"| {r.seconds:.0f} |")

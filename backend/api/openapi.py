@@ -152,6 +152,19 @@ class JobsResponse(_Open):
     preannotation: list[dict[str, Any]]
 
 
+class SuspectsQuery(BaseModel):
+    control: str | None = Field(None, description="one control's ranking; every control's when absent")
+    limit: int = Field(50, ge=1, le=500, description="rows per control, most likely wrong first")
+
+
+class SuspectsResponse(_Open):
+    project: int
+    model_version: str | None
+    computed_at: str | None = Field(description="when the refinement job that ranked the labels ended")
+    gt_count: int
+    controls: dict[str, dict[str, Any]]
+
+
 def _errors(*codes: int) -> dict[str, type[BaseModel] | None]:
     # gunicorn itself answers 414 (HTML) to a request line over 4094 bytes, before the app sees it
     return {f"HTTP_{code}": None if code == 414 else ErrorBody for code in codes}

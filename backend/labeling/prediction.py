@@ -102,6 +102,19 @@ def _value(pred: ControlPrediction) -> dict:
     return {"type": "choices", "value": {"choices": list(pred.chosen)}}
 
 
+def answer_region(control: ChoiceControl, chosen: tuple[str, ...] | list[str], score: float) -> dict:
+    """A region answering `control` with `chosen` (its labels) at `score`, as Label Studio stores
+    an annotator's answer: for an answer that is not a scored prediction of this service (say, the
+    label a reviewer is asked to consider)."""
+    if control.kind == "rating":
+        value = {"type": "rating", "value": {"rating": int(chosen[0])}}
+    elif control.kind == "taxonomy":
+        value = {"type": "taxonomy", "value": {"taxonomy": [list(control.paths[control.labels.index(c)]) for c in chosen]}}
+    else:
+        value = {"type": "choices", "value": {"choices": list(chosen)}}
+    return {"from_name": control.name, "to_name": control.to_name, **value, "score": round(float(score), 6)}
+
+
 def to_region(pred: ControlPrediction) -> dict:
     c = pred.control
     region = {

@@ -194,11 +194,15 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 SUMMARY_COLUMNS = ["name", "n", "accuracy", "macro_f1", "ece", "ece_floor"]
 SUMMARY_COLUMNS_MULTI = ["name", "n", "micro_f1", "macro_f1", "subset_accuracy", "ece", "log_loss"]
 SUMMARY_COLUMNS_SPANS = ["name", "n", "exact_f1", "partial_f1", "unlabelled_f1", "predicted", "gold"]
+SUSPECT_COLUMNS = ["control", "task_id", "annotation_id", "given", "suggested", "p_given", "p_suggested", "confident"]
+SUSPECTS_SHOWN = 20  # per control; the rest at /projects/<id>/suspects
 
 
 def write_report(out_dir: str | Path, *, title: str, labels: list[str], systems: list[dict],
-                 rounds: list[dict] | None = None, meta: dict | None = None) -> Path:
-    """Write metrics.json and report.html into `out_dir`; returns the HTML path."""
+                 rounds: list[dict] | None = None, meta: dict | None = None,
+                 suspects: dict[str, dict] | None = None) -> Path:
+    """Write metrics.json and report.html into `out_dir`; returns the HTML path. `suspects`: the
+    job's label-error ranking per control (refinement/job.py), whose top rows are listed."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = {"title": title, "labels": labels, "meta": meta or {}, "systems": systems, "rounds": rounds or []}
@@ -215,6 +219,14 @@ def write_report(out_dir: str | Path, *, title: str, labels: list[str], systems:
         baselines = {s["name"]: s["macro_f1"] for s in systems if s["name"] in ("naive free text", "version 0")}
         parts += ["<h2>Learning curve</h2>", f'<img src="data:image/png;base64,{_learning_curve(rounds, baselines)}">',
                   _table(rounds, [k for k in rounds[0] if not isinstance(rounds[0][k], (list, dict))])]
+    if suspects:
+        rows = [{**row, "control": name, "given": ", ".join(row["given"]), "suggested": ", ".join(row["suggested"])}
+                for name, entry in suspects.items() for row in entry["suspects"][:SUSPECTS_SHOWN]]
+        counts = "; ".join(f"{name}: {len(e['suspects'])} of {e['items']} items, from {e['from']}"
+                           for name, e in suspects.items())
+        parts += ["<h2>Human labels to review</h2>",
+                  f"<p>Most likely wrong first (confident learning on out-of-fold probabilities). {html.escape(counts)}.</p>",
+                  _table(rows, SUSPECT_COLUMNS)]
     for system in systems:
         parts.append(f"<h2>{html.escape(system['name'])}</h2>")
         parts.append(_table(system["per_label"], ["label", "precision", "recall", "f1", "support"]))

@@ -23,6 +23,7 @@ from ..labeling.label_config import LabelTask, parse_label_config
 from ..labeling.model_version import ModelVersion
 from ..labeling.service import LabelingService, extract_texts
 from ..labelstudio.client import as_dict, label_studio_client
+from ..labelstudio.review_tab import SUSPECTS_VERSION
 from ..settings import Settings
 from ..store.versions import VersionRegistry
 
@@ -46,8 +47,10 @@ def _api(what: str, call: Callable, *args, **kwargs):
 
 
 def _predictions(task: dict) -> list[dict]:
-    """A listed task's predictions (full objects with `fields=all`; bare ids are skipped)."""
-    return [as_dict(p) for p in task.get("predictions") or [] if not isinstance(p, int)]
+    """A listed task's predictions (full objects with `fields=all`; bare ids are skipped), but
+    the label-suspect ones: they question an annotation, they do not predict the task."""
+    listed = [as_dict(p) for p in task.get("predictions") or [] if not isinstance(p, int)]
+    return [p for p in listed if p.get("model_version") != SUSPECTS_VERSION]
 
 
 def carries(task: dict, version: str) -> bool:

@@ -21,6 +21,7 @@ from .candidates.instruction_rewrite import Rewrite, RewriteBudget
 from .candidates.reasoning_first import reasoning_modes
 from .candidates.teacher import build_teacher
 from .candidates.typed_instruction import most_typed
+from .label_review import keep_ranking, suspect_rows
 from .selection.optimizer import optimize_control
 from .span_learning import refine_spans, usable_span_gold
 
@@ -41,7 +42,8 @@ def refresh_due(gt_count: int, fitted_on: int) -> bool:
 
 
 def store_version_report(conn: redis.Redis, settings: Settings, project: int, label: str, reports: list,
-                         refreshed: frozenset[str] = frozenset(), span_reports: list | None = None) -> None:
+                         refreshed: frozenset[str] = frozenset(), span_reports: list | None = None,
+                         suspects: dict[str, dict] | None = None) -> None:
     """The held-out evaluation behind a published version, as HTML: in Redis (any web replica can
     serve it at /versions/<label>/report) and under MODEL_DIR/versions/project-<id>/<label>/.
     `refreshed` names the controls published as their current recipe's refit (a control whose refit
@@ -66,7 +68,7 @@ def store_version_report(conn: redis.Redis, settings: Settings, project: int, la
     path = write_report(settings.model_dir / "versions" / f"project-{project}" / label,
                         title=f"{label}: held-out evaluation",
                         labels=list(reports[0][0].labels) if reports else list(span_reports[0][0].labels),
-                        systems=systems, meta=meta)
+                        systems=systems, meta=meta, suspects=suspects)
     conn.set(report_key(project, label), path.read_text(encoding="utf-8"))
 
 
@@ -149,6 +151,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     seen = set(current.trained_on)
     span_prompts = dict(current.spans)
     span_reports = []
+    suspects: dict[str, dict] = {}
     for done, (control, usable) in enumerate(span_work):
         decision = refine_spans(service, control, usable, current.span_prompt(control.name), alpha=settings.refine_alpha,
                                 deadline=control_deadline(time.monotonic(), deadline, len(work) + len(span_work) - done))
@@ -166,6 +169,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
                                     typed=most_typed([g.instruction for g in reversed(usable)]), **options)
         trained_on.update(g.task_id for g, used in zip(usable, decision.used) if used)
         decisions[control.name] = decision.summary()
+        if decision.issues_from:
+            suspects[control.name] = suspect_rows(control, usable, decision)
         reports.append((control, decision))
         if decision.accepted:
             recipes[control.name] = decision.best.recipe
@@ -184,12 +189,16 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         version = registry.publish(project, draft)
         out.update(status="published" if accepted else "refreshed", model_version=version.label, kind=draft.kind)
         try:  # the version is published: a report that cannot be written must not fail (and retry) the job
-            store_version_report(conn, settings, project, version.label, reports, frozenset(refreshed), span_reports)
+            store_version_report(conn, settings, project, version.label, reports, frozenset(refreshed), span_reports,
+                                 suspects)
         except Exception as exc:
             log.exception("project %s: the report of %s could not be stored", project, version.label)
             out["report_error"] = f"{type(exc).__name__}: {exc}"
     else:
         out.update(status="kept", model_version=current.label)
+    if suspects:
+        out.update(keep_ranking(settings, conn, project, label_task, {
+            "project": project, "model_version": out["model_version"], "gt_count": len(gold), "controls": suspects}))
     out["logit_cache"] = {**cache.stats(), "dropped": cache.prune()}
     out["seconds"] = round(time.monotonic() - t0, 2)
     log.info("project %s refinement: %s %s in %.1f s", project, out["status"], out["model_version"], out["seconds"])

@@ -114,6 +114,13 @@ class GroundTruthStore:
         raw = self.conn.hgetall(self._gt)
         return sorted((GoldItem.from_json(v) for v in raw.values()), key=lambda g: g.task_id)
 
+    def by_task(self, task_ids: list[int]) -> dict[int, GoldItem]:
+        """The gold items of these tasks that the store holds."""
+        if not task_ids:
+            return {}
+        raw = self.conn.hmget(self._gt, [str(t) for t in task_ids])
+        return {t: GoldItem.from_json(v) for t, v in zip(task_ids, raw) if v is not None}
+
     def count(self) -> int:
         return int(self.conn.hlen(self._gt))
 

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from backend.evaluation.datasets import load_dataset
+from backend.labelstudio.review_tab import SUSPECTS_VERSION, TAB_TITLE
 from tests.conftest import DATASETS
 from tests.e2e.conftest import BASIC_AUTH, TIMINGS, LabelStudioError
 
@@ -212,10 +213,37 @@ def test_annotations_and_training_from_label_studio_publish_a_new_version(ls, se
     TIMINGS["model_versions"] = [S.v0, S.v1]
 
 
+def test_the_labels_most_likely_wrong_are_shown_to_reviewers_in_label_studio(ls, service):
+    # (which labels are caught is tested with planted mistakes in tests/integration/test_refinement_job.py;
+    # here a model that learnt from 40 labels disagrees with a few of them, which is all this needs)
+    ranked = service.http.get(f"{service.url}/projects/{S.project}/suspects?limit=500", timeout=10).json()
+    rows = ranked["controls"]["label"]["suspects"]
+    assert rows and ranked["model_version"] == S.v1
+    (job,) = [j for j in service.jobs(S.project)["jobs"] if j["reason"] == "START_TRAINING"]
+    assert job["result"]["suspects_in_label_studio"] == {"written": len(rows), "deleted": 0}
+    # one prediction per suspect under its own model version: the label the model suggests, and
+    # Label Studio's `mislabeling` field the chance the given one is wrong
+    shown = {p["task"]: p for p in ls.predictions(S.project) if p["model_version"] == SUSPECTS_VERSION}
+    assert set(shown) == {r["task_id"] for r in rows}
+    for row in rows:
+        p = shown[row["task_id"]]
+        (region,) = p["result"]
+        assert region["value"]["choices"] == row["suggested"] != row["given"]
+        assert p["mislabeling"] == pytest.approx(1 - row["p_given"], abs=1e-4)
+        assert p["score"] == pytest.approx(row["p_suggested"], abs=1e-4)
+    first = rows[0]["task_id"]
+    annotations = ls.call("GET", f"/api/tasks/{first}/annotations")
+    assert [a["result"][0]["value"]["choices"] for a in annotations] == [rows[0]["given"]]  # untouched
+    # the reviewers' tab in the Data Manager lists exactly those tasks
+    (tab,) = [v for v in ls.call("GET", f"/api/dm/views?project={S.project}") if v["data"]["title"] == TAB_TITLE]
+    listed = ls.call("GET", f"/api/tasks?project={S.project}&view={tab['id']}&page_size=1000")["tasks"]
+    assert {t["id"] for t in listed} == set(shown)
+
+
 def test_label_studio_fetches_predictions_of_the_new_version(ls, service):
     batch = S.ids[:RETRIEVE_BATCH]
     ls.retrieve_predictions(S.project, batch)
-    stored = by_task(ls.predictions(S.project))
+    stored = by_task([p for p in ls.predictions(S.project) if p["model_version"] != SUSPECTS_VERSION])
     for task_id in batch:
         assert [p["model_version"] for p in stored[task_id]] == [S.v0, S.v1]
         assert_prediction(stored[task_id][1], S.v1)
@@ -223,7 +251,7 @@ def test_label_studio_fetches_predictions_of_the_new_version(ls, service):
 
 
 def test_preannotate_below_score_resumes_after_an_interruption(ls, service):
-    before = by_task(ls.predictions(S.project))
+    before = by_task([p for p in ls.predictions(S.project) if p["model_version"] != SUSPECTS_VERSION])
     latest = {t: max(ps, key=lambda p: p["id"]) for t, ps in before.items()}
     wanted = {t for t, p in latest.items() if p["model_version"] != S.v1 and p["score"] < BELOW}
     assert len(wanted) >= 12, "too few uncertain tasks to interrupt a run in the middle"

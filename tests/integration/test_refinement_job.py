@@ -16,6 +16,10 @@ pytestmark = [pytest.mark.service, pytest.mark.model]
 
 PROJECT = 41
 DATA = load_dataset(DATASETS / "sms_spam" / "train.jsonl", limit=80)
+# Annotators' mistakes: the job should rank these labels among the most likely wrong.
+SPAM = DATA.labels.index("spam")
+FLIPPED = {i: DATA.labels[1 - DATA.gold[i]] for i in
+           [i for i, g in enumerate(DATA.gold) if g == SPAM][:2] + [i for i, g in enumerate(DATA.gold) if g != SPAM][:2]}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,8 @@ def test_annotations_refine_into_a_new_served_version(server_factory, env, redis
     assert v0.endswith(".v0")
 
     for i in range(len(DATA.texts)):
-        r = requests.post(server.url + "/webhook", json=annotation_event(DATA, i, project=PROJECT), timeout=1)
+        event = annotation_event(DATA, i, project=PROJECT, label=FLIPPED.get(i))
+        r = requests.post(server.url + "/webhook", json=event, timeout=1)
         assert r.status_code == 200 and r.json()["stored"] == 1
 
     start = load_fixture("webhook-start-training.json")
@@ -83,3 +88,29 @@ def test_annotations_refine_into_a_new_served_version(server_factory, env, redis
     report = requests.get(server.url + f"/versions/{v1}/report?project={PROJECT}", timeout=5)
     assert report.status_code == 200 and "held-out evaluation" in report.text
     assert requests.get(server.url + "/versions/nope/report", timeout=5).status_code == 404
+
+    ranked = requests.get(server.url + f"/projects/{PROJECT}/suspects?limit=8", timeout=5).json()
+    assert ranked["model_version"] == v1 and ranked["gt_count"] == len(DATA.texts)
+    label = ranked["controls"]["label"]
+    assert label["from"] in {c["name"] for c in decision["candidates"]} and label["items"] == decision["n_eval"]
+    top = {row["task_id"]: row for row in label["suspects"]}
+    caught = [1000 + i for i in FLIPPED if 1000 + i in top]
+    assert len(caught) >= 2, (FLIPPED, label)  # 4 wrong labels in 80, ranked by a model that learnt from them
+    for task in caught:
+        i = task - 1000
+        assert top[task]["given"] == [FLIPPED[i]] and top[task]["suggested"] == [DATA.labels[DATA.gold[i]]]
+    assert decision["suspects"] == label["count"] >= len(caught)
+    assert "Human labels to review" in report.text
+
+    fixed = caught[0] - 1000  # a reviewer corrects it in Label Studio: the row leaves the list at once
+    event = annotation_event(DATA, fixed, project=PROJECT, action="ANNOTATION_UPDATED",
+                             updated_at="2026-11-24T03:00:00.000000Z")
+    assert requests.post(server.url + "/webhook", json=event, timeout=1).json()["stored"] == 1
+    after = requests.get(server.url + f"/projects/{PROJECT}/suspects?control=label", timeout=5).json()
+    assert 1000 + fixed not in {row["task_id"] for row in after["controls"]["label"]["suspects"]}
+    assert after["controls"]["label"]["fixed_since"] == 1
+    for bad, field in (("?limit=0", "limit"), ("?limit=x", "limit"), ("?control=nope", "control")):
+        r = requests.get(server.url + f"/projects/{PROJECT}/suspects{bad}", timeout=5)
+        assert r.status_code == 400 and r.json()["field"] == field, r.text
+    r = requests.get(server.url + "/projects/abc/suspects", timeout=5)
+    assert r.status_code == 400 and r.json()["field"] == "project"

@@ -35,6 +35,7 @@ from ..candidates.reasoning_first import ReasoningFirst, ReasoningHeads, reasons
 from ..candidates.typed_instruction import TypedInstruction
 from ..validation.control_kind import kind_of
 from ..validation.crossval import CandidateResult, PlanSkipped, evaluate_fixed, fold_ids, paced_logits
+from ..validation.label_errors import LabelIssue, label_issues
 from ..validation.significance import holm_rejections, mcnemar_exact, paired_bootstrap_mean
 from .current_refit import cross_fit_current, refreshed_current
 
@@ -56,6 +57,10 @@ class ControlDecision:
     results: list = field(default_factory=list)  # every candidate, with its recipe (not in the summary)
     refit: CandidateResult | None = None  # the current recipe refit on all items (when no candidate won)
     used: np.ndarray | None = None  # the items the job could afford to judge (see judged_items), of those given
+    # the human labels most likely wrong (positions among the `used` items), from the out-of-fold
+    # probabilities of `issues_from`, the candidate with the lowest log-loss on all of them
+    issues: list[LabelIssue] = field(default_factory=list)
+    issues_from: str = ""
 
     @property
     def refreshed(self) -> CandidateResult | None:
@@ -76,6 +81,7 @@ class ControlDecision:
             "mcnemar": {"only_best_right": self.b, "only_current_right": self.c},
             "candidates": self.table,
             "skipped": self.skipped,
+            **({"suspects": len(self.issues), "suspects_from": self.issues_from} if self.issues_from else {}),
         }
 
 
@@ -272,6 +278,7 @@ def optimize_control(
     judge_mask, results = job.judge_mask, job.results
     if kind.multiple:
         results = [r.with_threshold(fold) for r in results]
+    issues, issues_from = suspects(results, kind.multiple)
     judged = judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all()
     if judged:
         cur, results = cur.subset(judge_mask), [r.subset(judge_mask) for r in results]
@@ -286,7 +293,18 @@ def optimize_control(
             refit = refit.subset(judge_mask) if judged else refit
             no_worse(refit, cur, alpha)
     return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, job.skipped, results,
-                           refit, used)
+                           refit, used, issues, issues_from)
+
+
+def suspects(results: list[CandidateResult], multiple: bool) -> tuple[list[LabelIssue], str]:
+    """The label-error ranking on every item the candidates scored, from the candidate whose
+    out-of-fold probabilities fit the human labels best (lowest log-loss): the sharper the
+    probabilities, the fewer true labels it flags. Not the current version's: it was fitted on
+    some of these items. No candidate ran, no ranking."""
+    if not results:
+        return [], ""
+    source = min(results, key=lambda r: float(r.item_loss.mean()))
+    return label_issues(source.probs, source.gold, multiple, source.threshold), source.name
 
 
 def no_worse(refit: CandidateResult, current: CandidateResult, alpha: float) -> bool:

@@ -33,6 +33,9 @@ def _task(*predictions, task_id=1):
         (Selection(below_score=0.7), _task(("old", 0.95)), False),
         (Selection(below_score=0.7), _task(("old", 0.2), ("older", 0.95)), False),  # the latest counts
         (Selection(below_score=0.7), _task(("old", 0.95), ("older", None)), True),
+        # a label-suspect prediction questions an annotation; it is not the task's prediction
+        (Selection(below_score=0.7), _task(("old", 0.95), ("label-suspects", 0.3)), False),
+        (Selection(only_missing=True), _task(("label-suspects", 0.9)), True),
     ],
 )
 def test_selection(selection, task, wanted):
