@@ -141,6 +141,7 @@ class Settings:
     webhook_max_bytes: int = 1024 * 1024  # /webhook is public: a small body limit (the app's is 64 MiB)
     refine_min_new: int = 10  # a refinement starts after this many ground-truth changes ...
     refine_delay_s: float = 60.0  # ... or this long after the first change, whichever comes first
+    refine_settle_s: float = 5.0  # after the threshold, the job starts once events pause this long
     reconcile_interval_s: float = 3600.0  # with the Label Studio API: ground truth re-read this often (0: never)
     refine_max_seconds: float = 600.0  # time budget of one refinement job
     refine_max_eval_items: int = 300  # newest ground truth items used to score candidates
@@ -205,6 +206,7 @@ class Settings:
             webhook_max_bytes=_int(env, "WEBHOOK_MAX_BYTES", cls.webhook_max_bytes),
             refine_min_new=_int(env, "REFINE_MIN_NEW", cls.refine_min_new),
             refine_delay_s=_float(env, "REFINE_DELAY", cls.refine_delay_s),
+            refine_settle_s=_float(env, "REFINE_SETTLE", cls.refine_settle_s),
             reconcile_interval_s=_float(env, "RECONCILE_INTERVAL", cls.reconcile_interval_s),
             refine_max_seconds=_float(env, "REFINE_MAX_SECONDS", cls.refine_max_seconds),
             refine_max_eval_items=_int(env, "REFINE_MAX_EVAL_ITEMS", cls.refine_max_eval_items),

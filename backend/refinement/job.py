@@ -16,11 +16,13 @@ from ..labelstudio.reconcile import reconcile
 from ..settings import Settings
 from ..store.ground_truth import GoldItem, GroundTruthStore
 from ..store.logit_cache import LogitCache
+from ..store.redis import key
 from ..store.versions import VersionRegistry, report_key
 from .candidates.instruction_rewrite import Rewrite, RewriteBudget
 from .candidates.reasoning_first import reasoning_modes
 from .candidates.teacher import build_teacher
 from .candidates.typed_instruction import most_typed
+from .fingerprint import job_fingerprint
 from .label_review import keep_ranking, suspect_rows
 from .selection.optimizer import optimize_control
 from .span_learning import refine_spans, usable_span_gold
@@ -124,6 +126,13 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     current = registry.current(project, label_task.config_hash, label_task.legacy_hash)
     gold = store.items()
     out.update(gt_count=len(gold), current=current.label)
+    last_key = key("project", project, "last-job-fingerprint")
+    if (conn.get(last_key) or b"").decode() == job_fingerprint(settings, engine_id(settings), label_task.config_hash,
+                                                                 current.label, gold):
+        log.info("project %s refinement: nothing changed since the last finished job", project)
+        return {**out, "status": "unchanged", "model_version": current.label, "seconds": round(time.monotonic() - t0, 2),
+                "reason": "the ground truth, the current version and the learning settings are those of the "
+                          "last finished job"}
     cache = LogitCache(conn, project, engine_id(settings))
     service = LabelingService(engine or shared_engine(settings), calibration=settings.calibration, logit_cache=cache)
     rewrite = instruction_rewrite(settings, service.engine)
@@ -200,6 +209,9 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         out.update(keep_ranking(settings, conn, project, label_task, {
             "project": project, "model_version": out["model_version"], "gt_count": len(gold), "controls": suspects}))
     out["logit_cache"] = {**cache.stats(), "dropped": cache.prune()}
+    # with the version it ends with: a job after a publish, on the same ground truth, ends at once
+    conn.set(last_key, job_fingerprint(settings, engine_id(settings), label_task.config_hash, out["model_version"], gold),
+             ex=30 * 24 * 3600)
     out["seconds"] = round(time.monotonic() - t0, 2)
     log.info("project %s refinement: %s %s in %.1f s", project, out["status"], out["model_version"], out["seconds"])
     return out

@@ -1,15 +1,18 @@
 """Refinement jobs on RQ: debounced per project, one running per project, retried, visible.
 
 A job carries only the project id (JSON serializer); the worker rebuilds everything else from
-Settings. Debounce: a job is queued at once after REFINE_MIN_NEW ground-truth changes (or on
-START_TRAINING), otherwise scheduled REFINE_DELAY seconds after the first change; further
-events while one is waiting join it. A Redis lock keeps a second job of the same project from
+Settings. Debounce: after REFINE_MIN_NEW ground-truth changes a job starts once the events pause
+for REFINE_SETTLE seconds (a burst, an import or a script, becomes one job on all of it, not one
+on its first changes and another on the rest), but no later than REFINE_DELAY after the
+threshold; otherwise a job is scheduled REFINE_DELAY seconds after the first change.
+START_TRAINING queues one at once. Further events while one is waiting join it. A Redis lock keeps a second job of the same project from
 running while one runs (with several workers); that job reschedules itself.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -56,28 +59,36 @@ class RefinementScheduler:
         with self.conn.lock(k["sched"], timeout=10, blocking_timeout=5, sleep=0.005):
             waiting = fetch_job(self.conn, self.conn.get(k["next"]))
             promoted = None
+            since = time.time()  # when the threshold was reached: a settling job waits no longer than REFINE_DELAY
             if waiting is not None and waiting.get_status(refresh=True) in WAITING:
                 if not (now and waiting.get_status() == JobStatus.SCHEDULED):
                     return {**describe(waiting), "pending": pending}
+                if "settling_since" in (waiting.meta or {}):
+                    since = float(waiting.meta["settling_since"])
+                    if not force and time.time() - since >= self.settings.refine_delay_s:
+                        return {**describe(waiting), "pending": pending}  # a steady stream: it runs as scheduled
             if now and pending < self.settings.refine_min_new and not self._forced_job_allowed(project):
                 now, reason = False, f"{reason} (over {FORCED_PER_HOUR} forced jobs this hour: debounced)"
                 if waiting is not None and waiting.get_status() in WAITING:
                     return {**describe(waiting), "pending": pending}
             if now and waiting is not None and waiting.get_status() in WAITING:
-                waiting.cancel()  # promote a delayed job: a new one runs now instead
+                waiting.cancel()  # promote a delayed job, or push a settling one back: a new one replaces it
                 promoted = waiting
+            settle = now and not force and self.settings.refine_settle_s > 0
             options = dict(
                 args=(project,),
                 retry=Retry(max=3, interval=[10, 60, 300]),  # a worker killed, Label Studio away for minutes
                 job_timeout=job_timeout(self.settings),
                 result_ttl=7 * 24 * 3600,
                 failure_ttl=7 * 24 * 3600,
-                meta={"reason": reason or ("threshold" if now else "debounce")},
+                meta={"reason": reason or ("threshold" if now else "debounce"),
+                      **({"settling_since": since} if settle else {})},
             )
-            if now:
+            if now and not settle:
                 job = self.queue.enqueue(JOB_FUNC, **options)
             else:
-                job = self.queue.enqueue_in(timedelta(seconds=self.settings.refine_delay_s), JOB_FUNC, **options)
+                wait = self.settings.refine_settle_s if settle else self.settings.refine_delay_s
+                job = self.queue.enqueue_in(timedelta(seconds=wait), JOB_FUNC, **options)
             if promoted is not None:  # /jobs shows it canceled: say why
                 promoted.meta["replaced_by"] = job.id
                 promoted.save_meta()
@@ -86,7 +97,7 @@ class RefinementScheduler:
             pipe.lpush(k["runs"], job.id)
             pipe.ltrim(k["runs"], 0, RUNS_KEPT - 1)
             pipe.execute()
-        log.info("project %s: refinement job %s %s (%d pending)", project, job.id, "queued" if now else "scheduled", pending)
+        log.info("project %s: refinement job %s %s (%d pending)", project, job.id, describe(job)["status"], pending)
         return {**describe(job), "pending": pending}
 
     def runs(self, project: int, limit: int = 20) -> list[dict]:

@@ -15,7 +15,7 @@ import redis
 import requests
 from rq import Queue
 from rq.job import Job
-from rq.registry import StartedJobRegistry
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from backend.app import create_app
@@ -36,18 +36,49 @@ def _app(tmp_path, redis_conn, redis_url, **overrides):
     return create_app(settings, engine_factory=ScriptedEngine, redis_conn=redis_conn), env
 
 
-def test_debounce_queues_after_n_changes_and_schedules_before(tmp_path, redis_conn, redis_url):
-    app, _ = _app(tmp_path, redis_conn, redis_url, refine_min_new=3, refine_delay_s=600)
+def _scheduled_in(redis_conn, queue_name: str, job_id: str) -> float:
+    job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    at = ScheduledJobRegistry(queue_name, connection=redis_conn, serializer=JSONSerializer).get_scheduled_time(job)
+    return (at - datetime.now(timezone.utc)).total_seconds()
+
+
+def test_a_burst_past_the_threshold_becomes_one_job_once_it_pauses(tmp_path, redis_conn, redis_url):
+    app, env = _app(tmp_path, redis_conn, redis_url, refine_min_new=3, refine_delay_s=600, refine_settle_s=5)
     client = app.test_client()
-    statuses = [client.post("/webhook", json=annotation_event(DATA, i, project=5)).json["job"]["status"]
-                for i in range(3)]
-    assert statuses == ["scheduled", "scheduled", "queued"]  # the third change promotes the waiting job
+    answers = [client.post("/webhook", json=annotation_event(DATA, i, project=5)).json["job"] for i in range(2)]
+    assert answers[0]["id"] == answers[1]["id"]  # before the threshold: one job REFINE_DELAY after the first change
+    assert _scheduled_in(redis_conn, env["RQ_QUEUE_NAME"], answers[0]["id"]) > 500
+    answers += [client.post("/webhook", json=annotation_event(DATA, i, project=5)).json["job"] for i in range(2, 5)]
+    assert [a["status"] for a in answers] == ["scheduled"] * 5
+    # from the third change on, each event pushes the job back REFINE_SETTLE seconds: one job on all of it
+    assert len({a["id"] for a in answers[2:]}) == 3
+    assert 3 < _scheduled_in(redis_conn, env["RQ_QUEUE_NAME"], answers[-1]["id"]) <= 5
     jobs = client.get("/jobs?project=5").json["jobs"]
-    assert [j["status"] for j in jobs].count("queued") == 1
-    (replaced,) = [j for j in jobs if j["status"] == "canceled"]  # the delayed one: /jobs says what runs instead
+    assert [j["status"] for j in jobs] == ["scheduled", "canceled", "canceled", "canceled"]
+    assert [j["replaced_by"] for j in jobs[1:]] == [a["id"] for a in reversed(answers[2:])]
+    started = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 5}}).json["job"]
+    assert started["status"] == "queued"  # Start Training does not wait
+    assert [j["status"] for j in client.get("/jobs?project=5").json["jobs"]].count("scheduled") == 0
+
+
+def test_a_steady_stream_does_not_push_the_job_back_forever(tmp_path, redis_conn, redis_url):
+    app, env = _app(tmp_path, redis_conn, redis_url, refine_min_new=1, refine_delay_s=1, refine_settle_s=5)
+    client = app.test_client()
+    first = client.post("/webhook", json=annotation_event(DATA, 0, project=6)).json["job"]
+    time.sleep(1.1)  # REFINE_DELAY since the threshold: the next change joins the settling job
+    second = client.post("/webhook", json=annotation_event(DATA, 1, project=6)).json["job"]
+    assert second["id"] == first["id"] and second["status"] == "scheduled"
+
+
+def test_without_a_settle_time_the_threshold_queues_at_once(tmp_path, redis_conn, redis_url):
+    app, _ = _app(tmp_path, redis_conn, redis_url, refine_min_new=2, refine_delay_s=600, refine_settle_s=0)
+    client = app.test_client()
+    statuses = [client.post("/webhook", json=annotation_event(DATA, i, project=7)).json["job"]["status"]
+                for i in range(3)]
+    assert statuses == ["scheduled", "queued", "queued"]  # the second change promotes the waiting job; the third joins
+    jobs = client.get("/jobs?project=7").json["jobs"]
+    (replaced,) = [j for j in jobs if j["status"] == "canceled"]
     assert replaced["replaced_by"] == jobs[0]["id"] and jobs[0]["status"] == "queued"
-    assert client.post("/webhook", json=annotation_event(DATA, 3, project=5)).json["job"]["status"] == "queued"
-    assert len([j for j in client.get("/jobs?project=5").json["jobs"] if j["status"] == "queued"]) == 1
 
 
 def test_embedded_redis_keeps_ground_truth_across_a_restart(tmp_path):

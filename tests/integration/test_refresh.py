@@ -75,9 +75,15 @@ def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_d
     assert refreshed.weight_llm == 0.0 and refreshed.temperature < BAD_TEMPERATURE / 2
     assert refreshed.coef != head.coef  # the head itself was refit on all 60 items
 
-    again = run_refinement(settings, redis_conn, PROJECT, engine=engine)  # 60 items, fitted on 60: not due
-    assert again["status"] == "kept" and again["model_version"] == v2.label
-    assert "no_worse" in again["controls"]["label"]["current_refit"]  # computed and shown, not published
+    again = run_refinement(settings, redis_conn, PROJECT, engine=engine)  # nothing new: the same decision
+    assert again["status"] == "unchanged" and again["model_version"] == v2.label and "controls" not in again
+
+    more = load_dataset(DATASETS / "subjectivity" / "train.jsonl", limit=len(DATA.texts) + 1)
+    event = annotation_event(more, len(DATA.texts), project=PROJECT)
+    GroundTruthStore(redis_conn, PROJECT).upsert(gold_from_annotation(label_task, event["task"], event["annotation"]))
+    later = run_refinement(settings, redis_conn, PROJECT, engine=engine)  # 61 items, fitted on 60: not due
+    assert later["status"] == "kept" and later["model_version"] == v2.label
+    assert "no_worse" in later["controls"]["label"]["current_refit"]  # computed and shown, not published
 
 
 MULTI_PROJECT = 45
