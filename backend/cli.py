@@ -1,4 +1,5 @@
-"""`python -m backend …`: serve, worker, prepare, predict, eval, bench, injection, span-bench, head-bench, load-bench, candidates, refine, preannotate, versions."""
+"""`python -m backend …`: serve, worker, prepare, predict, eval, bench, injection, span-bench, head-bench,
+load-bench, candidates, refine, preannotate, versions, suspects, suspects-bench."""
 from __future__ import annotations
 
 import json
@@ -101,23 +102,36 @@ def _load_config(config: str | None, labels: str | None) -> str:
 @main.command()
 @click.option("--config", "config", type=click.Path(exists=True), help="Label Studio label config XML.")
 @click.option("--labels", help="Comma-separated labels (a single-choice config on field `text`).")
+@click.option("--project", type=int, default=None,
+              help="Predict with this project's current version (its label config unless --config/--labels).")
 @click.option("--input", "input_", type=click.File("r"), default="-", help="JSONL of task data (default stdin).")
 @click.option("--output", type=click.File("w"), default="-", help="JSONL of predictions (default stdout).")
-def predict(config: str | None, labels: str | None, input_, output) -> None:
+def predict(config: str | None, labels: str | None, project: int | None, input_, output) -> None:
     """Predict a JSONL of tasks ({"text": ...} or {"data": {...}}) → one Label Studio prediction per line."""
     from .engines.factory import engine_id
     from .labeling.label_config import parse_label_config
     from .labeling.model_version import ModelVersion
     from .labeling.service import extract_texts
+    from .store.ground_truth import GroundTruthStore
     from .store.versions import VersionRegistry
 
     settings = _settings()
-    label_task = parse_label_config(_load_config(config, labels))
+    conn = _redis(settings) if project is not None else None
+    if conn is not None and not (config or labels):
+        text = GroundTruthStore(conn, project).label_config()
+        if not text:
+            raise click.UsageError(f"project {project} has no label config stored yet: give --config or --labels")
+    else:
+        text = _load_config(config, labels)
+    label_task = parse_label_config(text)
     rows = [json.loads(line) for line in input_ if line.strip()]
     tasks = [r if isinstance(r.get("data"), dict) else {"data": r} for r in rows]
     items = extract_texts(tasks, label_task, settings.max_text_chars)
+    registry = VersionRegistry(conn, engine_id(settings), settings.model_dir, ModelVersion)
+    version = registry.current(project, label_task.config_hash, label_task.legacy_hash)
+    if project is not None:
+        click.echo(f"project {project}: predicting with {version.label}", err=True)
     service = _service(settings)
-    version = VersionRegistry(None, engine_id(settings), settings.model_dir, ModelVersion).current(None, label_task.config_hash)
     with _bar(len(items), "predict") as bar:
         for item in items:
             (pred,) = service.predict([item], label_task, version)
@@ -504,17 +518,26 @@ def preannotate(project: int, only_missing: bool, below_score: float | None, bat
         sys.exit(1)
 
 
-@main.command()
-@click.option("--project", required=True, type=int)
-@click.option("--rollback", "target", default=None, help="Make this version (label or number) current again.")
-def versions(project: int, target: str | None) -> None:
-    """List a project's versions with their metrics, or roll back to one."""
+def _registry(settings: Settings):
     from .engines.factory import engine_id
     from .labeling.model_version import ModelVersion
     from .store.versions import VersionRegistry
 
+    return VersionRegistry(_redis(settings), engine_id(settings), settings.model_dir, ModelVersion)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--project", required=True, type=int)
+@click.option("--rollback", "target", default=None, help="Make this version (label or number) current again.")
+@click.pass_context
+def versions(ctx: click.Context, project: int, target: str | None) -> None:
+    """List a project's versions with their metrics, or roll back to one; `show V` and `diff V W`
+    say what a version learnt and what changed."""
+    ctx.obj = {"project": project}
+    if ctx.invoked_subcommand is not None:
+        return
     settings = _settings()
-    registry = VersionRegistry(_redis(settings), engine_id(settings), settings.model_dir, ModelVersion)
+    registry = _registry(settings)
     lineages = registry.lineages(project)
     if target:
         if not lineages:
@@ -526,7 +549,87 @@ def versions(project: int, target: str | None) -> None:
         current = registry.current_number(project, lineage)
         for v in registry.history(project, lineage):
             mark = "*" if v.number == current else " "
-            click.echo(f"{mark} {v.label:<40} {v.kind:<24} gt={v.gt_count:<5} {json.dumps(v.metrics)}")
+            report = settings.model_dir / "versions" / f"project-{project}" / v.label / "report.html"
+            click.echo(f"{mark} {v.label:<40} {v.kind:<24} gt={v.gt_count:<5} {json.dumps(v.metrics)}"
+                       + (f" report: {report}" if report.is_file() else ""))
+
+
+def _find_version(project: int, target: str):
+    """A stored version of the project by label, or by number (`2`, `v2`) when one lineage has it."""
+    registry = _registry(_settings())
+    found = []
+    for lineage in registry.lineages(project):
+        found += [v for v in registry.history(project, lineage) if target in (v.label, str(v.number), f"v{v.number}")]
+    if not found:
+        raise click.UsageError(f"project {project} has no version {target!r} (see: versions --project {project})")
+    if len(found) > 1:
+        raise click.UsageError(f"several label configs have a version {target!r}: give the full label, one of "
+                               f"{', '.join(v.label for v in found)}")
+    return found[0]
+
+
+def _print_facts(facts: dict, indent: str = "") -> None:
+    for name, value in facts.items():
+        if isinstance(value, dict) and value:
+            click.echo(f"{indent}{name}:")
+            _print_facts(value, indent + "  ")
+        elif isinstance(value, list):
+            click.echo(f"{indent}{name}: {'none' if not value else ''}")
+            for item in value:
+                click.echo(f"{indent}  - {item}")
+        else:
+            click.echo(f"{indent}{name}: {json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value}")
+
+
+@versions.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+@click.pass_obj
+def show(obj: dict, target: str, as_json: bool) -> None:
+    """What version TARGET (a label or a number) serves: instructions, demonstrations,
+    calibration, head, and the metrics it was published with."""
+    from .labeling.version_summary import summary
+
+    version = _find_version(obj["project"], target)
+    facts = summary(version)
+    report = _settings().model_dir / "versions" / f"project-{obj['project']}" / version.label / "report.html"
+    if report.is_file():
+        facts["report"] = str(report)
+    if as_json:
+        click.echo(json.dumps(facts, indent=2, ensure_ascii=False))
+    else:
+        _print_facts(facts)
+
+
+@versions.command()
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+@click.pass_obj
+def diff(obj: dict, old: str, new: str, as_json: bool) -> None:
+    """What changed from version OLD to NEW, control by control."""
+    from .labeling.version_summary import difference
+
+    changes = difference(_find_version(obj["project"], old), _find_version(obj["project"], new))
+    if as_json:
+        click.echo(json.dumps(changes, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"{changes['from']} → {changes['to']}")
+    if not changes["changed"]:
+        click.echo("same recipes")
+    for control, facts in changes["changed"].items():
+        click.echo(f"{control}:")
+        for fact, change in facts.items():
+            if isinstance(change, dict):
+                for item in change["removed"]:
+                    click.echo(f"  {fact}: - {item}")
+                for item in change["added"]:
+                    click.echo(f"  {fact}: + {item}")
+            else:
+                click.echo(f"  {fact}: {change[0]}\n  {' ' * len(fact)}→ {change[1]}")
+    click.echo("metrics:")
+    for label, metrics in changes["metrics"].items():
+        click.echo(f"  {label}: {json.dumps(metrics)}")
 
 
 def _pick(lineages: list[str], target: str) -> str:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from .engines.factory import prepare_model
 from .settings import Settings
@@ -81,6 +82,12 @@ class Stack:
             self.embedded.close()
 
 
+def rq_command(command: str, url: str, queue: str) -> str:
+    """An `rq` command line that works against this service's Redis: jobs are JSON-serialized, and
+    the embedded Redis listens on a unix socket under MODEL_DIR, not on a port."""
+    return f"{Path(sys.executable).with_name('rq')} {command} --url {url} --serializer json {queue}"
+
+
 def stop_process_groups(children: list[subprocess.Popen], grace: float) -> None:
     """SIGTERM each child (gunicorn and the RQ worker shut down gracefully on it), wait up to
     `grace` seconds, then SIGKILL each child's process group: a worker killed mid-job would
@@ -122,6 +129,8 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop)
     with Stack(settings) as stack:
         log.info("serving on %s (Ctrl-C stops web, worker and embedded Redis)", stack.url)
+        if stack.embedded is not None:
+            log.info("the jobs' queue: %s", rq_command("info", stack.embedded.url, settings.rq_queue_name))
         while stopping["signal"] is None:
             child = stack.exited()
             if child is not None:

@@ -16,6 +16,7 @@ from ..labelstudio.payloads import editor_context
 from ..store.proposals import ProposalMemory
 from .interactive import offer_once
 from ..store.redis import key
+from ..store.versions import report_key
 from .openapi import JSON_BODY, PUBLIC, QUERY, Health, PredictRequest, PredictResponse, ProjectQuery, SetupRequest
 from .openapi import Responses, SetupResponse, VersionsResponse, responses, spec
 from .prometheus import usage_counters
@@ -126,11 +127,15 @@ def versions():
     registry = _ext("versions")
     projects = _projects(request.args)
     details = []
+    conn = _ext("redis")
     for project in projects:
         for lineage in registry.lineages(project):
             current = registry.current_number(project, lineage)
             for v in registry.history(project, lineage):
-                details.append({**v.to_dict(), "project": project, "current": v.number == current})
+                report = f"/versions/{v.label}/report?project={project}" if v.number and conn.exists(
+                    report_key(project, v.label)) else None
+                details.append({**v.to_dict(), "project": project, "current": v.number == current,
+                                **({"report": report} if report else {})})
     labels = [d["model_version"] for d in details] or [f"{_ext('engine_id')}.v0"]
     return jsonify(versions=labels, details=details)
 
@@ -140,8 +145,6 @@ def versions():
 def version_report(label: str):
     """The HTML report of the held-out evaluation that made `label` a version (`?project=ID` when
     several projects have a version of that name)."""
-    from ..store.versions import report_key
-
     conn = _ext("redis")
     projects = _projects(request.args)
     found = [(p, conn.get(report_key(p, label))) for p in projects]

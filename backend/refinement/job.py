@@ -200,6 +200,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         try:  # the version is published: a report that cannot be written must not fail (and retry) the job
             store_version_report(conn, settings, project, version.label, reports, frozenset(refreshed), span_reports,
                                  suspects)
+            out["report"] = f"/versions/{version.label}/report?project={project}"
         except Exception as exc:
             log.exception("project %s: the report of %s could not be stored", project, version.label)
             out["report_error"] = f"{type(exc).__name__}: {exc}"
@@ -213,5 +214,6 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     conn.set(last_key, job_fingerprint(settings, engine_id(settings), label_task.config_hash, out["model_version"], gold),
              ex=30 * 24 * 3600)
     out["seconds"] = round(time.monotonic() - t0, 2)
-    log.info("project %s refinement: %s %s in %.1f s", project, out["status"], out["model_version"], out["seconds"])
+    log.info("project %s refinement: %s %s in %.1f s%s", project, out["status"], out["model_version"], out["seconds"],
+             f"; its report: {out['report']}" if "report" in out else "")
     return out

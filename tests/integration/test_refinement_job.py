@@ -84,8 +84,10 @@ def test_annotations_refine_into_a_new_served_version(server_factory, env, redis
     assert predicted[0]["model_version"] == v1
     listed = requests.get(server.url + f"/versions?project={PROJECT}", timeout=3).json()
     assert [d["model_version"] for d in listed["details"] if d["current"]] == [v1]
+    assert [d.get("report") for d in listed["details"]] == [None, result["report"]]  # v0 has none
     assert (MODEL_DIR / "versions" / f"project-{PROJECT}" / f"{v1}.json").is_file()
-    report = requests.get(server.url + f"/versions/{v1}/report?project={PROJECT}", timeout=5)
+    assert result["report"] == f"/versions/{v1}/report?project={PROJECT}"
+    report = requests.get(server.url + result["report"], timeout=5)
     assert report.status_code == 200 and "held-out evaluation" in report.text
     assert requests.get(server.url + "/versions/nope/report", timeout=5).status_code == 404
 
