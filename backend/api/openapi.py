@@ -152,6 +152,18 @@ class JobsResponse(_Open):
     preannotation: list[dict[str, Any]]
 
 
+class VersionDetail(_Open):
+    project: int
+    model_version: str
+    kind: str
+    parent: str | None
+    controls: dict[str, dict[str, Any]] = Field(description="per control: prompt, instructions, demonstrations, "
+                                                            "calibration, head, decision threshold")
+    spans: dict[str, dict[str, Any]]
+    metrics: dict[str, Any]
+    report: str | None
+
+
 class SuspectsQuery(BaseModel):
     control: str | None = Field(None, description="one control's ranking; every control's when absent")
     limit: int = Field(50, ge=1, le=500, description="rows per control, most likely wrong first")

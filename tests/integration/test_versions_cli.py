@@ -65,3 +65,21 @@ def test_show_and_diff_say_what_a_version_learnt(redis_conn, redis_url, tmp_path
     listed = cli()
     assert listed.exit_code == 0 and f"* {v2.label}" in listed.output
     assert cli("--rollback", "v1").output.strip().endswith(v1.label)
+
+
+def test_the_same_facts_over_http(redis_conn, redis_url, tmp_path):
+    from backend.app import create_app
+    from backend.engines.scripted import ScriptedEngine
+
+    v1 = publish(redis_conn, tmp_path, ControlRecipe(PromptVersion("plain", instructions="Spam or ham?")),
+                 "label:plain", {"label": {"macro_f1": 0.7}})
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url})
+    client = create_app(settings, engine_factory=ScriptedEngine, redis_conn=redis_conn, start_engine=False).test_client()
+    body = client.get(f"/versions/{v1.label}").json
+    assert body["project"] == PROJECT and body["model_version"] == v1.label and body["report"] is None
+    assert body["controls"]["label"]["instructions"] == "Spam or ham?"
+    assert body["metrics"] == {"label": {"macro_f1": 0.7}}
+    assert client.get(f"/versions/{v1.label}?project={PROJECT + 1}").status_code == 404
+    missing = client.get("/versions/nope")
+    assert missing.status_code == 404 and missing.json["field"] == "label"
+    assert client.get(f"/versions/{v1.label}?project=x").json["field"] == "project"
