@@ -533,11 +533,13 @@ def _registry(settings: Settings):
 def versions(ctx: click.Context, project: int, target: str | None) -> None:
     """List a project's versions with their metrics, or roll back to one; `show V` and `diff V W`
     say what a version learnt and what changed."""
-    ctx.obj = {"project": project}
-    if ctx.invoked_subcommand is not None:
-        return
+    from .store.versions import project_dir
+
     settings = _settings()
     registry = _registry(settings)
+    ctx.obj = {"project": project, "registry": registry, "files": project_dir(settings.model_dir, project)}
+    if ctx.invoked_subcommand is not None:
+        return
     lineages = registry.lineages(project)
     if target:
         if not lineages:
@@ -549,17 +551,15 @@ def versions(ctx: click.Context, project: int, target: str | None) -> None:
         current = registry.current_number(project, lineage)
         for v in registry.history(project, lineage):
             mark = "*" if v.number == current else " "
-            report = settings.model_dir / "versions" / f"project-{project}" / v.label / "report.html"
+            report = ctx.obj["files"] / v.label / "report.html"
             click.echo(f"{mark} {v.label:<40} {v.kind:<24} gt={v.gt_count:<5} {json.dumps(v.metrics)}"
                        + (f" report: {report}" if report.is_file() else ""))
 
 
-def _find_version(project: int, target: str):
+def _find_version(obj: dict, target: str):
     """A stored version of the project by label, or by number (`2`, `v2`) when one lineage has it."""
-    registry = _registry(_settings())
-    found = []
-    for lineage in registry.lineages(project):
-        found += [v for v in registry.history(project, lineage) if target in (v.label, str(v.number), f"v{v.number}")]
+    project = obj["project"]
+    found = obj["registry"].find(project, target)
     if not found:
         raise click.UsageError(f"project {project} has no version {target!r} (see: versions --project {project})")
     if len(found) > 1:
@@ -590,9 +590,9 @@ def show(obj: dict, target: str, as_json: bool) -> None:
     calibration, head, and the metrics it was published with."""
     from .labeling.version_summary import summary
 
-    version = _find_version(obj["project"], target)
+    version = _find_version(obj, target)
     facts = summary(version)
-    report = _settings().model_dir / "versions" / f"project-{obj['project']}" / version.label / "report.html"
+    report = obj["files"] / version.label / "report.html"
     if report.is_file():
         facts["report"] = str(report)
     if as_json:
@@ -610,7 +610,7 @@ def diff(obj: dict, old: str, new: str, as_json: bool) -> None:
     """What changed from version OLD to NEW, control by control."""
     from .labeling.version_summary import difference
 
-    changes = difference(_find_version(obj["project"], old), _find_version(obj["project"], new))
+    changes = difference(_find_version(obj, old), _find_version(obj, new))
     if as_json:
         click.echo(json.dumps(changes, indent=2, ensure_ascii=False))
         return
@@ -648,17 +648,14 @@ def _pick(lineages: list[str], target: str) -> str:
 def suspects(project: int, control: str | None, limit: int, as_json: bool) -> None:
     """The human labels most likely wrong, from the last refinement job (fixed ones left out)."""
     from .store.ground_truth import GroundTruthStore
-    from .store.suspects import SuspectStore
+    from .store.suspects import SuspectStore, UnknownControl, narrowed
 
     conn = _redis(_settings())
     ranking = SuspectStore(conn, project).open_rows(GroundTruthStore(conn, project))
-    controls = ranking.get("controls", {})
-    if control is not None:
-        if control not in controls:
-            raise click.UsageError(f"no ranking for control {control!r}; ranked: {sorted(controls) or 'none yet'}")
-        controls = {control: controls[control]}
-    for entry in controls.values():
-        entry["suspects"] = entry["suspects"][:limit]
+    try:
+        controls = narrowed(ranking, control, limit)
+    except UnknownControl as exc:
+        raise click.UsageError(str(exc)) from None
     if as_json:
         click.echo(json.dumps({**ranking, "controls": controls}, indent=2, ensure_ascii=False))
         return

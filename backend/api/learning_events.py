@@ -66,12 +66,11 @@ def _parsed(config: str, field: str) -> LabelTask:
 def _store_config(store: GroundTruthStore, config: str, project: int) -> None:
     """Store a (validated) config. Only an edit of what it serves starts a new version lineage
     (config_hash); a cosmetic one (a header, a style, whitespace) keeps the project's versions."""
-    previous = store.label_config()
-    if previous == config:
+    previous = store.set_label_config(config)
+    if previous is None or previous == config:
         return
-    store.set_label_config(config)
     try:
-        changed = previous is not None and config_hash(previous) != config_hash(config)
+        changed = config_hash(previous) != config_hash(config)
     except LabelConfigError:  # a stored config this parser no longer accepts served no lineage
         changed = True
     if changed:

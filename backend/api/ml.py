@@ -15,12 +15,12 @@ from ..labeling.service import extract_texts
 from ..labelstudio.payloads import editor_context
 from ..store.proposals import ProposalMemory
 from .interactive import offer_once
-from ..store.redis import key
 from ..store.versions import report_key
 from .openapi import JSON_BODY, PUBLIC, QUERY, Health, PredictRequest, PredictResponse, ProjectQuery, SetupRequest
 from .openapi import Responses, SetupResponse, VersionsResponse, responses, spec
 from .prometheus import usage_counters
-from .request import json_object, project_id, required_string
+from .version_detail import report_link
+from .request import json_object, project_id, requested_projects, required_string
 
 bp = Blueprint("ml", __name__)
 
@@ -112,28 +112,18 @@ def predict_within(service, items: list, label_task, version, budget_s: float) -
     return first + second + service.predict(items[2:], label_task, version)
 
 
-def _projects(args) -> list[int]:
-    """`?project=ID` (an ASCII id, checked like a body's `project`), else every known project."""
-    project = project_id(args)
-    if project is not None:
-        return [project]
-    return sorted(int(p) for p in _ext("redis").smembers(key("projects")))
-
-
 @bp.get("/versions")
 @spec.validate(query=ProjectQuery, resp=responses(VersionsResponse, *QUERY), skip_validation=True)
 def versions():
     """Label Studio calls this without a project (it shows the list); `?project=ID` gives details."""
-    registry = _ext("versions")
-    projects = _projects(request.args)
+    registry, conn = _ext("versions"), _ext("redis")
+    projects = requested_projects(request.args, conn)
     details = []
-    conn = _ext("redis")
     for project in projects:
         for lineage in registry.lineages(project):
             current = registry.current_number(project, lineage)
             for v in registry.history(project, lineage):
-                report = f"/versions/{v.label}/report?project={project}" if v.number and conn.exists(
-                    report_key(project, v.label)) else None
+                report = report_link(conn, project, v.label) if v.number else None
                 details.append({**v.to_dict(), "project": project, "current": v.number == current,
                                 **({"report": report} if report else {})})
     labels = [d["model_version"] for d in details] or [f"{_ext('engine_id')}.v0"]
@@ -146,7 +136,7 @@ def version_report(label: str):
     """The HTML report of the held-out evaluation that made `label` a version (`?project=ID` when
     several projects have a version of that name)."""
     conn = _ext("redis")
-    projects = _projects(request.args)
+    projects = requested_projects(request.args, conn)
     found = [(p, conn.get(report_key(p, label))) for p in projects]
     found = [(p, page) for p, page in found if page]
     if not found:

@@ -9,6 +9,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from ..labeling.label_config import valid_unicode
 from ..labelstudio.payloads import label_studio_id, short_repr
+from ..store.redis import key
 
 # ASCII digits only, and at most 20 of them before int() (the range check follows)
 _PROJECT = re.compile(r"^\s*([0-9]{1,20})(?:\.[0-9]+)?\s*$", re.ASCII)
@@ -63,6 +64,15 @@ def project_id(body, *, required: bool = False) -> int | None:
     if not match:
         raise BadRequest(f"`{field}` must be a project id or '<id>.<timestamp>', got {short_repr(raw)}", field=field)
     return label_studio_id(int(match.group(1)), field)
+
+
+def requested_projects(args, conn) -> list[int]:
+    """`?project=ID` (an ASCII id, checked like a body's `project`), else every project that has
+    a stored version."""
+    project = project_id(args)
+    if project is not None:
+        return [project]
+    return sorted(int(p) for p in conn.smembers(key("projects")))
 
 
 def required_string(body: dict, name: str) -> str:

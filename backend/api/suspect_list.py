@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import BadRequest
 from ..store.ground_truth import GroundTruthStore
-from ..store.suspects import MAX_SUSPECTS, SuspectStore
+from ..store.suspects import MAX_SUSPECTS, SuspectStore, UnknownControl, narrowed
 from .openapi import QUERY, SuspectsQuery, SuspectsResponse, responses, spec
 from .request import project_id
 
@@ -35,12 +35,9 @@ def suspects(project: str):
     wanted = request.args.get("control")
     conn = current_app.extensions["llmlb.redis"]
     ranking = SuspectStore(conn, number).open_rows(GroundTruthStore(conn, number))
-    controls = ranking.get("controls", {})
-    if wanted is not None:
-        if wanted not in controls:
-            raise BadRequest(f"no ranking for control {wanted[:100]!r}; ranked: {sorted(controls)}", field="control")
-        controls = {wanted: controls[wanted]}
-    for entry in controls.values():
-        entry["suspects"] = entry["suspects"][:limit]
+    try:
+        controls = narrowed(ranking, wanted, limit)
+    except UnknownControl as exc:
+        raise BadRequest(str(exc), field="control") from None
     return jsonify(project=number, model_version=ranking.get("model_version"),
                    computed_at=ranking.get("computed_at"), gt_count=ranking.get("gt_count", 0), controls=controls)

@@ -6,12 +6,16 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import BadRequest, NotFound
 from ..labeling.version_summary import summary
-from ..store.redis import key
 from ..store.versions import report_key
 from .openapi import QUERY, ProjectQuery, VersionDetail, responses, spec
-from .request import project_id
+from .request import requested_projects
 
 bp = Blueprint("version_detail", __name__)
+
+
+def report_link(conn, project: int, label: str) -> str | None:
+    """Where the report of a published version is served, if one was stored."""
+    return f"/versions/{label}/report?project={project}" if conn.exists(report_key(project, label)) else None
 
 
 @bp.get("/versions/<label>")
@@ -21,15 +25,12 @@ def version_detail(label: str):
     (`?project=ID` when several projects have a version of that name)."""
     conn = current_app.extensions["llmlb.redis"]
     registry = current_app.extensions["llmlb.versions"]
-    project = project_id(request.args)
-    projects = [project] if project is not None else sorted(int(p) for p in conn.smembers(key("projects")))
-    found = [(p, v) for p in projects for lineage in registry.lineages(p)
-             for v in registry.history(p, lineage) if v.label == label and v.number]
+    projects = requested_projects(request.args, conn)
+    found = [(p, v) for p in projects for v in registry.find(p, label) if v.label == label and v.number]
     if not found:
         raise NotFound(f"no stored version {label[:200]!r}", field="label")
     if len(found) > 1:
         raise BadRequest(f"several projects have a version {label[:200]!r}: add ?project= one of "
                          f"{[p for p, _ in found]}", field="project")
     p, version = found[0]
-    report = f"/versions/{label}/report?project={p}" if conn.exists(report_key(p, label)) else None
-    return jsonify(project=p, **summary(version), report=report)
+    return jsonify(project=p, **summary(version), report=report_link(conn, p, label))

@@ -17,7 +17,7 @@ from ..settings import Settings
 from ..store.ground_truth import GoldItem, GroundTruthStore
 from ..store.logit_cache import LogitCache
 from ..store.redis import key
-from ..store.versions import VersionRegistry, report_key
+from ..store.versions import VersionRegistry, project_dir, report_key
 from .candidates.instruction_rewrite import Rewrite, RewriteBudget
 from .candidates.reasoning_first import reasoning_modes
 from .candidates.teacher import build_teacher
@@ -67,7 +67,7 @@ def store_version_report(conn: redis.Redis, settings: Settings, project: int, la
         return
     meta = {"project": project, "model_version": label,
             "decisions": {c.name: d.summary() for c, d in [*reports, *(span_reports or ())]}}
-    path = write_report(settings.model_dir / "versions" / f"project-{project}" / label,
+    path = write_report(project_dir(settings.model_dir, project) / label,
                         title=f"{label}: held-out evaluation",
                         labels=list(reports[0][0].labels) if reports else list(span_reports[0][0].labels),
                         systems=systems, meta=meta, suspects=suspects)
@@ -176,10 +176,11 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         decision = optimize_control(service, control, texts, targets, current.recipe(control.name),
                                     rewrite=rewrite, reasoning=reasoning,
                                     typed=most_typed([g.instruction for g in reversed(usable)]), **options)
-        trained_on.update(g.task_id for g, used in zip(usable, decision.used) if used)
+        judged = [g for g, used in zip(usable, decision.used) if used]
+        trained_on.update(g.task_id for g in judged)
         decisions[control.name] = decision.summary()
         if decision.issues_from:
-            suspects[control.name] = suspect_rows(control, usable, decision)
+            suspects[control.name] = suspect_rows(control, judged, decision)
         reports.append((control, decision))
         if decision.accepted:
             recipes[control.name] = decision.best.recipe

@@ -17,11 +17,10 @@ from ..store.suspects import SuspectStore
 log = logging.getLogger(__name__)
 
 
-def suspect_rows(control: ChoiceControl, usable: list[GoldItem], decision) -> dict:
-    """A control's label-error ranking (decision.issues, positions among the items the job
-    judged) as what a reviewer needs: the task and annotation, the labels given and suggested,
-    and their probabilities."""
-    judged = [g for g, used in zip(usable, decision.used) if used] if decision.used is not None else usable
+def suspect_rows(control: ChoiceControl, judged: list[GoldItem], decision) -> dict:
+    """A control's label-error ranking (decision.issues, positions among `judged`, the items the
+    job judged) as what a reviewer needs: the task and annotation, the labels given and
+    suggested, and their probabilities."""
     rows = []
     for issue in decision.issues:
         item = judged[issue.position]

@@ -97,8 +97,9 @@ class RefinementScheduler:
             pipe.lpush(k["runs"], job.id)
             pipe.ltrim(k["runs"], 0, RUNS_KEPT - 1)
             pipe.execute()
-        log.info("project %s: refinement job %s %s (%d pending)", project, job.id, describe(job)["status"], pending)
-        return {**describe(job), "pending": pending}
+        info = describe(job)
+        log.info("project %s: refinement job %s %s (%d pending)", project, job.id, info["status"], pending)
+        return {**info, "pending": pending}
 
     def runs(self, project: int, limit: int = 20) -> list[dict]:
         return describe_runs(self.conn, _keys(project)["runs"], limit)

@@ -128,9 +128,9 @@ class GroundTruthStore:
         raw = self.conn.get(self._config)
         return raw.decode() if raw else None
 
-    def set_label_config(self, label_config: str) -> bool:
-        """Store the project's config; True when it replaced a different one (a new version lineage).
+    def set_label_config(self, label_config: str) -> str | None:
+        """Store the project's config; returns the one it replaced (None if there was none).
 
         Gold items are kept: the job uses those whose labels the current config still has."""
         old = self.conn.getset(self._config, label_config)
-        return old is not None and old.decode() != label_config
+        return old.decode() if old is not None else None

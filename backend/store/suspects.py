@@ -18,6 +18,20 @@ from .redis import key
 MAX_SUSPECTS = 500
 
 
+class UnknownControl(LookupError):
+    """A control the ranking has no rows for; the message names the ones it has."""
+
+
+def narrowed(ranking: dict, control: str | None, limit: int) -> dict:
+    """`ranking`'s controls (one, if `control` names it), each with its first `limit` rows."""
+    controls = ranking.get("controls", {})
+    if control is not None:
+        if control not in controls:
+            raise UnknownControl(f"no ranking for control {control[:100]!r}; ranked: {sorted(controls) or 'none yet'}")
+        controls = {control: controls[control]}
+    return {name: {**entry, "suspects": entry["suspects"][:limit]} for name, entry in controls.items()}
+
+
 class SuspectStore:
     def __init__(self, conn: redis.Redis, project: int):
         self.conn = conn

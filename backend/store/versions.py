@@ -44,6 +44,12 @@ def report_key(project: int, label: str) -> str:
     return key("project", project, "report", label)
 
 
+def project_dir(model_dir: Path, project: int) -> Path:
+    """Where a project's versions are written as files: each one's JSON, and its report's folder
+    named after its label."""
+    return Path(model_dir) / "versions" / f"project-{project}"
+
+
 class VersionRegistry:
     def __init__(self, conn: redis.Redis | None, engine_id: str, model_dir: Path, version_type: type):
         self.conn = conn
@@ -135,12 +141,18 @@ class VersionRegistry:
                 return version
         raise BadRequest(f"project {project} has no version {target!r} for this label config", field="version")
 
+    def find(self, project: int, target: str) -> list[StoredVersion]:
+        """The project's versions, of every lineage with stored ones, that `target` names: by
+        label, or by number (`2`, `v2`)."""
+        return [v for lineage in self.lineages(project) for v in self.history(project, lineage)
+                if target in (v.label, str(v.number), f"v{v.number}")]
+
     def lineages(self, project: int) -> list[str]:
         prefix = key("project", project, "versions", "")
         return sorted(k.decode()[len(prefix):] for k in self.conn.scan_iter(match=prefix + "*"))
 
     def _write_file(self, project: int, version: StoredVersion, payload: str) -> None:
-        directory = self.model_dir / "versions" / f"project-{project}"
+        directory = project_dir(self.model_dir, project)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{version.label}.json.tmp"
         tmp.write_text(payload + "\n", encoding="utf-8")
