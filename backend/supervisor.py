@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .engines.factory import prepare_model
-from .settings import Settings
+from .settings import Settings, env_file_values
 from .store.redis import EmbeddedRedis, external_url
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ class Stack:
         s = self.settings
         if s.llm_backend == "llamacpp":
             prepare_model(s)
-        env = dict(os.environ, HOST=s.host, PORT=str(s.port), MODEL_DIR=str(s.model_dir), **self.extra_env)
+        # the environment wins over .env, and an empty variable counts as unset, as in Settings
+        env = env_file_values(os.environ)
+        env.update((k, v) for k, v in os.environ.items() if v.strip() or k not in env)
+        env = dict(env, HOST=s.host, PORT=str(s.port), MODEL_DIR=str(s.model_dir), **self.extra_env)
         if external_url(s) is None:
             self.embedded = EmbeddedRedis(s.model_dir)
             env["REDIS_URL"] = self.embedded.url

@@ -5,7 +5,6 @@ work, minutes of CPU, to reach the same decision; it ends at once instead.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import fields
 
 from ..settings import Settings
 from ..store.ground_truth import GoldItem
@@ -16,8 +15,8 @@ _LEARNING = ("calibration", "teacher_base_url", "teacher_model")
 
 
 def learning_settings(settings: Settings) -> dict:
-    return {f.name: getattr(settings, f.name) for f in fields(settings)
-            if (f.name.startswith("refine_") and f.name not in _SCHEDULING) or f.name in _LEARNING}
+    return {name: getattr(settings, name) for name in type(settings).model_fields
+            if (name.startswith("refine_") and name not in _SCHEDULING) or name in _LEARNING}
 
 
 def job_fingerprint(settings: Settings, engine: str, lineage: str, current_version: str, gold: list[GoldItem]) -> str:

@@ -1,4 +1,4 @@
-"""The compose file declares web, worker and a persistent Redis, passes every setting through, and
+"""The compose file declares web, worker and a persistent Redis, hands .env to both, and
 validates with docker compose; the image runs gunicorn as `serve` does. Supply chain: base images are
 pinned by digest, the worker does not inherit the web's healthcheck, and the locked requirements hash
 every package and pin every top-level requirement of their .in file (docs/development.md)."""
@@ -11,73 +11,39 @@ import yaml
 
 from tests.conftest import ROOT
 
-# Settings compose fixes for its containers instead of taking them from the operator's environment.
+# Settings compose fixes for its containers, where they win over the operator's .env.
 PINNED = {"HOST": "0.0.0.0", "PORT": "9090", "MODEL_DIR": "/data", "REDIS_URL": "redis://redis:6379/0",
           "REDIS_HOST": "redis", "REDIS_PORT": "6379"}
 
 
-class RecordingEnv(dict):
-    """An empty environment that notes every variable Settings.from_env asks for."""
+def compose_problems(service: dict) -> list[str]:
+    """What keeps a compose service from getting the operator's settings: no optional .env
+    env_file, a pinned value changed, or a variable no setting reads."""
+    from backend.settings import known_variables
 
-    def __init__(self):
-        super().__init__()
-        self.asked: set[str] = set()
-
-    def get(self, name, default=None):
-        self.asked.add(name)
-        return super().get(name, default)
-
-    def __getitem__(self, name):
-        self.asked.add(name)
-        return super().__getitem__(name)
-
-    def __contains__(self, name):
-        self.asked.add(name)
-        return super().__contains__(name)
+    problems = []
+    env_files = service.get("env_file") or []
+    if not any(isinstance(f, dict) and f.get("path") == ".env" and f.get("required") is False for f in env_files):
+        problems.append("env_file .env (required: false)")
+    env = service.get("environment") or {}
+    problems += [name for name, value in PINNED.items() if str(env.get(name)) != value]
+    problems += [f"unknown {name}" for name in env if name not in known_variables()]
+    return problems
 
 
-def settings_variables() -> set[str]:
-    """Every variable settings.py reads: those from_env asks for, and, in case a read is ever made
-    conditional, every quoted NAME handed to env.get / _int / _float / _bool / _choice there."""
-    from backend.settings import Settings
-
-    env = RecordingEnv()
-    Settings.from_env(env)
-    source = (ROOT / "backend" / "settings.py").read_text()
-    quoted = re.findall(r'(?:env\.get\(|_(?:int|float|bool|choice)\(env,\s*)"([A-Z][A-Z0-9_]+)"', source)
-    return env.asked | set(quoted)
-
-
-def not_passed(service_env: dict, names: set[str]) -> list[str]:
-    """The names a compose service's environment does not pass from the operator's environment
-    (`NAME: ${NAME:-default}`) or pin to PINNED's value."""
-    missing = []
-    for name in sorted(names):
-        value = str(service_env.get(name, ""))
-        if name in PINNED:
-            ok = value == PINNED[name]
-        else:
-            ok = re.fullmatch(r"\$\{%s(:?-[^}]*)?\}" % name, value) is not None
-        if not ok:
-            missing.append(name)
-    return missing
-
-
-def test_every_setting_reaches_web_and_worker():
-    names = settings_variables()
-    assert {"WEBHOOK_SECRET", "BASIC_AUTH_PASS", "AUTH_BY_PROXY", "WEBHOOK_MAX_BYTES"} <= names
+def test_every_setting_reaches_web_and_worker_from_the_env_file():
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     for service in ("web", "worker"):
-        assert not_passed(services[service]["environment"], names) == [], service
+        assert compose_problems(services[service]) == [], service
+    assert services["web"]["environment"]["LLM_MODEL"].endswith(":-/opt/models/gemma-3-270m-q4_k_m.gguf}")
 
 
-def test_a_setting_missing_from_compose_is_reported():
+def test_a_service_without_the_env_file_or_with_a_changed_pin_is_reported():
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    env = dict(services["web"]["environment"])
-    del env["WEBHOOK_SECRET"]
-    env["BASIC_AUTH_PASS"] = "a-fixed-password-in-the-file"
-    env["HOST"] = "127.0.0.1"
-    assert not_passed(env, settings_variables()) == ["BASIC_AUTH_PASS", "HOST", "WEBHOOK_SECRET"]
+    web = dict(services["web"])
+    del web["env_file"]
+    web["environment"] = dict(web["environment"], HOST="127.0.0.1", REFINE_MINNEW="3")
+    assert compose_problems(web) == ["env_file .env (required: false)", "HOST", "unknown REFINE_MINNEW"]
 
 
 def test_the_image_runs_gunicorn_with_the_redacting_logger_as_serve_does():

@@ -150,3 +150,76 @@ def test_webhook_max_bytes_is_read_and_bounded():
     for bad in ("1000", str(65 * 1024 * 1024)):
         with pytest.raises(ConfigurationError, match="WEBHOOK_MAX_BYTES must be between"):
             Settings.from_env({"WEBHOOK_MAX_BYTES": bad})
+
+
+def test_a_dotenv_file_is_read_below_the_environment(tmp_path):
+    env_file = tmp_path / "settings.env"
+    env_file.write_text("REFINE_MIN_NEW=3\nPORT=9191\nLOG_LEVEL=debug\n# a comment\nRQ_QUEUE_NAME=from-file\n")
+    s = Settings.from_env({"PORT": "9292", "RQ_QUEUE_NAME": "  "}, env_file=env_file)
+    assert (s.refine_min_new, s.port, s.log_level) == (3, 9292, "DEBUG")
+    assert s.rq_queue_name == "from-file"  # a blank variable counts as unset, so the file's value holds
+
+
+def test_the_process_environment_points_at_its_env_file(tmp_path, monkeypatch):
+    (tmp_path / "other.env").write_text("REFINE_FOLDS=7\n")
+    monkeypatch.setenv("ENV_FILE", str(tmp_path / "other.env"))
+    monkeypatch.delenv("REFINE_FOLDS", raising=False)
+    assert Settings.from_env().refine_folds == 7
+    monkeypatch.setenv("ENV_FILE", str(tmp_path / "missing.env"))  # no file: no error, the defaults
+    assert Settings.from_env().refine_folds == 5
+
+
+def test_a_mapping_reads_nothing_else(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFINE_FOLDS", "9")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("REFINE_MAX_SHOTS=2\n")
+    s = Settings.from_env({})
+    assert (s.refine_folds, s.refine_max_shots) == (5, 8)
+
+
+def test_a_typo_in_the_env_file_is_reported(tmp_path, caplog):
+    env_file = tmp_path / ".env"
+    env_file.write_text("REFINE_MINNEW=3\nWORKERS=2\n")
+    with caplog.at_level("WARNING", logger="backend.settings"):
+        s = Settings.from_env({}, env_file=env_file)
+    assert s.web_workers == 2
+    assert "REFINE_MINNEW" in caplog.text and "WORKERS" not in caplog.text.replace("REFINE_MINNEW", "")
+
+
+@pytest.mark.parametrize("env, field, value", [
+    ({"WORKERS": "3"}, "web_workers", 3),
+    ({"THREADS": "2"}, "web_threads", 2),
+    ({"LABEL_STUDIO_HOST": "http://ls:8080/"}, "label_studio_url", "http://ls:8080"),
+    ({"WEB_WORKERS": "4", "WORKERS": "3"}, "web_workers", 4),  # our own name wins over the alias
+])
+def test_the_label_studio_ml_backend_names_are_accepted(env, field, value):
+    assert getattr(Settings.from_env(env), field) == value
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"PORT": "http"}, "PORT must be an integer, got 'http'"),
+    ({"WORKERS": "many"}, "WORKERS must be an integer, got 'many'"),
+    ({"REFINE_ALPHA": "5%"}, "REFINE_ALPHA must be a number, got '5%'"),
+    ({"AUTH_BY_PROXY": "maybe"}, "AUTH_BY_PROXY must be true or false, got 'maybe'"),
+    ({"CALIBRATION": "Platt"}, "CALIBRATION must be one of contextual, none, got 'platt'"),
+])
+def test_a_malformed_value_is_one_line_naming_the_variable(env, message):
+    with pytest.raises(ConfigurationError) as err:
+        Settings.from_env(env)
+    assert err.value.message == message
+    assert err.value.field == next(iter(env))
+
+
+def test_overrides_are_validated_and_secrets_stay_out_of_repr():
+    s = Settings.from_env({"BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": PASS, "WEBHOOK_SECRET": SECRET,
+                           "LABEL_STUDIO_API_KEY": "the-key", "OPENAI_API_KEY": "sk-x", "TEACHER_API_KEY": "tk"})
+    assert s.with_overrides(port=9000).port == 9000
+    with pytest.raises(ConfigurationError, match="PORT must be an integer"):
+        s.with_overrides(port="x")
+    with pytest.raises(ConfigurationError, match="unknown settings: colour"):
+        s.with_overrides(colour="red")
+    text = repr(s) + str(s)
+    for secret in (PASS, SECRET, "the-key", "sk-x", "'tk'"):
+        assert secret not in text
+    with pytest.raises(Exception):
+        s.port = 1  # frozen

@@ -20,10 +20,10 @@ def test_the_same_job_inputs_give_the_same_fingerprint_in_any_order():
 def test_what_the_outcome_depends_on_changes_it():
     relabelled = [GOLD[0], replace(GOLD[1], labels={"label": ["x"]}, updated_at="2026-01-03")]
     others = {fp(gold=relabelled), fp(gold=GOLD[:1]), fp(version="m.abc.v2"), fp(engine="openai:gpt"),
-              fp(lineage="def"), fp(settings=replace(SETTINGS, refine_max_shots=SETTINGS.refine_max_shots + 1)),
-              fp(settings=replace(SETTINGS, teacher_model="other")), fp(settings=replace(SETTINGS, calibration="none"))}
+              fp(lineage="def"), fp(settings=SETTINGS.with_overrides(refine_max_shots=SETTINGS.refine_max_shots + 1)),
+              fp(settings=SETTINGS.with_overrides(teacher_model="other")), fp(settings=SETTINGS.with_overrides(calibration="none"))}
     assert fp() not in others and len(others) == 8
 
 
 def test_when_a_job_runs_does_not():
-    assert fp(settings=replace(SETTINGS, refine_min_new=999, refine_delay_s=5.0, port=1234)) == fp()
+    assert fp(settings=SETTINGS.with_overrides(refine_min_new=999, refine_delay_s=5.0, port=1234)) == fp()
