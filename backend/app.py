@@ -73,7 +73,7 @@ def create_app(
             "llmlb.scheduler": scheduler,
             "llmlb.events": LearningEvents(conn, scheduler),
             "llmlb.import_preannotation": ImportPreannotation(conn, queue, settings),
-            "llmlb.metrics": prometheus.Metrics(),
+            "llmlb.metrics": prometheus.Metrics(make_queue(settings, quick_client(conn))),
             "llmlb.llm_status": llm_status,
             "llmlb.health": ServiceHealth(loader, quick_client(conn), engine_id(settings), llm_status),
         }

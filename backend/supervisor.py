@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,8 +40,49 @@ def gunicorn_command(settings: Settings) -> list[str]:
         "--access-logfile", "-",
         "--logger-class", GUNICORN_LOGGER,
         "--no-control-socket",
+        "--config", "python:backend.supervisor",  # the hooks below
         "backend.wsgi:app",
     ]
+
+
+# /metrics sums the values every process writes to files in this directory (prometheus_client's
+# multiprocess mode): it must be set before any of them imports prometheus_client, and emptied
+# at each start, or a restarted service would add up the old run's counters with its own.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def fresh_metrics_dir(model_dir: Path, configured: str | None = None) -> Path:
+    """The operator's PROMETHEUS_MULTIPROC_DIR or MODEL_DIR/metrics, created, its *.db files removed."""
+    path = Path(configured) if configured else Path(model_dir) / "metrics"
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return path
+
+
+# gunicorn reads this module as its config (`--config python:backend.supervisor`): of its names,
+# only these three hooks are gunicorn settings (tests/unit/api/test_prometheus_multiprocess.py).
+def on_starting(server) -> None:
+    """In the gunicorn master, before a worker forks: a gunicorn started without `serve` (the
+    tests, by hand) gets a private metrics directory, removed when it exits; with one set, its
+    workers write there (with `serve`, beside the RQ worker)."""
+    if os.environ.get(METRICS_DIR_ENV):
+        os.makedirs(os.environ[METRICS_DIR_ENV], exist_ok=True)
+    else:
+        os.environ[METRICS_DIR_ENV] = server.llmlb_metrics_dir = tempfile.mkdtemp(prefix="llmlb-metrics-")
+
+
+def child_exit(server, worker) -> None:
+    """A dead worker's live gauges (llmlb_engine_ready) leave the sums; its counters stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    private = getattr(server, "llmlb_metrics_dir", None)
+    if private:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 class Stack:
@@ -67,6 +110,7 @@ class Stack:
         if external_url(s) is None:
             self.embedded = EmbeddedRedis(s.model_dir)
             env["REDIS_URL"] = self.embedded.url
+        env[METRICS_DIR_ENV] = str(fresh_metrics_dir(s.model_dir, env.get(METRICS_DIR_ENV)))
         out = {"stdout": self.log_file, "stderr": subprocess.STDOUT} if self.log_file else {}
         # each child leads its own process group, so that stopping it also stops what it forked
         # (gunicorn's workers, the worker's job "horse", which a killed worker leaves running)

@@ -4,12 +4,15 @@ Jobs carry project ids only and use the JSON serializer (never pickle).
 """
 from __future__ import annotations
 
+import time
+
 import redis
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from .job_metrics import JobMetrics
 from .settings import Settings
 from .store.redis import connect
 
@@ -26,8 +29,24 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     queue = make_queue(settings, connection)
     # Maintenance every minute (RQ's default is 10): a job whose worker died is retried soon after
     # its heartbeat expires instead of up to ten minutes later.
-    worker = Worker([queue], connection=connection, serializer=JSONSerializer, maintenance_interval=60)
+    worker = MeteredWorker([queue], connection=connection, serializer=JSONSerializer, maintenance_interval=60)
     return worker.work(burst=burst, with_scheduler=True)
+
+
+class MeteredWorker(Worker):
+    """RQ's forking Worker that records each job's outcome and duration (JobMetrics) itself, once
+    the job's horse has exited: in one process, whether the job returned, raised or was killed."""
+
+    def __init__(self, *args, job_metrics: JobMetrics | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.job_metrics = job_metrics or JobMetrics()
+
+    def execute_job(self, job: Job, queue: Queue):
+        t0 = time.monotonic()
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            self.job_metrics.record(job, time.monotonic() - t0)
 
 
 def describe(job: Job) -> dict:
