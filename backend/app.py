@@ -12,7 +12,7 @@ from typing import Callable
 import redis
 from flask import Flask
 
-from .api import auth, handlers, job_status, ml, openapi, prometheus, suspect_list, version_detail, webhook
+from .api import auth, handlers, job_status, ml, openapi, prometheus, suspect_list, ui, version_detail, webhook
 from .api.health import LlmStatus, ServiceHealth
 from .api.learning_events import LearningEvents
 from .api.secret_path import SecretPathMiddleware
@@ -90,6 +90,7 @@ def create_app(
     app.register_blueprint(job_status.bp)
     app.register_blueprint(suspect_list.bp)
     app.register_blueprint(version_detail.bp)
+    app.register_blueprint(ui.bp)
     openapi.init_app(app)
     handlers.register_error_handlers(app)
     if start_engine:

@@ -177,6 +177,11 @@ class SuspectsResponse(_Open):
     controls: dict[str, dict[str, Any]]
 
 
+class UiQuery(BaseModel):
+    project: str | None = Field(None, pattern=PROJECT_PATTERN, description="one project; every project when absent")
+    jobs: int = Field(10, ge=0, le=50, description="recent jobs shown per project")
+
+
 def _errors(*codes: int) -> dict[str, type[BaseModel] | None]:
     # gunicorn itself answers 414 (HTML) to a request line over 4094 bytes, before the app sees it
     return {f"HTTP_{code}": None if code == 414 else ErrorBody for code in codes}

@@ -134,3 +134,21 @@ class GroundTruthStore:
         Gold items are kept: the job uses those whose labels the current config still has."""
         old = self.conn.getset(self._config, label_config)
         return old.decode() if old is not None else None
+
+
+# The keys (after llmlb:project:<id>:) that mean a project exists: its ground truth, its label
+# config, and its refinement and pre-annotation job lists (a version also adds it to `projects`).
+_PROJECT_STATE = {"gt", "config", "runs", "preannotate-runs"}
+
+
+def known_projects(conn: redis.Redis) -> list[int]:
+    """Every project this backend holds state for: a stored version (the `projects` set the
+    registry keeps), ground truth, a label config or a job list. A status page lists them all,
+    including projects annotated but not yet refined; one SCAN, never KEYS, and read-only."""
+    found = {int(p) for p in conn.smembers(key("projects")) if p.isdigit()}
+    prefix = key("project", "")
+    for raw in conn.scan_iter(match=prefix + "*", count=1000):
+        project, _, rest = raw.decode(errors="replace")[len(prefix):].partition(":")
+        if project.isascii() and project.isdigit() and rest in _PROJECT_STATE:
+            found.add(int(project))
+    return sorted(found)

@@ -34,6 +34,7 @@ def test_openapi_describes_every_route(server):
         ("GET", "/"), ("GET", "/health"), ("POST", "/setup"), ("POST", "/predict"), ("GET", "/versions"),
         ("GET", "/versions/{label}/report"), ("GET", "/metrics"), ("POST", "/webhook"), ("POST", "/train"),
         ("GET", "/jobs"), ("GET", "/projects/{project}/suspects"), ("GET", "/versions/{label}"),
+        ("GET", "/ui"),
     }
     assert spec["paths"]["/webhook"]["post"]["security"] == []  # Label Studio sends no credentials
     assert "security" not in spec["paths"]["/predict"]["post"] or spec["paths"]["/predict"]["post"]["security"]
