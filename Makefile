@@ -20,10 +20,12 @@ $(PY):
 # Locked installs (docs/development.md, "Supply chain"): requirements*.txt pin every package with the
 # sha256 of its files, and pip refuses a file whose hash is not there. pip itself comes first from its
 # own lock: a recent pip reuses the cached llama.cpp wheel in hash-checking mode (an early 3.11's pip
-# rebuilds it).
-$(STAMP): $(PY) requirements-pip.txt requirements.txt requirements-dev.txt
+# rebuilds it). Then the project itself (pyproject.toml: the `llm-labeling` console script), editable,
+# without dependencies and built by the setuptools the lock installed: nothing unhashed is downloaded.
+$(STAMP): $(PY) requirements-pip.txt requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --require-hashes -r requirements-pip.txt
 	$(PY) -m pip install --require-hashes -r requirements-dev.txt
+	$(PY) -m pip install --no-deps --no-build-isolation --no-index --quiet -e .
 	touch $(STAMP)
 
 install: $(STAMP)

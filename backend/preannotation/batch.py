@@ -7,11 +7,16 @@ call with a fixed 100 s timeout and reports "Retrieved N predictions" even when 
 failed. Here tasks go in batches, each batch is written as soon as it is predicted (an
 interruption loses at most one batch, and a rerun skips every task that already carries the
 current version), and each failure is counted with its task id.
+
+`estimate` is the dry run: the plan's counts, and the time (and, with a price table, the cost) of
+executing it, measured by predicting a few of its own tasks without writing them.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -100,6 +105,35 @@ class PreannotateReport:
 
 
 @dataclass
+class Estimate:
+    """What executing a plan would do and take (`preannotate --dry-run`); nothing was written.
+
+    The time is measured on `sampled` of the tasks to predict: the first alone (it also pays the
+    prompt prefix and calibration, once per run), the others together, then extrapolated; loading
+    the model is not included. With a remote model the tokens per task are measured too, and with a
+    price table (LLM_PRICE_PER_1K_PROMPT / _COMPLETION) they give the cost."""
+
+    project: int
+    model_version: str
+    tasks: int  # tasks looked at
+    up_to_date: int
+    not_selected: int
+    to_predict: int
+    batches: int
+    sampled: int = 0
+    sample_seconds: float = 0.0
+    seconds_per_task: float | None = None
+    estimated_seconds: float | None = None
+    tokens_per_task: dict | None = None  # {"prompt": …, "completion": …} with a remote model
+    estimated_cost: float | None = None  # with a price table, in its currency
+    unreadable: list[dict] = field(default_factory=list)  # sampled tasks lacking the field the config reads
+    dry_run: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class Plan:
     project: int
     label_task: LabelTask
@@ -115,13 +149,23 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 
 class Preannotator:
     """Reads tasks from Label Studio, predicts them with the project's current version, writes
-    the predictions back. The client is a label_studio_sdk.LabelStudio (or anything shaped so)."""
+    the predictions back. The client is a label_studio_sdk.LabelStudio (or anything shaped so).
 
-    def __init__(self, client, service: LabelingService, registry: VersionRegistry, settings: Settings):
+    `service` may be a function that makes it: it is then called when a task is first predicted,
+    so that planning (Label Studio only) does not wait for the model to load."""
+
+    def __init__(self, client, service: LabelingService | Callable[[], LabelingService], registry: VersionRegistry,
+                 settings: Settings):
         self.client = client
-        self.service = service
+        self._service = service
         self.registry = registry
         self.settings = settings
+
+    @property
+    def service(self) -> LabelingService:
+        if not hasattr(self._service, "predict"):  # a function that makes it
+            self._service = self._service()
+        return self._service
 
     def _tasks(self, project: int, task_ids: Iterable[int] | None) -> Iterator[dict]:
         """Tasks with their predictions. The list endpoint is used, never GET /api/tasks/{id}:
@@ -157,6 +201,46 @@ class Preannotator:
             else:
                 report.not_selected += 1
         return Plan(project, label_task, version, todo, report)
+
+    def estimate(self, plan: Plan, *, sample: int = 5) -> Estimate:
+        """The plan's counts and, from predicting up to `sample` of its tasks (written nowhere), the
+        time and cost of executing it."""
+        report = plan.report
+        out = Estimate(project=plan.project, model_version=plan.version.label, tasks=report.tasks,
+                       up_to_date=report.up_to_date, not_selected=report.not_selected, to_predict=len(plan.todo),
+                       batches=math.ceil(len(plan.todo) / self.settings.preannotate_batch))
+        items = []
+        for task in plan.todo[:sample]:
+            try:
+                items += extract_texts([task], plan.label_task, self.settings.max_text_chars)
+            except BackendError as exc:
+                out.unreadable.append({"task": task.get("id"), "error": exc.message.replace("tasks[0].", "")})
+        if not items:
+            return out
+        meter = getattr(self.service.engine, "usage", None)
+        start = meter.total() if meter is not None else None
+        t0 = time.perf_counter()
+        self.service.predict(items[:1], plan.label_task, plan.version)
+        first = time.perf_counter() - t0
+        after_first = meter.total() if meter is not None else None
+        if len(items) > 1:
+            self.service.predict(items[1:], plan.label_task, plan.version)
+        total = time.perf_counter() - t0
+        rest = len(plan.todo) - 1
+        # the first task pays the run's one-offs (calibration); the others give the rate of the rest
+        per_task = (total - first) / (len(items) - 1) if len(items) > 1 else first
+        out.sampled, out.sample_seconds = len(items), round(total, 3)
+        out.seconds_per_task = round(per_task, 4)
+        out.estimated_seconds = round(first + per_task * rest, 3)
+        if meter is not None:
+            once = after_first.minus(start)
+            each = meter.total().minus(after_first) if len(items) > 1 else once
+            n = max(len(items) - 1, 1)
+            out.tokens_per_task = {"prompt": round(each.prompt_tokens / n, 1),
+                                   "completion": round(each.completion_tokens / n, 2)}
+            if meter.prices.known:
+                out.estimated_cost = round(meter.prices.cost(once) + meter.prices.cost(each) / n * rest, 6)
+        return out
 
     def execute(self, plan: Plan, *, progress: Callable[[int], object] | None = None,
                 set_project_version: bool = False) -> PreannotateReport:
@@ -208,7 +292,7 @@ def build_preannotator(settings: Settings, conn: redis.Redis, client=None) -> Pr
     """A Preannotator over this process's engine and the versions stored in `conn`."""
     return Preannotator(
         client or label_studio_client(settings),
-        LabelingService(shared_engine(settings), calibration=settings.calibration),
+        lambda: LabelingService(shared_engine(settings), calibration=settings.calibration),
         VersionRegistry(conn, engine_id(settings), settings.model_dir, ModelVersion),
         settings,
     )

@@ -1,4 +1,5 @@
 """`python -m backend candidates`: the refinement optimizer on a labelled file, real model, real process."""
+import json
 import os
 import subprocess
 import sys
@@ -32,3 +33,23 @@ def test_candidates_prints_every_candidate_against_version_0():
     bad = subprocess.run([sys.executable, "-m", "backend", "candidates", "--dataset",
                           str(DATASETS / "goemotions" / "test.jsonl")], env=env, cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "single-label" in bad.stderr
+
+
+def test_candidates_json_is_the_same_decision_as_the_tables():
+    env = dict(os.environ, MODEL_DIR=str(MODEL_DIR), LOG_LEVEL="WARNING", LLM_N_THREADS="1",
+               REFINE_REASONING_SAMPLES="0")
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "candidates", "--dataset", str(DATASETS / "sms_spam" / "train.jsonl"),
+         "--limit", "30", "--shots", "0", "--no-rewrite", "--json",
+         "--test", str(DATASETS / "sms_spam" / "test.jsonl"), "--test-limit", "10"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)  # JSON alone on stdout: no table
+    assert (result["dataset"], result["items"], result["judged_on"]) == ("sms_spam", 30, 30)
+    names = [row["name"] for row in result["candidates"]]
+    assert {"current", "calibrated", "head"} <= set(names) and result["chosen"] in names
+    assert isinstance(result["accepted"], bool) and 0.0 <= result["p_value"] <= 1.0
+    served = result["served"]
+    assert (served["items"], served["file"]) == (10, "test.jsonl")
+    assert [row["name"].removesuffix(" (chosen)") for row in served["rows"]] == names
+    assert all(0.0 <= row["accuracy"] <= 1.0 for row in served["rows"])

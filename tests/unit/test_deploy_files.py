@@ -167,15 +167,40 @@ def test_torch_is_the_cpu_build_and_no_cuda_package_is_locked():
             assert pins["torch"][0].endswith("+cpu"), lock
 
 
+# The project itself (pyproject.toml, for the `llm-labeling` command) is installed after the locks: its
+# dependencies are the locks' (--no-deps), its build backend the locked setuptools (--no-build-isolation),
+# and nothing may come from an index (--no-index).
+PROJECT_INSTALL = "--no-deps --no-build-isolation --no-index"
+
+
 def test_make_and_the_image_install_only_the_locks_with_hashes():
     makefile = (ROOT / "Makefile").read_text()
     installs = re.findall(r"pip install ([^\n]*)", makefile)
-    assert installs == ["--require-hashes -r requirements-pip.txt", "--require-hashes -r requirements-dev.txt"]
+    assert installs[:2] == ["--require-hashes -r requirements-pip.txt", "--require-hashes -r requirements-dev.txt"]
+    assert len(installs) == 3 and installs[2].startswith(PROJECT_INSTALL) and installs[2].endswith("-e ."), installs
     dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     installs = [" ".join(cmd.split()) for cmd in re.findall(r"pip install ([^&\n]*)", dockerfile)]
-    assert len(installs) == 2 and all(cmd.startswith("--require-hashes") for cmd in installs), installs
+    assert len(installs) == 3 and all(cmd.startswith("--require-hashes") for cmd in installs[:2]), installs
     assert installs[0].endswith("-r /app/requirements-pip.txt") and installs[1].endswith("-r /app/requirements.txt")
+    assert installs[2].startswith(PROJECT_INSTALL) and installs[2].endswith("-e /app"), installs
     assert re.search(r"^test: .*\baudit\b", makefile, re.M), "make test runs the audit"
+
+
+def test_the_project_declares_the_console_script_and_no_unlocked_dependency():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["scripts"] == {"llm-labeling": "backend.cli:main"}
+    assert project["project"]["dependencies"] == []  # they are the hash-locked requirements*.txt
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["backend", "backend.*"]
+    locked_setuptools = locked("requirements.txt")["setuptools"][0]  # the build backend, installed by the lock
+    from packaging.specifiers import SpecifierSet
+
+    (requirement,) = project["build-system"]["requires"]
+    assert locked_setuptools in SpecifierSet(requirement.removeprefix("setuptools")), locked_setuptools
+    # a fresh clone's `make install` installs the project when pyproject.toml changes, too
+    assert re.search(r"^\$\(STAMP\): .*\bpyproject\.toml\b", (ROOT / "Makefile").read_text(), re.M)
+    assert "COPY --chown=app pyproject.toml /app/" in (ROOT / "Dockerfile").read_text()
 
 
 def test_every_ignored_vulnerability_is_explained_in_the_docs():

@@ -1,0 +1,1 @@
+"""The command line's shared parts and its measuring commands (backend/cli.py registers them)."""
