@@ -10,8 +10,11 @@ import redis
 from ..errors import BadRequest, LabelConfigError
 from ..labeling.label_config import LabelTask, config_hash, parse_label_config
 from ..labelstudio.payloads import annotation_id, gold_from_annotation, id_list
+from ..labeling.templates import selectable
 from ..refinement.scheduler import RefinementScheduler
+from ..refinement.selection.template_choice import FIRST_CHOICE, RECHOICE_GROWTH, learnt_from_labels
 from ..store.ground_truth import GoldItem, GroundTruthStore
+from ..store.unlabelled import UnlabelledTexts
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +156,24 @@ class LearningEvents:
         stored = sum(int(store.upsert(gold)) for gold in golds)
         store.delete_annotations(delete_ids)
         return stored
+
+    def tasks_seen(self, project: int, label_config: str, label_task: LabelTask, texts: dict[str, list[str]],
+                   version) -> dict | None:
+        """/predict's tasks → the project's sample of unlabelled texts (per data field). When a
+        sample reaches the size of a template choice and the project serves no version learnt
+        from labels yet, a (debounced) job is scheduled to choose version 0's template; the
+        project's config is stored if no event has brought it yet."""
+        if learnt_from_labels(version):
+            return None
+        unlabelled = UnlabelledTexts(self.conn, project)
+        fields = {c.field for c in label_task.controls if selectable(c)}
+        grown = []
+        for field in sorted(fields):
+            before, after = unlabelled.add(field, texts.get(field, []))
+            grown += [size for size in (FIRST_CHOICE, FIRST_CHOICE * RECHOICE_GROWTH) if before < size <= after]
+        if not grown:
+            return None
+        store = GroundTruthStore(self.conn, project)
+        if not store.label_config():
+            _store_config(store, label_config, project)
+        return self.scheduler.notify(project, changes=0, reason=f"{max(grown)} unlabelled texts seen")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..errors import BadRequest, EngineError, NotFound, PayloadTooLarge
@@ -81,12 +82,24 @@ def predict():
                 results = [offer_once(memory, project, tasks, context, r) for r in results]
         else:
             results = predict_within(service, items, label_task, version, settings.predict_batch_seconds)
+            if project is not None:
+                _sample_texts(project, body["label_config"], label_task, items, version)
     except EngineError as exc:  # shown by /health until a prediction succeeds again
         _ext("llm_status").failed(exc.message)
         raise
     _ext("llm_status").succeeded()
     _ext("metrics").observe_predict(len(results), time.monotonic() - t0)
     return jsonify(results=results, model_version=version.label)
+
+
+def _sample_texts(project: int, label_config: str, label_task, items: list, version) -> None:
+    """The tasks' texts into the project's unlabelled sample (template choice); the predictions
+    are made by now, so a Redis failure here costs the sample, not the answer."""
+    texts = {f: [item.texts[f] for item in items] for f in label_task.fields}
+    try:
+        _ext("events").tasks_seen(project, label_config, label_task, texts, version)
+    except redis.RedisError as exc:
+        current_app.logger.warning("project %s: the unlabelled sample was not updated (%s)", project, exc)
 
 
 def predict_within(service, items: list, label_task, version, budget_s: float) -> list[dict]:

@@ -447,4 +447,39 @@ def suspects_bench(dataset: str, test_path: str, limit: int, test_limit: int, fl
         print_json(result)
 
 
-COMMANDS = (eval_, bench, injection, span_bench, head_bench, load_bench, candidates, suspects_bench)
+@click.command(name="template-bench")
+@click.option("--dataset", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Single-label JSONL whose texts, without their labels, are the unlabelled sample.")
+@click.option("--test", "test_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Labelled JSONL each template is scored on.")
+@click.option("--sizes", default="32,128", show_default=True, help="Unlabelled sample sizes to choose on.")
+@click.option("--test-limit", default=300, show_default=True, help="First N items of --test.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the unlabelled sample.")
+@json_option("Print the result as JSON instead of a table.")
+def template_bench(dataset: str, test_path: str, sizes: str, test_limit: int, seed: int, as_json: bool) -> None:
+    """Version 0's templates on a test split, and the one the zero-label criterion (mutual
+    information on unlabelled texts) would choose on samples of each size."""
+    from ..evaluation.template_bench import template_bench as run
+
+    counts = int_list(sizes, "--sizes")
+    settings = load_settings()
+    train, test = read_dataset(dataset), read_dataset(test_path, limit=test_limit)
+    if train.multiple or test.multiple:
+        raise click.UsageError("template-bench takes single-label sets")
+    result = run(labeling_service(settings), train, test, counts, seed=seed,
+                 progress=lambda name: click.echo(f"{test.name}: template {name} scored", err=True))
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"{result['dataset']} ({result['labels']} labels, {result['test_items']} test items)")
+    click.echo("| template | macro-F1 | ECE | " + " | ".join(f"MI on {n}" for n in counts) + " |")
+    click.echo("|---" * (3 + len(counts)) + "|")
+    for name, row in result["templates"].items():
+        mi = " | ".join(f"{row['mutual_information'][n]:.4f}" for n in counts)
+        click.echo(f"| {name} | {row['macro_f1']:.3f} | {row['ece']:.3f} | {mi} |")
+    for n in counts:
+        click.echo(f"chosen on {n} unlabelled texts: {result['chosen'][n]} "
+                   f"(macro-F1 {result['default_macro_f1']:.3f} → {result['chosen_macro_f1'][n]:.3f})")
+
+
+COMMANDS = (eval_, bench, injection, span_bench, head_bench, load_bench, candidates, suspects_bench, template_bench)

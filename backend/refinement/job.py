@@ -25,6 +25,7 @@ from .candidates.typed_instruction import most_typed
 from .fingerprint import job_fingerprint
 from .label_review import keep_ranking, suspect_rows
 from .selection.optimizer import optimize_control
+from .selection.template_choice import choose_templates
 from .span_learning import refine_spans, usable_span_gold
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,20 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     current = registry.current(project, label_task.config_hash, label_task.legacy_hash)
     gold = store.items()
     out.update(gt_count=len(gold), current=current.label)
+    cache = LogitCache(conn, project, engine_id(settings))
+    services: list[LabelingService] = []
+
+    def service() -> LabelingService:  # loads the model only for a job that scores something
+        if not services:
+            services.append(LabelingService(engine or shared_engine(settings), calibration=settings.calibration,
+                                            logit_cache=cache))
+        return services[0]
+
+    labelled = frozenset(c.name for c in label_task.controls
+                         if len(usable_gold(c, gold, settings.refine_max_eval_items)[0]) >= MIN_ITEMS)
+    current, templates = choose_templates(conn, registry, project, label_task, current, service, labelled)
+    if templates is not None:
+        out["templates"] = templates
     last_key = key("project", project, "last-job-fingerprint")
     if (conn.get(last_key) or b"").decode() == job_fingerprint(settings, engine_id(settings), label_task.config_hash,
                                                                  current.label, gold):
@@ -133,8 +148,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         return {**out, "status": "unchanged", "model_version": current.label, "seconds": round(time.monotonic() - t0, 2),
                 "reason": "the ground truth, the current version and the learning settings are those of the "
                           "last finished job"}
-    cache = LogitCache(conn, project, engine_id(settings))
-    service = LabelingService(engine or shared_engine(settings), calibration=settings.calibration, logit_cache=cache)
+    service = service()
     rewrite = instruction_rewrite(settings, service.engine)
     reasoning = reasoning_modes(settings, service.engine)
     recipes = dict(current.controls)
@@ -205,6 +219,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         except Exception as exc:
             log.exception("project %s: the report of %s could not be stored", project, version.label)
             out["report_error"] = f"{type(exc).__name__}: {exc}"
+    elif templates is not None and templates["status"] == "published":  # no better version on labels
+        out.update(status="published", model_version=current.label, kind=current.kind)
     else:
         out.update(status="kept", model_version=current.label)
     if suspects:

@@ -1,0 +1,111 @@
+"""Version 0's instruction template per single-choice control, chosen without labels on the
+project's own tasks (labeling/templates.py says why and how).
+
+It runs in the refinement job while the project has no version learnt from ground truth: a
+first time once FIRST_CHOICE distinct texts were seen by /predict, again once the sample has
+grown RECHOICE_GROWTH times. Each choice is recorded per lineage (a choice that keeps the
+current template publishes nothing and is not made again until the sample grows); a new
+template becomes a version of kind `template`, whose parent is the one it replaces.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import redis
+
+from ...labeling.label_config import ChoiceControl, LabelTask
+from ...labeling.model_version import ModelVersion
+from ...labeling.recipe import ControlRecipe
+from ...labeling.service import LabelingService
+from ...labeling.templates import DEFAULT, TEMPLATES, mutual_information, selectable, template_prompt
+from ...store.redis import key
+from ...store.unlabelled import UnlabelledTexts
+from ...store.versions import VersionRegistry
+
+log = logging.getLogger(__name__)
+
+FIRST_CHOICE = 32  # distinct unlabelled texts before the first choice: enough to tell templates apart
+RECHOICE_GROWTH = 4  # chosen again on a sample this many times larger (32 → 128)
+KIND = "template"
+
+
+@dataclass(frozen=True)
+class TemplateChoice:
+    template: str
+    scores: dict[str, float]  # template → mutual information (nats) on the texts
+    texts: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"template": self.template, "criterion": "mutual_information", "scores": self.scores,
+                "unlabelled_texts": self.texts, "seconds": self.seconds}
+
+
+def due(seen: int, chosen_on: int) -> bool:
+    return seen >= FIRST_CHOICE and seen >= RECHOICE_GROWTH * chosen_on
+
+
+def current_template(version: ModelVersion, control: str) -> str:
+    """The template a version serves for `control` (DEFAULT for the built-in prompt)."""
+    name = version.recipe(control).prompt.name
+    return name[3:] if name.startswith("v0-") and name[3:] in TEMPLATES else DEFAULT
+
+
+def choose_template(service: LabelingService, control: ChoiceControl, texts: list[str]) -> TemplateChoice:
+    """The template whose calibrated answers on `texts` carry the most mutual information; a tie
+    keeps the default."""
+    t0 = time.monotonic()
+    scores = {}
+    for name in TEMPLATES:
+        recipe = ControlRecipe(template_prompt(name, control))
+        probabilities = np.array([p.probabilities for p, _ in service.predict_control(control, recipe, texts)])
+        scores[name] = round(mutual_information(probabilities), 5)
+    best = max(scores, key=lambda name: (scores[name], name == DEFAULT))
+    return TemplateChoice(best, scores, len(texts), round(time.monotonic() - t0, 2))
+
+
+def learnt_from_labels(version: ModelVersion) -> bool:
+    return version.number > 0 and not version.kind.startswith(KIND)
+
+
+def choose_templates(conn: redis.Redis, registry: VersionRegistry, project: int, label_task: LabelTask,
+                     current: ModelVersion, service: Callable[[], LabelingService],
+                     labelled: frozenset[str] = frozenset()) -> tuple[ModelVersion, dict | None]:
+    """The version the job goes on from (a new template version, or `current`) and what was
+    chosen (None when no choice was due). Controls in `labelled` have enough ground truth for
+    the candidates, which judge wordings on labels: no template is chosen for them. `service` is
+    built only when a choice is due."""
+    if learnt_from_labels(current):
+        return current, None
+    record_key = key("project", project, "template-choice", label_task.config_hash)
+    record = json.loads(conn.get(record_key) or "{}")
+    unlabelled = UnlabelledTexts(conn, project)
+    work = [c for c in label_task.controls
+            if selectable(c) and c.name not in labelled and due(unlabelled.count(c.field), record.get(c.name, {}).get("unlabelled_texts", 0))]
+    if not work:
+        return current, None
+    choices = {c.name: choose_template(service(), c, unlabelled.texts(c.field)) for c in work}
+    record.update({name: choice.to_dict() for name, choice in choices.items()})
+    conn.set(record_key, json.dumps(record, sort_keys=True), ex=90 * 24 * 3600)
+    changed = {c: choices[c.name] for c in work if choices[c.name].template != current_template(current, c.name)}
+    summary = {name: choice.to_dict() for name, choice in choices.items()}
+    for name, choice in choices.items():
+        log.info("project %s control %s: template %r chosen on %d unlabelled texts (%s)", project, name,
+                 choice.template, choice.texts, ", ".join(f"{t} {s:.3f}" for t, s in choice.scores.items()))
+    if not changed:
+        return current, {"status": "kept", "controls": summary}
+    recipes = dict(current.controls)
+    recipes.update({c.name: ControlRecipe(template_prompt(choice.template, c)) for c, choice in changed.items()})
+    draft = ModelVersion(
+        label="", lineage=label_task.config_hash, controls=recipes,
+        kind=f"{KIND}:" + "+".join(f"{c.name}={choice.template}" for c, choice in changed.items()),
+        metrics={**current.metrics, **{c.name: {"template": choice.to_dict()} for c, choice in changed.items()}},
+        gt_count=current.gt_count, parent=current.label, trained_on=current.trained_on, spans=current.spans)
+    version = registry.publish(project, draft)
+    log.info("project %s: %s published (%s)", project, version.label, draft.kind)
+    return version, {"status": "published", "model_version": version.label, "kind": draft.kind, "controls": summary}
