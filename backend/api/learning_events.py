@@ -12,7 +12,7 @@ from ..labeling.label_config import LabelTask, config_hash, parse_label_config
 from ..labelstudio.payloads import annotation_id, gold_from_annotation, id_list
 from ..labeling.templates import selectable
 from ..refinement.scheduler import RefinementScheduler
-from ..refinement.selection.template_choice import FIRST_CHOICE, RECHOICE_GROWTH, learnt_from_labels
+from ..refinement.selection.template_choice import CHOICE_SIZES, learnt_from_labels
 from ..store.ground_truth import GoldItem, GroundTruthStore
 from ..store.unlabelled import UnlabelledTexts
 
@@ -170,7 +170,7 @@ class LearningEvents:
         grown = []
         for field in sorted(fields):
             before, after = unlabelled.add(field, texts.get(field, []))
-            grown += [size for size in (FIRST_CHOICE, FIRST_CHOICE * RECHOICE_GROWTH) if before < size <= after]
+            grown += [size for size in CHOICE_SIZES if before < size <= after]
         if not grown:
             return None
         store = GroundTruthStore(self.conn, project)

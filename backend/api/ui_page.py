@@ -26,9 +26,21 @@ def _number(value) -> bool:
 
 
 def metric_cells(metrics: dict) -> list[dict]:
-    """Per control, the figures a reader compares versions by, formatted (others are in the JSON)."""
-    return [{"control": control, "values": [(name, f"{values[k]:.3f}") for k, name in SHOWN if _number(values.get(k))]}
+    """Per control, the figures a reader compares versions by, formatted (others are in the JSON);
+    for a template chosen without labels, the template and its mutual information."""
+    return [{"control": control, "values": _template_cells(values.get("template"))
+             or [(name, f"{values[k]:.3f}") for k, name in SHOWN if _number(values.get(k))]}
             for control, values in metrics.items() if isinstance(values, dict)]
+
+
+def _template_cells(choice) -> list[tuple[str, str]]:
+    if not isinstance(choice, dict) or not isinstance(choice.get("scores"), dict):
+        return []
+    score = choice["scores"].get(choice.get("template"))
+    default = choice["scores"].get("default")
+    cells = [("template", str(choice.get("template"))),
+             (f"MI on {choice.get('unlabelled_texts')} unlabelled texts", f"{score:.3f}" if _number(score) else "?")]
+    return cells + ([("built-in", f"{default:.3f}")] if _number(default) else [])
 
 
 def _headline(values) -> tuple[str, float] | None:

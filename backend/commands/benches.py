@@ -466,7 +466,7 @@ def template_bench(dataset: str, test_path: str, sizes: str, test_limit: int, se
     train, test = read_dataset(dataset), read_dataset(test_path, limit=test_limit)
     if train.multiple or test.multiple:
         raise click.UsageError("template-bench takes single-label sets")
-    result = run(labeling_service(settings), train, test, counts, seed=seed,
+    result = run(labeling_service(settings), train, test, counts, seed=seed, alpha=settings.refine_alpha,
                  progress=lambda name: click.echo(f"{test.name}: template {name} scored", err=True))
     if as_json:
         print_json(result)
@@ -477,9 +477,10 @@ def template_bench(dataset: str, test_path: str, sizes: str, test_limit: int, se
     for name, row in result["templates"].items():
         mi = " | ".join(f"{row['mutual_information'][n]:.4f}" for n in counts)
         click.echo(f"| {name} | {row['macro_f1']:.3f} | {row['ece']:.3f} | {mi} |")
-    for n in counts:
-        click.echo(f"chosen on {n} unlabelled texts: {result['chosen'][n]} "
-                   f"(macro-F1 {result['default_macro_f1']:.3f} → {result['chosen_macro_f1'][n]:.3f})")
+    for n in sorted(counts):
+        click.echo(f"on {n} unlabelled texts: highest {result['highest'][n]} (beats the one served in "
+                   f"{result['confidence'][n]:.0%} of resamples), served {result['chosen'][n]}: macro-F1 "
+                   f"{result['default_macro_f1']:.3f} → {result['chosen_macro_f1'][n]:.3f}")
 
 
 COMMANDS = (eval_, bench, injection, span_bench, head_bench, load_bench, candidates, suspects_bench, template_bench)

@@ -14,7 +14,7 @@ from backend.labeling.label_config import parse_label_config
 from backend.labeling.model_version import ModelVersion
 from backend.labeling.templates import DEFAULT, TEMPLATES, mutual_information
 from backend.refinement.job import run_refinement
-from backend.refinement.selection.template_choice import FIRST_CHOICE, due
+from backend.refinement.selection.template_choice import due
 from backend.settings import Settings
 from backend.store.unlabelled import MAX_TEXTS, UnlabelledTexts
 from backend.store.versions import VersionRegistry
@@ -121,5 +121,17 @@ def test_mutual_information_and_when_a_choice_is_due():
     assert mutual_information(confident_and_spread) == pytest.approx(np.log(2), abs=0.1)
     assert mutual_information(always_the_same) == pytest.approx(0, abs=1e-9)
     assert mutual_information(undecided) == pytest.approx(0, abs=1e-9)
-    assert not due(FIRST_CHOICE - 1, 0) and due(FIRST_CHOICE, 0)
-    assert not due(100, FIRST_CHOICE) and due(4 * FIRST_CHOICE, FIRST_CHOICE)
+    assert not due(31, 0) and due(32, 0) and due(100, 0)
+    assert not due(127, 100) and due(128, 100) and not due(200, 128) and due(MAX_TEXTS, 128)
+    assert not due(MAX_TEXTS, MAX_TEXTS)
+
+
+def test_a_template_replaces_the_served_one_only_when_it_wins_nearly_every_resample():
+    from backend.labeling.templates import advantage
+
+    rng = np.random.default_rng(1)
+    sharp = np.array([[0.95, 0.05], [0.05, 0.95]] * 40)
+    blurred = np.clip(sharp + rng.normal(0, 0.3, sharp.shape), 0.01, None)
+    assert advantage(sharp, blurred) >= 0.95  # clearly more informative on nearly every resample
+    assert advantage(blurred, sharp) <= 0.05
+    assert advantage(sharp, sharp) == 0.0  # a tie is no win: the served template stays

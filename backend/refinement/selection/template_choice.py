@@ -1,9 +1,10 @@
 """Version 0's instruction template per single-choice control, chosen without labels on the
-project's own tasks (labeling/templates.py says why and how).
+project's own tasks (labeling/templates.py says why and how). The template with the most mutual
+information replaces the one served only if it beats it in 1 - REFINE_ALPHA of bootstrap
+resamples of the texts.
 
-It runs in the refinement job while the project has no version learnt from ground truth: a
-first time once FIRST_CHOICE distinct texts were seen by /predict, again once the sample has
-grown RECHOICE_GROWTH times. Each choice is recorded per lineage (a choice that keeps the
+It runs in the refinement job while the project has no version learnt from ground truth, each
+time the distinct texts /predict saw reach one of CHOICE_SIZES. Each choice is recorded per lineage (a choice that keeps the
 current template publishes nothing and is not made again until the sample grows); a new
 template becomes a version of kind `template`, whose parent is the one it replaces.
 """
@@ -22,32 +23,38 @@ from ...labeling.label_config import ChoiceControl, LabelTask
 from ...labeling.model_version import ModelVersion
 from ...labeling.recipe import ControlRecipe
 from ...labeling.service import LabelingService
-from ...labeling.templates import DEFAULT, TEMPLATES, mutual_information, selectable, template_prompt
+from ...labeling.templates import DEFAULT, TEMPLATES, advantage, mutual_information, selectable, template_prompt
 from ...store.redis import key
-from ...store.unlabelled import UnlabelledTexts
+from ...store.unlabelled import MAX_TEXTS, UnlabelledTexts
 from ...store.versions import VersionRegistry
 
 log = logging.getLogger(__name__)
 
-FIRST_CHOICE = 32  # distinct unlabelled texts before the first choice: enough to tell templates apart
-RECHOICE_GROWTH = 4  # chosen again on a sample this many times larger (32 → 128)
+# Sample sizes (distinct unlabelled texts) at which a choice is made: the first as soon as a few
+# dozen texts can tell templates apart, again as the sample grows, last when it is full.
+CHOICE_SIZES = (32, 128, MAX_TEXTS)
 KIND = "template"
 
 
 @dataclass(frozen=True)
 class TemplateChoice:
-    template: str
+    template: str  # what is served from now on
     scores: dict[str, float]  # template → mutual information (nats) on the texts
     texts: int
     seconds: float
+    highest: str = DEFAULT  # the template with the most mutual information
+    incumbent: str = DEFAULT  # the one served before
+    confidence: float = 1.0  # share of bootstrap resamples on which `highest` beat `incumbent`
 
     def to_dict(self) -> dict:
         return {"template": self.template, "criterion": "mutual_information", "scores": self.scores,
+                "highest": self.highest, "incumbent": self.incumbent, "confidence": self.confidence,
                 "unlabelled_texts": self.texts, "seconds": self.seconds}
 
 
 def due(seen: int, chosen_on: int) -> bool:
-    return seen >= FIRST_CHOICE and seen >= RECHOICE_GROWTH * chosen_on
+    """A choice size has been reached since the last choice (made on `chosen_on` texts)."""
+    return any(chosen_on < size <= seen for size in CHOICE_SIZES)
 
 
 def current_template(version: ModelVersion, control: str) -> str:
@@ -56,17 +63,20 @@ def current_template(version: ModelVersion, control: str) -> str:
     return name[3:] if name.startswith("v0-") and name[3:] in TEMPLATES else DEFAULT
 
 
-def choose_template(service: LabelingService, control: ChoiceControl, texts: list[str]) -> TemplateChoice:
-    """The template whose calibrated answers on `texts` carry the most mutual information; a tie
-    keeps the default."""
+def choose_template(service: LabelingService, control: ChoiceControl, texts: list[str], incumbent: str = DEFAULT,
+                    alpha: float = 0.05) -> TemplateChoice:
+    """The template whose calibrated answers on `texts` carry the most mutual information, if it
+    beats `incumbent` (the one served) in at least 1 - `alpha` of bootstrap resamples of the
+    texts; else the incumbent."""
     t0 = time.monotonic()
-    scores = {}
-    for name in TEMPLATES:
-        recipe = ControlRecipe(template_prompt(name, control))
-        probabilities = np.array([p.probabilities for p, _ in service.predict_control(control, recipe, texts)])
-        scores[name] = round(mutual_information(probabilities), 5)
-    best = max(scores, key=lambda name: (scores[name], name == DEFAULT))
-    return TemplateChoice(best, scores, len(texts), round(time.monotonic() - t0, 2))
+    answers = {name: np.array([p.probabilities for p, _ in service.predict_control(
+        control, ControlRecipe(template_prompt(name, control)), texts)]) for name in TEMPLATES}
+    scores = {name: round(mutual_information(p), 5) for name, p in answers.items()}
+    best = max(scores, key=lambda name: (scores[name], name == incumbent))
+    confidence = 1.0 if best == incumbent else advantage(answers[best], answers[incumbent])
+    chosen = best if confidence >= 1 - alpha else incumbent
+    return TemplateChoice(chosen, scores, len(texts), round(time.monotonic() - t0, 2), best, incumbent,
+                          round(confidence, 3))
 
 
 def learnt_from_labels(version: ModelVersion) -> bool:
@@ -75,7 +85,7 @@ def learnt_from_labels(version: ModelVersion) -> bool:
 
 def choose_templates(conn: redis.Redis, registry: VersionRegistry, project: int, label_task: LabelTask,
                      current: ModelVersion, service: Callable[[], LabelingService],
-                     labelled: frozenset[str] = frozenset()) -> tuple[ModelVersion, dict | None]:
+                     labelled: frozenset[str] = frozenset(), alpha: float = 0.05) -> tuple[ModelVersion, dict | None]:
     """The version the job goes on from (a new template version, or `current`) and what was
     chosen (None when no choice was due). Controls in `labelled` have enough ground truth for
     the candidates, which judge wordings on labels: no template is chosen for them. `service` is
@@ -89,7 +99,8 @@ def choose_templates(conn: redis.Redis, registry: VersionRegistry, project: int,
             if selectable(c) and c.name not in labelled and due(unlabelled.count(c.field), record.get(c.name, {}).get("unlabelled_texts", 0))]
     if not work:
         return current, None
-    choices = {c.name: choose_template(service(), c, unlabelled.texts(c.field)) for c in work}
+    choices = {c.name: choose_template(service(), c, unlabelled.texts(c.field), current_template(current, c.name), alpha)
+               for c in work}
     record.update({name: choice.to_dict() for name, choice in choices.items()})
     conn.set(record_key, json.dumps(record, sort_keys=True), ex=90 * 24 * 3600)
     changed = {c: choices[c.name] for c in work if choices[c.name].template != current_template(current, c.name)}
