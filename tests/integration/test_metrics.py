@@ -78,7 +78,20 @@ def test_requests_are_summed_across_both_gunicorn_workers(stack):
         assert value(text, "llmlb_http_requests_total", endpoint="ml.health", status="200") - before == sent
         assert value(text, "llmlb_http_request_duration_seconds_count", route="/health", method="GET",
                      status="200") - before == sent
-        assert value(text, "llmlb_engine_ready") == 1
+
+
+def test_the_engine_is_ready_once_every_worker_has_loaded_it(stack):
+    """llmlb_engine_ready is the lowest of the live web workers' own values: 1 only once each has
+    loaded its model and served a request since (on a loaded machine the second may take a while)."""
+    server, _env, _metrics_dir = stack
+    deadline = time.monotonic() + 120
+    while True:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: requests.get(server.url + "/health", timeout=10), range(40)))
+        if value(scrape(server.url), "llmlb_engine_ready") == 1:
+            break
+        assert time.monotonic() < deadline, "a web worker never reported its model loaded"
+        time.sleep(1)
 
 
 def test_job_metrics_recorded_by_the_worker_reach_the_web(stack, redis_conn, tmp_path):
