@@ -214,6 +214,10 @@ class Settings(BaseSettings):
         "this off"))
 
     # Learning path
+    template_choice: bool = _setting(True, "TEMPLATE_CHOICE", section="Learning", doc=(
+        "choose version 0's instruction template per single-choice control on the tasks `/predict` saw, "
+        "without labels ([how](how-it-learns.md#before-any-label-version-0s-wording)); `false` keeps the "
+        "built-in one until labels teach otherwise"))
     refine_min_new: int = _setting(10, "REFINE_MIN_NEW", section="Learning",
                                    doc="a refinement job is queued after this many ground-truth changes…")
     refine_delay_s: float = _setting(60.0, "REFINE_DELAY", section="Learning", shown="`60`", doc=(

@@ -163,7 +163,7 @@ class LearningEvents:
         sample reaches the size of a template choice and the project serves no version learnt
         from labels yet, a (debounced) job is scheduled to choose version 0's template; the
         project's config is stored if no event has brought it yet."""
-        if learnt_from_labels(version):
+        if not self.scheduler.settings.template_choice or learnt_from_labels(version):
             return None
         unlabelled = UnlabelledTexts(self.conn, project)
         fields = {c.field for c in label_task.controls if selectable(c)}

@@ -138,8 +138,10 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
 
     labelled = frozenset(c.name for c in label_task.controls
                          if len(usable_gold(c, gold, settings.refine_max_eval_items)[0]) >= MIN_ITEMS)
-    current, templates = choose_templates(conn, registry, project, label_task, current, service, labelled,
-                                          settings.refine_alpha)
+    templates = None
+    if settings.template_choice:
+        current, templates = choose_templates(conn, registry, project, label_task, current, service, labelled,
+                                              settings.refine_alpha)
     if templates is not None:
         out["templates"] = templates
     last_key = key("project", project, "last-job-fingerprint")

@@ -87,6 +87,15 @@ def test_a_version_learnt_from_labels_stops_the_sampling(redis_conn, redis_url, 
     assert app.test_client().get(f"/jobs?project={project}").json["jobs"] == []
 
 
+def test_template_choice_off_samples_nothing(redis_conn, redis_url, tmp_path, engine):
+    settings = _settings(tmp_path, redis_url).with_overrides(template_choice=False)
+    app = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn)
+    project = next(_projects)
+    _predict(app.test_client(), project, TEXTS[:40])
+    assert UnlabelledTexts(redis_conn, project).count("review") == 0
+    assert app.test_client().get(f"/jobs?project={project}").json["jobs"] == []
+
+
 def test_a_control_with_enough_labels_gets_no_template(redis_conn, redis_url, tmp_path, engine):
     from backend.store.ground_truth import GoldItem, GroundTruthStore
 
