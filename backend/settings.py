@@ -41,10 +41,15 @@ _URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]+$")
 _SECRET_HINT = "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
+def secret_segment(value: str) -> str:
+    """WEBHOOK_SECRET as the app uses it: a path segment, surrounding slashes and spaces dropped."""
+    return value.strip("/ ")
+
+
 def webhook_secret(env: Mapping[str, str]) -> str:
-    """WEBHOOK_SECRET as the app uses it (surrounding slashes dropped); also read by gunicorn's
-    logger (api/access_log.py), which runs before any Settings exists."""
-    return env.get("WEBHOOK_SECRET", "").strip("/ ")
+    """WEBHOOK_SECRET of an environment; also read by gunicorn's logger (api/access_log.py),
+    which runs before any Settings exists."""
+    return secret_segment(env.get("WEBHOOK_SECRET", ""))
 
 
 def is_loopback(host: str) -> bool:
@@ -312,7 +317,7 @@ class Settings(BaseSettings):
     @field_validator("webhook_secret", mode="before")
     @classmethod
     def _secret_path(cls, value: Any) -> Any:
-        return value.strip("/ ") if isinstance(value, str) else value
+        return secret_segment(value) if isinstance(value, str) else value
 
     @field_validator("log_level", mode="after")
     @classmethod

@@ -10,16 +10,11 @@ import time
 import numpy as np
 
 from ..labeling.label_config import parse_label_config
-from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
-from ..labeling.templates import DEFAULT, TEMPLATES, advantage, mutual_information, template_prompt
+from ..labeling.templates import DEFAULT, TEMPLATES, mutual_information
 from ..metrics.single_label import summarize
+from ..refinement.selection.template_choice import pick, template_answers
 from .datasets import Dataset
-
-
-def _probabilities(service: LabelingService, control, name: str, texts: list[str]) -> np.ndarray:
-    recipe = ControlRecipe(template_prompt(name, control))
-    return np.array([p.probabilities for p, _ in service.predict_control(control, recipe, texts)])
 
 
 def template_bench(service: LabelingService, train: Dataset, test: Dataset, sizes: list[int], seed: int = 0,
@@ -33,21 +28,19 @@ def template_bench(service: LabelingService, train: Dataset, test: Dataset, size
     samples: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
     for name in TEMPLATES:
-        test_p = _probabilities(service, control, name, list(test.texts))
-        samples[name] = _probabilities(service, control, name, unlabelled)
+        test_p = template_answers(service, control, name, list(test.texts))
+        samples[name] = template_answers(service, control, name, unlabelled)
         scores = summarize(gold, test_p)
         rows[name] = {"macro_f1": scores["macro_f1"], "ece": scores["ece"],
                       "mutual_information": {n: round(mutual_information(samples[name][:n]), 4) for n in sizes}}
         if progress:
             progress(name)
-    # as the service does: the highest on each sample replaces the one served (the built-in one,
-    # then the previous choice) only if it wins in 1 - alpha of bootstrap resamples
+    # as the service does, one choice per sample size: the built-in template is served first,
+    # then the previous choice
     highest, chosen, confidence, served = {}, {}, {}, DEFAULT
     for n in sorted(sizes):
-        highest[n] = max(rows, key=lambda t: (rows[t]["mutual_information"][n], t == served))
-        confidence[n] = 1.0 if highest[n] == served else round(
-            advantage(samples[highest[n]][:n], samples[served][:n]), 3)
-        served = chosen[n] = highest[n] if confidence[n] >= 1 - alpha else served
+        served, highest[n], share = pick({name: p[:n] for name, p in samples.items()}, served, alpha)
+        chosen[n], confidence[n] = served, round(share, 3)
     best = max(rows, key=lambda t: rows[t]["macro_f1"])
     return {"dataset": test.name, "labels": len(control.labels), "test_items": len(gold), "seed": seed,
             "templates": rows, "highest": highest, "confidence": confidence, "chosen": chosen,

@@ -136,10 +136,10 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
                                             logit_cache=cache))
         return services[0]
 
-    labelled = frozenset(c.name for c in label_task.controls
-                         if len(usable_gold(c, gold, settings.refine_max_eval_items)[0]) >= MIN_ITEMS)
+    usable_by_control = {c.name: usable_gold(c, gold, settings.refine_max_eval_items) for c in label_task.controls}
     templates = None
     if settings.template_choice:
+        labelled = frozenset(name for name, (usable, _) in usable_by_control.items() if len(usable) >= MIN_ITEMS)
         current, templates = choose_templates(conn, registry, project, label_task, current, service, labelled,
                                               settings.refine_alpha)
     if templates is not None:
@@ -160,7 +160,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     trained_on: set[int] = set()
     work = []
     for control in label_task.controls:
-        usable, targets = usable_gold(control, gold, settings.refine_max_eval_items)
+        usable, targets = usable_by_control[control.name]
         if len(usable) < MIN_ITEMS:
             decisions[control.name] = {"skipped": f"{len(usable)} labelled items; need {MIN_ITEMS}"}
         else:

@@ -4,9 +4,10 @@ information replaces the one served only if it beats it in 1 - REFINE_ALPHA of b
 resamples of the texts.
 
 It runs in the refinement job while the project has no version learnt from ground truth, each
-time the distinct texts /predict saw reach one of CHOICE_SIZES. Each choice is recorded per lineage (a choice that keeps the
-current template publishes nothing and is not made again until the sample grows); a new
-template becomes a version of kind `template`, whose parent is the one it replaces.
+time the distinct texts /predict saw reach one of CHOICE_SIZES. Each choice is recorded per
+lineage (a choice that keeps the current template publishes nothing and is not made again until
+the sample grows); a new template becomes a version of kind `template`, whose parent is the one
+it replaces.
 """
 from __future__ import annotations
 
@@ -63,19 +64,30 @@ def current_template(version: ModelVersion, control: str) -> str:
     return name[3:] if name.startswith("v0-") and name[3:] in TEMPLATES else DEFAULT
 
 
+def template_answers(service: LabelingService, control: ChoiceControl, name: str, texts: list[str]) -> np.ndarray:
+    """Template `name`'s calibrated answers on `texts`, as version 0 would serve them."""
+    recipe = ControlRecipe(template_prompt(name, control))
+    return np.array([p.probabilities for p, _ in service.predict_control(control, recipe, texts)])
+
+
+def pick(answers: dict[str, np.ndarray], incumbent: str, alpha: float) -> tuple[str, str, float]:
+    """(the template served from now on, the one with the most mutual information, the share of
+    bootstrap resamples on which that one beat `incumbent`): it replaces `incumbent` only if the
+    share is at least 1 - `alpha`; a tie keeps `incumbent`."""
+    scores = {name: mutual_information(p) for name, p in answers.items()}
+    highest = max(scores, key=lambda name: (scores[name], name == incumbent))
+    confidence = 1.0 if highest == incumbent else advantage(answers[highest], answers[incumbent])
+    return (highest if confidence >= 1 - alpha else incumbent), highest, confidence
+
+
 def choose_template(service: LabelingService, control: ChoiceControl, texts: list[str], incumbent: str = DEFAULT,
                     alpha: float = 0.05) -> TemplateChoice:
-    """The template whose calibrated answers on `texts` carry the most mutual information, if it
-    beats `incumbent` (the one served) in at least 1 - `alpha` of bootstrap resamples of the
-    texts; else the incumbent."""
+    """Every template scored on `texts`, and `pick`'s choice among them."""
     t0 = time.monotonic()
-    answers = {name: np.array([p.probabilities for p, _ in service.predict_control(
-        control, ControlRecipe(template_prompt(name, control)), texts)]) for name in TEMPLATES}
+    answers = {name: template_answers(service, control, name, texts) for name in TEMPLATES}
+    chosen, highest, confidence = pick(answers, incumbent, alpha)
     scores = {name: round(mutual_information(p), 5) for name, p in answers.items()}
-    best = max(scores, key=lambda name: (scores[name], name == incumbent))
-    confidence = 1.0 if best == incumbent else advantage(answers[best], answers[incumbent])
-    chosen = best if confidence >= 1 - alpha else incumbent
-    return TemplateChoice(chosen, scores, len(texts), round(time.monotonic() - t0, 2), best, incumbent,
+    return TemplateChoice(chosen, scores, len(texts), round(time.monotonic() - t0, 2), highest, incumbent,
                           round(confidence, 3))
 
 
@@ -95,16 +107,16 @@ def choose_templates(conn: redis.Redis, registry: VersionRegistry, project: int,
     record_key = key("project", project, "template-choice", label_task.config_hash)
     record = json.loads(conn.get(record_key) or "{}")
     unlabelled = UnlabelledTexts(conn, project)
-    work = [c for c in label_task.controls
-            if selectable(c) and c.name not in labelled and due(unlabelled.count(c.field), record.get(c.name, {}).get("unlabelled_texts", 0))]
+    work = [c for c in label_task.controls if selectable(c) and c.name not in labelled
+            and due(unlabelled.count(c.field), record.get(c.name, {}).get("unlabelled_texts", 0))]
     if not work:
         return current, None
-    choices = {c.name: choose_template(service(), c, unlabelled.texts(c.field), current_template(current, c.name), alpha)
-               for c in work}
-    record.update({name: choice.to_dict() for name, choice in choices.items()})
-    conn.set(record_key, json.dumps(record, sort_keys=True), ex=90 * 24 * 3600)
-    changed = {c: choices[c.name] for c in work if choices[c.name].template != current_template(current, c.name)}
+    choices = {c.name: choose_template(service(), c, unlabelled.texts(c.field), current_template(current, c.name),
+                                       alpha) for c in work}
     summary = {name: choice.to_dict() for name, choice in choices.items()}
+    record.update(summary)
+    conn.set(record_key, json.dumps(record, sort_keys=True), ex=90 * 24 * 3600)
+    changed = {c: choices[c.name] for c in work if choices[c.name].template != choices[c.name].incumbent}
     for name, choice in choices.items():
         log.info("project %s control %s: template %r chosen on %d unlabelled texts (%s)", project, name,
                  choice.template, choice.texts, ", ".join(f"{t} {s:.3f}" for t, s in choice.scores.items()))
