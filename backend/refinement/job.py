@@ -24,7 +24,7 @@ from .candidates.teacher import build_teacher
 from .candidates.typed_instruction import most_typed
 from .fingerprint import job_fingerprint
 from .label_review import keep_ranking, suspect_rows
-from .selection.optimizer import optimize_control
+from .selection.optimizer import ControlSearch
 from .selection.template_choice import choose_templates
 from .span_learning import refine_spans, usable_span_gold
 
@@ -109,6 +109,35 @@ def control_deadline(now: float, deadline: float, controls_left: int) -> float:
     return now + max(0.0, deadline - now) / max(1, controls_left)
 
 
+def publish(registry: VersionRegistry, project: int, label_task, parent: ModelVersion, recipes: dict,
+            won: dict, refreshed: dict, gt_count: int, trained_on: set[int], *, span_prompts: dict,
+            span_won: dict | None = None) -> ModelVersion:
+    """Publish `parent` with the recipes of the controls a stage `won` (ControlDecisions), the
+    `refreshed` ones (CandidateResults: the current recipe refit) and the span prompts."""
+    span_won = span_won or {}
+    recipes = {**recipes, **{n: d.best.recipe for n, d in won.items()}, **{n: r.recipe for n, r in refreshed.items()}}
+    kind = "+".join([f"{n}:{d.best.name}" for n, d in won.items()] + [f"{n}:{d.summary()['best']}" for n, d in span_won.items()]
+                    + [f"{n}:{r.name}" for n, r in refreshed.items()])
+    metrics = {**{n: d.best.metrics for n, d in won.items()}, **{n: d.summary()["best_metrics"] for n, d in span_won.items()},
+               **{n: r.metrics for n, r in refreshed.items()}}
+    draft = ModelVersion(label="", lineage=label_task.config_hash, controls=recipes, kind=kind, metrics=metrics,
+                         gt_count=gt_count, parent=parent.label, trained_on=tuple(sorted(trained_on)), spans=span_prompts)
+    return registry.publish(project, draft)
+
+
+def report(conn: redis.Redis, settings: Settings, project: int, label: str, reports: list, out: dict,
+           refreshed: frozenset[str] = frozenset(), span_reports: list | None = None,
+           suspects: dict[str, dict] | None = None) -> None:
+    """Store a published version's report; one that cannot be written must not fail (and retry)
+    the job: the version is published."""
+    try:
+        store_version_report(conn, settings, project, label, reports, refreshed, span_reports, suspects)
+        out["report"] = f"/versions/{label}/report?project={project}"
+    except Exception as exc:
+        log.exception("project %s: the report of %s could not be stored", project, label)
+        out["report_error"] = f"{type(exc).__name__}: {exc}"
+
+
 def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=None) -> dict:
     t0 = time.monotonic()
     deadline = t0 + settings.refine_max_seconds
@@ -155,9 +184,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     rewrite = instruction_rewrite(settings, service.engine)
     reasoning = reasoning_modes(settings, service.engine)
     recipes = dict(current.controls)
-    decisions = {}
-    reports: list[tuple] = []
-    trained_on: set[int] = set()
+    decisions: dict[str, dict] = {}
     work = []
     for control in label_task.controls:
         usable, targets = usable_by_control[control.name]
@@ -175,53 +202,70 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         else:
             span_work.append((control, usable))
     seen = set(current.trained_on)
+    trained_on: set[int] = set()
+    searches: list[tuple[ChoiceControl, ControlSearch]] = []
+    for done, (control, usable, targets) in enumerate(work):
+        share = control_deadline(time.monotonic(), deadline, len(work) + len(span_work) - done)
+        search = ControlSearch(service, control, [g.texts[control.field] for g in usable], targets,
+                               current.recipe(control.name), folds=settings.refine_folds,
+                               shots=settings.refine_max_shots, alpha=settings.refine_alpha, deadline=share,
+                               judge_mask=np.array([g.task_id not in seen for g in usable]), rewrite=rewrite,
+                               reasoning=reasoning, typed=most_typed([g.instruction for g in reversed(usable)]))
+        trained_on.update(g.task_id for g, used in zip(usable, search.used) if used)
+        first = search.first_stage()
+        decisions[control.name] = {"first_stage": {"best": first.best.name, "accepted": first.accepted,
+                                                   "p_value": round(first.p_value, 5)}}
+        searches.append((control, search))
+    stages: list[dict] = []
+    published = current
+    first_won = {c.name: s.first for c, s in searches if s.first.accepted}
+    if first_won:  # the cheap stage's better version ships now; the LLM-heavy search may take minutes
+        published = publish(registry, project, label_task, published, recipes, first_won, {}, len(gold), trained_on,
+                            span_prompts=dict(current.spans))
+        stages.append({"stage": "cheap", "model_version": published.label, "kind": published.kind,
+                       "seconds": round(time.monotonic() - t0, 2)})
+        log.info("project %s refinement: published %s (%s) after the cheap stage, in %.1f s", project,
+                 published.label, published.kind, time.monotonic() - t0)
+        report(conn, settings, project, published.label, [(c, s.first) for c, s in searches], out)
+        recipes.update({name: d.best.recipe for name, d in first_won.items()})
     span_prompts = dict(current.spans)
     span_reports = []
-    suspects: dict[str, dict] = {}
     for done, (control, usable) in enumerate(span_work):
         decision = refine_spans(service, control, usable, current.span_prompt(control.name), alpha=settings.refine_alpha,
-                                deadline=control_deadline(time.monotonic(), deadline, len(work) + len(span_work) - done))
+                                deadline=control_deadline(time.monotonic(), deadline, len(searches) + len(span_work) - done))
         decisions[control.name] = decision.summary()
         span_reports.append((control, decision))
         if decision.accepted:  # its pool is not `trained_on`: span prompts are judged leaving each text out
             span_prompts[control.name] = decision.prompt
-    for done, (control, usable, targets) in enumerate(work):
-        options = dict(folds=settings.refine_folds, shots=settings.refine_max_shots, alpha=settings.refine_alpha,
-                       deadline=control_deadline(time.monotonic(), deadline, len(work) - done),
-                       judge_mask=np.array([g.task_id not in seen for g in usable]))
-        texts = [g.texts[control.field] for g in usable]
-        decision = optimize_control(service, control, texts, targets, current.recipe(control.name),
-                                    rewrite=rewrite, reasoning=reasoning,
-                                    typed=most_typed([g.instruction for g in reversed(usable)]), **options)
-        judged = [g for g, used in zip(usable, decision.used) if used]
-        trained_on.update(g.task_id for g in judged)
-        decisions[control.name] = decision.summary()
+    suspects: dict[str, dict] = {}
+    reports: list[tuple] = []
+    for done, (control, search) in enumerate(searches):
+        decision = search.second_stage(control_deadline(time.monotonic(), deadline, len(searches) - done))
+        decisions[control.name] = {**decision.summary(), **decisions[control.name]}
         if decision.issues_from:
-            suspects[control.name] = suspect_rows(control, judged, decision)
+            suspects[control.name] = suspect_rows(control, [g for g, used in zip(usable_by_control[control.name][0],
+                                                                                  decision.used) if used], decision)
         reports.append((control, decision))
-        if decision.accepted:
-            recipes[control.name] = decision.best.recipe
     out["controls"] = decisions
-    accepted = [name for name, d in decisions.items() if d.get("accepted")]
+    won = {c.name: d for c, d in reports if d.accepted
+           and not (c.name in first_won and d.best.name == first_won[c.name].best.name)}
+    won_spans = {c.name: d for c, d in span_reports if d.accepted}
     due = refresh_due(len(gold), current.gt_count)
     refreshed = {c.name: d.refreshed for c, d in reports if due and d.refreshed is not None}  # never if accepted
-    if accepted or refreshed:
-        recipes.update({name: result.recipe for name, result in refreshed.items()})
-        draft = ModelVersion(
-            label="", lineage=label_task.config_hash, controls=recipes,
-            kind="+".join([f"{n}:{decisions[n]['best']}" for n in accepted] + [f"{n}:{r.name}" for n, r in refreshed.items()]),
-            metrics={**{n: decisions[n]["best_metrics"] for n in accepted}, **{n: r.metrics for n, r in refreshed.items()}},
-            gt_count=len(gold), parent=current.label, trained_on=tuple(sorted(trained_on)), spans=span_prompts,
-        )
-        version = registry.publish(project, draft)
-        out.update(status="published" if accepted else "refreshed", model_version=version.label, kind=draft.kind)
-        try:  # the version is published: a report that cannot be written must not fail (and retry) the job
-            store_version_report(conn, settings, project, version.label, reports, frozenset(refreshed), span_reports,
-                                 suspects)
-            out["report"] = f"/versions/{version.label}/report?project={project}"
-        except Exception as exc:
-            log.exception("project %s: the report of %s could not be stored", project, version.label)
-            out["report_error"] = f"{type(exc).__name__}: {exc}"
+    if won or won_spans or refreshed:
+        published = publish(registry, project, label_task, published, recipes, won, refreshed, len(gold), trained_on,
+                            span_prompts=span_prompts, span_won=won_spans)
+        if first_won:
+            stages.append({"stage": "llm", "model_version": published.label, "kind": published.kind,
+                           "seconds": round(time.monotonic() - t0, 2)})
+        report(conn, settings, project, published.label, reports, out, frozenset(refreshed), span_reports, suspects)
+    elif first_won:  # the first stage's version stands: its report gets the whole search and the suspects
+        report(conn, settings, project, published.label, reports, out, span_reports=span_reports, suspects=suspects)
+    if stages:
+        out["stages"] = stages
+    if published is not current:
+        out.update(status="published" if first_won or won or won_spans else "refreshed",
+                   model_version=published.label, kind=published.kind)
     elif templates is not None and templates["status"] == "published":  # no better version on labels
         out.update(status="published", model_version=current.label, kind=current.kind)
     else:

@@ -75,8 +75,19 @@ def test_annotations_refine_into_a_new_served_version(server_factory, env, redis
     assert reasoned or [s for s in decision["skipped"] if s.startswith("reason:")], decision["skipped"]
     assert all(c["judged_against"] for c in reasoned)
 
+    # the cheap stage published first; the LLM candidates were judged against its choice, after it
+    first, *later = result["stages"]
+    assert first["stage"] == "cheap" and first["model_version"].endswith(".v1"), result["stages"]
+    assert decision["first_stage"]["accepted"] is True and first["kind"] == f"label:{decision['first_stage']['best']}"
+    llm = [c for c in decision["candidates"] if "judged_against" in c]
+    assert {"4-shot", "4-nearest"} <= {c["name"] for c in llm}
+    assert all(c["judged_against"] == decision["first_stage"]["best"] for c in llm if "+reason" not in c["name"])
+    plan_seconds = {c["name"]: c["seconds"] for c in llm}  # "4-shot+calibrated" comes from the 4-shot plan
+    assert first["seconds"] + plan_seconds["4-shot"] + plan_seconds["4-nearest"] <= result["seconds"]
+    assert [s["model_version"] for s in later] in ([], [result["model_version"]])
+
     v1 = requests.post(server.url + "/setup", json=setup, timeout=3).json()["model_version"]
-    assert v1 == result["model_version"] and v1.endswith(".v1")
+    assert v1 == result["model_version"] and v1.endswith(".v1" if not later else ".v2")
     body = load_fixture("predict-choices-single.json")
     body.update(project=setup["project"], label_config=config)
     body["tasks"] = [dict(body["tasks"][0], data={"text": "WINNER!! Claim your free prize now, call 0800"})]
@@ -84,7 +95,8 @@ def test_annotations_refine_into_a_new_served_version(server_factory, env, redis
     assert predicted[0]["model_version"] == v1
     listed = requests.get(server.url + f"/versions?project={PROJECT}", timeout=3).json()
     assert [d["model_version"] for d in listed["details"] if d["current"]] == [v1]
-    assert [d.get("report") for d in listed["details"]] == [None, result["report"]]  # v0 has none
+    reports = [d.get("report") for d in listed["details"]]
+    assert reports[0] is None and reports[-1] == result["report"] and all(reports[1:])  # v0 has none
     assert (MODEL_DIR / "versions" / f"project-{PROJECT}" / f"{v1}.json").is_file()
     assert result["report"] == f"/versions/{v1}/report?project={PROJECT}"
     report = requests.get(server.url + result["report"], timeout=5)

@@ -31,13 +31,16 @@ class Plan:
     anyway, and the embedding head is usually the biggest lever. An LLM plan may stop between its
     folds (OverBudget) when it would end after the deadline, or give up for another reason
     (PlanSkipped). `after`, if set, runs once every plan has run or been skipped (a search that
-    looked at some items takes them out of the judging)."""
+    looked at some items takes them out of the judging). Cheap plans run first and are published
+    on their own (selection/optimizer.ControlSearch); one that `pools` with the best LLM candidate
+    so far runs again after the LLM plans."""
 
     name: str
     run: Callable[[], "CandidateResult | list[CandidateResult]"]
     cheap: bool = False
     items: int = 0  # texts it scores: at the current pass's pace, the least time it can take
     after: Callable[[], None] | None = None
+    pools: bool = False  # builds on job.best_llm(): worth running again once LLM candidates exist
 
 
 @dataclass

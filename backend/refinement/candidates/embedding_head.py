@@ -118,5 +118,6 @@ class EmbeddingHead:
         if job.kind is not SINGLE:
             return []
         return [Plan(name, lambda balanced=balanced: evaluate_head(job.best_llm() or job.judged_current, job.embeddings,
-                                                                    job.folds, balanced=balanced), cheap=True)
+                                                                    job.folds, balanced=balanced), cheap=True,
+                     pools=True)
                 for name, balanced in (("head", False), ("head-balanced", True))]

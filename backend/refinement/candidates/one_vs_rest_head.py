@@ -82,4 +82,4 @@ class OneVsRestHead:
         if job.kind is not MULTIPLE:
             return []
         return [Plan("head", lambda: evaluate_one_vs_rest_head(job.best_llm() or job.judged_current, job.embeddings,
-                                                               job.folds), cheap=True)]
+                                                               job.folds), cheap=True, pools=True)]

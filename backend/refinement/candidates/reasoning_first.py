@@ -125,7 +125,7 @@ class ReasoningHeads:
     def plans(self, job: ControlJob) -> list[Plan]:
         if job.kind is not SINGLE or not job.reasoning:
             return []
-        return [Plan("reasoning heads", lambda: reasoning_heads(job), cheap=True)]
+        return [Plan("reasoning heads", lambda: reasoning_heads(job), cheap=True, pools=True)]
 
 
 def reasoning_heads(job: ControlJob) -> list[CandidateResult]:

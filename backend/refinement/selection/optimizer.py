@@ -2,13 +2,15 @@
 
 A candidate replaces the current recipe only if its label F1 (or log-loss, at no F1 cost) on the
 same held-out items is better and a one-sided paired bootstrap says the gain is significant,
-Holm–Bonferroni-corrected over every test of the job (family-wise REFINE_ALPHA); the exact
+Holm–Bonferroni-corrected over every test of the stage (family-wise REFINE_ALPHA); the exact
 McNemar test on exact answers is reported beside it. Among significant candidates the best F1
 wins, unless one whose F1 is not significantly lower has a significantly lower log-loss. The
-control's kind (validation/control_kind.py) says which F1, loss and calibration fit. Candidates
-(CANDIDATES) run cheapest first and stop when the job's time budget is spent, except cheap ones
-(fitted calibration, the embedding head: seconds). Reasoning candidates come last and must also
-beat the best candidate without reasoning (select_paying): they cost the most to serve.
+control's kind (validation/control_kind.py) says which F1, loss and calibration fit. A job
+searches in two stages (ControlSearch): the cheap candidates (fitted calibration, the embedding
+heads: seconds), decided and published at once, then the LLM candidates (CANDIDATES order,
+cheapest first, until the job's time budget is spent), which must beat the first stage's choice.
+Reasoning candidates come last and must also beat the best candidate without reasoning
+(select_paying): they cost the most to serve.
 """
 from __future__ import annotations
 
@@ -222,78 +224,138 @@ def select_paying(current: CandidateResult, candidates: list[CandidateResult], a
     return best, b, c, p, True
 
 
-# The candidates a job tries, in the order their plans run (cheapest LLM work first; the heads
-# after the LLM candidates they pool with; reasoning after every other LLM plan: it builds on the
-# best of them). Each says for which controls it applies.
+# The candidates a job tries, in the order their plans run within a stage (cheapest LLM work
+# first; the heads after the LLM candidates they pool with; reasoning after every other LLM plan:
+# it builds on the best of them). Each says for which controls it applies.
 CANDIDATES: tuple[Candidate, ...] = (FittedCalibration(), PlainPrompt(), TypedInstruction(), FewShot(),
                                      NearestShot(), InstructionRewrite(), ReasoningFirst(), EmbeddingHead(),
                                      OneVsRestHead(), ReasoningHeads())
 
 
-def optimize_control(
-    service: LabelingService,
-    control: ChoiceControl,
-    texts: list[str],
-    gold: np.ndarray,
-    current: ControlRecipe,
-    *,
-    folds: int,
-    shots: int,
-    alpha: float,
-    deadline: float,
-    judge_mask: np.ndarray | None = None,
-    rewrite: Rewrite | None = None,
-    reasoning: list[Reasoning] = (),
-    typed: tuple[str, ...] = (),
-    candidates: tuple[Candidate, ...] = CANDIDATES,
-) -> ControlDecision:
-    """`gold` is a label index per item (single choice) or an items × labels 0/1 matrix (multiple).
+class ControlSearch:
+    """One control's candidates in two stages, each decided and published on its own: first the
+    cheap plans (fitted calibration, the embedding heads on the current version's logits: seconds
+    once the current version's pass is done), then the LLM-heavy ones (prompts, demonstrations,
+    rewrites, reasoning, and the heads again on the best of them). A user gets the better
+    version the cheap stage found within a minute instead of after the whole search; a second
+    version ships only if it is significantly better than the first (it is judged against it,
+    by the same rule: each publication is one test family at `alpha`).
+
+    `gold` is a label index per item (single choice) or an items × labels 0/1 matrix (multiple).
     `judge_mask` marks the items the current version was not built from (a version always looks
     good on its own demonstrations and training items); on the others it is judged by
     cross-fitting what it learnt (current_refit), where that can be done. Every candidate learns
-    from all items, out of fold. With `rewrite`, the items its search looked at are not judged,
-    for every candidate. `reasoning` lists the reasoning modes to try
+    from all items, out of fold. With `rewrite`, the items its search looked at are not judged
+    in the second stage, for every candidate. `reasoning` lists the reasoning modes to try
     (candidates.reasoning_first.reasoning_modes), `typed` the instructions annotators typed
-    (candidates.typed_instruction)."""
-    kind = kind_of(control)
-    skipped: list[str] = []
-    cur_logits, used, pace = judged_items(service, control, current.prompt, texts, deadline, skipped)
-    texts, gold = [t for t, u in zip(texts, used) if u], kind.targets(gold)[used]
-    judge_mask = None if judge_mask is None else np.asarray(judge_mask)[used]
-    fold = fold_ids(len(texts), folds)
-    embeddings = service.embedder.encode(texts)
-    cur = evaluate_fixed("current", current, service, control, texts, gold, cur_logits, embeddings)
-    content_free = service.calibrator(control, current.prompt)
-    served = current.calibrator or content_free
-    if judge_mask is not None:
-        cur, judge_mask = cross_fit_current(cur, served, cur_logits, embeddings, texts, ~judge_mask, fold,
-                                            prior=content_free)
-    job = ControlJob(service, control, kind, texts, gold, fold, embeddings, current, cur, cur_logits, content_free,
-                     shots, deadline, judge_mask, rewrite, tuple(reasoning), tuple(typed), skipped=skipped)
-    plans = [plan for candidate in candidates for plan in candidate.plans(job)]
-    run_plans(plans, deadline, job.results, job.skipped, pace)
-    for plan in plans:
-        if plan.after is not None:
-            plan.after()
-    judge_mask, results = job.judge_mask, job.results
-    if kind.multiple:
-        results = [r.with_threshold(fold) for r in results]
-    issues, issues_from = suspects(results, kind.multiple)
-    judged = judge_mask is not None and judge_mask.sum() >= 2 and not judge_mask.all()
-    if judged:
-        cur, results = cur.subset(judge_mask), [r.subset(judge_mask) for r in results]
-    best, b, c, p, accepted = select_paying(cur, results, alpha)
-    table = [{"name": r.name, **r.metrics} for r in [cur, *results]]
-    log.info("%s-choice control %s: best %s %s vs current %s, p=%.4f, accepted=%s", kind.name, control.name,
-             best.name, best.metrics, cur.metrics, p, accepted)
-    refit = None
-    if not accepted:
-        refit = refreshed_current(job.judged_current, served, cur_logits, embeddings, texts, fold, prior=content_free)
-        if refit is not None:
-            refit = refit.subset(judge_mask) if judged else refit
-            no_worse(refit, cur, alpha)
-    return ControlDecision(control.name, len(cur.gold), cur, best, accepted, b, c, p, table, job.skipped, results,
-                           refit, used, issues, issues_from)
+    (candidates.typed_instruction). Creating one runs the current version's pass."""
+
+    def __init__(self, service: LabelingService, control: ChoiceControl, texts: list[str], gold: np.ndarray,
+                 current: ControlRecipe, *, folds: int, shots: int, alpha: float, deadline: float,
+                 judge_mask: np.ndarray | None = None, rewrite: Rewrite | None = None,
+                 reasoning: list[Reasoning] = (), typed: tuple[str, ...] = (),
+                 candidates: tuple[Candidate, ...] = CANDIDATES):
+        self.control, self.alpha = control, alpha
+        kind = kind_of(control)
+        skipped: list[str] = []
+        cur_logits, self.used, self.pace = judged_items(service, control, current.prompt, texts, deadline, skipped)
+        texts, gold = [t for t, u in zip(texts, self.used) if u], kind.targets(gold)[self.used]
+        judge_mask = None if judge_mask is None else np.asarray(judge_mask)[self.used]
+        self.fold = fold_ids(len(texts), folds)
+        embeddings = service.embedder.encode(texts)
+        cur = evaluate_fixed("current", current, service, control, texts, gold, cur_logits, embeddings)
+        content_free = service.calibrator(control, current.prompt)
+        self.served = current.calibrator or content_free
+        if judge_mask is not None:
+            cur, judge_mask = cross_fit_current(cur, self.served, cur_logits, embeddings, texts, ~judge_mask,
+                                                self.fold, prior=content_free)
+        self.job = ControlJob(service, control, kind, texts, gold, self.fold, embeddings, current, cur, cur_logits,
+                              content_free, shots, deadline, judge_mask, rewrite, tuple(reasoning), tuple(typed),
+                              skipped=skipped)
+        self.plans = [plan for candidate in candidates for plan in candidate.plans(self.job)]
+        self.first: ControlDecision | None = None
+
+    def first_stage(self) -> ControlDecision:
+        """The cheap plans alone, decided against the current version."""
+        run_plans([p for p in self.plans if p.cheap], self.job.deadline, self.job.results, self.job.skipped)
+        self.first = self._decide(self.job.results, refit=False)
+        return self.first
+
+    def second_stage(self, deadline: float | None = None) -> ControlDecision:
+        """The LLM-heavy plans (and the cheap ones that build on the best LLM candidate, again),
+        until `deadline`. The decision is the control's outcome of the whole job: if the first
+        stage kept the current version, every candidate against it, as one family; else the first
+        stage's choice, unless a second-stage candidate is significantly better than it."""
+        job = self.job
+        if self.first is None:
+            self.first_stage()
+        if deadline is not None:
+            job.deadline = deadline
+        seen, before = {r.name for r in job.results}, len(job.results)
+        run_plans([p for p in self.plans if not p.cheap or p.pools], job.deadline, job.results, job.skipped, self.pace)
+        job.results[before:] = [r for r in job.results[before:] if r.name not in seen]  # a head alone, again
+        for plan in self.plans:
+            if plan.after is not None:
+                plan.after()
+        if not self.first.accepted:
+            return self._decide(job.results, refit=True)
+        cur, everything = self._judged(job.results)
+        cheap = [r for r in everything if r.name in seen]
+        later = [r for r in everything if r.name not in seen]
+        select_paying(cur, cheap, self.alpha)  # their metrics against the current version, as judged now
+        bar = next(r for r in cheap if r.name == self.first.best.name)
+        best, _, _, p, accepted = select_paying(bar, later, self.alpha)
+        for r in later:
+            r.metrics.setdefault("judged_against", bar.name)  # a reasoning one: what it had to beat
+        if not accepted:
+            best, p = bar, self.first.p_value
+        b, c, _ = mcnemar_exact(best.correct, cur.correct)
+        log.info("%s-choice control %s, second stage: best %s %s vs %s %s, accepted=%s", job.kind.name,
+                 self.control.name, best.name, best.metrics, bar.name, bar.metrics, accepted)
+        return ControlDecision(self.control.name, len(cur.gold), cur, best, True, b, c, p,
+                               [{"name": r.name, **r.metrics} for r in [cur, *everything]], list(job.skipped),
+                               everything, None, self.used, *suspects(self._ready(job.results), job.kind.multiple))
+
+    def _ready(self, results: list[CandidateResult]) -> list[CandidateResult]:
+        """Multiple choice: each candidate with the threshold it would ship (CandidateResult.with_threshold)."""
+        return [r.with_threshold(self.fold) for r in results] if self.job.kind.multiple else list(results)
+
+    def _judged(self, results: list[CandidateResult]) -> tuple[CandidateResult, list[CandidateResult]]:
+        """The current version and `results`, ready, on the items the job judges (judge_mask)."""
+        job, mask = self.job, self.job.judge_mask
+        results = self._ready(results)
+        if mask is None or mask.sum() < 2 or mask.all():
+            return job.judged_current, results
+        return job.judged_current.subset(mask), [r.subset(mask) for r in results]
+
+    def _decide(self, results: list[CandidateResult], *, refit: bool) -> ControlDecision:
+        """`results` against the current version on the items the job judges; with `refit`, the
+        current recipe refit on all items when none is accepted; the label-error ranking from
+        every result so far."""
+        job = self.job
+        cur, judged = self._judged(results)
+        best, b, c, p, accepted = select_paying(cur, judged, self.alpha)
+        log.info("%s-choice control %s: best %s %s vs current %s, p=%.4f, accepted=%s", job.kind.name,
+                 self.control.name, best.name, best.metrics, cur.metrics, p, accepted)
+        fitted = None
+        if refit and not accepted:
+            fitted = refreshed_current(job.judged_current, self.served, job.current_logits, job.embeddings, job.texts,
+                                       self.fold, prior=job.content_free)
+            if fitted is not None:
+                fitted = fitted.subset(job.judge_mask) if cur is not job.judged_current else fitted
+                no_worse(fitted, cur, self.alpha)
+        return ControlDecision(self.control.name, len(cur.gold), cur, best, accepted, b, c, p,
+                               [{"name": r.name, **r.metrics} for r in [cur, *judged]], list(job.skipped), judged,
+                               fitted, self.used, *suspects(self._ready(job.results), job.kind.multiple))
+
+
+def optimize_control(service: LabelingService, control: ChoiceControl, texts: list[str], gold: np.ndarray,
+                     current: ControlRecipe, **options) -> ControlDecision:
+    """Both stages of a ControlSearch, with nothing published in between: the control's outcome
+    of a whole job (benchmarks and tests decide as the job does)."""
+    search = ControlSearch(service, control, texts, gold, current, **options)
+    search.first_stage()
+    return search.second_stage()
 
 
 def suspects(results: list[CandidateResult], multiple: bool) -> tuple[list[LabelIssue], str]:

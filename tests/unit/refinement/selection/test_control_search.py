@@ -1,0 +1,114 @@
+"""A job's search in two stages: the cheap candidates are decided (and published) first, and an
+LLM candidate replaces their choice only if it is significantly better than it (pure logic:
+scripted candidates with a known share of right answers, the scripted engine as the current
+version, which knows neither label word and so answers alike for every text)."""
+import time
+
+import numpy as np
+
+from backend.evaluation.datasets import Dataset
+from backend.labeling.label_config import parse_label_config
+from backend.labeling.prompt import PromptVersion
+from backend.labeling.recipe import ControlRecipe
+from backend.labeling.service import LabelingService
+from backend.refinement.candidates.contract import Plan
+from backend.refinement.selection.optimizer import ControlSearch, optimize_control
+from backend.refinement.validation.crossval import CandidateResult
+from backend.engines.scripted import ScriptedEngine
+from tests.unit.helpers import LABELS, WordEmbedder, data
+
+
+class Scripted:
+    """A candidate right on `accuracy` of the items (the same items on every run); with None, as
+    unsure of every item as the current version."""
+
+    def __init__(self, name, accuracy, cheap=False, pools=False):
+        self.name, self.accuracy, self.cheap, self.pools, self.runs = name, accuracy, cheap, pools, 0
+
+    def plans(self, job):
+        def run():
+            self.runs += 1
+            if self.accuracy is None:
+                return CandidateResult(self.name, ControlRecipe(), np.full((len(job.gold), 2), 0.5), job.gold)
+            right = np.random.default_rng(7).random(len(job.gold)) < self.accuracy
+            pred = np.where(right, job.gold, 1 - job.gold)
+            probs = np.full((len(pred), 2), 0.2)
+            probs[np.arange(len(pred)), pred] = 0.8
+            return CandidateResult(self.name, ControlRecipe(PromptVersion(name=self.name)), probs, job.gold)
+        return [Plan(self.name, run, cheap=self.cheap, pools=self.pools, items=0 if self.cheap else len(job.gold))]
+
+
+def _search(*candidates, n=120):
+    control = parse_label_config(Dataset("t", LABELS, (), ()).label_config()).controls[0]
+    service = LabelingService(ScriptedEngine(), embedder=WordEmbedder())
+    texts, gold = data(n)
+    return ControlSearch(service, control, texts, gold, ControlRecipe(), folds=5, shots=0, alpha=0.05,
+                         deadline=time.monotonic() + 600, candidates=candidates)
+
+
+def test_the_first_stage_runs_the_cheap_plans_alone_and_decides_against_the_current_version():
+    cheap, llm = Scripted("cheap", 0.8, cheap=True), Scripted("llm", 0.97)
+    search = _search(cheap, llm)
+    first = search.first_stage()
+    assert (cheap.runs, llm.runs) == (1, 0)
+    assert first.accepted and first.best.name == "cheap" and first.p_value < 0.05
+    assert [row["name"] for row in first.table] == ["current", "cheap"]
+
+
+def test_an_llm_candidate_replaces_the_first_choice_only_if_significantly_better_than_it():
+    cheap, great = Scripted("cheap", 0.8, cheap=True), Scripted("great", 0.99)
+    search = _search(cheap, great)
+    first = search.first_stage()
+    final = search.second_stage()
+    assert final.accepted and final.best.name == "great" and great.runs == 1
+    rows = {row["name"]: row for row in final.table}
+    assert rows["great"]["judged_against"] == "cheap" and "judged_against" not in rows["cheap"]
+    assert final.p_value == rows["great"]["p_vs_current"] < 0.05  # its p against the first choice
+    assert final.b > final.c  # McNemar against the current version
+
+    cheap, alike = Scripted("cheap", 0.8, cheap=True), Scripted("alike", 0.8)
+    search = _search(cheap, alike)
+    first = search.first_stage()
+    final = search.second_stage()
+    assert final.accepted and final.best.name == "cheap" and final.p_value == first.p_value
+    assert {row["name"] for row in final.table} == {"current", "cheap", "alike"}
+    assert final.refit is None  # a version was chosen: nothing to refresh
+
+
+def test_when_the_first_stage_keeps_the_current_version_every_candidate_is_judged_against_it():
+    poor, llm = Scripted("poor", None, cheap=True), Scripted("llm", 0.9)
+    search = _search(poor, llm)
+    assert not search.first_stage().accepted
+    final = search.second_stage()
+    assert final.accepted and final.best.name == "llm"
+    assert not any("judged_against" in row for row in final.table)
+    # the same outcome as deciding the whole job at once
+    whole = optimize_control(search.job.service, search.control, *data(120), ControlRecipe(), folds=5, shots=0,
+                             alpha=0.05, deadline=time.monotonic() + 600,
+                             candidates=(Scripted("poor", None, cheap=True), Scripted("llm", 0.9)))
+    assert (whole.best.name, whole.p_value) == (final.best.name, final.p_value)
+
+
+class Pooling(Scripted):
+    """A head that pools with the best LLM candidate so far: its result is named after it."""
+
+    def plans(self, job):
+        def run():
+            self.runs += 1
+            return CandidateResult(f"{job.best_llm().name}+head", ControlRecipe(),
+                                   np.full((len(job.gold), 2), 0.5), job.gold)
+        return [Plan("head", run, cheap=True, pools=True)]
+
+
+def test_a_cheap_plan_that_pools_runs_again_on_the_llm_candidates_and_a_repeated_result_counts_once():
+    head = Pooling("head", None)
+    search = _search(Scripted("llm", 0.8), head)
+    assert [row["name"] for row in search.first_stage().table] == ["current", "current+head"]
+    final = search.second_stage()
+    assert head.runs == 2
+    assert [row["name"] for row in final.table] == ["current", "current+head", "llm", "llm+head"]
+
+    head = Pooling("head", None)
+    search = _search(Scripted("poor", None), head)  # no LLM candidate beats the current version
+    search.first_stage()
+    assert [row["name"] for row in search.second_stage().table] == ["current", "current+head", "poor"]
