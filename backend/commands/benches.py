@@ -55,13 +55,20 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
         from ..evaluation.simulate import simulate as run_simulation
         from ..metrics.html_report import save_probabilities, system_metrics, write_report
 
+        from ..evaluation.simulate import plain_calibrated
+        from ..labeling.service import LabelingService
+
         train = read_dataset(*beside(dataset, "train.jsonl", "--simulate"))
-        naive_pred = naive_predictions(load_engine(settings), data) if naive else None
+        engine = load_engine(settings)
+        naive_pred = naive_predictions(engine, data) if naive else None
         baseline = evaluate_naive(None, data, naive_pred) if naive else None
         click.echo(f"naive free-text baseline: {json.dumps(baseline)}", err=True)
+        plain = plain_calibrated(LabelingService(engine, calibration=settings.calibration), data)
+        click.echo(f"plain calibrated prompt: {json.dumps(plain)}", err=True)
+        del engine  # the simulated service loads its own
         probs: list = []
         report = run_simulation(settings, train, data, sizes, baseline,
-                                log=lambda line: click.echo(line, err=True), probs_out=probs)
+                                log=lambda line: click.echo(line, err=True), probs_out=probs, plain=plain)
         if report_dir:
             labels, gold = list(data.labels), data.gold
             systems = ([system_metrics("naive free text", gold, labels, pred=naive_pred)] if naive else [])

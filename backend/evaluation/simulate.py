@@ -1,6 +1,9 @@
 """`eval --simulate`: stream a dataset's train split as Label Studio annotation webhooks into a
 running service (real gunicorn, real RQ worker, Redis), let it refine, and measure each version
-on the test split — next to the naive free-text baseline and version 0, in the same run."""
+on the test split, in the same run as the baselines it must beat: the embedding head alone on
+the same labels and a plain calibrated prompt (and the naive free-text prompt, version 0 and
+version 0 pooled with the head). Each round also says how soon the job published its first
+better version (the cheap stage) and how long the whole job took."""
 from __future__ import annotations
 
 import json
@@ -113,6 +116,39 @@ def head_only_macro_f1(train_emb: np.ndarray, train: Dataset, n: int, test_emb: 
     return round(macro_f1(np.array(test.gold), pred, len(test.labels)), 4)
 
 
+def plain_calibrated(service, test: Dataset) -> dict:
+    """The zero-shot baseline every version must beat: the plain instruction ("Classify the text
+    into one of these labels: …", labeling/templates.py) under content-free calibration, on the
+    test split."""
+    from ..labeling.label_config import parse_label_config
+    from ..labeling.recipe import ControlRecipe
+    from ..labeling.templates import template_prompt
+
+    control = parse_label_config(test.label_config()).controls[0]
+    preds = service.predict_control(control, ControlRecipe(template_prompt("plain", control)), list(test.texts))
+    metrics = summarize(np.array(test.gold), np.array([p.probabilities for p, _ in preds]))
+    return {"macro_f1": metrics["macro_f1"], "ece": metrics["ece"]}
+
+
+def first_better_seconds(result: dict) -> float | None:
+    """Seconds from the job's start to its first published version (None: it published none)."""
+    if result.get("stages"):
+        return result["stages"][0]["seconds"]
+    return result.get("seconds") if result.get("status") in ("published", "refreshed") else None
+
+
+def verdict(row: dict, plain: dict | None) -> str:
+    """One line per round: the served version against the best baseline."""
+    baselines = {"head alone": row["head_only_macro_f1"], **({"plain calibrated": plain["macro_f1"]} if plain else {})}
+    name, best = max(baselines.items(), key=lambda kv: kv[1])
+    first = row.get("first_better_seconds")
+    return (f"{row['labels']} labels: served {row['macro_f1']:.3f} (ECE {row['ece']:.3f}), "
+            + ", ".join(f"{k} {v:.3f}" for k, v in baselines.items())
+            + f": {row['macro_f1'] - best:+.3f} against {name}"
+            + (f"; first better version {first:.0f} s into a {row['job_seconds']:.0f} s job" if first is not None else
+               "; no new version"))
+
+
 def v0_head_ensemble(v0_train: np.ndarray, train_emb: np.ndarray, train: Dataset, n: int,
                      v0_test: np.ndarray, test_emb: np.ndarray, test: Dataset, folds: int) -> dict:
     """The ensemble baseline on the same ground truth: version 0's distribution pooled with the
@@ -132,8 +168,9 @@ def v0_head_ensemble(v0_train: np.ndarray, train_emb: np.ndarray, train: Dataset
 
 
 def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int], naive: dict | None,
-             log=print, probs_out: list | None = None) -> dict:
-    """Run the rounds; `probs_out`, if given, receives the test probabilities of v0 and of each round."""
+             log=print, probs_out: list | None = None, plain: dict | None = None) -> dict:
+    """Run the rounds; `probs_out`, if given, receives the test probabilities of v0 and of each
+    round; `plain` is plain_calibrated's result, measured by the caller (it holds the model)."""
     from ..supervisor import Stack, exit_on_sigterm
 
     exit_on_sigterm()
@@ -167,10 +204,14 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
             row = {"labels": target, "job_status": job["status"], "job_seconds": job.get("seconds"),
                    "decision": result.get("status"),
                    "chosen": result.get("kind", ""),
+                   "first_better_seconds": first_better_seconds(result),
+                   "stages": [f"{st['stage']}: {st['kind']}" for st in result.get("stages", [])],
                    **_measure(stack.url, test, probs_out),
                    "head_only_macro_f1": head_only_macro_f1(train_emb, train, target, test_emb, test),
                    **v0_head_ensemble(v0_train, train_emb, train, target, v0_test, test_emb, test, settings.refine_folds)}
             rows.append(row)
             log(f"round {target}: {json.dumps(row)}")
-    return {"dataset": test.name, "n_test": len(test.texts), "naive_free_text": naive, "version_0": v0,
-            "rounds": rows, "service_log": str(workdir / "service.log")}
+    for row in rows:
+        log(verdict(row, plain))
+    return {"dataset": test.name, "n_test": len(test.texts), "naive_free_text": naive, "plain_calibrated": plain,
+            "version_0": v0, "rounds": rows, "service_log": str(workdir / "service.log")}

@@ -1,0 +1,21 @@
+"""What `eval --simulate` says of a round (pure logic): the time to the first better version,
+and the served version against the best baseline."""
+from backend.evaluation.simulate import first_better_seconds, verdict
+
+
+def test_the_first_better_version_is_the_cheap_stage_s_when_the_job_published_in_stages():
+    staged = {"status": "published", "seconds": 90.0,
+              "stages": [{"stage": "cheap", "seconds": 11.5}, {"stage": "llm", "seconds": 88.0}]}
+    assert first_better_seconds(staged) == 11.5
+    assert first_better_seconds({"status": "published", "seconds": 40.0}) == 40.0  # one version, at the end
+    assert first_better_seconds({"status": "kept", "seconds": 40.0}) is None
+
+
+def test_the_verdict_names_the_best_baseline_and_the_margin_over_it():
+    row = {"labels": 200, "macro_f1": 0.81, "ece": 0.04, "head_only_macro_f1": 0.77, "first_better_seconds": 12.0,
+           "job_seconds": 95.0}
+    line = verdict(row, {"macro_f1": 0.52, "ece": 0.1})
+    assert line == ("200 labels: served 0.810 (ECE 0.040), head alone 0.770, plain calibrated 0.520: "
+                    "+0.040 against head alone; first better version 12 s into a 95 s job")
+    behind = verdict({**row, "macro_f1": 0.5, "first_better_seconds": None}, {"macro_f1": 0.8, "ece": 0.1})
+    assert "-0.300 against plain calibrated; no new version" in behind
