@@ -55,6 +55,11 @@ class Calibrator:
         z = np.asarray(logits, dtype=np.float64) / np.asarray(self.temperature) + np.asarray(self.bias)
         return raw_probabilities(z, multiple)
 
+    def shifted(self, delta: np.ndarray) -> "Calibrator":
+        """This calibrator applied to logits moved by `delta` first: (z + δ) / T + b = z / T + (b + δ / T)."""
+        bias = np.asarray(self.bias) + np.asarray(delta, dtype=np.float64) / np.asarray(self.temperature)
+        return Calibrator(tuple(float(b) for b in bias), self.temperature, self.method)
+
     def to_dict(self) -> dict:
         t = self.temperature
         return {"method": self.method, "bias": list(self.bias), "temperature": list(t) if isinstance(t, tuple) else t}

@@ -9,6 +9,11 @@ tokens " A", " B" after "Answer:": it is for engines that see only one next-toke
 (a remote OpenAI-compatible server), where a multi-token label, or two labels starting with the
 same token, cannot be told apart by their first token.
 
+An interactive request adds evidence (`PromptVersion.evidence`): what the annotator already chose
+for the task's other controls, one line each after the task text ("Annotated sentiment:
+negative"). Content-free calibration sees the same lines with a content-free value, so it removes
+what the lines' presence does to the answer but keeps what their values say.
+
 Demonstrations come two ways. Fixed demos (`PromptVersion.demos`) are part of the shared prefix.
 Nearest demos (`PromptVersion.nearest` > 0) are picked per task from `PromptVersion.pool` by
 embedding similarity; they are rendered at the head of the item (`task_demos`), after the shared
@@ -19,7 +24,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..engines.base import Branch
 from ..errors import LabelConfigError
@@ -27,6 +32,7 @@ from .label_config import ChoiceControl
 from .reasoning import REASONING_CUE, REASONING_HINT, Reasoning
 
 CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
+CONTENT_FREE_EVIDENCE = "N/A"  # an evidence line's value in content-free calibration
 YES, NO = " Yes", " No"
 CODES = tuple(string.ascii_uppercase)  # " A" ... " Z" are single tokens in common tokenizers
 DEMO_MAX_CHARS = 400  # a demonstration is an example, not a document: it must leave room for the task
@@ -43,7 +49,9 @@ class PromptVersion:
     """What a model version changes in the prompt; `instructions=None` means the built-in default.
 
     `nearest` > 0 shows each task the `nearest` demos of `pool` most similar to its text;
-    `reasoning` has the model write a rationale before the label set is scored (reasoning.py)."""
+    `reasoning` has the model write a rationale before the label set is scored (reasoning.py).
+    `evidence` ((topic, shown labels) per control the annotator answered) is set per request,
+    never stored with a version."""
 
     name: str = "v0"
     instructions: str | None = None
@@ -51,11 +59,20 @@ class PromptVersion:
     pool: tuple[Demo, ...] = ()
     nearest: int = 0
     reasoning: Reasoning | None = None
+    evidence: tuple[tuple[str, str], ...] = ()
 
     @property
     def shared(self) -> "PromptVersion":
-        """The part every task shares (what content-free calibration can see of a nearest-demo prompt)."""
-        return replace(self, pool=(), nearest=0) if self.nearest else self
+        """The part every task shares (what content-free calibration can see): of a nearest-demo
+        prompt without its per-task demos, of evidence its lines with content-free values."""
+        shared = replace(self, pool=(), nearest=0) if self.nearest else self
+        if self.evidence:
+            shared = replace(shared, evidence=tuple((topic, CONTENT_FREE_EVIDENCE) for topic, _ in self.evidence))
+        return shared
+
+    @property
+    def without_evidence(self) -> "PromptVersion":
+        return replace(self, evidence=()) if self.evidence else self
 
     def to_dict(self) -> dict:
         out = {
@@ -79,6 +96,25 @@ def clip_demo(text: str) -> str:
     return clean_text(text)[:DEMO_MAX_CHARS]
 
 
+def evidence_of(controls: Sequence[ChoiceControl], chosen: Mapping[str, Sequence[str]]) -> tuple[tuple[str, str], ...]:
+    """`PromptVersion.evidence` from the labels an annotator chose per control (config order;
+    labels the control does not have are dropped): each control's topic and its labels as its
+    own prompt shows them."""
+    out = []
+    for control in controls:
+        labels = [label for label in chosen.get(control.name, ()) if label in control.labels]
+        if labels:
+            words = shown_labels(control.labels)
+            out.append((_topic(control), ", ".join(dict.fromkeys(words[label] for label in labels))))
+    return tuple(out)
+
+
+def evidence_lines(evidence: tuple[tuple[str, str], ...]) -> str:
+    """The evidence as the item shows it after the text. "Annotated" keeps a control named like a
+    cue of the prompt ("label") from reading as the answer line."""
+    return "".join(f"\n{clean_text(f'Annotated {topic}: {value}')}" for topic, value in evidence)
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
     prefix: str
@@ -86,13 +122,16 @@ class RenderedPrompt:
     item_tail: str = ""
     branches: tuple[Branch, ...] = field(default_factory=tuple)
     reasoning: Reasoning | None = None  # the labels are scored after a rationale the model writes
+    # lines after the text (interactive); left out of repr so that the logit cache's keys (a repr)
+    # of prompts without evidence stay what they were; the service never caches one with evidence
+    evidence: str = field(default="", repr=False)
 
     def item(self, text: str) -> str:
-        return f"{self.item_head}{text}{self.item_tail}"
+        return f"{self.item_head}{text}{self.evidence}{self.item_tail}"
 
     def rationale_item(self, text: str) -> str:
         """What the model continues to write its rationale: the item up to the reasoning cue."""
-        return f"{self.item_head}{text}{REASONING_CUE}"
+        return f"{self.item_head}{text}{self.evidence}{REASONING_CUE}"
 
     def with_rationale(self, rationale: str) -> "RenderedPrompt":
         """The prompt whose item carries this rationale before the label line."""
@@ -178,6 +217,8 @@ def render(control: ChoiceControl, version: PromptVersion, *, codes: bool = Fals
            task_demos: tuple[Demo, ...] = ()) -> RenderedPrompt:
     """`task_demos` (this task's nearest demos) go at the head of the item, after the shared prefix."""
     rendered = _render(control, version, codes, task_demos)
+    if version.evidence:
+        rendered = replace(rendered, evidence=evidence_lines(version.evidence))
     return replace(rendered, reasoning=version.reasoning) if version.reasoning else rendered
 
 

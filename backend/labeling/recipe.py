@@ -25,6 +25,18 @@ class ControlRecipe:
         prompt = replace(self.prompt, name=f"{self.prompt.name}+typed", instructions=annotator_instructions(control, typed))
         return ControlRecipe(prompt)
 
+    def with_evidence(self, evidence: tuple[tuple[str, str], ...]) -> "ControlRecipe":
+        """This recipe with the annotator's other answers shown after the text (interactive).
+
+        Its calibrator, head and threshold are kept: the service moves a fitted calibrator by
+        the shift the evidence lines give content-free inputs (LabelingService.calibrated). The
+        head still sees the text only (its embeddings were trained on texts alone), pooled with
+        the LLM's answer that sees the evidence; a head that answers alone runs no LLM pass, so
+        it gets no evidence at all."""
+        if not evidence or (self.head is not None and self.head.weight_llm == 0.0):
+            return self
+        return replace(self, prompt=replace(self.prompt, evidence=evidence))
+
     def to_dict(self) -> dict:
         return {
             "prompt": self.prompt.to_dict(),

@@ -24,7 +24,7 @@ from .head import Embedder
 from .label_config import ChoiceControl, LabelTask, valid_unicode
 from .model_version import ModelVersion
 from .prediction import ControlPrediction, decide, to_ls_prediction
-from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, RenderedPrompt, clean_text, render
+from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, RenderedPrompt, clean_text, evidence_of, render
 from .reasoning import clean_rationale, pool_samples
 from .recipe import ControlRecipe
 from .scoring import fit_text, label_logits, uses_codes
@@ -119,6 +119,8 @@ class EditorContext(Protocol):
 
     answered: frozenset[str]  # controls with a region of the annotator's
     marked: dict  # <Labels> control name → [(start, end, label)] the annotator marked
+    choices: dict  # choice control name → (labels the annotator chose,)
+    instruction: str  # what the annotator typed in the config's instruction <TextArea>
 
 
 class LabelingService:
@@ -152,6 +154,22 @@ class LabelingService:
             with self._lock:
                 self._calibrators[key] = cached
         return cached
+
+    def calibrated(self, control: ChoiceControl, recipe: ControlRecipe) -> Calibrator:
+        """The calibrator a recipe is served with: its own (fitted on ground truth), else the
+        content-free one of its prompt.
+
+        A fitted calibrator was fitted on answers to the prompt without evidence lines; with
+        them it is applied to logits moved by what the lines do to content-free inputs (the
+        difference of the two content-free biases), so the lines' presence shifts nothing and
+        their values still count."""
+        if recipe.calibrator is None:
+            return self.calibrator(control, recipe.prompt)
+        if not recipe.prompt.evidence or self.calibration == "none":
+            return recipe.calibrator
+        with_lines = np.asarray(self.calibrator(control, recipe.prompt).bias)
+        plain = np.asarray(self.calibrator(control, recipe.prompt.without_evidence).bias)
+        return recipe.calibrator.shifted(with_lines - plain)
 
     def uses_codes(self, control: ChoiceControl) -> bool:
         """Whether the engine needs letter codes for this control (decided once per control)."""
@@ -209,7 +227,7 @@ class LabelingService:
                 logits, truncated, rationales = self._score_one(control, prompt, *pair)
             return Scored(logits, truncated, meter.to_dict(usage) if meter else None, rationales)
 
-        if self.logit_cache is None:
+        if self.logit_cache is None or prompt.evidence:  # evidence is per request: nothing to keep
             return map_tasks(one, pairs, self.engine.capabilities.parallel_requests)
         fields = [self._cache_field(control, prompt, *pair) for pair in pairs]
         out = [None if hit is None else Scored(*hit) for hit in self.logit_cache.get_many(fields)]
@@ -242,7 +260,7 @@ class LabelingService:
         alone won) runs no LLM pass: its answer would not count."""
         if recipe.head is not None and recipe.head.weight_llm == 0.0:
             return self._predict_head_alone(control, recipe, texts)
-        calibrator = recipe.calibrator or self.calibrator(control, recipe.prompt)
+        calibrator = self.calibrated(control, recipe)
         use_head = recipe.head is not None
         embeddings = self.embedder.encode(texts) if use_head or recipe.prompt.nearest else None
         scored = self.score_texts(control, recipe.prompt, texts, self.task_demos(recipe.prompt, texts, embeddings))
@@ -286,10 +304,16 @@ class LabelingService:
         controls the annotator answered are left out of the answer, a <Labels> control where
         they marked spans gets those spans' other occurrences instead of a fresh extraction, and
         an instruction they typed replaces the version's for the choice controls, which are then
-        answered even if set (the editor sends the choices with the instruction it was typed after)."""
+        answered even if set (the editor sends the choices with the instruction it was typed after).
+
+        Without an instruction, the choices the annotator set are evidence for the others: each
+        remaining choice control's prompt shows them after the text (prompt.evidence_of), since
+        what one control holds often says much about another (a review's topic and its tone). A
+        typed instruction gets no evidence: it answers every control anew, the set ones included."""
         answered = context.answered if context is not None else frozenset()
         marked = context.marked if context is not None else {}
         typed = context.instruction if context is not None else ""
+        evidence = evidence_of(label_task.controls, context.choices) if context is not None and not typed else ()
         per_task: list[list[ControlPrediction]] = [[] for _ in items]
         warnings = [list(item.warnings) + label_task.skipped_messages() for item in items]
         for control in label_task.controls:
@@ -297,7 +321,7 @@ class LabelingService:
                 continue
             texts = [item.texts[control.field] for item in items]
             recipe = version.recipe(control.name)
-            recipe = recipe.instructed(control, typed) if typed else recipe
+            recipe = recipe.instructed(control, typed) if typed else recipe.with_evidence(evidence)
             for i, (pred, truncated) in enumerate(self.predict_control(control, recipe, texts)):
                 per_task[i].append(pred)
                 if truncated:

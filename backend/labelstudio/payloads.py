@@ -154,11 +154,14 @@ def _paths(taxonomy: object, field: str) -> list[tuple[str, ...]]:
 @dataclass(frozen=True)
 class EditorContext:
     """What the annotator has set in the editor (an interactive /predict's `params.context.result`):
-    controls they answered, and per <Labels> control the spans they marked."""
+    controls they answered, per <Labels> control the spans they marked, and per choice control
+    (<Choices>, <Rating>, <Taxonomy>) the labels they chose, which the other controls are then
+    scored with as evidence (LabelingService.predict)."""
 
     answered: frozenset[str] = frozenset()
     marked: dict = field(default_factory=dict)  # span control name → [(start, end, label)]
     instruction: str = ""  # what the annotator typed in the config's instruction <TextArea>
+    choices: dict = field(default_factory=dict)  # choice control name → (chosen labels of that control,)
 
 
 def editor_context(label_task: LabelTask, body: dict) -> EditorContext | None:
@@ -176,7 +179,9 @@ def editor_context(label_task: LabelTask, body: dict) -> EditorContext | None:
         raise BadRequest("`params.context.result` must be a list of regions", field="params.context.result")
     answered = {r.get("from_name") for r in result if isinstance(r, dict) and isinstance(r.get("from_name"), str)}
     marked = {name: spans for name, spans in _raw_spans(label_task, result, "params.context.result").items() if spans}
-    return EditorContext(frozenset(answered), marked, typed_instruction(label_task, result, "params.context.result"))
+    choices = {name: tuple(labels) for name, labels in _chosen_labels(label_task, result, "params.context.result").items()}
+    return EditorContext(frozenset(answered), marked, typed_instruction(label_task, result, "params.context.result"),
+                         choices)
 
 
 # An instruction is a sentence or a paragraph; more is not an instruction and would crowd the

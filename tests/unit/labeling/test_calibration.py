@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from backend.labeling.calibration import Calibrator, fit_calibrator, fit_multilabel_calibrator, sigmoid, softmax
 from backend.metrics.multi_label import log_loss_per_item
@@ -117,3 +118,12 @@ def test_per_label_calibration_stays_near_the_prior_with_few_items():
     shift = lambda cal: np.abs(np.array(cal.bias) - prior.bias)  # noqa: E731
     assert (shift(few) < shift(many)).all()
     assert shift(few).max() < 1.5
+
+
+@pytest.mark.parametrize("temperature", [1.7, (0.5, 2.0, 1.0)])
+def test_a_shifted_calibrator_is_the_calibrator_applied_to_shifted_logits(temperature):
+    calibrator = Calibrator((0.3, -0.1, -0.2), temperature, "fitted")
+    z, delta = np.array([1.0, -0.5, 0.2]), np.array([0.4, -1.2, 0.8])
+    for multiple in (False, True):
+        assert np.allclose(calibrator.shifted(delta).apply(z, multiple), calibrator.apply(z + delta, multiple))
+    assert calibrator.shifted(delta).method == "fitted"

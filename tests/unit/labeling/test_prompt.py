@@ -137,3 +137,38 @@ def test_cleaning_is_idempotent_and_leaves_no_invisible_cue(text):
     cleaned = clean_text(text)
     assert clean_text(cleaned) == cleaned
     assert "\n" not in cleaned and "\u200b" not in cleaned
+
+
+def test_evidence_is_the_chosen_labels_as_their_control_shows_them_in_config_order():
+    from backend.labeling.prompt import evidence_of
+
+    controls = parse_label_config(
+        '<View><Text name="text" value="$text"/>'
+        '<Choices name="issue_type" toName="text" choice="multiple"><Choice value="late_delivery"/>'
+        '<Choice value="wrong_item"/></Choices>'
+        '<Choices name="label" toName="text"><Choice value="good"/><Choice value="bad"/></Choices></View>').controls
+    chosen = {"label": ("bad",), "issue_type": ("wrong_item", "late_delivery", "other"), "elsewhere": ("good",)}
+    assert evidence_of(controls, chosen) == (("issue type", "wrong item, late delivery"), ("label", "bad"))
+    assert evidence_of(controls, {"label": ("unknown",)}) == ()
+
+
+def test_evidence_lines_follow_the_text_in_every_rendering_and_calibration_sees_them_content_free():
+    from backend.labeling.prompt import CONTENT_FREE_EVIDENCE
+    from backend.labeling.reasoning import REASONING_CUE, Reasoning
+
+    evidence = (("label", "bad"), ("issue type", "wrong item"))
+    version = PromptVersion(evidence=evidence)
+    lines = "\nAnnotated label: bad\nAnnotated issue type: wrong item"
+    assert render(SINGLE, version).item("a text") == f"Text: a text{lines}\nLabel:"
+    assert render(SINGLE, version, codes=True).item("a text") == f"Text: a text{lines}\nAnswer:"
+    multi = _control(["x", "y"], kind="multiple")
+    assert render(multi, version).item("a text") == f"Text: a text{lines}\n"
+    reasoning = render(SINGLE, PromptVersion(evidence=evidence, reasoning=Reasoning(1)))
+    assert reasoning.rationale_item("a text") == f"Text: a text{lines}{REASONING_CUE}"
+    assert reasoning.with_rationale("why").item("a text") == f"Text: a text{lines}{REASONING_CUE} why\nLabel:"
+    # the prefix (the engine's cached part) does not change, nor does a prompt without evidence
+    assert render(SINGLE, version).prefix == render(SINGLE, PromptVersion()).prefix
+    assert render(SINGLE, PromptVersion()).item("a text") == "Text: a text\nLabel:"
+    assert version.shared.evidence == (("label", CONTENT_FREE_EVIDENCE), ("issue type", CONTENT_FREE_EVIDENCE))
+    assert version.shared == PromptVersion(evidence=(("label", "good"), ("issue type", "other"))).shared
+    assert version.without_evidence == PromptVersion() and version.to_dict() == PromptVersion().to_dict()

@@ -149,3 +149,83 @@ def test_a_version_whose_head_alone_answers_runs_no_llm_pass():
     pooled = ModelVersion("v3", controls={control.name: ControlRecipe(head=HeadWeights(coef, (0.0,) * 3, weight_llm=0.5))})
     service.predict(items, label_task, pooled)
     assert engine.calls  # a head pooled with the LLM still needs its answer
+
+
+MOOD_AND_TONE = ('<View><Text name="text" value="$text"/><TextArea name="prompt" toName="text"/>'
+                 '<Choices name="mood" toName="text"><Choice value="good"/><Choice value="bad"/></Choices>'
+                 '<Choices name="tone" toName="text"><Choice value="good"/><Choice value="bad"/></Choices></View>')
+
+
+def test_an_interactive_request_scores_the_other_controls_with_the_annotators_choices_as_evidence():
+    """The scripted engine counts a label's word in the item, so the evidence line "Annotated
+    mood: good" is what makes "good" the tone of a text that says neither."""
+    from backend.labelstudio.payloads import editor_context
+
+    label_task = parse_label_config(MOOD_AND_TONE)
+    engine = ScriptedEngine()
+    service = LabelingService(engine, calibration="contextual")
+    items = extract_texts([_task("so so")], label_task, 1000)
+
+    def interactive(mood):
+        result = [{"from_name": "mood", "to_name": "text", "type": "choices", "value": {"choices": [mood]}}]
+        context = editor_context(label_task, {"params": {"context": {"result": result}}})
+        (answer,) = service.predict(items, label_task, ModelVersion("v"), context)
+        assert [r["from_name"] for r in answer["result"]] == ["tone"]  # mood is the annotator's
+        return answer["result"][0]["probabilities"]
+
+    good = interactive("good")
+    n_calls = len(engine.calls)
+    bad = interactive("bad")
+    assert good["good"] > 0.8 and bad["bad"] > 0.8
+    # calibration saw the same line with a content-free value, once for both answers
+    assert len(engine.calls) == n_calls + 1
+    assert {item for _, item in engine.calls[:3]} == {f"Text: {t}\nAnnotated mood: N/A\nLabel:" for t in ("N/A", "", "[MASK]")}
+    assert engine.calls[3][1] == "Text: so so\nAnnotated mood: good\nLabel:"
+    engine.calls.clear()
+    (batch,) = service.predict(items, label_task, ModelVersion("v"))
+    assert [r["from_name"] for r in batch["result"]] == ["mood", "tone"]
+    assert batch["result"][1]["probabilities"] == pytest.approx({"good": 0.5, "bad": 0.5})
+    assert not any("Annotated" in item for _, item in engine.calls)
+    # a typed instruction answers every control anew, without evidence
+    engine.calls.clear()
+    typed = [{"from_name": "mood", "value": {"choices": ["good"]}}, {"from_name": "prompt", "value": {"text": ["Be fair."]}}]
+    context = editor_context(label_task, {"params": {"context": {"result": typed}}})
+    (answer,) = service.predict(items, label_task, ModelVersion("v"), context)
+    assert [r["from_name"] for r in answer["result"]] == ["mood", "tone"]
+    assert not any("Annotated" in item for _, item in engine.calls)
+
+
+def test_a_fitted_calibrator_with_evidence_is_moved_by_what_the_lines_do_to_content_free_inputs():
+    """A control named "good_mood" puts the word "good" in its evidence line whatever its value,
+    a shift the version's fitted calibrator never saw: content-free inputs with the line must
+    come out as they did without it."""
+    from backend.labeling.calibration import Calibrator
+    from backend.labeling.recipe import ControlRecipe
+
+    label_task = parse_label_config(MOOD_AND_TONE.replace('"mood"', '"good_mood"'))
+    tone = label_task.controls[1]
+    service = LabelingService(ScriptedEngine(), calibration="contextual")
+    fitted = ControlRecipe(PromptVersion(name="v1"), calibrator=Calibrator((0.4, -0.4), 0.8, "fitted"))
+    with_lines = fitted.with_evidence((("good mood", "bad"),))
+    assert with_lines.calibrator == fitted.calibrator and with_lines.prompt.evidence
+    served = service.calibrated(tone, with_lines)
+    assert served != fitted.calibrator
+    content_free_with_lines = service.logits(tone, with_lines.prompt.shared, "N/A")[0]
+    content_free = service.logits(tone, fitted.prompt, "N/A")[0]
+    assert not np.allclose(content_free_with_lines, content_free)  # the line alone moves the answer
+    assert np.allclose(served.apply(content_free_with_lines, False), fitted.calibrator.apply(content_free, False))
+    assert service.calibrated(tone, fitted) == fitted.calibrator  # without evidence: as fitted
+
+
+def test_a_head_that_answers_alone_gets_no_evidence_and_a_pooled_head_keeps_its_weights():
+    from backend.labeling.head import HeadWeights
+    from backend.labeling.recipe import ControlRecipe
+
+    head = HeadWeights(((1.0,), (0.0,)), (0.0, 0.0), weight_llm=0.0)
+    alone = ControlRecipe(PromptVersion(name="v2"), head=head)
+    assert alone.with_evidence((("mood", "good"),)) is alone
+    pooled = ControlRecipe(PromptVersion(name="v2"), head=HeadWeights(((1.0,), (0.0,)), (0.0, 0.0), weight_llm=0.5),
+                           threshold=0.3)
+    shown = pooled.with_evidence((("mood", "good"),))
+    assert (shown.head, shown.threshold, shown.prompt.evidence) == (pooled.head, 0.3, (("mood", "good"),))
+    assert pooled.with_evidence(()) is pooled

@@ -338,3 +338,45 @@ def test_the_instruction_is_stored_with_the_ground_truth_and_an_annotation_witho
     assert plain.instruction == "" and "instruction" not in plain.to_json()
     only_typed = dict(annotation, result=result[1:])  # an instruction alone labels nothing
     assert gold_from_annotation(PROMPTED, {"id": 3, "data": {"text": "x"}}, only_typed) is None
+
+
+TWO_CHOICES = parse_label_config(
+    '<View><Text name="text" value="$text"/>'
+    '<Choices name="topic" toName="text" choice="multiple"><Choice value="food"/><Choice value="service"/></Choices>'
+    '<Choices name="tone" toName="text"><Choice value="good"/><Choice value="bad"/></Choices>'
+    '<Rating name="stars" toName="text" maxRating="5"/>'
+    '<Labels name="ner" toName="text"><Label value="PER"/></Labels></View>')
+
+
+def test_the_editor_context_carries_the_choices_set_per_control_and_only_that_controls_labels():
+    from backend.labelstudio.payloads import editor_context
+
+    interactive = load_fixture("predict-interactive.json")
+    context = editor_context(parse_label_config(interactive["label_config"]), interactive)
+    assert context.choices == {"sentiment": ("Negative",)}
+    result = [{"from_name": "topic", "value": {"choices": ["service", "good", "food", "service"]}},
+              {"from_name": "tone", "value": {"choices": ["nope"]}},  # answered, but with no label of its own
+              {"from_name": "stars", "value": {"rating": 4}},
+              {"from_name": "ner", "value": {"start": 0, "end": 3, "labels": ["PER"]}},
+              {"from_name": "elsewhere", "value": {"choices": ["food"]}}]
+    context = editor_context(TWO_CHOICES, {"params": {"context": {"result": result}}})
+    assert context.choices == {"topic": ("service", "food"), "stars": ("4",)}
+    assert context.answered == {"topic", "tone", "stars", "ner", "elsewhere"}
+    assert context.marked == {"ner": [(0, 3, "PER")]}
+    assert editor_context(TWO_CHOICES, {"params": {"context": {"result": []}}}).choices == {}
+
+
+@pytest.mark.parametrize("region, field", [
+    ({"from_name": "tone", "value": {"choices": "good"}}, "params.context.result[0].value.choices"),
+    ({"from_name": "tone", "value": {}}, "params.context.result[0].value.choices"),
+    ({"from_name": "tone", "value": {"choices": ["good", 3]}}, "params.context.result[0].value.choices[1]"),
+    ({"from_name": "tone", "value": ["good"]}, "params.context.result[0].value"),
+    ({"from_name": "stars", "value": {"rating": "4"}}, "params.context.result[0].value.rating"),
+    ({"from_name": 7, "value": {"choices": ["good"]}}, "params.context.result[0].from_name"),
+])
+def test_a_malformed_choice_in_the_editor_context_is_a_bad_request_naming_it(region, field):
+    from backend.labelstudio.payloads import editor_context
+
+    with pytest.raises(BadRequest) as err:
+        editor_context(TWO_CHOICES, {"params": {"context": {"result": [region]}}})
+    assert err.value.field == field
