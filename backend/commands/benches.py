@@ -412,12 +412,17 @@ def candidates(dataset: str, limit: int, shots: int | None, no_rewrite: bool, te
 @click.option("--test-limit", default=300, show_default=True, help="First N items of --test.")
 @click.option("--flip", default="0.05,0.10", show_default=True, help="Shares of the labels to flip, comma-separated.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--robust-head", is_flag=True,
+              help="Instead: embeddings only, the plain, balanced and robust heads fitted on the flipped labels "
+                   "(also with none flipped), scored on --test, for each of --seeds.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="With --robust-head: the flip seeds.")
 @json_option("Print the clean run and one row per share as JSON instead of a table.")
 def suspects_bench(dataset: str, test_path: str, limit: int, test_limit: int, flip: str, seed: int,
-                   as_json: bool) -> None:
+                   robust_head: bool, seeds: str, as_json: bool) -> None:
     """Flip a share of a labelled set's labels at random and measure the refinement job's
     label-error ranking against the flips (precision and recall at the number flipped), and the
-    test macro-F1 learnt from the noisy labels and after a reviewer fixed the top suspects."""
+    test macro-F1 learnt from the noisy labels and after a reviewer fixed the top suspects; or,
+    with --robust-head, what down-weighting the head's suspects is worth."""
     from dataclasses import asdict
 
     from ..evaluation.label_error_bench import LabelErrorBench
@@ -432,6 +437,9 @@ def suspects_bench(dataset: str, test_path: str, limit: int, test_limit: int, fl
     train, test = read_dataset(dataset, limit=limit), read_dataset(test_path, limit=test_limit)
     if train.multiple:
         raise click.UsageError("suspects-bench takes single-label sets")
+    if robust_head:
+        _robust_head_bench(train, test, [0.0, *shares], int_list(seeds, "--seeds"), settings.refine_folds, as_json)
+        return
     runner = LabelErrorBench(labeling_service(settings), settings, train, test)
     clean, chosen = runner.clean()
     result = {"dataset": train.name, "labels": len(train.texts), "test_items": len(test.texts),
@@ -452,6 +460,34 @@ def suspects_bench(dataset: str, test_path: str, limit: int, test_limit: int, fl
                        f"| {r.seconds:.0f} |")
     if as_json:
         print_json(result)
+
+
+def _robust_head_bench(train, test, shares: list[float], seeds: list[int], folds: int, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from ..evaluation.holdout import gold_indices
+    from ..evaluation.label_error_bench import robust_head_rows
+    from ..labeling.head import Embedder
+    from ..labeling.label_config import parse_label_config
+
+    control = parse_label_config(train.label_config()).controls[0]
+    embedder = Embedder()
+    runs = robust_head_rows(embedder.encode(list(train.texts)), np.array(train.gold), embedder.encode(list(test.texts)),
+                            gold_indices(control, test), len(control.labels), shares, seeds, folds)
+    if as_json:
+        print_json({"dataset": train.name, "labels": len(train.texts), "test_items": len(test.texts), "folds": folds,
+                    "rows": [asdict(r) for r in runs]})
+        return
+    click.echo(f"{train.name}: {len(train.texts)} labels, {len(test.texts)} test items, {folds} folds")
+    click.echo("| flipped | seed | down-weighted | flipped among them | flips down-weighted | test macro-F1 head "
+               "| head-balanced | head-robust | as many down-weighted at random | CV macro-F1 head / head-robust |")
+    click.echo("|---" * 10 + "|")
+    for r in runs:
+        click.echo(f"| {r.share:.0%} | {r.seed} | {r.down_weighted} | {r.flipped_among_down_weighted:.2f} "
+                   f"| {r.flips_down_weighted:.2f} | {r.head:.3f} | {r.head_balanced:.3f} | {r.head_robust:.3f} "
+                   f"| {r.head_random:.3f} | {r.cv_head:.3f} / {r.cv_head_robust:.3f} |")
 
 
 @click.command(name="template-bench")

@@ -3,6 +3,11 @@
 optimisation on them as a project would, and compare its label-error ranking with the flips;
 then let a reviewer check as many of the top suspects as there were flips (fixing those that are
 wrong) and serve the version learnt from each ground truth on a test split.
+
+`robust_head_rows` (`suspects-bench --robust-head`) measures instead, on embeddings alone (no
+LLM), what training the head with its suspects down-weighted is worth (candidates/robust_head.py):
+the test macro-F1 of the plain, label-balanced and robust heads fitted on all the flipped labels
+as a job would ship them, and how many of the down-weighted items were flipped ones.
 """
 from __future__ import annotations
 
@@ -92,3 +97,57 @@ def _ratio(a: int, b: int) -> float:
 
 def _chosen(decision) -> str:
     return decision.best.name if decision.accepted else "version 0"
+
+
+@dataclass
+class RobustRun:
+    share: float
+    seed: int
+    flipped: int
+    down_weighted: int
+    flipped_among_down_weighted: float  # precision of the down-weighting
+    flips_down_weighted: float  # recall: the share of the flipped labels down-weighted
+    head: float  # test macro-F1, fitted on all the (flipped) labels as shipped
+    head_balanced: float
+    head_robust: float
+    head_random: float  # control: as many items down-weighted as head_robust's, chosen at random
+    cv_head: float  # out-of-fold macro-F1 against the flipped labels: what selection compares
+    cv_head_robust: float
+
+
+def robust_head_rows(train_emb: np.ndarray, gold: np.ndarray, test_emb: np.ndarray, test_gold: np.ndarray,
+                     n_labels: int, shares: list[float], seeds: list[int], folds: int = 5) -> list[RobustRun]:
+    """One run per share and seed: flip the share of `gold` at random (seeded), fit the plain,
+    balanced and robust heads on all of it, and score them on the test items (argmax, macro-F1).
+    As a control, the head with as many items down-weighted, chosen at random (is it the choice of
+    the suspects that matters, or only the weaker fit?). Also the plain and robust heads'
+    out-of-fold macro-F1 against the flipped labels, on `folds` folds: what a job's selection
+    would see."""
+    from ..refinement.candidates.embedding_head import head_out_of_fold, head_probs, train_head
+    from ..refinement.candidates.robust_head import SUSPECT_WEIGHT, robust_out_of_fold, suspect_weights
+    from ..refinement.validation.crossval import fold_ids
+
+    def test_f1(coef, intercept) -> float:
+        return round(macro_f1(test_gold, head_probs(coef, intercept, test_emb).argmax(1), n_labels), 4)
+
+    runs, fold = [], fold_ids(len(gold), folds)
+    for share in shares:
+        for seed in seeds:
+            noisy, flipped = flip_labels(gold, n_labels, share, np.random.default_rng(seed))
+            weights = suspect_weights(train_emb, noisy, n_labels, fold)
+            down = np.flatnonzero(weights < 1)
+            random_weights = np.ones(len(gold))
+            at_random = np.random.default_rng(seed + 1000).choice(len(gold), len(down), replace=False)
+            random_weights[at_random] = SUSPECT_WEIGHT
+            hits = len(set(down.tolist()) & set(flipped.tolist()))
+            plain_oof = head_out_of_fold(train_emb, noisy, n_labels, False, fold)
+            robust_oof, _ = robust_out_of_fold(train_emb, noisy, n_labels, fold)
+            runs.append(RobustRun(
+                share, seed, len(flipped), len(down), _ratio(hits, len(down)), _ratio(hits, len(flipped)),
+                test_f1(*train_head(train_emb, noisy, n_labels)),
+                test_f1(*train_head(train_emb, noisy, n_labels, True)),
+                test_f1(*train_head(train_emb, noisy, n_labels, weights=weights)),
+                test_f1(*train_head(train_emb, noisy, n_labels, weights=random_weights)),
+                round(macro_f1(noisy, plain_oof.argmax(1), n_labels), 4),
+                round(macro_f1(noisy, robust_oof.argmax(1), n_labels), 4)))
+    return runs

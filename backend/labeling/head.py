@@ -76,6 +76,7 @@ class HeadWeights:
     embedder: str = EMBEDDER_NAME
     one_vs_rest: bool = False  # multi-choice: per-label sigmoid instead of a softmax over labels
     balanced: bool = False  # trained with label weights inverse to frequency (refit the same way)
+    robust: bool = False  # trained with its likely wrong labels down-weighted (refit the same way)
     unseen_mass: float = 0.0  # share of the head's distribution for the labels it never saw
     pooling: str = "log"  # "log": P_llm^w · P_head^(1-w); "mix": w · P_llm + (1-w) · P_head (single choice)
     head_temperature: float = 1.0  # the head's own temperature before a "mix" pool
@@ -100,6 +101,7 @@ class HeadWeights:
         return {
             **({"one_vs_rest": True} if self.one_vs_rest else {}),
             **({"balanced": True} if self.balanced else {}),
+            **({"robust": True} if self.robust else {}),
             **({"unseen_mass": round(self.unseen_mass, 6)} if self.unseen_mass else {}),
             **({"pooling": self.pooling, "head_temperature": self.head_temperature} if self.pooling != "log" else {}),
             "embedder": self.embedder,
@@ -121,6 +123,7 @@ class HeadWeights:
             embedder=data.get("embedder", EMBEDDER_NAME),
             one_vs_rest=bool(data.get("one_vs_rest", False)),
             balanced=bool(data.get("balanced", False)),
+            robust=bool(data.get("robust", False)),
             unseen_mass=float(data.get("unseen_mass", 0.0)),
             pooling=str(data.get("pooling", "log")),
             head_temperature=float(data.get("head_temperature", 1.0)),

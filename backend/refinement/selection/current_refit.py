@@ -30,6 +30,7 @@ from ...labeling.head import HeadWeights, unseen_label_mass
 from ...labeling.prompt import clip_demo
 from ...labeling.recipe import ControlRecipe
 from ..candidates.embedding_head import fit_head_temperature, train_head
+from ..candidates.robust_head import refit_weights
 from ..candidates.one_vs_rest_head import train_one_vs_rest
 from ..validation.control_kind import ControlKind
 from ..validation.crossval import CandidateResult
@@ -112,7 +113,8 @@ def _refit_head(head: HeadWeights, embeddings: np.ndarray, gold: np.ndarray, kin
         coef, intercept = train_one_vs_rest(embeddings, gold)
     else:
         n_labels = len(head.intercept)
-        coef, intercept = train_head(embeddings, gold, n_labels, head.balanced)
+        weights = refit_weights(embeddings, gold, n_labels) if head.robust else None
+        coef, intercept = train_head(embeddings, gold, n_labels, head.balanced, weights=weights)
         unseen_mass = unseen_label_mass(gold, n_labels)
     return replace(head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()),
                    unseen_mass=unseen_mass)

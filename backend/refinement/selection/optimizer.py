@@ -34,6 +34,7 @@ from ..candidates.instruction_rewrite import InstructionRewrite, Rewrite
 from ..candidates.one_vs_rest_head import OneVsRestHead
 from ..candidates.plain_prompt import PlainPrompt
 from ..candidates.reasoning_first import ReasoningFirst, ReasoningHeads, reasons
+from ..candidates.robust_head import RobustHead
 from ..candidates.typed_instruction import TypedInstruction
 from ..validation.control_kind import kind_of
 from ..validation.crossval import CandidateResult, PlanSkipped, evaluate_fixed, fold_ids, paced_logits
@@ -229,7 +230,7 @@ def select_paying(current: CandidateResult, candidates: list[CandidateResult], a
 # it builds on the best of them). Each says for which controls it applies.
 CANDIDATES: tuple[Candidate, ...] = (FittedCalibration(), PlainPrompt(), TypedInstruction(), FewShot(),
                                      NearestShot(), InstructionRewrite(), ReasoningFirst(), EmbeddingHead(),
-                                     OneVsRestHead(), ReasoningHeads())
+                                     RobustHead(), OneVsRestHead(), ReasoningHeads())
 
 
 class ControlSearch:

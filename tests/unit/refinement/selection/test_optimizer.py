@@ -213,7 +213,7 @@ def test_each_kind_of_control_gets_the_candidates_that_apply_to_it_in_order():
 
     single = np.arange(40) % 2
     assert plan_names(SINGLE, single) == ["calibrated", "4-shot", "8-shot", "4-nearest", "reason", "head",
-                                          "head-balanced", "reasoning heads"]
+                                          "head-balanced", "head-robust", "reasoning heads"]
     multiple = np.stack([single, 1 - single], 1).astype(np.int8)
     assert plan_names(MULTIPLE, multiple) == ["calibrated", "4-shot", "8-shot", "head"]
     rewritten = ControlRecipe(PromptVersion(name="v1", instructions="Label it."))
