@@ -1,5 +1,5 @@
-"""The measuring commands: eval, bench, injection, span-bench, head-bench, load-bench, candidates and
-suspects-bench (docs/operations.md, "Evaluating and measuring")."""
+"""The measuring commands: eval, bench, injection, span-bench, head-bench, load-bench, candidates,
+suspects-bench and interactive-bench (docs/operations.md, "Evaluating and measuring")."""
 from __future__ import annotations
 
 import json
@@ -526,4 +526,55 @@ def template_bench(dataset: str, test_path: str, sizes: str, test_limit: int, se
                    f"{result['default_macro_f1']:.3f} → {result['chosen_macro_f1'][n]:.3f}")
 
 
-COMMANDS = (eval_, bench, injection, span_bench, head_bench, load_bench, candidates, suspects_bench, template_bench)
+@click.command(name="interactive-bench")
+@click.option("--dataset", type=DATASET, default=None,
+              help="Single-label JSONL whose texts and gold labels are the tasks (default: sentence_polarity test).")
+@click.option("--tasks", type=click.IntRange(min=1), default=50, show_default=True,
+              help="First N tasks, one request each, per mode.")
+@click.option("--control", default="sentiment", show_default=True,
+              help="Name of the data set's <Choices> control: the model reads it as the topic of the evidence line "
+                   "(\"Annotated <control>: <label>\") and of the prompt.")
+@click.option("--instruction", "instructions", multiple=True,
+              help="An instruction typed in the editor's instruction <TextArea> (repeatable): its latency, and "
+                   "its accuracy and macro-F1 against the batch form on the same tasks.")
+@json_option("Print the report as JSON instead of tables.")
+def interactive_bench(dataset: str | None, tasks: int, control: str, instructions: tuple[str, ...],
+                      as_json: bool) -> None:
+    """Latency of Label Studio's interactive /predict on the real stack, one task per request: the
+    batch form, a choice set in the editor as evidence for the other control, and typed
+    instructions (with their accuracy against the batch form)."""
+    import re
+
+    from ..evaluation import interactive_bench as bench
+    from ..evaluation.load_bench import shared_dir
+    from ..labelstudio.payloads import MAX_INSTRUCTION_CHARS
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", control) or control.lower() in bench.RESERVED_NAMES:
+        raise click.BadParameter(f"a control name (letters, digits, _ or -) other than "
+                                 f"{', '.join(bench.RESERVED_NAMES)}, got {control!r}", param_hint="--control")
+    for text in instructions:
+        if not text.strip():
+            raise click.BadParameter("must not be empty", param_hint="--instruction")
+        if len(text) > MAX_INSTRUCTION_CHARS:
+            raise click.BadParameter(f"{len(text)} characters; at most {MAX_INSTRUCTION_CHARS}",
+                                     param_hint="--instruction")
+    settings = load_settings()
+    data = read_dataset(dataset or shared_dir().joinpath(*bench.DEFAULT_DATASET), limit=tasks)
+    if data.multiple:
+        raise click.UsageError("interactive-bench takes a single-label set (its control is single-choice)")
+    modes = len(bench.mode_plan(list(instructions), control))
+    try:
+        with progress_bar(modes * len(data.texts), f"interactive {data.name}") as bar:
+            report = bench.run(settings, data, tasks, [t.strip() for t in instructions], control,
+                               log=lambda line: click.echo(line, err=True), progress=bar.update)
+    except bench.InteractiveBenchError as err:
+        raise Failure(str(err)) from err
+    report["command"] = " ".join(sys.argv)
+    if as_json:
+        print_json(report)
+    else:
+        click.echo(bench.format_report(report))
+
+
+COMMANDS = (eval_, bench, injection, span_bench, head_bench, load_bench, candidates, suspects_bench, template_bench,
+            interactive_bench)

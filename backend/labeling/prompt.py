@@ -96,14 +96,20 @@ def clip_demo(text: str) -> str:
     return clean_text(text)[:DEMO_MAX_CHARS]
 
 
+# Control names that say what a control is, not what it is about: "Annotated label: positive"
+# tells the model nothing of the text's topic, and on the embedded model it moved the other
+# control's answer the wrong way (docs/benchmarks.md, interactive /predict latency).
+GENERIC_TOPICS = frozenset({"label", "labels", "choice", "choices", "class", "category", "tag", "tags", "answer"})
+
+
 def evidence_of(controls: Sequence[ChoiceControl], chosen: Mapping[str, Sequence[str]]) -> tuple[tuple[str, str], ...]:
     """`PromptVersion.evidence` from the labels an annotator chose per control (config order;
     labels the control does not have are dropped): each control's topic and its labels as its
-    own prompt shows them."""
+    own prompt shows them. A control whose name is generic (GENERIC_TOPICS) gives no line."""
     out = []
     for control in controls:
         labels = [label for label in chosen.get(control.name, ()) if label in control.labels]
-        if labels:
+        if labels and _topic(control).lower() not in GENERIC_TOPICS:
             words = shown_labels(control.labels)
             out.append((_topic(control), ", ".join(dict.fromkeys(words[label] for label in labels))))
     return tuple(out)

@@ -146,10 +146,12 @@ def test_evidence_is_the_chosen_labels_as_their_control_shows_them_in_config_ord
         '<View><Text name="text" value="$text"/>'
         '<Choices name="issue_type" toName="text" choice="multiple"><Choice value="late_delivery"/>'
         '<Choice value="wrong_item"/></Choices>'
-        '<Choices name="label" toName="text"><Choice value="good"/><Choice value="bad"/></Choices></View>').controls
-    chosen = {"label": ("bad",), "issue_type": ("wrong_item", "late_delivery", "other"), "elsewhere": ("good",)}
-    assert evidence_of(controls, chosen) == (("issue type", "wrong item, late delivery"), ("label", "bad"))
-    assert evidence_of(controls, {"label": ("unknown",)}) == ()
+        '<Choices name="tone" toName="text"><Choice value="good"/><Choice value="bad"/></Choices>'
+        '<Choices name="Label" toName="text"><Choice value="good"/><Choice value="bad"/></Choices></View>').controls
+    chosen = {"tone": ("bad",), "issue_type": ("wrong_item", "late_delivery", "other"), "elsewhere": ("good",)}
+    assert evidence_of(controls, chosen) == (("issue type", "wrong item, late delivery"), ("tone", "bad"))
+    assert evidence_of(controls, {"tone": ("unknown",)}) == ()
+    assert evidence_of(controls, {"Label": ("good",)}) == ()  # a name that says nothing of the topic
 
 
 def test_evidence_lines_follow_the_text_in_every_rendering_and_calibration_sees_them_content_free():
