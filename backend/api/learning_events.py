@@ -14,6 +14,7 @@ from ..labeling.templates import selectable
 from ..refinement.scheduler import RefinementScheduler
 from ..refinement.selection.template_choice import CHOICE_SIZES, learnt_from_labels
 from ..store.ground_truth import GoldItem, GroundTruthStore
+from ..store.instruction_effects import InstructedAnswers
 from ..store.unlabelled import UnlabelledTexts
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class LearningEvents:
         if config is not None:
             _store_config(store, config, project)
         if gold is not None:
-            outcome.stored = int(store.upsert(gold))
+            outcome.stored = int(store.upsert(self._with_effect(store, gold)))
         elif delete_ids:
             outcome.removed = store.delete_annotations(delete_ids)
         changed = outcome.stored + outcome.removed
@@ -121,6 +122,20 @@ class LearningEvents:
         elif changed:
             outcome.job = self.scheduler.notify(project, changes=changed, reason=action)
         return outcome
+
+    def _with_effect(self, store: GroundTruthStore, gold: GoldItem) -> GoldItem:
+        """The gold item with its instruction's effect: what the editor answered under the typed
+        instruction on this task (remembered by /predict), else what the stored item of the task
+        recorded for the same instruction and text, each judged against the labels now chosen.
+        The effect is a hint for refinement, so a Redis failure reading it stores the item without."""
+        if not gold.instruction:
+            return gold
+        try:
+            answers = InstructedAnswers(self.conn).recall(store.project, gold.task_id, gold.instruction, sorted(gold.labels))
+            return gold.with_instructed_answers(answers).carried_from(store.by_task([gold.task_id]).get(gold.task_id))
+        except redis.RedisError as exc:
+            log.warning("project %s task %s: the instruction's effect was not read (%s)", store.project, gold.task_id, exc)
+            return gold
 
     def store_tasks(self, project: int, label_config: object, tasks: list) -> int:
         """Legacy /train: the annotations of annotated tasks → ground truth; how many were stored.
@@ -153,7 +168,7 @@ class LearningEvents:
 
         if config is not None:
             _store_config(store, config, project)
-        stored = sum(int(store.upsert(gold)) for gold in golds)
+        stored = sum(int(store.upsert(self._with_effect(store, gold))) for gold in golds)
         store.delete_annotations(delete_ids)
         return stored
 

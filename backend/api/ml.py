@@ -13,7 +13,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from ..errors import BadRequest, EngineError, NotFound, PayloadTooLarge
 from ..labeling.label_config import parse_label_config
 from ..labeling.service import extract_texts
-from ..labelstudio.payloads import editor_context
+from ..labelstudio.payloads import MAX_ID, editor_context
+from ..store.instruction_effects import InstructedAnswers
 from ..store.proposals import ProposalMemory
 from .interactive import offer_once
 from ..store.versions import report_key
@@ -80,6 +81,7 @@ def predict():
             if project is not None:
                 memory = ProposalMemory(_ext("redis"))
                 results = [offer_once(memory, project, tasks, context, r) for r in results]
+                _remember_instructed(project, tasks, label_task, context, results)
         else:
             results = predict_within(service, items, label_task, version, settings.predict_batch_seconds)
             if project is not None:
@@ -90,6 +92,27 @@ def predict():
     _ext("llm_status").succeeded()
     _ext("metrics").observe_predict(len(results), time.monotonic() - t0)
     return jsonify(results=results, model_version=version.label)
+
+
+def _remember_instructed(project: int, tasks: list, label_task, context, results: list[dict]) -> None:
+    """What a typed instruction made the model answer on this task (labels and probability per
+    choice control), kept for the annotation's webhook to store with the ground truth as the
+    instruction's effect. The answer is sent by now: a Redis failure costs the effect, not it."""
+    task = tasks[0].get("id") if len(tasks) == 1 and isinstance(tasks[0], dict) else None
+    if (not context.instruction or not results or isinstance(task, bool) or not isinstance(task, int)
+            or not 1 <= task <= MAX_ID):
+        return
+    regions = results[0]["result"]
+    # read back as an annotation's result is (labelstudio/payloads.py), so that the webhook
+    # compares like with like: a star as "4", a taxonomy path as its label
+    chosen = editor_context(label_task, {"params": {"context": {"result": regions}}}).choices
+    scores = {r["from_name"]: r.get("score") for r in regions if r.get("from_name") in chosen}
+    answers = {name: {"answer": list(labels), "probability": float(scores[name])}
+               for name, labels in chosen.items() if isinstance(scores.get(name), (int, float))}
+    try:
+        InstructedAnswers(_ext("redis")).remember(project, task, context.instruction, answers)
+    except redis.RedisError as exc:
+        current_app.logger.warning("project %s task %s: the instructed answer was not kept (%s)", project, task, exc)
 
 
 def _sample_texts(project: int, label_config: str, label_task, items: list, version) -> None:

@@ -206,11 +206,14 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     searches: list[tuple[ChoiceControl, ControlSearch]] = []
     for done, (control, usable, targets) in enumerate(work):
         share = control_deadline(time.monotonic(), deadline, len(work) + len(span_work) - done)
+        newest_first = list(reversed(usable))
+        typed = most_typed([g.instruction for g in newest_first],
+                           agreed=[g.instruction_effect.get(control.name, {}).get("agreed") for g in newest_first])
         search = ControlSearch(service, control, [g.texts[control.field] for g in usable], targets,
                                current.recipe(control.name), folds=settings.refine_folds,
                                shots=settings.refine_max_shots, alpha=settings.refine_alpha, deadline=share,
                                judge_mask=np.array([g.task_id not in seen for g in usable]), rewrite=rewrite,
-                               reasoning=reasoning, typed=most_typed([g.instruction for g in reversed(usable)]))
+                               reasoning=reasoning, typed=typed)
         trained_on.update(g.task_id for g, used in zip(usable, search.used) if used)
         first = search.first_stage()
         decisions[control.name] = {"first_stage": {"best": first.best.name, "accepted": first.accepted,

@@ -7,7 +7,7 @@ once. Turning Label Studio payloads into gold items is labelstudio/payloads.py's
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import redis
 
@@ -26,12 +26,41 @@ class GoldItem:
     spans: dict[str, list[list]] = field(default_factory=dict)
     # what the annotator typed in the config's instruction <TextArea> while labelling ("" if nothing)
     instruction: str = ""
+    # choice control name → what the editor answered under that instruction on this text and
+    # whether the annotator then chose it: {"answer": [labels], "probability": p, "agreed": bool}
+    # (store/instruction_effects.py remembers the answer; refinement ranks typed instructions by it)
+    instruction_effect: dict[str, dict] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = asdict(self)
-        if not data["instruction"]:  # as stored before instructions were: an unchanged annotation stays unchanged
-            del data["instruction"]
+        for name in ("instruction", "instruction_effect"):  # as stored before they were: an unchanged
+            if not data[name]:  # annotation stays unchanged in storage
+                del data[name]
         return json.dumps(data, sort_keys=True, ensure_ascii=False)
+
+    def with_instructed_answers(self, answers: dict[str, dict]) -> "GoldItem":
+        """This item with the effect of its instruction: per control it has labels for, the
+        instructed `answers` ({"answer": [labels], "probability": p}) and whether they agree with
+        the labels the annotator chose (the same set of labels). Without an instruction, unchanged."""
+        if not self.instruction:
+            return self
+        effect = {name: {"answer": list(a["answer"]), "probability": round(float(a["probability"]), 6),
+                         "agreed": sorted(a["answer"]) == sorted(self.labels[name])}
+                  for name, a in sorted(answers.items()) if name in self.labels and a.get("answer")}
+        return replace(self, instruction_effect=effect) if effect or self.instruction_effect else self
+
+    def carried_from(self, old: "GoldItem | None") -> "GoldItem":
+        """This item with the instruction effect `old` (the stored item of the task) holds for
+        controls it has none for, when both read the same text under the same instruction: the
+        instructed answer outlives the editor's one-day memory of it (an update of the labels a
+        week later, a reconciliation that rebuilds the item from Label Studio), its agreement
+        judged against this item's labels."""
+        if old is None or not old.instruction_effect or old.instruction != self.instruction or old.texts != self.texts:
+            return self
+        missing = {name: a for name, a in old.instruction_effect.items() if name not in self.instruction_effect}
+        if not missing:
+            return self
+        return self.with_instructed_answers({**missing, **self.instruction_effect})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> "GoldItem":
@@ -102,7 +131,11 @@ class GroundTruthStore:
         return removed
 
     def replace_all(self, items: list[GoldItem]) -> None:
-        """Make the store hold exactly `items` (reconciliation with Label Studio)."""
+        """Make the store hold exactly `items` (reconciliation with Label Studio). Label Studio
+        does not know what the editor answered under a typed instruction: a stored item's
+        instruction effect is kept on the new item of its task (GoldItem.carried_from)."""
+        stored = {g.task_id: g for g in self.items() if g.instruction_effect}
+        items = [item.carried_from(stored.get(item.task_id)) for item in items]
         pipe = self.conn.pipeline(transaction=True)
         pipe.delete(self._gt, self._ann)
         for item in items:

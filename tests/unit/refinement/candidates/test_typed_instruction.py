@@ -16,6 +16,20 @@ def test_the_most_often_typed_instructions_come_first_and_empty_ones_never():
     assert most_typed(["b", "", "a", "a", "c", "b", "a"]) == ("a", "b")
     assert most_typed(["x", "y"], limit=1) == ("x",)  # a tie: the first listed (the job lists the newest first)
     assert most_typed(["", ""]) == ()
+    assert most_typed(["b", "a", "a"], agreed=[None, None, None]) == ("a", "b")  # no effect known: frequency
+
+
+def test_an_instruction_that_led_to_the_annotators_label_comes_before_a_more_often_typed_one():
+    # "often" was typed 4 times and its answer was the annotator's label once; "rare" twice, twice
+    typed = ["often", "often", "rare", "often", "rare", "often", "new"]
+    agreed = [False, True, True, False, True, False, None]
+    assert most_typed(typed, agreed=agreed) == ("rare", "new")
+    assert most_typed(typed, limit=3, agreed=agreed) == ("rare", "new", "often")  # unknown: 1/2, between
+    # one lucky answer is shrunk: it does not outrank an instruction with 4 agreements of 5
+    tried = ["tried"] * 5 + ["lucky"]
+    assert most_typed(tried, limit=1, agreed=[True, True, True, True, False, True]) == ("tried",)
+    # equal evidence: the more often typed first
+    assert most_typed(["x", "y", "y"], agreed=[True, True, True]) == ("y", "x")
 
 
 def test_typed_instructions_are_judged_as_served_and_calibrated_and_the_good_one_is_chosen():
