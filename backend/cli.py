@@ -1,6 +1,6 @@
 """`llm-labeling …` (or `python -m backend …`): serve, worker, prepare, predict, refine, preannotate, versions
 and suspects here; the measuring commands (eval, bench, injection, span-bench, head-bench, load-bench,
-candidates, suspects-bench) in commands/benches.py.
+candidates, suspects-bench, template-bench, interactive-bench) in commands/benches.py.
 
 Exit codes (docs/operations.md, "Command line"): 0 done; 1 it ran and something failed (Redis or Label
 Studio unreachable or refusing, the LLM failing, tasks that could not be pre-annotated); 2 it could not
