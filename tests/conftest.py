@@ -78,6 +78,20 @@ def redis_conn(redis_url):
     conn.flushdb()
 
 
+@pytest.fixture
+def app_client(tmp_path, redis_conn, redis_url, engine):
+    """A Flask test client of the app on the real embedded engine and Redis, once the model is ready."""
+    from backend.app import create_app
+    from backend.settings import Settings
+
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url})
+    client = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn).test_client()
+    deadline = time.monotonic() + 60
+    while client.get("/health").json.get("model_state") != "ready" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return client
+
+
 class Server:
     """A real gunicorn serving backend.wsgi:app on a free port."""
 

@@ -2,12 +2,8 @@
 Flask app and a real Redis: an interactive /predict answers under the instruction, the annotation
 of that task arrives by webhook, and its gold item records the instructed answer, its probability
 and whether the annotator chose it (what refinement ranks typed instructions by)."""
-import time
-
 import pytest
 
-from backend.app import create_app
-from backend.settings import Settings
 from backend.store.ground_truth import GroundTruthStore
 from backend.store.redis import key
 
@@ -48,17 +44,10 @@ def _annotate(client, task: int, annotation: int, label: str, instruction: str, 
     assert r.status_code == 200 and r.json.get("stored", 0) == stored, r.json
 
 
-def _wait_ready(client, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get("/health").json.get("model_state") != "ready" and time.monotonic() < deadline:
-        time.sleep(0.1)
-
 
 def test_the_instructed_answer_and_whether_the_annotator_chose_it_are_stored_with_the_ground_truth(
-        tmp_path, redis_conn, redis_url, engine):
-    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url})
-    client = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn).test_client()
-    _wait_ready(client)
+        app_client, redis_conn):
+    client = app_client
     answered = _predict(client, 31, [_typed(INSTRUCTION)])
     (label,) = answered["value"]["choices"]
     other = "Negative" if label == "Positive" else "Positive"

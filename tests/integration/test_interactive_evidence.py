@@ -1,11 +1,7 @@
 """Interactive pre-annotation with the real embedded model: the choices the annotator set are
 evidence for the controls left to answer, and a batch request is scored as before."""
-import time
-
 import pytest
 
-from backend.app import create_app
-from backend.settings import Settings
 
 pytestmark = pytest.mark.model
 
@@ -33,17 +29,10 @@ def _by_control(client, body) -> dict[str, dict]:
     return {region["from_name"]: region["probabilities"] for region in prediction["result"]}
 
 
-def _wait_ready(client, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get("/health").json.get("model_state") != "ready" and time.monotonic() < deadline:
-        time.sleep(0.1)
-
 
 def test_the_annotators_choice_is_evidence_for_the_other_control_and_a_batch_is_unaffected(
-        tmp_path, redis_conn, redis_url, engine):
-    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url})
-    client = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn).test_client()
-    _wait_ready(client)
+        app_client):
+    client = app_client
     batch = _by_control(client, _body())
     assert set(batch) == {"sentiment", "recommend"}
 

@@ -75,23 +75,32 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
     a rare label among few labels the plain head hardly ever predicts it, while on a balanced set
     both are alike (docs/benchmarks.md). Both compete."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
-    suffix = "head-balanced" if balanced else "head"
     head_oof = head_out_of_fold(embeddings, gold, n_labels, balanced, folds)
-    head_alone, head_only_t = SINGLE.cross_fitted_temperature(head_oof, gold, folds)
     coef, intercept = train_head(embeddings, gold, n_labels, balanced)
+    return head_results("head-balanced" if balanced else "head", llm, head_oof, coef, intercept, folds,
+                        balanced=balanced)
+
+
+def head_results(name: str, llm: CandidateResult, head_oof: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
+                 folds: np.ndarray, **flags) -> list[CandidateResult]:
+    """A head's three candidates from its out-of-fold probabilities and its weights fitted on all
+    items (`flags`: how it was trained, HeadWeights.balanced or .robust, so that a refit trains it
+    the same way): alone, pooled with `llm` log-linearly, and mixed with it."""
+    gold, n_labels = llm.gold, llm.probs.shape[1]
+    head_alone, head_only_t = SINGLE.cross_fitted_temperature(head_oof, gold, folds)
     unseen_mass = unseen_label_mass(gold, n_labels)
 
     def recipe(w: float, t: float, pooling: str = "log", head_t: float = 1.0) -> ControlRecipe:
-        head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t, balanced=balanced,
+        head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t, **flags,
                            unseen_mass=unseen_mass, pooling=pooling, head_temperature=head_t)
         return ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head)
 
     pooled, w_all, temperature = _cross_fitted_pool(llm.probs, head_oof, gold, folds, pool)
     mixed, w_mix, t_mix = _cross_fitted_pool(llm.probs, head_alone, gold, folds, mix)
     return [
-        CandidateResult(suffix, recipe(0.0, head_only_t), head_alone, gold),
-        CandidateResult(f"{llm.name}+{suffix}", recipe(w_all, temperature), pooled, gold),
-        CandidateResult(f"{llm.name}+{suffix}-mix", recipe(w_mix, t_mix, "mix", head_only_t), mixed, gold),
+        CandidateResult(name, recipe(0.0, head_only_t), head_alone, gold),
+        CandidateResult(f"{llm.name}+{name}", recipe(w_all, temperature), pooled, gold),
+        CandidateResult(f"{llm.name}+{name}-mix", recipe(w_mix, t_mix, "mix", head_only_t), mixed, gold),
     ]
 
 

@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...labeling.head import HeadWeights, mix, pool, unseen_label_mass
-from ...labeling.recipe import ControlRecipe
+from ...labeling.head import unseen_label_mass
 from ..validation.control_kind import SINGLE
 from ..validation.crossval import CandidateResult, fold_ids
 from ..validation.label_errors import single_label_issues
 from .contract import ControlJob, Plan
-from .embedding_head import _cross_fitted_pool, head_out_of_fold, head_probs, train_head
+from .embedding_head import head_out_of_fold, head_probs, head_results, train_head
 
 SUSPECT_WEIGHT = 0.25  # a confident suspect's weight in the fit, a trusted label's being 1
 MIN_ITEMS = 30  # fewer: an inner fold of a handful of items says nothing about which label is wrong
@@ -89,23 +88,9 @@ def evaluate_robust_head(llm: CandidateResult, embeddings: np.ndarray, folds: np
     and as a mixture, each with its weight and temperature chosen on held-out folds."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
     head_oof, _ = robust_out_of_fold(embeddings, gold, n_labels, folds)
-    head_alone, head_only_t = SINGLE.cross_fitted_temperature(head_oof, gold, folds)
     weights = suspect_weights(embeddings, gold, n_labels, folds)  # found on all items: what ships
     coef, intercept = train_head(embeddings, gold, n_labels, weights=weights)
-    unseen_mass = unseen_label_mass(gold, n_labels)
-
-    def recipe(w: float, t: float, pooling: str = "log", head_t: float = 1.0) -> ControlRecipe:
-        head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), w, t, robust=True,
-                           unseen_mass=unseen_mass, pooling=pooling, head_temperature=head_t)
-        return ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head)
-
-    pooled, w_all, temperature = _cross_fitted_pool(llm.probs, head_oof, gold, folds, pool)
-    mixed, w_mix, t_mix = _cross_fitted_pool(llm.probs, head_alone, gold, folds, mix)
-    return [
-        CandidateResult(NAME, recipe(0.0, head_only_t), head_alone, gold),
-        CandidateResult(f"{llm.name}+{NAME}", recipe(w_all, temperature), pooled, gold),
-        CandidateResult(f"{llm.name}+{NAME}-mix", recipe(w_mix, t_mix, "mix", head_only_t), mixed, gold),
-    ]
+    return head_results(NAME, llm, head_oof, coef, intercept, folds, robust=True)
 
 
 class RobustHead:
