@@ -28,6 +28,10 @@ endpoint with the raw prompt (no chat template; OpenAI's chat-only models use ch
 
 Calibration (labeling/calibration.py) applies on top of either, as for the local engine.
 
+Entity spans: a server takes no guidance grammar, so `choose` picks each line of the mention list
+from an explicit option set (labeling/spans.py), forced with the kind's own mechanism; the list's
+end and the types are then scored like any answer, by their first word.
+
 Nothing touches the network at construction: the server is probed on first use (then cached),
 so a backend started before its LLM server answers 503 until the server is up, instead of
 failing for good.
@@ -50,7 +54,7 @@ from ..settings import Settings
 from .base import Branch, Capabilities
 from .next_token import allowed_logprobs, answer_key, vote_logprobs
 from .openai_client import make_client, named_errors
-from .openai_server import ENDPOINTS, Dialect, Reply, detect_kind, dialect_for, parse_answer
+from .openai_server import ENDPOINTS, Dialect, Reply, detect_kind, dialect_for, parse_answer, pick_option
 from .usage import Prices, UsageMeter
 
 log = logging.getLogger(__name__)
@@ -122,6 +126,26 @@ class OpenAICompatEngine:
         server = self.server()
         return self._request(server.dialect, server.model, prompt, max_tokens=max_tokens, temperature=0.0,
                              extra={"stop": ["\n"]}).text
+
+    def choose(self, prefix: str, item: str, options: Sequence[str], *, max_tokens: int) -> str | None:
+        """One of `options` after prefix + item, greedy, forced with the server kind's own mechanism
+        (GBNF `grammar`, vLLM `choice`, a json_schema `enum`: openai_server.py), or None when the
+        answer is none of them (a generic server is not constrained, its answer only validated).
+        `max_tokens` is what the longest option takes; a JSON answer gets room for its wrapping.
+        Which option is picked, not its log_prob (a grammar's is no probability), is the answer."""
+        server = self.server()
+        kept, constraint = server.dialect.option_constraint(options)
+        if not kept:
+            raise EngineError("there is no option to choose from")
+        if len(kept) < len(options):
+            log.warning("the LLM server's %s kind accepts %d of %d options; the first are kept",
+                        server.dialect.kind, len(kept), len(options))
+        reply = self._request(server.dialect, server.model, prefix + item,
+                              max_tokens=max_tokens + constraint.max_tokens, temperature=0.0, extra=constraint.kwargs)
+        chosen = pick_option(reply.text, constraint.answer_format, kept)
+        if chosen is None:
+            log.debug("the LLM server answered %r, none of %d options", reply.text[:60], len(kept))
+        return chosen
 
     def rationale(self, prefix: str, item: str, *, max_tokens: int, temperature: float = 0.0, seed: int = 0) -> str:
         """Free text after prefix + item up to a newline: reason-then-select's rationale (the

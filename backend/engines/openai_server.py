@@ -13,6 +13,11 @@ OpenAI, vLLM and Ollama as their docs state):
 | ollama   | owned_by "library"           | chat `response_format` json_schema enum     | none                 | 20    |
 | generic  | anything else (auto only)    | none: answers are validated, invalid ones dropped | none           | 5     |
 
+The same mechanisms pick one line of an explicit option set for entity spans
+(`Dialect.option_constraint`; labeling/spans.py builds the set): a GBNF alternation, a vLLM
+`choice`, a json_schema `enum` cut to OpenAI's limits; a kind without one stops at the line's end
+and its answer is only validated (`pick_option`).
+
 llama-cpp-python answers HTTP 500 to the OpenAI `json_schema` response format and its process dies
 on an invalid GBNF grammar, so each kind gets only what it accepts, and grammars are built only
 from escaped label/code text (`gbnf_choice`).
@@ -22,6 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -126,6 +132,26 @@ CONSTRAINTS: dict[tuple[str, str], Callable[[Sequence[str]], Constraint]] = {
 }
 
 
+# OpenAI's documented limits of the enums of a strict schema: at most 1000 values, and when there
+# are more than 250 at most 15,000 characters in all. Kinds without a limit: None.
+ENUM_LIMITS = (1000, 250, 15_000)
+OPTION_LIMITS = {_json_enum: ENUM_LIMITS}
+
+
+def fit_options(options: Sequence[str], limits: tuple[int, int, int] | None) -> tuple[str, ...]:
+    """The head of `options` that a mechanism with (most values, values beyond which the characters
+    count, most characters) limits accepts; all of them without limits."""
+    options = tuple(options)
+    if limits is None:
+        return options
+    most, many, chars = limits
+    kept = options[:most]
+    if len(kept) > many:
+        within = sum(1 for total in accumulate(map(len, kept)) if total <= chars)
+        kept = kept[: max(within, many)]
+    return kept
+
+
 def parse_answer(text: str, answer_format: str) -> str | None:
     """The answer a constrained (or not) generation gave, or None if it is unreadable."""
     if answer_format == "json":
@@ -135,6 +161,15 @@ def parse_answer(text: str, answer_format: str) -> str | None:
             return None
         return value if isinstance(value, str) else None
     return text
+
+
+def pick_option(text: str, answer_format: str, options: Sequence[str]) -> str | None:
+    """The option an answer is, compared with surrounding whitespace stripped (a stop sequence
+    drops the line's newline), spelled as in `options`; None if it is none of them."""
+    answer = parse_answer(text, answer_format)
+    if answer is None:
+        return None
+    return {o.strip(): o for o in reversed(options)}.get(answer.strip())
 
 
 # --- tokenizers ----------------------------------------------------------------------------------
@@ -169,6 +204,17 @@ class Dialect:
 
     def constraint(self, choices: Sequence[str]) -> Constraint:
         return CONSTRAINTS.get((self.kind, self.endpoint), _unconstrained)(choices)
+
+    def option_constraint(self, options: Sequence[str]) -> tuple[tuple[str, ...], Constraint]:
+        """One answer from an explicit, finite option set (a line of a span list): the options cut
+        to what the kind's mechanism accepts (the head of the list is kept, so put what matters
+        first) and the constraint that forces one of them. A kind without a mechanism (generic,
+        OpenAI's completions) is asked to stop at the line's end; its answer is only validated."""
+        build = CONSTRAINTS.get((self.kind, self.endpoint))
+        if build is None:
+            return tuple(options), Constraint({"stop": ["\n"]})
+        kept = fit_options(options, OPTION_LIMITS.get(build))
+        return kept, build(kept)
 
     def answers(self, continuations: Sequence[str]) -> tuple[str, ...]:
         """The allowed answers as this endpoint writes them: a completions model continues the

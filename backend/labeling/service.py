@@ -28,7 +28,7 @@ from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, RenderedPrompt, cle
 from .reasoning import clean_rationale, pool_samples
 from .recipe import ControlRecipe
 from .scoring import fit_text, label_logits, uses_codes
-from .spans import SpanPrompt, extract_spans, propose_occurrences, span_region
+from .spans import SpanPrompt, extract_spans, propose_occurrences, span_region, span_support
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -329,10 +329,9 @@ class LabelingService:
         span_regions: list[list[dict]] = [[] for _ in items]
         span_scores: list[list[float]] = [[] for _ in items]
         for control in label_task.span_controls:
-            if not callable(getattr(self.engine, "constrained", None)):
+            if unsupported := span_support(self.engine, control):
                 for w in warnings:
-                    w.append(f"control {control.name!r} (Labels) skipped: the engine {self.engine.model_id!r} "
-                             "cannot write under a grammar")
+                    w.append(f"control {control.name!r} (Labels) skipped: {unsupported}")
                 continue
             prompt = version.span_prompt(control.name)
             raws = [item.raw[control.field] for item in items]

@@ -2,12 +2,14 @@
 
 Two steps, each where it is strong. The engine writes the mentions one line at a time, under a
 guidance grammar that admits only a run of whole words of the text or the end of the list, so
-every mention is real text. Then each distinct mention is scored like a single choice among the
-control's labels and "none", with the engine's own log-likelihoods (a grammar's `log_prob` is not
-a probability): the span gets the most probable label and that label's probability as its score,
-and a mention whose "none" outweighs every label is dropped. Every whole-word occurrence of a kept
-mention in the task's own text is marked (offsets into the text as Label Studio stores it);
-where two spans overlap the more probable one is kept.
+every mention is real text (a model server, which takes no guidance grammar, picks each line from
+the explicit set of such lines instead, `line_options`, forced with its own mechanism). Then each
+distinct mention is scored like a single choice among the control's labels and "none", with the
+engine's own log-likelihoods (a grammar's `log_prob` is not a probability; a server scores each
+answer by its first word, `scored_answers`): the span gets the most probable label and that
+label's probability as its score, and a mention whose "none" outweighs every label is dropped.
+Every whole-word occurrence of a kept mention in the task's own text is marked (offsets into the
+text as Label Studio stores it); where two spans overlap the more probable one is kept.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ..engines.base import Branch
-from ..errors import EngineError
+from ..errors import EngineError, UpstreamError
 from .label_config import SpanControl
 from .prompt import clean_text, clip_demo, shown_labels
 from .scoring import CONTEXT_MARGIN_TOKENS
@@ -27,6 +29,7 @@ NONE = "none"
 MAX_MENTIONS = 8  # lines of the list the model may write per text
 MENTION_TOKENS = 24  # tokens one line may take ("- " + the mention + newline)
 LIST_END = "Types:"  # the line that closes the list and opens the typing step
+MAX_RUN_WORDS = 6  # on a model server a listed line is a run of 1..this many whole words of the text
 
 
 @dataclass(frozen=True)
@@ -128,22 +131,92 @@ def list_grammar(shown: str) -> str:
     return select(["- " + substring(shown) + "\n", LIST_END]).ll_grammar()
 
 
+def line_options(shown: str, max_words: int = MAX_RUN_WORDS) -> tuple[str, ...]:
+    """Every line the list may go on with, as an explicit set for an engine that picks one (a
+    model server): the list's end first, then "- " + each run of 1..`max_words` whole words of the
+    text (from a word's start to a word's end, what lies between included) + "\n", each once,
+    shorter runs first (a server that takes fewer options keeps the head). At most
+    `max_words`·n + 1 lines for n words."""
+    words = [(m.start(), m.end()) for m in re.finditer(r"\w+", shown)]
+    runs = dict.fromkeys(shown[words[i][0]: words[i + n - 1][1]]
+                         for n in range(1, max_words + 1) for i in range(len(words) - n + 1))
+    return (LIST_END, *(f"- {run}\n" for run in runs))
+
+
+def _line_writer(engine, shown: str):
+    """(prefix, item) → the next line of the list: under the guidance grammar where the engine
+    generates under one (the embedded model), else the engine's pick from `line_options` (the list
+    ends when a server's answer is none of them)."""
+    if callable(getattr(engine, "constrained", None)):
+        grammar = list_grammar(shown)
+        return lambda prefix, item: engine.constrained(prefix, item, grammar, max_tokens=MENTION_TOKENS)
+    options = line_options(shown)
+    return lambda prefix, item: engine.choose(prefix, item, options, max_tokens=MENTION_TOKENS) or LIST_END
+
+
+def scored_answers(engine, continuations: Sequence[str]) -> tuple[str, ...]:
+    """The continuations as `engine` can score them. Whole, on an engine that scores sequences. On
+    a next-token-only engine (a model server) each is cut to its first word (" creative-work" →
+    " creative", "Types:" → "Types"), whose probability as the next token stands for the whole
+    answer's; the cut answers must then be distinct and, where the server's tokenizer is exact,
+    single tokens (EngineError otherwise)."""
+    if not engine.capabilities.next_token_only:
+        return tuple(continuations)
+    firsts = []
+    for c in continuations:
+        m = re.match(r"\s*(\w+|\S)", c)
+        firsts.append(c[: m.end()] if m else c)
+    if len({f.strip() for f in firsts}) != len(firsts):
+        raise EngineError(f"the answers {list(continuations)} do not start with distinct words, which a model "
+                          "server must score them by", field="label_config")
+    if engine.capabilities.exact_token_counts:
+        multi = [f for f in firsts if engine.count_tokens(f) != 1]
+        if multi:
+            raise EngineError(f"the answers {list(continuations)} do not start with one token each ({multi} do not), "
+                              "which a model server must score them by", field="label_config")
+    return tuple(firsts)
+
+
+def _typing_continuations(control: SpanControl) -> tuple[str, ...]:
+    words = shown_labels(control.labels)
+    return tuple(f" {words[label]}" for label in control.labels) + (f" {null_word(control)}",)
+
+
+def span_support(engine, control: SpanControl) -> str | None:
+    """Why `engine` cannot predict `control`'s spans, or None when it can: it generates under a
+    grammar (the embedded model), or picks a line from a set (a model server) and can score the
+    list's end and the control's types (`scored_answers`). An unreachable server still raises."""
+    if callable(getattr(engine, "constrained", None)):
+        return None
+    if not callable(getattr(engine, "choose", None)):
+        return f"the engine {engine.model_id!r} cannot write under a grammar nor pick a line from a set"
+    try:
+        scored_answers(engine, ("-", LIST_END))
+        scored_answers(engine, _typing_continuations(control))
+    except UpstreamError:
+        raise
+    except EngineError as exc:
+        return f"on the engine {engine.model_id!r} {exc.message}"
+    return None
+
+
 def write_mentions(engine, prefix: str, shown: str, demos: str = "") -> list[tuple[str, float]]:
     """The mentions the model lists for one text (distinct, in the order written), each with the
     probability the model gave to writing one more line rather than ending the list there;
     `demos` are this text's own demonstrations, rendered, which go before it in the item."""
-    grammar = list_grammar(shown)
+    write = _line_writer(engine, shown)
+    list_branch = Branch("", scored_answers(engine, ("-", LIST_END)))
     head = f"{demos}Text: {shown}\nNames:\n"
     mentions: list[tuple[str, float]] = []
     for _ in range(MAX_MENTIONS):
         item = head + "".join(f"- {m}\n" for m, _ in mentions)
-        line = engine.constrained(prefix, item, grammar, max_tokens=MENTION_TOKENS)
+        line = write(prefix, item)
         if not line.startswith("- "):
             break  # the list's end, or nothing the grammar allows
         mention = line[2:].strip()
         if not mention or mention in {m for m, _ in mentions}:
             break  # a model that repeats itself has nothing more to list
-        more, end = engine.score(prefix, item, [Branch("", ("-", LIST_END))])[0]
+        more, end = engine.score(prefix, item, [list_branch])[0]
         mentions.append((mention, float(1.0 / (1.0 + np.exp(end - more)))))
     return mentions
 
@@ -159,8 +232,7 @@ def type_mentions(engine, control: SpanControl, prefix: str, shown: str, mention
     """P(label) for each mention, over the control's labels and "none" (rows sum to 1)."""
     if not mentions:
         return np.zeros((0, len(control.labels) + 1))
-    words = shown_labels(control.labels)
-    continuations = tuple(f" {words[label]}" for label in control.labels) + (f" {null_word(control)}",)
+    continuations = scored_answers(engine, _typing_continuations(control))
     item = f"{demos}Text: {shown}\nNames:\n" + "".join(f"- {m}\n" for m in mentions) + f"{LIST_END}\n"
     logliks = engine.score(prefix, item, [Branch(f"{m}:", continuations) for m in mentions])
     rows = np.stack([np.asarray(x, dtype=np.float64) for x in logliks])

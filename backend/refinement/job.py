@@ -12,6 +12,7 @@ from ..errors import LabelStudioUnavailable
 from ..labeling.label_config import ChoiceControl, parse_label_config
 from ..labeling.model_version import ModelVersion
 from ..labeling.service import LabelingService
+from ..labeling.spans import span_support
 from ..labelstudio.reconcile import reconcile
 from ..settings import Settings
 from ..store.ground_truth import GoldItem, GroundTruthStore
@@ -197,8 +198,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         usable = usable_span_gold(control, gold, settings.refine_max_eval_items)
         if len(usable) < MIN_ITEMS:
             decisions[control.name] = {"skipped": f"{len(usable)} annotated texts; need {MIN_ITEMS}"}
-        elif not callable(getattr(service.engine, "constrained", None)):
-            decisions[control.name] = {"skipped": f"the engine {service.engine.model_id!r} cannot write under a grammar"}
+        elif unsupported := span_support(service.engine, control):
+            decisions[control.name] = {"skipped": unsupported}
         else:
             span_work.append((control, usable))
     seen = set(current.trained_on)
