@@ -279,7 +279,7 @@ class ControlSearch:
     def first_stage(self) -> ControlDecision:
         """The cheap plans alone, decided against the current version."""
         run_plans([p for p in self.plans if p.cheap], self.job.deadline, self.job.results, self.job.skipped)
-        self.first = self._decide(self.job.results, refit=False)
+        self.first = self._decide(refit=False)
         return self.first
 
     def second_stage(self, deadline: float | None = None) -> ControlDecision:
@@ -299,8 +299,8 @@ class ControlSearch:
             if plan.after is not None:
                 plan.after()
         if not self.first.accepted:
-            return self._decide(job.results, refit=True)
-        cur, everything = self._judged(job.results)
+            return self._decide(refit=True)
+        cur, everything, ready = self._judged()
         cheap = [r for r in everything if r.name in seen]
         later = [r for r in everything if r.name not in seen]
         select_paying(cur, cheap, self.alpha)  # their metrics against the current version, as judged now
@@ -315,26 +315,28 @@ class ControlSearch:
                  self.control.name, best.name, best.metrics, bar.name, bar.metrics, accepted)
         return ControlDecision(self.control.name, len(cur.gold), cur, best, True, b, c, p,
                                [{"name": r.name, **r.metrics} for r in [cur, *everything]], list(job.skipped),
-                               everything, None, self.used, *suspects(self._ready(job.results), job.kind.multiple))
+                               everything, None, self.used, *suspects(ready, job.kind.multiple))
 
     def _ready(self, results: list[CandidateResult]) -> list[CandidateResult]:
         """Multiple choice: each candidate with the threshold it would ship (CandidateResult.with_threshold)."""
         return [r.with_threshold(self.fold) for r in results] if self.job.kind.multiple else list(results)
 
-    def _judged(self, results: list[CandidateResult]) -> tuple[CandidateResult, list[CandidateResult]]:
-        """The current version and `results`, ready, on the items the job judges (judge_mask)."""
+    def _judged(self) -> tuple[CandidateResult, list[CandidateResult], list[CandidateResult]]:
+        """The current version and every result so far, ready, on the items the job judges
+        (judge_mask); and the ready results on all items (the label-error ranking's). Readying
+        fits a multiple-choice candidate's thresholds by cross-validation: once per decision."""
         job, mask = self.job, self.job.judge_mask
-        results = self._ready(results)
+        ready = self._ready(job.results)
         if mask is None or mask.sum() < 2 or mask.all():
-            return job.judged_current, results
-        return job.judged_current.subset(mask), [r.subset(mask) for r in results]
+            return job.judged_current, ready, ready
+        return job.judged_current.subset(mask), [r.subset(mask) for r in ready], ready
 
-    def _decide(self, results: list[CandidateResult], *, refit: bool) -> ControlDecision:
-        """`results` against the current version on the items the job judges; with `refit`, the
-        current recipe refit on all items when none is accepted; the label-error ranking from
-        every result so far."""
+    def _decide(self, *, refit: bool) -> ControlDecision:
+        """Every result so far against the current version on the items the job judges; with
+        `refit`, the current recipe refit on all items when none is accepted; the label-error
+        ranking from every result so far."""
         job = self.job
-        cur, judged = self._judged(results)
+        cur, judged, ready = self._judged()
         best, b, c, p, accepted = select_paying(cur, judged, self.alpha)
         log.info("%s-choice control %s: best %s %s vs current %s, p=%.4f, accepted=%s", job.kind.name,
                  self.control.name, best.name, best.metrics, cur.metrics, p, accepted)
@@ -347,7 +349,7 @@ class ControlSearch:
                 no_worse(fitted, cur, self.alpha)
         return ControlDecision(self.control.name, len(cur.gold), cur, best, accepted, b, c, p,
                                [{"name": r.name, **r.metrics} for r in [cur, *judged]], list(job.skipped), judged,
-                               fitted, self.used, *suspects(self._ready(job.results), job.kind.multiple))
+                               fitted, self.used, *suspects(ready, job.kind.multiple))
 
 
 def optimize_control(service: LabelingService, control: ChoiceControl, texts: list[str], gold: np.ndarray,
