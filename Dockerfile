@@ -45,4 +45,4 @@ EXPOSE 9090
 
 # The web's check (it polls the web port): docker-compose.yml disables it for the worker, which serves none.
 HEALTHCHECK --interval=30s --timeout=2s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=1)"
-CMD ["sh", "-c", "exec gunicorn --bind ${HOST}:${PORT} --workers ${WEB_WORKERS:-1} --threads ${WEB_THREADS:-4} --worker-class gthread --timeout 180 --no-control-socket --access-logfile - --logger-class backend.api.access_log.RedactingLogger --config python:backend.supervisor backend.wsgi:app"]
+CMD ["sh", "-c", "exec gunicorn --bind ${HOST}:${PORT} --workers ${WEB_WORKERS:-${WORKERS:-1}} --threads ${WEB_THREADS:-${THREADS:-4}} --worker-class gthread --timeout 180 --no-control-socket --access-logfile - --logger-class backend.api.access_log.RedactingLogger --config python:backend.supervisor backend.wsgi:app"]

@@ -2,6 +2,8 @@
 validates with docker compose; the image runs gunicorn as `serve` does. Supply chain: base images are
 pinned by digest, the worker does not inherit the web's healthcheck, and the locked requirements hash
 every package and pin every top-level requirement of their .in file (docs/development.md)."""
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -54,6 +56,21 @@ def test_the_image_runs_gunicorn_with_the_redacting_logger_as_serve_does():
     logger = command[command.index("--logger-class") + 1]
     cmd_line = next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
     assert f"--logger-class {logger} " in cmd_line
+
+
+def test_the_image_command_takes_the_worker_and_thread_aliases_as_settings_do():
+    cmd_line = next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
+    script = json.loads(cmd_line[len("CMD "):])[-1].replace("exec gunicorn", "echo", 1)
+
+    def expanded(**env) -> list[str]:
+        out = subprocess.run(["sh", "-c", script], env={"PATH": os.environ["PATH"], "HOST": "0.0.0.0", "PORT": "9090",
+                                                          **env}, capture_output=True, text=True, check=True)
+        words = out.stdout.split()
+        return [words[words.index("--workers") + 1], words[words.index("--threads") + 1]]
+
+    assert expanded() == ["1", "4"]
+    assert expanded(WORKERS="3", THREADS="2") == ["3", "2"]
+    assert expanded(WEB_WORKERS="2", WORKERS="3", WEB_THREADS="8", THREADS="2") == ["2", "8"]
 
 
 def test_compose_has_web_worker_and_append_only_redis():
