@@ -19,6 +19,11 @@ probability ~0 and, pooled, veto the LLM on it. With many labels (intents) most 
 first; the head then gives the labels it never saw the Good–Turing missing mass (share of items
 whose label occurs once) split evenly (`unseen_mass`), at most what a uniform guess gives them.
 
+Or stacked (`llm_scale` > 0): the LLM's calibrated log-probabilities, centred over the labels and
+times `llm_scale`, enter the logistic regression as features beside the embedding, and the head's
+distribution is served alone. Pooling gives the LLM one weight for every label; stacking learns how
+far to trust it label by label, and where its answers carry what the embedding misses.
+
 For a multi-choice control the head is one-vs-rest (`one_vs_rest`): one binary logistic regression
 per label, pooled with the LLM label by label on the yes/no logit,
 logit = w · logit(P_llm) + (1 − w) · logit(P_head), which is the same log-linear pooling applied
@@ -80,14 +85,22 @@ class HeadWeights:
     unseen_mass: float = 0.0  # share of the head's distribution for the labels it never saw
     pooling: str = "log"  # "log": P_llm^w · P_head^(1-w); "mix": w · P_llm + (1-w) · P_head (single choice)
     head_temperature: float = 1.0  # the head's own temperature before a "mix" pool
+    llm_scale: float = 0.0  # > 0: stacked, the LLM's centred log-probabilities are features times this
 
-    def head_logits(self, embeddings: np.ndarray) -> np.ndarray:
-        return embeddings @ np.asarray(self.coef).T + np.asarray(self.intercept)
+    @property
+    def reads_llm(self) -> bool:
+        """Whether the LLM's answer enters what is served: else no LLM pass is needed."""
+        return self.weight_llm > 0.0 or self.llm_scale > 0.0
 
-    def head_probs(self, embeddings: np.ndarray) -> np.ndarray:
-        return with_unseen_mass(softmax(self.head_logits(embeddings)), self.intercept, self.unseen_mass)
+    def head_logits(self, features: np.ndarray) -> np.ndarray:
+        return features @ np.asarray(self.coef).T + np.asarray(self.intercept)
+
+    def head_probs(self, features: np.ndarray) -> np.ndarray:
+        return with_unseen_mass(softmax(self.head_logits(features)), self.intercept, self.unseen_mass)
 
     def combine(self, llm_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        if self.llm_scale > 0.0:
+            return temper(self.head_probs(stacked_features(embeddings, llm_probs, self.llm_scale)), self.temperature)
         if self.one_vs_rest:
             pooled = pool_yes_no(llm_probs, sigmoid(self.head_logits(embeddings)), self.weight_llm)
             return sigmoid(logit(pooled) / self.temperature)
@@ -104,6 +117,7 @@ class HeadWeights:
             **({"robust": True} if self.robust else {}),
             **({"unseen_mass": round(self.unseen_mass, 6)} if self.unseen_mass else {}),
             **({"pooling": self.pooling, "head_temperature": self.head_temperature} if self.pooling != "log" else {}),
+            **({"llm_scale": self.llm_scale} if self.llm_scale else {}),
             "embedder": self.embedder,
             "weight_llm": self.weight_llm,
             "temperature": self.temperature,
@@ -127,7 +141,16 @@ class HeadWeights:
             unseen_mass=float(data.get("unseen_mass", 0.0)),
             pooling=str(data.get("pooling", "log")),
             head_temperature=float(data.get("head_temperature", 1.0)),
+            llm_scale=float(data.get("llm_scale", 0.0)),
         )
+
+
+def stacked_features(embeddings: np.ndarray, llm_probs: np.ndarray, scale: float) -> np.ndarray:
+    """The embedding with the LLM's log-probabilities beside it, centred over the labels (only
+    their differences carry the answer) and times `scale` (how loud they are against the
+    unit-length embedding under the same regularisation)."""
+    log_p = np.log(np.clip(np.asarray(llm_probs, dtype=np.float64), 1e-9, 1.0))
+    return np.hstack([np.asarray(embeddings), scale * (log_p - log_p.mean(axis=1, keepdims=True))])
 
 
 def unseen_label_mass(gold: np.ndarray, n_labels: int) -> float:

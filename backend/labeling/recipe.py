@@ -33,7 +33,7 @@ class ControlRecipe:
         head still sees the text only (its embeddings were trained on texts alone), pooled with
         the LLM's answer that sees the evidence; a head that answers alone runs no LLM pass, so
         it gets no evidence at all."""
-        if not evidence or (self.head is not None and self.head.weight_llm == 0.0):
+        if not evidence or (self.head is not None and not self.head.reads_llm):
             return self
         return replace(self, prompt=replace(self.prompt, evidence=evidence))
 

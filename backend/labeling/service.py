@@ -258,7 +258,7 @@ class LabelingService:
         A recipe without a calibrator gets content-free calibration of its prompt; one with a head
         pools the LLM's distribution with the head's. A head pooled with LLM weight 0 (the head
         alone won) runs no LLM pass: its answer would not count."""
-        if recipe.head is not None and recipe.head.weight_llm == 0.0:
+        if recipe.head is not None and not recipe.head.reads_llm:
             return self._predict_head_alone(control, recipe, texts)
         calibrator = self.calibrated(control, recipe)
         use_head = recipe.head is not None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...labeling.calibration import softmax
-from ...labeling.head import ABSENT_INTERCEPT, HeadWeights, mix, pool, unseen_label_mass, with_unseen_mass
+from ...labeling.head import (ABSENT_INTERCEPT, HeadWeights, mix, pool, stacked_features, unseen_label_mass,
+                              with_unseen_mass)
 from ...labeling.recipe import ControlRecipe
 from ..validation.control_kind import SINGLE, ControlKind, fitted_temperature
 from ..validation.crossval import CandidateResult
@@ -13,6 +14,7 @@ from .contract import ControlJob, Plan
 
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the LLM in the pooled distribution
 REGULARISATION_C = 10.0  # inverse L2 strength for unit-length sentence embeddings
+STACK_SCALES = (0.3, 1.0, 3.0)  # how loud the LLM's log-probabilities are beside the embedding (stacked head)
 
 
 def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int,
@@ -77,8 +79,39 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
     gold, n_labels = llm.gold, llm.probs.shape[1]
     head_oof = head_out_of_fold(embeddings, gold, n_labels, balanced, folds)
     coef, intercept = train_head(embeddings, gold, n_labels, balanced)
-    return head_results("head-balanced" if balanced else "head", llm, head_oof, coef, intercept, folds,
-                        balanced=balanced)
+    name = "head-balanced" if balanced else "head"
+    return [*head_results(name, llm, head_oof, coef, intercept, folds, balanced=balanced),
+            evaluate_stacked(name, llm, embeddings, folds, balanced)]
+
+
+def evaluate_stacked(name: str, llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray,
+                     balanced: bool) -> CandidateResult:
+    """The head trained on the embedding and `llm`'s log-probabilities together (labeling.head,
+    stacked), served alone. The features' scale is chosen like a pooling weight: on the other
+    folds for each fold's out-of-fold probabilities, on all items for the head that ships."""
+    gold, n_labels = llm.gold, llm.probs.shape[1]
+    oof = {}
+    for scale in STACK_SCALES:
+        oof[scale] = np.zeros((len(gold), n_labels))
+        for f in np.unique(folds):
+            test = folds == f
+            coef, intercept = train_head(stacked_features(embeddings[~test], llm.probs[~test], scale), gold[~test],
+                                         n_labels, balanced)
+            oof[scale][test] = head_probs(coef, intercept, stacked_features(embeddings[test], llm.probs[test], scale),
+                                          unseen_label_mass(gold[~test], n_labels))
+    raw = np.zeros((len(gold), n_labels))
+    for f in np.unique(folds):
+        test = folds == f
+        chosen = max(STACK_SCALES, key=lambda s: SINGLE.pool_score(gold[~test], oof[s][~test]))
+        raw[test] = oof[chosen][test]
+    probs, _ = SINGLE.cross_fitted_temperature(raw, gold, folds)
+    scale = max(STACK_SCALES, key=lambda s: SINGLE.pool_score(gold, oof[s]))
+    coef, intercept = train_head(stacked_features(embeddings, llm.probs, scale), gold, n_labels, balanced)
+    head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), 0.0,
+                       fitted_temperature(oof[scale], gold), balanced=balanced,
+                       unseen_mass=unseen_label_mass(gold, n_labels), llm_scale=scale)
+    return CandidateResult(f"{llm.name}+{name}-stacked", ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head),
+                           probs, gold)
 
 
 def head_results(name: str, llm: CandidateResult, head_oof: np.ndarray, coef: np.ndarray, intercept: np.ndarray,

@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from ...labeling.calibration import Calibrator
-from ...labeling.head import HeadWeights, unseen_label_mass
+from ...labeling.head import HeadWeights, stacked_features, unseen_label_mass
 from ...labeling.prompt import clip_demo
 from ...labeling.recipe import ControlRecipe
 from ..candidates.embedding_head import fit_head_temperature, train_head
@@ -59,7 +59,8 @@ def cross_fit_current(current: CandidateResult, served: Calibrator, logits: np.n
         calibrator = refit_calibration(logits[train], gold[train]) if refit_calibration else served
         llm = calibrator.apply(logits[test], kind.multiple)
         if recipe.head is not None:
-            llm = _refit_head(recipe.head, embeddings[train], gold[train], kind).combine(llm, embeddings[test])
+            llm_train = calibrator.apply(logits[train], kind.multiple) if recipe.head.llm_scale else None
+            llm = _refit_head(recipe.head, embeddings[train], gold[train], kind, llm_train).combine(llm, embeddings[test])
         probs[test] = llm
         judge |= test
     refit = current.like(current.name, recipe, probs)
@@ -91,7 +92,8 @@ def refreshed_current(current: CandidateResult, served: Calibrator, logits: np.n
     head, temperature = None, 1.0
     if recipe.head is not None:
         probs[judged], temperature = kind.cross_fitted_temperature(refit.probs[judged], gold[judged], folds[judged])
-        head = replace(_refit_head(untempered.head, embeddings, gold, kind), temperature=temperature)
+        llm = (calibrator or served).apply(logits, kind.multiple) if recipe.head.llm_scale else None
+        head = replace(_refit_head(untempered.head, embeddings, gold, kind, llm), temperature=temperature)
     refreshed = current.like(name, replace(recipe, calibrator=calibrator, head=head), probs)
     return refreshed.with_threshold(folds) if kind.multiple else refreshed
 
@@ -106,8 +108,12 @@ def _untempered_head(head, embeddings: np.ndarray, gold: np.ndarray, folds: np.n
     return replace(head, temperature=1.0, head_temperature=head_t)
 
 
-def _refit_head(head: HeadWeights, embeddings: np.ndarray, gold: np.ndarray, kind: ControlKind) -> HeadWeights:
-    """The current head's logistic regression refit on these items; pooling weight and temperatures kept."""
+def _refit_head(head: HeadWeights, embeddings: np.ndarray, gold: np.ndarray, kind: ControlKind,
+                llm: np.ndarray | None = None) -> HeadWeights:
+    """The current head's logistic regression refit on these items; pooling weight and temperatures
+    kept. A stacked head reads `llm`, the LLM's calibrated probabilities of the same items, too."""
+    if head.llm_scale:
+        embeddings = stacked_features(embeddings, llm, head.llm_scale)
     unseen_mass = 0.0
     if kind.multiple:
         coef, intercept = train_one_vs_rest(embeddings, gold)

@@ -27,7 +27,7 @@ def test_pooled_head_is_not_worse_than_the_better_part_on_held_out_data():
     llm_probs = np.exp(llm_logits) / np.exp(llm_logits).sum(1, keepdims=True)
     emb = np.stack([(gold == 2) * 1.0, (gold != 2) * 1.0], axis=1) + rng.normal(0, 0.35, (n, 2))
     llm = CandidateResult("llm", ControlRecipe(), llm_probs, gold)
-    head, pooled, mixed = evaluate_head(llm, emb, fold_ids(n, 5))
+    head, pooled, mixed, _ = evaluate_head(llm, emb, fold_ids(n, 5))
     assert pooled.metrics["macro_f1"] >= max(head.metrics["macro_f1"], llm.metrics["macro_f1"])
     assert pooled.metrics["macro_f1"] > 0.9
     assert 0 < pooled.recipe.head.weight_llm < 1
@@ -44,10 +44,34 @@ def test_a_balanced_head_finds_a_rare_label_the_plain_one_drowns():
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     llm = CandidateResult("llm", ControlRecipe(), np.full((30, 2), 0.5), gold)
     plain = evaluate_head(llm, emb, fold_ids(30, 5))[0]
-    balanced, pooled, mixed = evaluate_head(llm, emb, fold_ids(30, 5), balanced=True)
-    assert (balanced.name, pooled.name, mixed.name) == ("head-balanced", "llm+head-balanced", "llm+head-balanced-mix")
+    balanced, pooled, mixed, stacked = evaluate_head(llm, emb, fold_ids(30, 5), balanced=True)
+    assert (balanced.name, pooled.name, mixed.name, stacked.name) == (
+        "head-balanced", "llm+head-balanced", "llm+head-balanced-mix", "llm+head-balanced-stacked")
     assert balanced.probs.argmax(1).sum() > plain.probs.argmax(1).sum()  # it does say "rare"
     assert balanced.metrics["macro_f1"] > plain.metrics["macro_f1"]
     assert balanced.recipe.head.balanced and not plain.recipe.head.balanced
     again = ControlRecipe.from_dict(balanced.recipe.to_dict())  # stored with the version, refit the same way
     assert again.head.balanced and again.to_dict() == balanced.recipe.to_dict()
+
+
+def test_a_stacked_head_trusts_the_llm_on_the_label_it_knows_and_the_embedding_on_the_others():
+    """The LLM tells label 0 from the rest and is noise between 1 and 2; the embedding tells 1 from
+    2 and is noise on 0. One pooling weight for every label cannot use both; stacking can."""
+    rng = np.random.default_rng(11)
+    n = 300
+    gold = rng.integers(0, 3, n)
+    llm_logits = np.stack([(gold == 0) * 3.0, np.zeros(n), np.zeros(n)], axis=1) + rng.normal(0, 0.7, (n, 3))
+    llm_probs = np.exp(llm_logits) / np.exp(llm_logits).sum(1, keepdims=True)
+    emb = np.stack([(gold == 1) * 1.0, (gold == 2) * 1.0], axis=1) * (gold != 0)[:, None] + rng.normal(0, 0.3, (n, 2))
+    llm = CandidateResult("llm", ControlRecipe(), llm_probs, gold)
+    head, pooled, mixed, stacked = evaluate_head(llm, emb, fold_ids(n, 5))
+    assert stacked.name == "llm+head-stacked"
+    assert stacked.metrics["macro_f1"] > max(r.metrics["macro_f1"] for r in (llm, head, pooled, mixed))
+    served = stacked.recipe.head
+    assert served.llm_scale > 0 and served.weight_llm == 0.0 and served.reads_llm  # the LLM pass still runs
+    again = ControlRecipe.from_dict(stacked.recipe.to_dict())
+    assert again.head.llm_scale == served.llm_scale and again.to_dict() == stacked.recipe.to_dict()
+    probs = again.head.combine(llm_probs, emb)  # as the service serves it: the LLM's probabilities and the text's embedding
+    assert np.allclose(probs.sum(1), 1.0) and (probs.argmax(1) == gold).mean() > 0.9
+    flat = again.head.combine(np.full((n, 3), 1 / 3), emb)  # without the LLM's answer label 0 is lost
+    assert (flat.argmax(1) == gold)[gold == 0].mean() < (probs.argmax(1) == gold)[gold == 0].mean()

@@ -261,3 +261,32 @@ def test_a_refreshed_mixture_head_gets_the_temperature_its_items_call_for_now():
     log_linear = replace(recipe, head=replace(head, pooling="log", head_temperature=1.0))
     current = replace(current, recipe=log_linear)
     assert refreshed_current(current, calibrator, logits, emb, texts, folds).recipe.head.head_temperature == 1.0
+
+
+def test_a_stacked_head_is_cross_fitted_and_refreshed_with_the_llm_features_it_reads():
+    """Its head reads the LLM's calibrated probabilities: a refit must give it them, of the
+    training items, or the features would not match the weights."""
+    from backend.labeling.head import stacked_features
+    from backend.refinement.selection.current_refit import refreshed_current
+
+    rng = np.random.default_rng(4)
+    n = 150
+    gold = rng.integers(0, 2, n)
+    logits = np.stack([(gold == 0) * 2.0, (gold == 1) * 2.0], axis=1) + rng.normal(0, 1.0, (n, 2))
+    emb = rng.normal(size=(n, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    texts = [f"text {i}" for i in range(n)]
+    calibrator = fit_calibrator(logits, gold)
+    seen = np.arange(n) < 100
+    coef, intercept = train_head(stacked_features(emb[seen], calibrator.apply(logits[seen], False), 1.0), gold[seen], 2)
+    head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), 0.0, llm_scale=1.0)
+    recipe = ControlRecipe(PromptVersion(name="v1"), calibrator, head)
+    current = CandidateResult("current", recipe, _served(recipe, logits, emb), gold)
+    assert (current.probs.argmax(1) == gold).mean() > 0.75  # the LLM's answer carries it
+
+    folds = fold_ids(n, 5)
+    refit, judge = cross_fit_current(current, calibrator, logits, emb, texts, seen, folds)
+    assert judge.all() and (refit.probs[seen].argmax(1) == gold[seen]).mean() > 0.75
+    refreshed = refreshed_current(current, calibrator, logits, emb, texts, folds)
+    assert refreshed.recipe.head.llm_scale == 1.0 and len(refreshed.recipe.head.coef[0]) == 16 + 2
+    assert (_served(refreshed.recipe, logits, emb).argmax(1) == gold).mean() > 0.75
