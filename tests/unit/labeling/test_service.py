@@ -149,6 +149,12 @@ def test_a_version_whose_head_alone_answers_runs_no_llm_pass():
     pooled = ModelVersion("v3", controls={control.name: ControlRecipe(head=HeadWeights(coef, (0.0,) * 3, weight_llm=0.5))})
     service.predict(items, label_task, pooled)
     assert engine.calls  # a head pooled with the LLM still needs its answer
+    engine.calls.clear()
+    wide = tuple(row + (0.0,) * len(control.labels) for row in coef)  # the LLM's log-probabilities as features too
+    stacked = ModelVersion("v4", controls={control.name: ControlRecipe(
+        head=HeadWeights(wide, (0.0,) * 3, weight_llm=0.0, llm_scale=1.0))})
+    (region,) = service.predict(items[:1], label_task, stacked)[0]["result"]
+    assert engine.calls and region.get("probability_source") != "embedding head"  # weight 0, yet it reads the LLM
 
 
 MOOD_AND_TONE = ('<View><Text name="text" value="$text"/><TextArea name="prompt" toName="text"/>'
