@@ -310,6 +310,88 @@ def head_bench(dataset: str, test_path: str, budgets: str, limit_test: int, seed
         print_json(report)
 
 
+@click.command(name="feature-bench")
+@click.option("--dataset", "datasets", multiple=True, type=DATASET,
+              help="Train JSONL (test.jsonl beside it); repeat for more sets. Default: --sets under SHARED_DIR.")
+@click.option("--sets", default=",".join(("sentence_polarity", "product_reviews", "sms_spam", "subjectivity",
+                                          "clinc150")), show_default=True,
+              help="Without --dataset: these sets of SHARED_DIR/datasets.")
+@click.option("--labels", "budgets", default="25,50,200", show_default=True, help="Label budgets: first N train items.")
+@click.option("--limit-test", type=int, default=300, show_default=True, help="First N test items.")
+@click.option("--weights", default="0.5,1,2", show_default=True, help="Scales of the Gemma block in the concat.")
+@click.option("--cs", default="1,10,100", show_default=True, help="Logistic regression C grid.")
+@click.option("--n-ctx", type=int, default=512, show_default=True,
+              help="Gemma context; longer texts are cut in tokens.")
+@click.option("--threads", type=int, default=1, show_default=True, help="torch and llama.cpp threads.")
+@click.option("--check-pooling", is_flag=True, help="First compare our pooling with llama.cpp's MEAN/LAST on 5 texts.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the report as JSON here.")
+@json_option("Print the report as JSON at the end instead of a table.")
+def feature_bench(datasets: tuple[str, ...], sets: str, budgets: str, limit_test: int, weights: str, cs: str,
+                  n_ctx: int, threads: int, check_pooling: bool, out: str | None, as_json: bool) -> None:
+    """MiniLM head vs Gemma hidden states vs both, settings chosen leaving each set out: macro-F1, accuracy."""
+    import time
+
+    import torch
+
+    from ..engines.factory import prepare_model
+    from ..evaluation import feature_bench as bench
+    from ..evaluation.load_bench import shared_dir
+    from ..labeling.head import Embedder
+
+    def floats(value: str, option: str) -> list[float]:
+        try:
+            return [float(x) for x in value.split(",") if x.strip()]
+        except ValueError:
+            raise click.BadParameter(f"comma-separated numbers, got {value!r}", param_hint=option) from None
+
+    settings = load_settings()
+    torch.set_num_threads(threads)
+    paths = list(datasets) or [str(shared_dir() / "datasets" / s.strip() / "train.jsonl") for s in sets.split(",")
+                               if s.strip()]
+    pairs = []
+    for path in paths:
+        test_path, why = beside(path, "test.jsonl", "--dataset")
+        train, test = read_dataset(path), read_dataset(test_path, why, limit=limit_test)
+        if train.multiple or test.multiple:
+            raise click.UsageError(f"feature-bench takes single-label sets; {path} is multi-label")
+        pairs.append((train, test))
+    grid = bench.setting_grid(floats(weights, "--weights"), floats(cs, "--cs"))
+    model_path = prepare_model(settings)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    report = {"command": " ".join(sys.argv), "model": str(model_path), "n_test": limit_test, "threads": threads,
+              "budgets": int_list(budgets, "--labels"), "settings": len(grid)}
+    if check_pooling:
+        report["pooling_check_max_relative_diff"] = bench.pooling_check(model_path, list(pairs[0][1].texts[:5]), n_ctx)
+        click.echo(f"pooling check: {report['pooling_check_max_relative_diff']}", err=True)
+    minilm = bench.MiniLMFeatures(Embedder())
+    gemma = bench.GemmaFeatures(model_path, n_ctx=n_ctx, n_threads=threads)
+
+    def done(name: str, scored: dict) -> None:  # a long run stopped early keeps what it measured
+        click.echo(f"{name}: scored {len(scored)} budgets, {time.perf_counter() - t0:.0f} s", err=True)
+        report.setdefault("done", []).append(name)
+        report.update(seconds=round(time.perf_counter() - t0, 1), timing={"minilm": minilm.clock.per_100(),
+                                                                           "gemma": gemma.stats()})
+        if out:
+            Path(out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    report.update(bench.feature_bench(pairs, minilm, gemma, report["budgets"], grid, on_set=done))
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    if out:
+        Path(out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        print_json(report)
+        return
+    click.echo(bench.TABLE_HEADER)
+    for row in report["rows"]:
+        click.echo(bench.markdown_row(row))
+    for name, t in report["timing"].items():
+        click.echo(f"\n{name}: {t['wall_seconds_per_100']} s wall ({t['cpu_seconds_per_100']} s CPU) per 100 texts "
+                   f"over {t['texts']} texts" + (f", {t['mean_tokens']} tokens/text, {t['truncated']} cut"
+                                                  if "mean_tokens" in t else ""))
+
+
 @click.command(name="load-bench")
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSONL whose texts /predict gets; annotations from train.jsonl beside it (default: sms_spam).")
@@ -576,5 +658,5 @@ def interactive_bench(dataset: str | None, tasks: int, control: str, instruction
         click.echo(bench.format_report(report))
 
 
-COMMANDS = (eval_, bench, injection, span_bench, head_bench, load_bench, candidates, suspects_bench, template_bench,
-            interactive_bench)
+COMMANDS = (eval_, bench, injection, span_bench, head_bench, feature_bench, load_bench, candidates, suspects_bench,
+            template_bench, interactive_bench)

@@ -18,10 +18,12 @@ STACK_SCALES = (0.3, 1.0, 3.0)  # how loud the LLM's log-probabilities are besid
 
 
 def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int,
-               balanced: bool = False, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               balanced: bool = False, weights: np.ndarray | None = None,
+               c: float = REGULARISATION_C) -> tuple[np.ndarray, np.ndarray]:
     """(coef, intercept) over all `n_labels`; a label absent from `gold` gets a very low intercept.
     `balanced` weighs each label's items inversely to its frequency (a rare label is not drowned);
-    `weights` weighs each item (the robust head's suspects count less)."""
+    `weights` weighs each item (the robust head's suspects count less); `c` is the inverse L2
+    strength (benchmarks try others)."""
     from sklearn.linear_model import LogisticRegression
 
     present = np.unique(gold)
@@ -30,7 +32,7 @@ def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int,
     if len(present) == 1:
         intercept[present[0]] = 0.0
         return coef, intercept
-    model = LogisticRegression(C=REGULARISATION_C, max_iter=2000, class_weight="balanced" if balanced else None)
+    model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced" if balanced else None)
     model.fit(embeddings, gold, sample_weight=weights)
     if len(present) == 2:  # sklearn's binary form: one row for the second class
         coef[present[1]], intercept[present[1]] = model.coef_[0], model.intercept_[0]
