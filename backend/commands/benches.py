@@ -217,13 +217,18 @@ def injection(dataset: str, limit: int, seed: int, coded: bool, as_json: bool) -
 @click.option("--seed", type=int, default=0, show_default=True, help="Shuffle of the train texts.")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
               help="Also zero-shot with span scores calibrated on the train texts' own extraction.")
+@click.option("--typing-head", is_flag=True,
+              help="Also zero-shot mentions re-typed by a typing head trained on the train texts, each head setting "
+                   "compared (its cross-fitted exact F1 on the train texts in the row's name).")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON instead of a table.")
 def span_bench(dataset: str, test_path: str, budget: int, nearest: str, limit_test: int, seed: int, calibrate: bool,
-               as_json: bool) -> None:
+               typing_head: bool, as_json: bool) -> None:
     """Entity spans (<Labels>): exact/partial/unlabelled F1, score ECE and items/s, zero-shot and with demos."""
     from ..engines.factory import load_engine
-    from ..evaluation.span_bench import load_span_rows, markdown_row, run_span_bench, span_labels, with_calibration
+    from ..evaluation.span_bench import (load_span_rows, markdown_row, place_rows, run_span_bench, span_labels,
+                                         typing_head_reports, typing_settings, with_calibration)
     from ..labeling.head import Embedder
+    from ..refinement.span_learning import TYPING
 
     settings = load_settings()
     demos_per_text = int_list(nearest, "--nearest")
@@ -231,20 +236,32 @@ def span_bench(dataset: str, test_path: str, budget: int, nearest: str, limit_te
     test = read_data(load_span_rows, test_path, limit=limit_test)
     labels = span_labels(dataset, train)
     engine, embedder = load_engine(settings), Embedder()
-    reports = {}
-    for k in demos_per_text:
+    reports, placed = {}, {}
+    for k in demos_per_text + ([0] if typing_head and 0 not in demos_per_text else []):  # the head types zero-shot's
         with progress_bar(len(test), f"spans, {k} demos") as bar:
-            reports[str(k)] = run_span_bench(engine, embedder, train, test, labels, nearest=k, progress=bar.update)
+            placed[k] = place_rows(engine, embedder, train, test, labels, nearest=k, progress=bar.update)
+        if k in demos_per_text:
+            reports[str(k)] = run_span_bench(engine, embedder, train, test, labels, nearest=k, placed=placed[k])
+    if (calibrate and "0" in reports) or typing_head:  # the train texts' own zero-shot pass, once
+        with progress_bar(len(train), "spans of the train texts (calibration, typing head)") as bar:
+            placed["train"] = place_rows(engine, embedder, [], train, labels, progress=bar.update)
     if calibrate and "0" in reports:
-        with progress_bar(len(train), "spans of the train texts, for calibration") as bar:
-            fitted = run_span_bench(engine, embedder, [], train, labels, progress=bar.update)
+        fitted = run_span_bench(engine, embedder, [], train, labels, placed=placed["train"])
         reports["0+calibrated"] = with_calibration(reports["0"], fitted)
+    names = {"0": "zero-shot", "0+calibrated": f"zero-shot, scores calibrated on {budget}"}
+    if typing_head:
+        compared = typing_head_reports(embedder, train, placed["train"], test, placed[0], labels, typing_settings())
+        for setting, cv, report in sorted(compared, key=lambda c: c[0] != TYPING):
+            key = f"typing:{setting.name}"
+            reports[key] = {**report, "train_cross_fitted": {k: cv[k] for k in ("exact", "partial", "unlabelled")}}
+            what = (f"zero-shot placement, typing head trained on the {len(train)} train texts"
+                    if setting == TYPING else f"typing head, {setting.name[len('typing-head '):]}")
+            names[key] = f"{what} (train cross-fitted exact F1 {cv['exact']['f1']:.2f})"
     if as_json:
         click.echo(json.dumps(reports, indent=2))
         return
     click.echo("| demos | exact F1 | partial F1 | unlabelled F1 | exact P | exact R | score ECE | score AUROC | items/s |\n"
                "|---|---|---|---|---|---|---|---|---|")
-    names = {"0": "zero-shot", "0+calibrated": f"zero-shot, scores calibrated on {budget}"}
     for k, report in reports.items():
         click.echo(markdown_row(names.get(k, f"{k} nearest of {budget}"), report))
 

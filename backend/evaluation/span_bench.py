@@ -3,7 +3,9 @@ exact, partial and unlabelled F1, how honest the span scores are, and items per 
 
 "zero-shot" extracts with the instructions alone. "nearest demos" shows each test text the
 `nearest` most similar of the first `labels` training texts (MiniLM cosine), as a version that has
-learnt from that many annotations does.
+learnt from that many annotations does. "typing head" keeps the zero-shot mentions and re-types
+them with a head trained on the train texts' annotated mentions (labeling.span_typing); its
+settings are compared by cross-fitting on the train texts, never on the test texts.
 """
 from __future__ import annotations
 
@@ -18,9 +20,12 @@ import numpy as np
 from ..errors import DatasetError
 from ..labeling.demos import nearest_indices
 from ..labeling.label_config import SpanControl
-from ..labeling.spans import SpanDemo, SpanPrompt, extract_spans
+from ..labeling.span_typing import INPUTS
+from ..labeling.spans import Placement, SpanDemo, SpanPrompt, place_mentions, placed_spans
 from ..metrics.multi_label import yes_no_ece
 from ..metrics.spans import correct_flags, span_scores
+from ..refinement.span_learning import (TypingSetting, cross_fitted_typing, train_typing_head, typing_data,
+                                        typing_folds)
 
 
 def load_span_rows(path: str | Path, *, limit: int | None = None, seed: int | None = None) -> list[dict]:
@@ -61,30 +66,99 @@ def _score_calibration(scores: list[float], correct: list[bool], n_bins: int = 1
             "mean_score_wrong": float(s[c == 0].mean()) if (c == 0).any() else None}
 
 
-def run_span_bench(engine, embedder, train: list[dict], test: list[dict], labels: tuple[str, ...], *,
-                   nearest: int = 0, progress: Callable[[int], None] | None = None) -> dict:
-    control = SpanControl(name="label", to_name="text", field="text", labels=labels)
+def span_control(labels: tuple[str, ...]) -> SpanControl:
+    return SpanControl(name="label", to_name="text", field="text", labels=labels)
+
+
+def gold_of(row: dict) -> list[tuple[int, int, str]]:
+    return [(s["start"], s["end"], s["label"]) for s in row["spans"]]
+
+
+def place_rows(engine, embedder, train: list[dict], test: list[dict], labels: tuple[str, ...], *, nearest: int = 0,
+               progress: Callable[[int], None] | None = None) -> tuple[list[Placement], float]:
+    """The LLM's pass over each test text (with its `nearest` train texts as demos), and the
+    seconds it took: what every way of typing the mentions then shares."""
+    control = span_control(labels)
     pool = [demo_of(r) for r in train]
     demos = [() for _ in test]
     if nearest and pool:
         idx = nearest_indices(embedder.encode([d.text for d in pool]), embedder.encode([r["text"] for r in test]), nearest)
         demos = [tuple(pool[j] for j in row) for row in idx]
-    preds, golds, scores, correct = [], [], [], []
+    placements = []
     start = time.perf_counter()
     for row, task_demos in zip(test, demos):
-        spans = extract_spans(engine, control, SpanPrompt(), row["text"], task_demos)
+        placements.append(place_mentions(engine, control, SpanPrompt(), row["text"], task_demos))
+        if progress:
+            progress(1)
+    return placements, time.perf_counter() - start
+
+
+def spans_report(test: list[dict], spans_per_text: list[list], seconds: float, **extra) -> dict:
+    preds, golds, scores, correct = [], [], [], []
+    for row, spans in zip(test, spans_per_text):
         pred = [(s.start, s.end, s.label) for s in spans]
-        gold = [(s["start"], s["end"], s["label"]) for s in row["spans"]]
+        gold = gold_of(row)
         preds.append(pred)
         golds.append(gold)
         scores += [s.score for s in spans]
         correct += correct_flags(pred, gold)
-        if progress:
-            progress(1)
-    elapsed = time.perf_counter() - start
-    return {"items": len(test), "labels": len(train), "nearest": nearest, **span_scores(preds, golds),
-            **_score_calibration(scores, correct), "items_per_second": len(test) / elapsed if elapsed else None,
-            "span_scores": scores, "span_correct": correct}
+    return {"items": len(test), **extra, **span_scores(preds, golds), **_score_calibration(scores, correct),
+            "items_per_second": len(test) / seconds if seconds else None, "span_scores": scores,
+            "span_correct": correct}
+
+
+def run_span_bench(engine, embedder, train: list[dict], test: list[dict], labels: tuple[str, ...], *,
+                   nearest: int = 0, progress: Callable[[int], None] | None = None,
+                   placed: tuple[list[Placement], float] | None = None) -> dict:
+    """`placed`: the LLM's pass over `test` done already (`place_rows`), not run again."""
+    control = span_control(labels)
+    placements, seconds = placed or place_rows(engine, embedder, train, test, labels, nearest=nearest,
+                                               progress=progress)
+    spans = [placed_spans(control, SpanPrompt(), row["text"], p) for row, p in zip(test, placements)]
+    return spans_report(test, spans, seconds, labels=len(train), nearest=nearest)
+
+
+class CachedEmbedder:
+    """An embedder that encodes each string once: the typing settings share their inputs."""
+
+    def __init__(self, embedder):
+        self.embedder, self.cache = embedder, {}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            self.cache.update(zip(missing, self.embedder.encode(missing)))
+        return np.array([self.cache[t] for t in texts])
+
+
+def typing_settings() -> list[TypingSetting]:
+    """What is compared: each input, with and without a "none" class, the head alone and pooled."""
+    pools = [("log", 0.0), ("log", 0.25), ("log", 0.5), ("mix", 0.5)]
+    return [TypingSetting(inputs, none, w, pooling)
+            for inputs in INPUTS for none in (False, True) for pooling, w in pools]
+
+
+def typing_head_reports(embedder, train: list[dict], train_placed: tuple[list[Placement], float], test: list[dict],
+                        test_placed: tuple[list[Placement], float], labels: tuple[str, ...],
+                        settings: list[TypingSetting]) -> list[tuple[TypingSetting, dict, dict]]:
+    """Per setting: its cross-fitted report on the train texts (the folds of a refinement job,
+    which is where settings are chosen) and its report on the test texts with a head trained on
+    all train texts (their placements give the "none" class its examples)."""
+    control, cached = span_control(labels), CachedEmbedder(embedder)
+    train_texts, train_golds = [r["text"] for r in train], [gold_of(r) for r in train]
+    out = []
+    for setting in settings:
+        data = typing_data(cached, control, train_texts, train_golds, train_placed[0], setting.inputs)
+        cv_spans = cross_fitted_typing(control, SpanPrompt(), train_texts, train_placed[0], data, setting,
+                                       typing_folds(len(train)))
+        cv = spans_report(train, cv_spans or [[] for _ in train], train_placed[1])
+        head = train_typing_head(data, list(range(len(train))), len(labels), setting)
+        start = time.perf_counter()  # the test texts typed as /predict types them: embedded per text
+        prompt = SpanPrompt(typing=head)
+        spans = [placed_spans(control, prompt, r["text"], p, embedder) for r, p in zip(test, test_placed[0])]
+        seconds = test_placed[1] + time.perf_counter() - start
+        out.append((setting, cv, spans_report(test, spans, seconds, labels=len(train), nearest=0)))
+    return out
 
 
 def with_calibration(report: dict, fitted: dict) -> dict:

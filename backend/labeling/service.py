@@ -344,7 +344,7 @@ class LabelingService:
             if control.name in answered:
                 continue
             for i, (raw, demos) in enumerate(zip(raws, self.span_demos(prompt, raws))):
-                spans = extract_spans(self.engine, control, prompt, raw, demos)
+                spans = extract_spans(self.engine, control, prompt, raw, demos, self.embedder)
                 span_regions[i].extend(span_region(control, s) for s in spans)
                 span_scores[i].extend(s.score for s in spans)
         return [to_ls_prediction(p, version.label, w, label_task.text_areas, regions, scores)

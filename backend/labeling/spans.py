@@ -10,6 +10,8 @@ answer by its first word, `scored_answers`): the span gets the most probable lab
 label's probability as its score, and a mention whose "none" outweighs every label is dropped.
 Every whole-word occurrence of a kept mention in the task's own text is marked (offsets into the
 text as Label Studio stores it); where two spans overlap the more probable one is kept.
+A version may carry a typing head (labeling.span_typing) learnt from annotations, which re-types
+(or drops) the mentions after the LLM has typed them.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from ..errors import EngineError, UpstreamError
 from .label_config import SpanControl
 from .prompt import clean_text, clip_demo, shown_labels
 from .scoring import CONTEXT_MARGIN_TOKENS
+from .span_typing import TypingHead, typing_features
 
 NONE = "none"
 MAX_MENTIONS = 8  # lines of the list the model may write per text
@@ -52,6 +55,7 @@ class SpanPrompt:
     nearest: int = 0
     # (a, b): a span's score s is served as sigmoid(a·logit(s) + b), fitted on ground truth; None: raw
     calibration: tuple[float, float] | None = None
+    typing: TypingHead | None = None  # re-types the LLM's mentions (labeling.span_typing); None: the LLM's types
 
     def calibrated(self, score: float) -> float:
         if self.calibration is None:
@@ -64,7 +68,8 @@ class SpanPrompt:
         demo = lambda d: {"text": d.text, "entities": [list(e) for e in d.entities]}  # noqa: E731
         return {"name": self.name, "instructions": self.instructions, "demos": [demo(d) for d in self.demos],
                 "pool": [demo(d) for d in self.pool], "nearest": self.nearest,
-                "calibration": list(self.calibration) if self.calibration else None}
+                "calibration": list(self.calibration) if self.calibration else None,
+                **({"typing": self.typing.to_dict()} if self.typing else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SpanPrompt":
@@ -72,7 +77,8 @@ class SpanPrompt:
                                    for d in rows or ())
         return cls(name=data.get("name", "v0"), instructions=data.get("instructions"), demos=demos(data.get("demos")),
                    pool=demos(data.get("pool")), nearest=int(data.get("nearest") or 0),
-                   calibration=tuple(float(x) for x in data["calibration"]) if data.get("calibration") else None)
+                   calibration=tuple(float(x) for x in data["calibration"]) if data.get("calibration") else None,
+                   typing=TypingHead.from_dict(data["typing"]) if data.get("typing") else None)
 
 
 @dataclass(frozen=True)
@@ -300,20 +306,53 @@ def spans_for(control: SpanControl, text: str, mentions: Sequence[tuple[str, flo
     return sorted(kept, key=lambda s: s.start)
 
 
-def extract_spans(engine, control: SpanControl, prompt: SpanPrompt, text: str,
-                  task_demos: Sequence[SpanDemo] = ()) -> list[Span]:
-    """The spans of one raw task text; `task_demos` are its nearest labelled texts, if any. They
-    are shown when the model lists mentions, not when it types them: other texts' types made the
-    typing worse, not better."""
+@dataclass(frozen=True)
+class Placement:
+    """The LLM's pass over one text: the mentions it listed (each with P(listed)) and its type
+    distribution for each (labels, then "none"). Kept apart from the spans so that a learning job
+    can re-type the same pass in several ways without running the LLM again."""
+
+    mentions: tuple[tuple[str, float], ...]
+    probs: np.ndarray
+    shown: str = ""
+
+
+def place_mentions(engine, control: SpanControl, prompt: SpanPrompt, text: str,
+                   task_demos: Sequence[SpanDemo] = ()) -> Placement:
+    """The LLM's mentions of one raw task text and its types for them; `task_demos` are its
+    nearest labelled texts, if any. They are shown when the model lists mentions, not when it
+    types them: other texts' types made the typing worse, not better."""
     prefix = render_prefix(control, prompt)
     words = shown_labels(control.labels)
     demos = "".join(_render_demo(d, words) for d in task_demos)
     shown = fit_shown(engine, control, prefix, demos, clean_text(text))
     if not shown:
-        return []
+        return Placement((), np.zeros((0, len(control.labels) + 1)), shown)
     mentions = write_mentions(engine, prefix, shown, demos)
     typed = type_mentions(engine, control, prefix, shown, [m for m, _ in mentions])
-    return [replace(s, score=prompt.calibrated(s.score)) for s in spans_for(control, text, mentions, typed)]
+    return Placement(tuple(mentions), typed, shown)
+
+
+def placed_spans(control: SpanControl, prompt: SpanPrompt, text: str, placement: Placement,
+                 embedder=None, features: np.ndarray | None = None) -> list[Span]:
+    """The spans of a placement, re-typed by the prompt's typing head if it has one (on
+    `features` of the mentions when given, else embedded with `embedder`), scores calibrated."""
+    probs = placement.probs
+    if prompt.typing is not None and placement.mentions:
+        if features is None:
+            if embedder is None:
+                raise ValueError("a span prompt with a typing head needs an embedder")
+            features = typing_features(embedder, prompt.typing.inputs, [m for m, _ in placement.mentions],
+                                       placement.shown)
+        probs = prompt.typing.apply(probs, features)
+    return [replace(s, score=prompt.calibrated(s.score)) for s in spans_for(control, text, placement.mentions, probs)]
+
+
+def extract_spans(engine, control: SpanControl, prompt: SpanPrompt, text: str,
+                  task_demos: Sequence[SpanDemo] = (), embedder=None) -> list[Span]:
+    """The spans of one raw task text (`place_mentions`, then `placed_spans`); `embedder` is
+    needed only by a prompt with a typing head."""
+    return placed_spans(control, prompt, text, place_mentions(engine, control, prompt, text, task_demos), embedder)
 
 
 def other_occurrences(text: str, marked: Sequence[tuple[int, int, str]]) -> list[tuple[int, int, str]]:

@@ -62,7 +62,15 @@ def span_facts(prompt: SpanPrompt) -> dict:
         "nearest demonstrations": (f"the {prompt.nearest} most similar of {len(prompt.pool)} annotated texts"
                                    if prompt.nearest else "none"),
         "score calibration": "none" if prompt.calibration is None else "a·logit(score) + b = " + _numbers(prompt.calibration),
+        "typing head": "none (the LLM's types)" if prompt.typing is None else _typing(prompt.typing),
     }
+
+
+def _typing(head) -> str:
+    embedded = {"mention": "the mention", "context": "the mention in its text", "both": "the mention, alone and in its text"}
+    pooled = "alone" if head.weight_llm == 0 else f"{head.pooling} pooling with the LLM's types, LLM weight {head.weight_llm:.2f}"
+    return (f"logistic head on {head.embedder} embeddings of {embedded.get(head.inputs, head.inputs)}, {pooled}"
+            + (", drops mentions it types as none" if head.has_none else ""))
 
 
 def summary(version: ModelVersion) -> dict:

@@ -7,6 +7,11 @@ only when a paired bootstrap over texts says it is better at the job's significa
 span scores of the better prompt are then calibrated (Platt scaling against exact correctness)
 when a calibration fitted on half the texts lowers the log-loss of the other half's spans,
 significantly; zero-shot span scores are far too sure of themselves.
+With enough annotated texts a second candidate keeps the current prompt's mentions but re-types
+them with a typing head (labeling.span_typing) trained on the annotated mentions, cross-fitted
+(each text typed by a head that did not see it) and judged by the same test; the LLM's pass over
+a text is run once and re-typed, not run again. The candidates are one test family (Holm), and
+the better of those that pass is kept.
 Evaluation stops at the job's deadline; the decision is taken on the texts both prompts got to.
 """
 from __future__ import annotations
@@ -18,16 +23,21 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..labeling.label_config import SpanControl
-from ..labeling.spans import SpanDemo, SpanPrompt, extract_spans
+from ..labeling.prompt import clean_text
+from ..labeling.span_typing import TypingHead, pair_features
+from ..labeling.spans import Placement, SpanDemo, SpanPrompt, extract_spans, occurrences, place_mentions, placed_spans
 from ..metrics.multi_label import yes_no_ece
 from ..metrics.spans import span_system
 from ..store.ground_truth import GoldItem
-from .validation.significance import paired_bootstrap_mean, paired_bootstrap_span_f1
+from .candidates.embedding_head import train_head
+from .validation.significance import holm_rejections, paired_bootstrap_mean, paired_bootstrap_span_f1
 
 log = logging.getLogger(__name__)
 
 NEAREST = 3  # demonstrations per text: what a base model's context holds beside a long text
 MIN_CALIBRATION_SPANS = 10  # fewer predicted spans cannot fit two numbers that mean anything
+MIN_TYPING_TEXTS = 20  # annotated texts before a typing head is tried: fewer give a few mentions per label
+TYPING_FOLDS = 5  # cross-fitting of the typing head: each text typed by a head trained on the other folds
 
 
 def usable_span_gold(control: SpanControl, gold: list[GoldItem], newest: int) -> list[GoldItem]:
@@ -103,6 +113,20 @@ def _calibration_decision(prompt: SpanPrompt, spans: list[tuple[int, float, bool
     return (fit_span_calibration(raw, right), info) if diff > 0 and p < alpha else (baseline.calibration, info)
 
 
+def _typing_candidate(service, control: SpanControl, prompt: SpanPrompt, texts: list[str], golds: list,
+                      placements: list[Placement]) -> tuple[SpanPrompt, list[list]] | None:
+    """`prompt` with a typing head trained on all judged texts, and its cross-fitted spans of each
+    text (its placement re-typed by a head that did not see it); None with too few texts or labels."""
+    if len(texts) < MIN_TYPING_TEXTS or labels_present(golds) < 2:
+        return None
+    data = typing_data(service.embedder, control, texts, golds, placements, TYPING.inputs)
+    spans = cross_fitted_typing(control, prompt, texts, placements, data, TYPING, typing_folds(len(texts)))
+    head = train_typing_head(data, list(range(len(texts))), len(control.labels), TYPING)
+    if spans is None or head is None:
+        return None
+    return replace(prompt, name="typing-head", typing=head), spans
+
+
 def refine_spans(service, control: SpanControl, items: list[GoldItem], current: SpanPrompt, *,
                  alpha: float, deadline: float) -> SpanDecision:
     """Judge the nearest-demos candidate built from `items` against `current` on `items`, then
@@ -112,30 +136,40 @@ def refine_spans(service, control: SpanControl, items: list[GoldItem], current: 
     candidate = replace(raw_current, name=f"{NEAREST}-nearest", pool=pool, nearest=NEAREST)
     texts = [g.texts[control.field] for g in items]
     demos = {p: service.span_demos(p, texts, leave_out_self=True) for p in (raw_current, candidate)}
-    rows = {raw_current: [], candidate: []}
-    preds = {raw_current: [], candidate: []}
-    golds = []
-    scored = {raw_current: [], candidate: []}  # (text index, raw score, exactly right) per span
+    golds, placements = [], []
+    spans_of = {raw_current: [], candidate: []}
     for i, g in enumerate(items):
         if time.monotonic() > deadline:
             log.info("span control %r: deadline after %d of %d texts", control.name, i, len(items))
             break
-        gold = [tuple(s) for s in g.spans[control.name]]
-        golds.append(gold)
-        for prompt in (raw_current, candidate):
-            spans = extract_spans(service.engine, control, prompt, texts[i], demos[prompt][i])
-            pred = [(s.start, s.end, s.label) for s in spans]
-            rows[prompt].append(_counts(pred, gold))
-            preds[prompt].append(pred)
-            scored[prompt] += [(i, s.score, key in set(gold)) for s, key in zip(spans, pred)]
-    judged = len(rows[candidate])
+        golds.append([tuple(s) for s in g.spans[control.name]])
+        placements.append(place_mentions(service.engine, control, raw_current, texts[i], demos[raw_current][i]))
+        spans_of[raw_current].append(placed_spans(control, raw_current, texts[i], placements[i], service.embedder))
+        spans_of[candidate].append(extract_spans(service.engine, control, candidate, texts[i], demos[candidate][i],
+                                                 service.embedder))
+    judged = len(golds)
     if judged == 0:
         return SpanDecision(False, current.name, current, {"judged": 0})
-    cand, cur = np.array(rows[candidate]), np.array(rows[raw_current])
-    diff, p = paired_bootstrap_span_f1(cand, cur)
+    typed = _typing_candidate(service, control, raw_current, texts[:judged], golds, placements)
+    if typed is not None:
+        spans_of[typed[0]] = typed[1]
+    rows, preds, scored = {}, {}, {}
+    for prompt, per_text in spans_of.items():
+        preds[prompt] = [[(s.start, s.end, s.label) for s in spans] for spans in per_text]
+        rows[prompt] = np.array([_counts(pred, gold) for pred, gold in zip(preds[prompt], golds)])
+        # (text index, raw score, exactly right) per span
+        scored[prompt] = [(i, s.score, key in set(gold)) for i, (spans, pred, gold) in
+                          enumerate(zip(per_text, preds[prompt], golds)) for s, key in zip(spans, pred)]
     f1 = lambda c: float(2 * c[0] / max(c[1] + c[2], 1))  # noqa: E731
-    metrics = {"judged": judged, "exact_f1": f1(cand.sum(0)), "current_exact_f1": f1(cur.sum(0)), "p": p}
-    better = diff > 0 and p < alpha
+    cur = rows[raw_current]
+    tests = {prompt: paired_bootstrap_span_f1(rows[prompt], cur) for prompt in spans_of if prompt is not raw_current}
+    passed = holm_rejections([p if diff > 0 else 1.0 for diff, p in tests.values()], alpha)
+    judgements = {prompt: (ok, f1(rows[prompt].sum(0)), p) for (prompt, (_, p)), ok in zip(tests.items(), passed)}
+    # the better of the candidates that beat the current prompt (Holm over them), else the best-scoring one for the record
+    candidate = max(judgements, key=lambda c: (judgements[c][0], judgements[c][1]))
+    better, _, p = judgements[candidate]
+    metrics = {"judged": judged, "exact_f1": judgements[candidate][1], "current_exact_f1": f1(cur.sum(0)), "p": p,
+               "candidates": {c.name: {"exact_f1": f, "p": q} for c, (_, f, q) in judgements.items()}}
     best = candidate if better else raw_current
     baseline = SpanPrompt() if better else current  # a calibration fitted to another prompt's scores does not carry over
     calibration, metrics["calibration"] = _calibration_decision(best, scored[best], baseline, alpha)
@@ -145,7 +179,99 @@ def refine_spans(service, control: SpanControl, items: list[GoldItem], current: 
     log.info("span control %r: %s exact F1 %.3f vs current %.3f (p=%.3f) on %d texts; calibration %s", control.name,
              candidate.name, metrics["exact_f1"], metrics["current_exact_f1"], p, judged, calibration)
     systems = [span_system(f"{control.name}: current ({current.name}), each text left out", preds[raw_current], golds,
-                           control.labels),
-               span_system(f"{control.name}: {candidate.name}, each text left out", preds[candidate], golds, control.labels)]
+                           control.labels)]
+    systems += [span_system(f"{control.name}: {c.name}, each text left out", preds[c], golds, control.labels)
+                for c in judgements]
     return SpanDecision(accepted, chosen.name if accepted else current.name, chosen if accepted else current, metrics,
                         systems)
+
+
+@dataclass(frozen=True)
+class TypingSetting:
+    """How a typing head is trained and pooled (labeling.span_typing.TypingHead's fields)."""
+
+    inputs: str = "context"
+    has_none: bool = False
+    weight_llm: float = 0.0
+    pooling: str = "log"
+
+    @property
+    def name(self) -> str:
+        pooled = "alone" if self.weight_llm == 0 else f"{self.pooling} w={self.weight_llm:g}"
+        return f"typing-head ({self.inputs}{', none' if self.has_none else ''}, {pooled})"
+
+
+# chosen by cross-fitting on wnut17's train texts (span-bench --typing-head): a "none" class is what
+# helps, by dropping mentions annotators would not mark; pooling with the LLM's types did not
+TYPING = TypingSetting(inputs="mention", has_none=True)
+
+
+@dataclass
+class TypingData:
+    """Per text, the features of its gold mentions (with their label index) and of the mentions
+    the LLM placed (with whether any occurrence is a gold span), embedded once for every fold."""
+
+    gold_x: list[np.ndarray]
+    gold_y: list[np.ndarray]
+    placed_x: list[np.ndarray]
+    placed_gold: list[np.ndarray]
+
+
+def typing_data(embedder, control: SpanControl, texts: list[str], golds: list[list[tuple[int, int, str]]],
+                placements: list[Placement], inputs: str) -> TypingData:
+    pairs, cuts = [], []
+    for text, gold, placement in zip(texts, golds, placements):
+        shown = clean_text(text)
+        pairs += [(clean_text(text[s:e]), shown) for s, e, _ in gold]
+        pairs += [(m, placement.shown or shown) for m, _ in placement.mentions]
+        cuts.append((len(gold), len(placement.mentions)))
+    features = pair_features(embedder, inputs, pairs)
+    data, at = TypingData([], [], [], []), 0
+    for text, gold, placement, (n_gold, n_placed) in zip(texts, golds, placements, cuts):
+        offsets = {(s, e) for s, e, _ in gold}
+        data.gold_x.append(features[at: at + n_gold])
+        data.placed_x.append(features[at + n_gold: at + n_gold + n_placed])
+        at += n_gold + n_placed
+        data.gold_y.append(np.array([control.labels.index(label) for _, _, label in gold], dtype=int))
+        data.placed_gold.append(np.array([any(o in offsets for o in occurrences(m, text))
+                                          for m, _ in placement.mentions], dtype=bool))
+    return data
+
+
+def labels_present(golds: list[list[tuple[int, int, str]]]) -> int:
+    return len({label for gold in golds for _, _, label in gold})
+
+
+def train_typing_head(data: TypingData, texts: list[int], n_labels: int, setting: TypingSetting) -> TypingHead | None:
+    """The head trained on `texts`' gold mentions (and, with a "none" class, on their placed
+    mentions that are not gold); None when fewer than two classes occur."""
+    xs = [data.gold_x[i] for i in texts]
+    ys = [data.gold_y[i] for i in texts]
+    if setting.has_none:
+        xs += [data.placed_x[i][~data.placed_gold[i]] for i in texts]
+        ys += [np.full(int((~data.placed_gold[i]).sum()), n_labels, dtype=int) for i in texts]
+    x, y = np.vstack(xs), np.concatenate(ys)
+    if len(np.unique(y)) < 2:
+        return None
+    coef, intercept = train_head(x, y, n_labels + setting.has_none)
+    return TypingHead(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), setting.inputs, setting.has_none,
+                      setting.weight_llm, setting.pooling)
+
+
+def typing_folds(n: int, folds: int = TYPING_FOLDS) -> np.ndarray:
+    return np.arange(n) % folds
+
+
+def cross_fitted_typing(control: SpanControl, prompt: SpanPrompt, texts: list[str], placements: list[Placement],
+                        data: TypingData, setting: TypingSetting, folds: np.ndarray) -> list[list] | None:
+    """Each text's spans with its placement re-typed by a head trained on the other folds' texts
+    (`prompt`'s own typing head replaced); None when a fold's head cannot be trained."""
+    out: list[list] = [[] for _ in texts]
+    for f in np.unique(folds):
+        head = train_typing_head(data, list(np.flatnonzero(folds != f)), len(control.labels), setting)
+        if head is None:
+            return None
+        typed = replace(prompt, typing=head)
+        for i in np.flatnonzero(folds == f):
+            out[i] = placed_spans(control, typed, texts[i], placements[i], features=data.placed_x[i])
+    return out

@@ -81,3 +81,61 @@ def _wait_ready(client, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while client.get("/health").json.get("model_state") != "ready" and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+ASSISTANTS = ["Alexa", "Siri", "Cortana", "Bixby"]
+PRODUCT_CONFIG = ('<View><Text name="text" value="$text"/><Labels name="who" toName="text">'
+                  '<Label value="Person"/><Label value="Product"/></Labels></View>')
+N_TYPED = 10  # the typing head's minimum is lowered to this many texts to keep the real model's test short
+
+
+def _assistant_text(i: int) -> tuple[str, str, str]:
+    person, assistant = NAMES[i % 14], ASSISTANTS[i % 4]
+    forms = [f"{person} asked {assistant} to play some jazz.", f"{assistant} woke {person} up at seven.",
+             f"{person} told {assistant} to turn off the lights."]
+    return forms[i % 3], person, assistant
+
+
+def _assistant_event(i: int) -> dict:
+    body = copy.deepcopy(load_fixture("webhook-annotation-created-ner.json"))
+    text, person, assistant = _assistant_text(i)
+    body["project"].update(id=PROJECT + 1, label_config=PRODUCT_CONFIG)
+    body["task"].update(id=4000 + i, project=PROJECT + 1, data={"text": text})
+    body["annotation"].update(id=8000 + i, task=4000 + i, project=PROJECT + 1, result=[
+        {"id": f"{kind}{i}", "from_name": "who", "to_name": "text", "type": "labels",
+         "value": {"start": text.index(mention), "end": text.index(mention) + len(mention), "text": mention,
+                   "labels": [kind]}}
+        for kind, mention in (("Person", person), ("Product", assistant))])
+    return body
+
+
+def test_a_typing_head_learns_the_types_annotators_give_what_the_model_types_wrongly(tmp_path, redis_conn, redis_url,
+                                                                                       engine, monkeypatch):
+    """The model lists the names of people and of voice assistants alike, and calls both a Person;
+    the annotations call the assistants a Product, which a head on the mentions learns."""
+    from backend.refinement import span_learning
+
+    monkeypatch.setattr(span_learning, "MIN_TYPING_TEXTS", N_TYPED)
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "REFINE_MIN_NEW": "100000",
+                                  "REFINE_DELAY": "3600"})
+    client = create_app(settings, engine_factory=ScriptedEngine, redis_conn=redis_conn).test_client()
+    for i in range(N_TYPED):
+        r = client.post("/webhook", json=_assistant_event(i))
+        assert r.status_code == 200 and r.json["stored"] == 1, r.json
+
+    result = run_refinement(settings, redis_conn, PROJECT + 1, engine=engine)
+    decision = result["controls"]["who"]
+    assert decision["accepted"] is True and decision["best"].startswith("typing-head"), decision
+    metrics = decision["best_metrics"]
+    assert metrics["exact_f1"] > metrics["current_exact_f1"] and metrics["p"] < 0.05
+
+    served = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn).test_client()
+    _wait_ready(served)
+    text = "Kofi asked Siri to play some jazz."
+    r = served.post("/predict", json={"tasks": [{"id": 1, "data": {"text": text}}], "label_config": PRODUCT_CONFIG,
+                                      "project": f"{PROJECT + 1}.1795402611"})
+    assert r.status_code == 200, r.json
+    (prediction,) = r.json["results"]
+    assert prediction["model_version"] == result["model_version"]
+    spans = {x["value"]["text"]: x["value"]["labels"] for x in prediction["result"]}
+    assert spans.get("Siri") == ["Product"], prediction
