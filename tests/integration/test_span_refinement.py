@@ -43,36 +43,43 @@ def _event(i: int) -> dict:
 
 
 def test_span_annotations_refine_into_a_version_that_finds_what_annotators_mark(tmp_path, redis_conn, redis_url, engine):
-    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "REFINE_MIN_NEW": "100000",
-                                  "REFINE_DELAY": "3600"})
-    client = create_app(settings, engine_factory=ScriptedEngine, redis_conn=redis_conn).test_client()
-    for i in range(N_TEXTS):
-        r = client.post("/webhook", json=_event(i))
-        assert r.status_code == 200 and r.json["stored"] == 1, r.json
+    text = "Raj asked to close ticket ZP-9123 before Friday."
+    result, prediction, served = _learn_and_predict(tmp_path, redis_conn, redis_url, engine, PROJECT, CONFIG,
+                                                    [_event(i) for i in range(N_TEXTS)], text)
     store = GroundTruthStore(redis_conn, PROJECT)
     (first,) = [g for g in store.items() if g.task_id == 3000]
     assert first.spans == {"ticket": [[23, 30, "Ticket"]]} and first.texts["text"][23:30] == _text(0)[1]
-
-    result = run_refinement(settings, redis_conn, PROJECT, engine=engine)
     decision = result["controls"]["ticket"]
     metrics = decision["best_metrics"]
     assert metrics["judged"] == N_TEXTS and 0.0 <= metrics["current_exact_f1"] <= 1.0
     assert decision["accepted"] is True, decision
     assert metrics["exact_f1"] > metrics["current_exact_f1"] and metrics["p"] < 0.05
     assert result["status"] == "published" and result["model_version"].endswith(".v1")
-
-    served = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn).test_client()
-    _wait_ready(served)
-    text = "Raj asked to close ticket ZP-9123 before Friday."
-    r = served.post("/predict", json={"tasks": [{"id": 1, "data": {"text": text}}], "label_config": CONFIG,
-                                      "project": f"{PROJECT}.1795402611"})
-    assert r.status_code == 200, r.json
-    (prediction,) = r.json["results"]
-    assert prediction["model_version"] == result["model_version"]
     spans = [(x["value"]["text"], x["value"]["labels"]) for x in prediction["result"]]
     assert ("ZP-9123", ["Ticket"]) in spans, prediction
     report = served.get(f"/versions/{result['model_version']}/report?project={PROJECT}")
     assert report.status_code == 200 and "exact_f1" in report.text and "ticket: 3-nearest" in report.text
+
+
+def _learn_and_predict(tmp_path, redis_conn, redis_url, engine, project: int, config: str, events: list[dict],
+                       text: str):
+    """The annotations through /webhook, one refinement job, then /predict of `text` by the version it
+    published: (the job's result, the prediction, the serving app's client)."""
+    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "REFINE_MIN_NEW": "100000",
+                                  "REFINE_DELAY": "3600"})
+    client = create_app(settings, engine_factory=ScriptedEngine, redis_conn=redis_conn).test_client()
+    for event in events:
+        r = client.post("/webhook", json=event)
+        assert r.status_code == 200 and r.json["stored"] == 1, r.json
+    result = run_refinement(settings, redis_conn, project, engine=engine)
+    served = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn).test_client()
+    _wait_ready(served)
+    r = served.post("/predict", json={"tasks": [{"id": 1, "data": {"text": text}}], "label_config": config,
+                                      "project": f"{project}.1795402611"})
+    assert r.status_code == 200, r.json
+    (prediction,) = r.json["results"]
+    assert prediction["model_version"] == result["model_version"]
+    return result, prediction, served
 
 
 def _wait_ready(client, timeout: float = 30.0) -> None:
@@ -116,26 +123,12 @@ def test_a_typing_head_learns_the_types_annotators_give_what_the_model_types_wro
     from backend.refinement import span_learning
 
     monkeypatch.setattr(span_learning, "MIN_TYPING_TEXTS", N_TYPED)
-    settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "REFINE_MIN_NEW": "100000",
-                                  "REFINE_DELAY": "3600"})
-    client = create_app(settings, engine_factory=ScriptedEngine, redis_conn=redis_conn).test_client()
-    for i in range(N_TYPED):
-        r = client.post("/webhook", json=_assistant_event(i))
-        assert r.status_code == 200 and r.json["stored"] == 1, r.json
-
-    result = run_refinement(settings, redis_conn, PROJECT + 1, engine=engine)
+    result, prediction, _ = _learn_and_predict(tmp_path, redis_conn, redis_url, engine, PROJECT + 1, PRODUCT_CONFIG,
+                                               [_assistant_event(i) for i in range(N_TYPED)],
+                                               "Kofi asked Siri to play some jazz.")
     decision = result["controls"]["who"]
     assert decision["accepted"] is True and decision["best"].startswith("typing-head"), decision
     metrics = decision["best_metrics"]
     assert metrics["exact_f1"] > metrics["current_exact_f1"] and metrics["p"] < 0.05
-
-    served = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn).test_client()
-    _wait_ready(served)
-    text = "Kofi asked Siri to play some jazz."
-    r = served.post("/predict", json={"tasks": [{"id": 1, "data": {"text": text}}], "label_config": PRODUCT_CONFIG,
-                                      "project": f"{PROJECT + 1}.1795402611"})
-    assert r.status_code == 200, r.json
-    (prediction,) = r.json["results"]
-    assert prediction["model_version"] == result["model_version"]
     spans = {x["value"]["text"]: x["value"]["labels"] for x in prediction["result"]}
     assert spans.get("Siri") == ["Product"], prediction
