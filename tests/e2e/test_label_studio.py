@@ -30,6 +30,7 @@ for _text, _gold in zip(DATA.texts, DATA.gold):
 RETRIEVE_BATCH = 20  # tasks per "Retrieve predictions": LS gives the whole /predict call 100 s
 PREDICTED_BY_LS = 90  # the other 10 are left to opening a task and to `preannotate --only-missing`
 N_ANNOTATIONS = 40
+SLIPS = 3  # annotations given the wrong label on purpose: the reviewers' tab must list some of them
 BELOW = 0.8
 
 
@@ -40,6 +41,7 @@ class State:
     ml: int
     ids: list[int]
     al_order: list[int]
+    slips: set[int]
     v0: str
     v1: str
 
@@ -184,10 +186,13 @@ def test_annotations_and_training_from_label_studio_publish_a_new_version(ls, se
     # the active-learning order: the least certain tasks are annotated first
     chosen = S.al_order[:N_ANNOTATIONS]
     texts = {t["id"]: t["data"]["text"] for t in ls.tasks(S.project)}
+    S.slips = set(chosen[-SLIPS:])  # the most certain of the annotated tasks, labelled wrong
     for task_id in chosen:
+        label = GOLD[texts[task_id]]
+        if task_id in S.slips:
+            label = next(other for other in DATA.labels if other != label)
         ls.call("POST", f"/api/tasks/{task_id}/annotations", json={"result": [
-            {"from_name": "label", "to_name": "text", "type": "choices",
-             "value": {"choices": [GOLD[texts[task_id]]]}}]})
+            {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]})
     assert ls.call("GET", f"/api/projects/{S.project}")["num_tasks_with_annotations"] == N_ANNOTATIONS
 
     t0 = time.monotonic()
@@ -214,11 +219,12 @@ def test_annotations_and_training_from_label_studio_publish_a_new_version(ls, se
 
 
 def test_the_labels_most_likely_wrong_are_shown_to_reviewers_in_label_studio(ls, service):
-    # (which labels are caught is tested with planted mistakes in tests/integration/test_refinement_job.py;
-    # here a model that learnt from 40 labels disagrees with a few of them, which is all this needs)
+    # (how well labels are caught is tested in tests/integration/test_refinement_job.py; here a few
+    # planted slips among 40 labels are enough for the model to disagree with)
     ranked = service.http.get(f"{service.url}/projects/{S.project}/suspects?limit=500", timeout=10).json()
     rows = ranked["controls"]["label"]["suspects"]
     assert rows and ranked["model_version"] == S.v1
+    assert S.slips & {r["task_id"] for r in rows}, rows
     (job,) = [j for j in service.jobs(S.project)["jobs"] if j["reason"] == "START_TRAINING"]
     assert job["result"]["suspects_in_label_studio"] == {"written": len(rows), "deleted": 0}
     # one prediction per suspect under its own model version: the label the model suggests, and
