@@ -92,15 +92,8 @@ def evaluate_stacked(name: str, llm: CandidateResult, embeddings: np.ndarray, fo
     stacked), served alone. The features' scale is chosen like a pooling weight: on the other
     folds for each fold's out-of-fold probabilities, on all items for the head that ships."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
-    oof = {}
-    for scale in STACK_SCALES:
-        oof[scale] = np.zeros((len(gold), n_labels))
-        for f in np.unique(folds):
-            test = folds == f
-            coef, intercept = train_head(stacked_features(embeddings[~test], llm.probs[~test], scale), gold[~test],
-                                         n_labels, balanced)
-            oof[scale][test] = head_probs(coef, intercept, stacked_features(embeddings[test], llm.probs[test], scale),
-                                          unseen_label_mass(gold[~test], n_labels))
+    oof = {scale: head_out_of_fold(stacked_features(embeddings, llm.probs, scale), gold, n_labels, balanced, folds)
+           for scale in STACK_SCALES}
     raw = np.zeros((len(gold), n_labels))
     for f in np.unique(folds):
         test = folds == f
