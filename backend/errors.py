@@ -80,8 +80,9 @@ class UnsupportedMediaType(BackendError):
 
 
 class StoreUnavailable(BackendError):
-    """Redis cannot be reached (down, restarting, loading its data): nothing was stored, so the
-    caller is told to retry instead of being acknowledged."""
+    """Redis cannot be reached (down, restarting, loading its data), or a lock in it stayed held:
+    the request did not complete, so the caller is told to retry instead of being acknowledged
+    (storing an annotation again is idempotent)."""
 
     status = 503
     code = "store_unavailable"

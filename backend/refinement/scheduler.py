@@ -14,14 +14,17 @@ import logging
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 
 import redis
+from redis.exceptions import LockNotOwnedError
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from ..errors import StoreUnavailable
 from ..settings import Settings
 from ..store.rate_limit import take
 from ..store.redis import key
@@ -55,8 +58,7 @@ class RefinementScheduler:
         k = _keys(project)
         pending = self.conn.incrby(k["pending"], changes) if changes else int(self.conn.get(k["pending"]) or 0)
         now = force or pending >= self.settings.refine_min_new
-        # every webhook of a project passes here: poll the lock every 5 ms, not redis-py's 100 ms
-        with self.conn.lock(k["sched"], timeout=10, blocking_timeout=5, sleep=0.005):
+        with _scheduling_lock(self.conn, k["sched"], project):
             waiting = fetch_job(self.conn, self.conn.get(k["next"]))
             promoted = None
             since = time.time()  # when the threshold was reached: a settling job waits no longer than REFINE_DELAY
@@ -144,6 +146,25 @@ def refine_project(project_id: int) -> dict:
     finally:
         renewal.stop()
         conn.eval(_RELEASE, 1, k["running"], job_id)
+
+
+@contextmanager
+def _scheduling_lock(conn: redis.Redis, lock_key: str, project: int):
+    """The project's scheduling lock, held for the few round trips of one notify. Every webhook of a
+    project passes here, so it is polled every 5 ms (not redis-py's 100 ms). A holder that died with
+    Redis (a restart with AOF keeps the key until it expires) must not turn the next events into 500s:
+    a lock not acquired in time is a 503 (the event's ground truth is already stored and counted; the
+    next event schedules its job), and one that expired or vanished before release is only logged."""
+    lock = conn.lock(lock_key, timeout=10, blocking_timeout=5, sleep=0.005)
+    if not lock.acquire():
+        raise StoreUnavailable(f"project {project}: the refinement scheduling lock stayed held; retry shortly")
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except LockNotOwnedError:
+            log.warning("project %s: the scheduling lock expired or vanished before release", project)
 
 
 def job_timeout(settings: Settings) -> int:

@@ -21,9 +21,10 @@ from rq.serializers import JSONSerializer
 from backend.app import create_app
 from backend.engines.scripted import ScriptedEngine
 from backend.evaluation.datasets import load_dataset
+from backend.refinement.scheduler import _scheduling_lock
 from backend.settings import Settings
 from backend.store.ground_truth import GroundTruthStore
-from backend.store.redis import EmbeddedRedis
+from backend.store.redis import EmbeddedRedis, key
 from tests.conftest import DATASETS, MODEL_DIR, ROOT
 from tests.ls_payloads import annotation_event
 
@@ -68,6 +69,31 @@ def test_a_steady_stream_does_not_push_the_job_back_forever(tmp_path, redis_conn
     time.sleep(1.1)  # REFINE_DELAY since the threshold: the next change joins the settling job
     second = client.post("/webhook", json=annotation_event(DATA, 1, project=6)).json["job"]
     assert second["id"] == first["id"] and second["status"] == "scheduled"
+
+
+def test_a_scheduling_lock_left_behind_by_a_restart_gives_503s_until_it_expires(tmp_path, redis_conn, redis_url):
+    """Redis restarted (AOF) while a webhook held the project's scheduling lock: the key outlives its
+    holder until it expires, and the events meanwhile are stored and answered 503, not 500."""
+    app, _ = _app(tmp_path, redis_conn, redis_url, refine_min_new=100000, refine_delay_s=3600)
+    client = app.test_client()
+    redis_conn.set(key("project", 8, "sched-lock"), "a-holder-gone-with-redis", px=7000)
+    blocked = client.post("/webhook", json=annotation_event(DATA, 0, project=8))
+    assert blocked.status_code == 503 and blocked.json["error"] == "store_unavailable", blocked.json
+    assert blocked.headers["Retry-After"] == "5"
+    assert GroundTruthStore(redis_conn, 8).count() == 1
+    time.sleep(2.5)  # the planted lock has expired
+    answer = client.post("/webhook", json=annotation_event(DATA, 1, project=8))
+    assert answer.status_code == 200 and answer.json["job"]["status"] == "scheduled"
+    assert GroundTruthStore(redis_conn, 8).count() == 2
+    assert answer.json["job"]["pending"] == 2  # the blocked event's change was counted
+
+
+def test_a_scheduling_lock_that_vanished_before_release_is_only_logged(redis_conn, caplog):
+    lock_key = key("project", 9, "sched-lock")
+    with _scheduling_lock(redis_conn, lock_key, 9):
+        redis_conn.delete(lock_key)  # expired, or lost with a Redis restart
+    assert "vanished before release" in caplog.text
+    assert redis_conn.exists(lock_key) == 0
 
 
 def test_without_a_settle_time_the_threshold_queues_at_once(tmp_path, redis_conn, redis_url):

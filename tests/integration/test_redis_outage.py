@@ -84,7 +84,9 @@ def test_acknowledged_annotations_survive_a_redis_restart_and_the_rest_get_503(r
     thread.join(120)
 
     codes = set(outcomes.values())
-    assert codes <= {200, 503}, codes
+    unexpected = [line for line in backend.log_path.read_text(errors="replace").splitlines()
+                  if "unexpected error" in line or "Error:" in line and "store_unavailable" not in line]
+    assert codes <= {200, 503}, (codes, unexpected[-10:])
     refused = [i for i, code in outcomes.items() if code == 503]
     assert refused, "Redis was down for 1.5 s: some webhooks must have been refused"
     acknowledged = {1000 + i for i, code in outcomes.items() if code == 200}
