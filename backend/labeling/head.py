@@ -86,6 +86,7 @@ class HeadWeights:
     pooling: str = "log"  # "log": P_llm^w · P_head^(1-w); "mix": w · P_llm + (1-w) · P_head (single choice)
     head_temperature: float = 1.0  # the head's own temperature before a "mix" pool
     llm_scale: float = 0.0  # > 0: stacked, the LLM's centred log-probabilities are features times this
+    c: float | None = None  # the inverse L2 strength the job chose (refit the same way); None: the default
 
     @property
     def reads_llm(self) -> bool:
@@ -118,6 +119,7 @@ class HeadWeights:
             **({"unseen_mass": round(self.unseen_mass, 6)} if self.unseen_mass else {}),
             **({"pooling": self.pooling, "head_temperature": self.head_temperature} if self.pooling != "log" else {}),
             **({"llm_scale": self.llm_scale} if self.llm_scale else {}),
+            **({"c": self.c} if self.c is not None else {}),
             "embedder": self.embedder,
             "weight_llm": self.weight_llm,
             "temperature": self.temperature,
@@ -142,7 +144,16 @@ class HeadWeights:
             pooling=str(data.get("pooling", "log")),
             head_temperature=float(data.get("head_temperature", 1.0)),
             llm_scale=float(data.get("llm_scale", 0.0)),
+            c=_positive(data.get("c"), "head.c"),
         )
+
+
+def _positive(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, not {value!r}")
+    return float(value)
 
 
 def stacked_features(embeddings: np.ndarray, llm_probs: np.ndarray, scale: float) -> np.ndarray:

@@ -13,7 +13,8 @@ from ..validation.crossval import CandidateResult
 from .contract import ControlJob, Plan
 
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the LLM in the pooled distribution
-REGULARISATION_C = 10.0  # inverse L2 strength for unit-length sentence embeddings
+REGULARISATION_C = 10.0  # inverse L2 strength for unit-length sentence embeddings, unless a job chose one
+C_GRID = (1.0, REGULARISATION_C, 100.0)  # what a job chooses among by cross-validation (evaluate_head)
 STACK_SCALES = (0.3, 1.0, 3.0)  # how loud the LLM's log-probabilities are beside the embedding (stacked head)
 
 
@@ -47,20 +48,33 @@ def head_probs(coef, intercept, embeddings, unseen_mass: float = 0.0):
 
 
 def head_out_of_fold(embeddings: np.ndarray, gold: np.ndarray, n_labels: int, balanced: bool,
-                     folds: np.ndarray) -> np.ndarray:
+                     folds: np.ndarray, c: float = REGULARISATION_C) -> np.ndarray:
     """The head's probabilities on each fold, trained on the other folds."""
     out = np.zeros((len(gold), n_labels))
     for f in np.unique(folds):
         test = folds == f
-        coef, intercept = train_head(embeddings[~test], gold[~test], n_labels, balanced)
+        coef, intercept = train_head(embeddings[~test], gold[~test], n_labels, balanced, c=c)
         out[test] = head_probs(coef, intercept, embeddings[test], unseen_label_mass(gold[~test], n_labels))
     return out
 
 
-def fit_head_temperature(embeddings: np.ndarray, gold: np.ndarray, n_labels: int, balanced: bool, folds: np.ndarray) -> float:
+def fit_head_temperature(embeddings: np.ndarray, gold: np.ndarray, n_labels: int, balanced: bool, folds: np.ndarray,
+                         c: float = REGULARISATION_C) -> float:
     """The temperature that calibrates the head on these items (fitted on its out-of-fold
     probabilities): a head trained on more items per label is sharper, so a refit needs its own."""
-    return fitted_temperature(head_out_of_fold(embeddings, gold, n_labels, balanced, folds), gold)
+    return fitted_temperature(head_out_of_fold(embeddings, gold, n_labels, balanced, folds, c), gold)
+
+
+def cross_chosen(oof: dict[float, np.ndarray], gold: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, float]:
+    """A setting chosen among `oof` (setting → out-of-fold probabilities) without peeking: each
+    fold's probabilities come from the setting best on the other folds; the setting that ships
+    is the one best on all items (label F1, ties to lower log-loss)."""
+    raw = np.zeros_like(next(iter(oof.values())))
+    for f in np.unique(folds):
+        test = folds == f
+        chosen = max(oof, key=lambda v: SINGLE.pool_score(gold[~test], oof[v][~test]))
+        raw[test] = oof[chosen][test]
+    return raw, max(oof, key=lambda v: SINGLE.pool_score(gold, oof[v]))
 
 
 def best_weight(kind: ControlKind, llm: np.ndarray, head: np.ndarray, gold: np.ndarray, pooling) -> float:
@@ -77,34 +91,34 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
 
     `balanced` trains the logistic regression with label weights inverse to label frequency: with
     a rare label among few labels the plain head hardly ever predicts it, while on a balanced set
-    both are alike (docs/benchmarks.md). Both compete."""
+    both are alike (docs/benchmarks.md). Both compete.
+
+    The regularisation is chosen from C_GRID like a pooling weight (cross_chosen): the best
+    strength depends on how many labels there are per class, which differs per project and job,
+    and the choice is kept in the weights so that a refit trains the same way."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
-    head_oof = head_out_of_fold(embeddings, gold, n_labels, balanced, folds)
-    coef, intercept = train_head(embeddings, gold, n_labels, balanced)
+    head_oof, c = cross_chosen({c: head_out_of_fold(embeddings, gold, n_labels, balanced, folds, c) for c in C_GRID},
+                               gold, folds)
+    coef, intercept = train_head(embeddings, gold, n_labels, balanced, c=c)
     name = "head-balanced" if balanced else "head"
-    return [*head_results(name, llm, head_oof, coef, intercept, folds, balanced=balanced),
-            evaluate_stacked(name, llm, embeddings, folds, balanced)]
+    return [*head_results(name, llm, head_oof, coef, intercept, folds, balanced=balanced, c=c),
+            evaluate_stacked(name, llm, embeddings, folds, balanced, c)]
 
 
 def evaluate_stacked(name: str, llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray,
-                     balanced: bool) -> CandidateResult:
+                     balanced: bool, c: float = REGULARISATION_C) -> CandidateResult:
     """The head trained on the embedding and `llm`'s log-probabilities together (labeling.head,
     stacked), served alone. The features' scale is chosen like a pooling weight: on the other
     folds for each fold's out-of-fold probabilities, on all items for the head that ships."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
-    oof = {scale: head_out_of_fold(stacked_features(embeddings, llm.probs, scale), gold, n_labels, balanced, folds)
+    oof = {scale: head_out_of_fold(stacked_features(embeddings, llm.probs, scale), gold, n_labels, balanced, folds, c)
            for scale in STACK_SCALES}
-    raw = np.zeros((len(gold), n_labels))
-    for f in np.unique(folds):
-        test = folds == f
-        chosen = max(STACK_SCALES, key=lambda s: SINGLE.pool_score(gold[~test], oof[s][~test]))
-        raw[test] = oof[chosen][test]
+    raw, scale = cross_chosen(oof, gold, folds)
     probs, _ = SINGLE.cross_fitted_temperature(raw, gold, folds)
-    scale = max(STACK_SCALES, key=lambda s: SINGLE.pool_score(gold, oof[s]))
-    coef, intercept = train_head(stacked_features(embeddings, llm.probs, scale), gold, n_labels, balanced)
+    coef, intercept = train_head(stacked_features(embeddings, llm.probs, scale), gold, n_labels, balanced, c=c)
     head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), 0.0,
                        fitted_temperature(oof[scale], gold), balanced=balanced,
-                       unseen_mass=unseen_label_mass(gold, n_labels), llm_scale=scale)
+                       unseen_mass=unseen_label_mass(gold, n_labels), llm_scale=scale, c=c)
     return CandidateResult(f"{llm.name}+{name}-stacked", ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head),
                            probs, gold)
 

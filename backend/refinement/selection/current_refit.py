@@ -29,7 +29,7 @@ from ...labeling.calibration import Calibrator
 from ...labeling.head import HeadWeights, stacked_features, unseen_label_mass
 from ...labeling.prompt import clip_demo
 from ...labeling.recipe import ControlRecipe
-from ..candidates.embedding_head import fit_head_temperature, train_head
+from ..candidates.embedding_head import REGULARISATION_C, fit_head_temperature, train_head
 from ..candidates.robust_head import refit_weights
 from ..candidates.one_vs_rest_head import train_one_vs_rest
 from ..validation.control_kind import ControlKind
@@ -104,8 +104,12 @@ def _untempered_head(head, embeddings: np.ndarray, gold: np.ndarray, folds: np.n
     trained on more items per label is sharper than the one it was fitted for."""
     if head.pooling != "mix" or head.one_vs_rest:
         return replace(head, temperature=1.0)
-    head_t = fit_head_temperature(embeddings, gold, len(head.intercept), head.balanced, folds)
+    head_t = fit_head_temperature(embeddings, gold, len(head.intercept), head.balanced, folds, _c(head))
     return replace(head, temperature=1.0, head_temperature=head_t)
+
+
+def _c(head: HeadWeights) -> float:
+    return REGULARISATION_C if head.c is None else head.c
 
 
 def _refit_head(head: HeadWeights, embeddings: np.ndarray, gold: np.ndarray, kind: ControlKind,
@@ -120,7 +124,7 @@ def _refit_head(head: HeadWeights, embeddings: np.ndarray, gold: np.ndarray, kin
     else:
         n_labels = len(head.intercept)
         weights = refit_weights(embeddings, gold, n_labels) if head.robust else None
-        coef, intercept = train_head(embeddings, gold, n_labels, head.balanced, weights=weights)
+        coef, intercept = train_head(embeddings, gold, n_labels, head.balanced, weights=weights, c=_c(head))
         unseen_mass = unseen_label_mass(gold, n_labels)
     return replace(head, coef=tuple(map(tuple, coef.tolist())), intercept=tuple(intercept.tolist()),
                    unseen_mass=unseen_mass)

@@ -4,7 +4,7 @@ import numpy as np
 
 from backend.labeling.head import HeadWeights
 from backend.labeling.recipe import ControlRecipe
-from backend.refinement.candidates.embedding_head import evaluate_head, train_head
+from backend.refinement.candidates.embedding_head import C_GRID, REGULARISATION_C, cross_chosen, evaluate_head, train_head
 from backend.refinement.validation.crossval import CandidateResult, fold_ids
 
 
@@ -75,3 +75,56 @@ def test_a_stacked_head_trusts_the_llm_on_the_label_it_knows_and_the_embedding_o
     assert np.allclose(probs.sum(1), 1.0) and (probs.argmax(1) == gold).mean() > 0.9
     flat = again.head.combine(np.full((n, 3), 1 / 3), emb)  # without the LLM's answer label 0 is lost
     assert (flat.argmax(1) == gold)[gold == 0].mean() < (probs.argmax(1) == gold)[gold == 0].mean()
+
+
+def test_cross_chosen_judges_each_fold_by_the_setting_best_on_the_others():
+    gold = np.array([0, 1] * 10)
+    folds = np.repeat(np.arange(4), 5)
+    right = np.eye(2)[gold] * 0.8 + 0.1
+    wrong = np.eye(2)[1 - gold] * 0.8 + 0.1
+    good = right.copy()
+    good[folds == 3] = wrong[folds == 3]  # best on folds 0-2, wrong on fold 3
+    bad = wrong.copy()
+    bad[folds == 3] = right[folds == 3]  # right on fold 3 only
+    raw, chosen = cross_chosen({"good": good, "bad": bad}, gold, folds)
+    assert chosen == "good"
+    assert np.array_equal(raw, good)  # fold 3 is judged by the setting the other folds chose: no peeking
+
+
+def test_the_regularisation_a_job_chose_is_kept_and_used_by_a_refit():
+    """Few items with a clear signal: the default regularisation flattens the head's answers, so
+    the job chooses a weaker one among C_GRID, stores it with the weights, and a refresh trains
+    with it again."""
+    from backend.refinement.selection.current_refit import _refit_head
+    from backend.refinement.validation.control_kind import SINGLE
+
+    rng = np.random.default_rng(0)
+    n = 30
+    gold = np.arange(n) % 3
+    emb = rng.normal(size=(n, 64)) + 5.0 * np.eye(64)[gold]
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    llm = CandidateResult("llm", ControlRecipe(), np.full((n, 3), 1 / 3), gold)
+    head, pooled, mixed, stacked = evaluate_head(llm, emb, fold_ids(n, 5))
+    chosen = head.recipe.head.c
+    assert chosen in C_GRID and chosen != REGULARISATION_C
+    assert {r.recipe.head.c for r in (pooled, mixed, stacked)} == {chosen}
+    again = ControlRecipe.from_dict(head.recipe.to_dict()).head
+    assert again.c == chosen
+    refit = _refit_head(again, emb, gold, SINGLE)
+    assert np.allclose(refit.coef, train_head(emb, gold, 3, c=chosen)[0], atol=1e-5)
+    assert not np.allclose(refit.coef, train_head(emb, gold, 3)[0], atol=1e-3)
+    old = {k: v for k, v in head.recipe.head.to_dict().items() if k != "c"}  # a version stored before the choice
+    assert HeadWeights.from_dict(old).c is None
+    assert np.allclose(_refit_head(HeadWeights.from_dict(old), emb, gold, SINGLE).coef, train_head(emb, gold, 3)[0],
+                       atol=1e-5)
+
+
+def test_a_stored_regularisation_must_be_a_positive_number():
+    base = HeadWeights(((0.0,),), (0.0,), 0.0).to_dict()
+    for bad in (0, -1.0, "10", True):
+        try:
+            HeadWeights.from_dict({**base, "c": bad})
+        except ValueError as exc:
+            assert "head.c" in str(exc)
+        else:
+            raise AssertionError(f"c={bad!r} was accepted")

@@ -7,7 +7,7 @@ import numpy as np
 from backend.labeling.calibration import Calibrator
 from backend.labeling.recipe import ControlRecipe
 from backend.refinement.candidates.contract import ControlJob
-from backend.refinement.candidates.embedding_head import evaluate_head, train_head
+from backend.refinement.candidates.embedding_head import evaluate_head, head_out_of_fold, train_head
 from backend.refinement.candidates.robust_head import (MIN_ITEMS, SUSPECT_WEIGHT, RobustHead, evaluate_robust_head,
                                                        refit_weights, robust_out_of_fold, suspect_weights)
 from backend.refinement.validation.control_kind import MULTIPLE, SINGLE
@@ -35,7 +35,8 @@ def llm_of(given: np.ndarray) -> CandidateResult:
 def test_with_flipped_labels_the_robust_head_scores_better_on_held_out_items_judged_as_labelled():
     emb, truth, given, _ = blobs(3)
     folds = fold_ids(len(given), 5)
-    plain = evaluate_head(llm_of(given), emb, folds)[0]
+    # the plain head trained as the robust one is (a job may also choose a stronger regularisation)
+    plain = CandidateResult("head", ControlRecipe(), head_out_of_fold(emb, given, 2, False, folds), given)
     robust, pooled, mixed = evaluate_robust_head(llm_of(given), emb, folds)
     assert (robust.name, pooled.name, mixed.name) == ("head-robust", "llm+head-robust", "llm+head-robust-mix")
     assert (robust.gold == given).all() and len(robust.probs) == len(given)  # nothing left out of the judging
