@@ -337,7 +337,7 @@ class LabelingService:
             raws = [item.raw[control.field] for item in items]
             if marked.get(control.name):
                 for i, raw in enumerate(raws):
-                    spans = propose_occurrences(self.engine, control, prompt, raw, marked[control.name])
+                    spans = propose_occurrences(self.engine, control, prompt, raw, marked[control.name], self.embedder)
                     span_regions[i].extend(span_region(control, s) for s in spans)
                     span_scores[i].extend(s.score for s in spans)
                 continue

@@ -337,15 +337,20 @@ def placed_spans(control: SpanControl, prompt: SpanPrompt, text: str, placement:
                  embedder=None, features: np.ndarray | None = None) -> list[Span]:
     """The spans of a placement, re-typed by the prompt's typing head if it has one (on
     `features` of the mentions when given, else embedded with `embedder`), scores calibrated."""
-    probs = placement.probs
-    if prompt.typing is not None and placement.mentions:
-        if features is None:
-            if embedder is None:
-                raise ValueError("a span prompt with a typing head needs an embedder")
-            features = typing_features(embedder, prompt.typing.inputs, [m for m, _ in placement.mentions],
-                                       placement.shown)
-        probs = prompt.typing.apply(probs, features)
+    probs = _retyped(prompt, placement.probs, [m for m, _ in placement.mentions], placement.shown, embedder, features)
     return [replace(s, score=prompt.calibrated(s.score)) for s in spans_for(control, text, placement.mentions, probs)]
+
+
+def _retyped(prompt: SpanPrompt, probs: np.ndarray, mentions: Sequence[str], shown: str, embedder=None,
+             features: np.ndarray | None = None) -> np.ndarray:
+    """The LLM's type distributions of `mentions`, re-typed by the prompt's typing head if it has one."""
+    if prompt.typing is None or not len(mentions):
+        return probs
+    if features is None:
+        if embedder is None:
+            raise ValueError("a span prompt with a typing head needs an embedder")
+        features = typing_features(embedder, prompt.typing.inputs, list(mentions), shown)
+    return prompt.typing.apply(probs, features)
 
 
 def extract_spans(engine, control: SpanControl, prompt: SpanPrompt, text: str,
@@ -373,16 +378,19 @@ def other_occurrences(text: str, marked: Sequence[tuple[int, int, str]]) -> list
 
 
 def propose_occurrences(engine, control: SpanControl, prompt: SpanPrompt, text: str,
-                        marked: Sequence[tuple[int, int, str]]) -> list[Span]:
+                        marked: Sequence[tuple[int, int, str]], embedder=None) -> list[Span]:
     """The annotator's marked spans carried to their other occurrences (`other_occurrences`), each
-    scored by P(the annotator's label | that occurrence's text) as the typing step scores a mention."""
+    scored by P(the annotator's label | that occurrence's text) as a mention is typed when
+    predicted: by the typing step, re-typed by the prompt's typing head if it has one (which
+    needs `embedder`)."""
     proposals = other_occurrences(text, marked)
     if not proposals:
         return []
     prefix = render_prefix(control, prompt)
     shown = fit_shown(engine, control, prefix, "", clean_text(text))
     mentions = list(dict.fromkeys(clean_text(text[s:e]) for s, e, _ in proposals))
-    rows = dict(zip(mentions, type_mentions(engine, control, prefix, shown, mentions)))
+    rows = dict(zip(mentions, _retyped(prompt, type_mentions(engine, control, prefix, shown, mentions), mentions,
+                                       shown, embedder)))
     out = []
     for start, end, label in proposals:
         row = rows[clean_text(text[start:end])]

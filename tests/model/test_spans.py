@@ -89,3 +89,28 @@ def test_an_annotator_s_span_is_proposed_at_its_other_occurrences_with_a_score(e
     assert [(r["value"]["start"], r["value"]["text"], r["value"]["labels"]) for r in ner] == [
         (20, "alice", ["Person"]), (35, "ALICE", ["Person"]), (55, "Alice", ["Person"])]
     assert all(0 < r["score"] < 1 for r in ner)
+
+
+def test_a_version_s_typing_head_scores_the_proposed_occurrences_as_it_types_predictions(engine):
+    """The typing head learnt from annotations re-types the occurrences the editor proposes too:
+    the toy head calls lower-case words places, so the lower-case "alice" is an unlikely Person."""
+    import numpy as np
+
+    from backend.labeling.label_config import SpanControl
+    from backend.labeling.span_typing import TypingHead
+    from backend.labeling.spans import SpanPrompt, propose_occurrences
+    from tests.unit.labeling.test_span_typing import ToyEmbedder
+
+    control = SpanControl(name="ner", to_name="text", field="text", labels=("Person", "City"))
+    raw = "Alice called. Later alice wrote to ALICE, and Alice came."
+    marked = [(0, 5, "Person")]
+    head = TypingHead(((10.0, 0.0, 0.0), (0.0, 10.0, 0.0)), (0.0, 0.0), inputs="mention")
+    plain = propose_occurrences(engine, control, SpanPrompt(), raw, marked)
+    typed = propose_occurrences(engine, control, SpanPrompt(typing=head), raw, marked, ToyEmbedder())
+    assert [(s.start, s.label) for s in typed] == [(s.start, s.label) for s in plain] == [
+        (20, "Person"), (35, "Person"), (46, "Person")]
+    scores = {s.text: s.score for s in typed}
+    assert scores["alice"] < 0.05 < 0.95 < min(scores["ALICE"], scores["Alice"])
+    assert not np.allclose([s.score for s in typed], [s.score for s in plain])
+    with pytest.raises(ValueError):
+        propose_occurrences(engine, control, SpanPrompt(typing=head), raw, marked)  # no embedder
