@@ -95,6 +95,7 @@ def test_the_regularisation_a_job_chose_is_kept_and_used_by_a_refit():
     """Few items with a clear signal: the default regularisation flattens the head's answers, so
     the job chooses a weaker one among C_GRID, stores it with the weights, and a refresh trains
     with it again."""
+    from backend.labeling.version_summary import recipe_facts
     from backend.refinement.selection.current_refit import _refit_head
     from backend.refinement.validation.control_kind import SINGLE
 
@@ -110,6 +111,7 @@ def test_the_regularisation_a_job_chose_is_kept_and_used_by_a_refit():
     assert {r.recipe.head.c for r in (pooled, mixed, stacked)} == {chosen}
     again = ControlRecipe.from_dict(head.recipe.to_dict()).head
     assert again.c == chosen
+    assert f"C = {chosen:g}" in recipe_facts(head.recipe)["head"]  # what /versions shows
     refit = _refit_head(again, emb, gold, SINGLE)
     assert np.allclose(refit.coef, train_head(emb, gold, 3, c=chosen)[0], atol=1e-5)
     assert not np.allclose(refit.coef, train_head(emb, gold, 3)[0], atol=1e-3)
