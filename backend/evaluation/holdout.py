@@ -27,7 +27,10 @@ def serve_candidates(service: LabelingService, control: ChoiceControl, decision,
     embeddings = service.embedder.encode(texts)
     logits: dict = {}
     rows = []
-    for result in [decision.current, *decision.results]:
+    results = [decision.current, *decision.results]
+    if decision.accepted and all(r is not decision.best for r in results):
+        results.append(decision.best)  # as it ships: e.g. with a temperature fitted once chosen
+    for result in results:
         prompt = result.recipe.prompt
         if prompt not in logits:
             logits[prompt] = logits_matrix(service, control, prompt, texts)

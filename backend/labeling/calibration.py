@@ -29,6 +29,9 @@ def raw_probabilities(logits: np.ndarray, multiple: bool) -> np.ndarray:
     return sigmoid(logits) if multiple else softmax(logits)
 
 
+TEMPERED = "content-free+temperature"  # a prompt's content-free bias, then a temperature fitted on ground truth
+
+
 @dataclass(frozen=True)
 class Calibrator:
     bias: tuple[float, ...]
@@ -59,6 +62,11 @@ class Calibrator:
         """This calibrator applied to logits moved by `delta` first: (z + δ) / T + b = z / T + (b + δ / T)."""
         bias = np.asarray(self.bias) + np.asarray(delta, dtype=np.float64) / np.asarray(self.temperature)
         return Calibrator(tuple(float(b) for b in bias), self.temperature, self.method)
+
+    def tempered(self, t: float) -> "Calibrator":
+        """This calibrator followed by a temperature `t` (single choice): (z / T0 + b) / t. The
+        label stays the same; only how sure it is changes."""
+        return Calibrator(tuple(float(b) / t for b in self.bias), float(self.temperature) * t, TEMPERED)
 
     def to_dict(self) -> dict:
         t = self.temperature

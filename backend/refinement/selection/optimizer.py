@@ -37,7 +37,8 @@ from ..candidates.reasoning_first import ReasoningFirst, ReasoningHeads, reasons
 from ..candidates.robust_head import RobustHead
 from ..candidates.typed_instruction import TypedInstruction
 from ..validation.control_kind import kind_of
-from ..validation.crossval import CandidateResult, PlanSkipped, evaluate_fixed, fold_ids, paced_logits
+from ..validation.crossval import (CandidateResult, PlanSkipped, evaluate_fixed, fold_ids, paced_logits,
+                                   with_fitted_temperature)
 from ..validation.label_errors import LabelIssue, label_issues
 from ..validation.significance import holm_rejections, mcnemar_exact, paired_bootstrap_mean
 from .current_refit import cross_fit_current, refreshed_current
@@ -310,12 +311,20 @@ class ControlSearch:
             r.metrics.setdefault("judged_against", bar.name)  # a reasoning one: what it had to beat
         if not accepted:
             best, p = bar, self.first.p_value
+        else:
+            best = self._tempered(best)
         b, c, _ = mcnemar_exact(best.correct, cur.correct)
         log.info("%s-choice control %s, second stage: best %s %s vs %s %s, accepted=%s", job.kind.name,
                  self.control.name, best.name, best.metrics, bar.name, bar.metrics, accepted)
         return ControlDecision(self.control.name, len(cur.gold), cur, best, True, b, c, p,
                                [{"name": r.name, **r.metrics} for r in [cur, *everything]], list(job.skipped),
                                everything, None, self.used, *suspects(ready, job.kind.multiple))
+
+    def _tempered(self, best: CandidateResult) -> CandidateResult:
+        """The chosen candidate with a fitted temperature after its content-free calibration, where
+        it has nothing else fitted (crossval.with_fitted_temperature)."""
+        folds = self.fold if len(best.gold) == len(self.fold) else fold_ids(len(best.gold), len(np.unique(self.fold)))
+        return with_fitted_temperature(best, self.job.service.calibrator(self.control, best.recipe.prompt), folds)
 
     def _ready(self, results: list[CandidateResult]) -> list[CandidateResult]:
         """Multiple choice: each candidate with the threshold it would ship (CandidateResult.with_threshold)."""
@@ -338,6 +347,8 @@ class ControlSearch:
         job = self.job
         cur, judged, ready = self._judged()
         best, b, c, p, accepted = select_paying(cur, judged, self.alpha)
+        if accepted:
+            best = self._tempered(best)
         log.info("%s-choice control %s: best %s %s vs current %s, p=%.4f, accepted=%s", job.kind.name,
                  self.control.name, best.name, best.metrics, cur.metrics, p, accepted)
         fitted = None

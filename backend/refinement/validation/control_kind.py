@@ -9,11 +9,12 @@ labels 0/1 matrix) are the kinds today; a new task type implements ControlKind.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 
-from ...labeling.calibration import Calibrator, fit_calibrator, fit_multilabel_calibrator, sigmoid
+from ...labeling.calibration import TEMPERED, Calibrator, fit_calibrator, fit_multilabel_calibrator, sigmoid
 from ...labeling.head import logit
 from ...labeling.label_config import ChoiceControl
 from ...metrics.multi_label import log_loss_per_item, micro_f1, predicted_sets, summarize_multilabel
@@ -76,8 +77,9 @@ class ControlKind:
         raise NotImplementedError
 
 
-# calibrator method → whether its per-label bias is refit too (single choice)
-REFIT_METHODS = {"fitted": True, "temperature": False}
+# calibrator method → (whether its per-label bias is refit too, whether it is fitted around the
+# prompt's content-free calibration) (single choice)
+REFIT_METHODS = {"fitted": (True, True), "temperature": (False, False), TEMPERED: (False, True)}
 
 
 class SingleChoice(ControlKind):
@@ -101,8 +103,13 @@ class SingleChoice(ControlKind):
     def calibration_fit(self, calibrator, prior) -> CalibrationFit | None:
         if calibrator is None or calibrator.method not in REFIT_METHODS:
             return None
-        fit_bias = REFIT_METHODS[calibrator.method]  # a temperature-only fit was made on the raw logits
-        return lambda logits, gold: fit_calibrator(logits, gold, fit_bias=fit_bias, prior=prior if fit_bias else None)
+        fit_bias, around_prior = REFIT_METHODS[calibrator.method]
+        if not fit_bias and around_prior:  # the content-free bias is the prompt's: refit only the temperature
+            if prior is None:
+                return None
+            return lambda logits, gold: replace(fit_calibrator(logits, gold, fit_bias=False, prior=prior),
+                                                method=TEMPERED)
+        return lambda logits, gold: fit_calibrator(logits, gold, fit_bias=fit_bias, prior=prior if around_prior else None)
 
     def fit_calibration(self, logits, gold, prior) -> Calibrator:
         return fit_calibrator(logits, gold, prior=prior)

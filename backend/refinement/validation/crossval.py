@@ -183,6 +183,27 @@ def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, c
     return CandidateResult(name, recipe, probs, gold, kind=kind)
 
 
+def with_fitted_temperature(result: CandidateResult, prior: Calibrator, folds: np.ndarray) -> CandidateResult:
+    """A single-choice candidate served with its prompt's content-free calibration alone (`prior`;
+    no fitted calibrator, no head), with a temperature fitted on ground truth after it, cross-fitted
+    on `folds`, if that lowers its log-loss on these items. Content-free calibration corrects which
+    label the model leans to, not how sure it is, and a k-shot prompt can be far over- or
+    under-confident. Applied to a chosen candidate only: the temperature changes no label, so the
+    decision that chose it stands, and no test is added to its family. Else `result` as it was."""
+    if (result.kind.multiple or result.recipe.calibrator is not None or result.recipe.head is not None
+            or prior.method == "identity" or len(np.unique(folds)) < 2):
+        return result
+    probs, t = result.kind.cross_fitted_temperature(result.probs, result.gold, folds)
+    tempered = CandidateResult(result.name, replace(result.recipe, calibrator=prior.tempered(t)), probs, result.gold,
+                               kind=result.kind)
+    loss, before = float(tempered.item_loss.mean()), float(result.item_loss.mean())
+    if loss >= before:
+        return result
+    tempered.metrics = {**result.metrics, **tempered.metrics, "log_loss": round(loss, 4),
+                        "fitted_temperature": round(t, 3), "log_loss_before_temperature": round(before, 4)}
+    return tempered
+
+
 def evaluate_fitted_calibration(name: str, prompt: PromptVersion, logits: np.ndarray, gold: np.ndarray,
                                 folds: np.ndarray, prior: Calibrator | None = None,
                                 kind: ControlKind = SINGLE) -> CandidateResult:

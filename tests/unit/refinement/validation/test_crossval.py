@@ -98,3 +98,52 @@ def test_a_fitted_threshold_is_kept_only_where_it_beats_the_candidates_own_rule_
     sure = np.clip(np.where(gold == 1, 0.9, 0.05) + rng.normal(0, 0.02, (n, k)), 0.01, 0.99)
     kept = CandidateResult("sure", ControlRecipe(), sure, gold, kind=MULTIPLE)
     assert kept.with_threshold(folds) is kept and kept.recipe.threshold is None and kept.metrics["threshold"] == 0.5
+
+
+def test_a_chosen_content_free_candidate_gets_a_temperature_that_changes_no_label():
+    """A prompt whose content-free calibrated answers are far too sure: served with a temperature
+    fitted after that calibration, it keeps every label and its p-values, has a lower cross-fitted
+    log-loss, and ships a calibrator that gives on raw logits what was judged; a refresh refits
+    the temperature around the prompt's content-free bias again."""
+    from backend.labeling.calibration import TEMPERED, Calibrator
+    from backend.refinement.validation.control_kind import SINGLE
+    from backend.refinement.validation.crossval import with_fitted_temperature
+
+    rng = np.random.default_rng(0)
+    n = 120
+    gold = rng.integers(0, 2, n)
+    logits = np.stack([(gold == 0) * 1.0, (gold == 1) * 1.0], axis=1) + rng.normal(0, 1.0, (n, 2))
+    logits *= 6.0  # overconfident: right about 3 in 4, sure of nearly everything
+    prior = Calibrator((0.4, -0.4), method="contextual")
+    contextual = prior.apply(logits, False)
+    folds = fold_ids(n, 5)
+    plain = CandidateResult("8-shot", ControlRecipe(PROMPT, None), contextual, gold)
+    plain.metrics["p_vs_current"] = 0.001
+    result = with_fitted_temperature(plain, prior, folds)
+    assert (result.probs.argmax(1) == contextual.argmax(1)).all()
+    assert result.metrics["macro_f1"] == plain.metrics["macro_f1"] and result.metrics["p_vs_current"] == 0.001
+    assert result.item_loss.mean() < plain.item_loss.mean() - 0.1 and result.metrics["ece"] < plain.metrics["ece"]
+    shipped = result.recipe.calibrator
+    assert shipped.method == TEMPERED and shipped.temperature > 2
+    assert result.metrics["fitted_temperature"] == round(shipped.temperature, 3)
+    expected = contextual ** (1 / shipped.temperature)
+    assert np.allclose(shipped.apply(logits, False), expected / expected.sum(1, keepdims=True))
+    assert ControlRecipe.from_dict(result.recipe.to_dict()).calibrator == shipped  # stored with the version
+
+    refit = SINGLE.calibration_fit(shipped, prior)(logits[:60], gold[:60])
+    assert refit.method == TEMPERED and refit.bias[0] > 0  # still the content-free bias's sign, not none
+    assert SINGLE.calibration_fit(shipped, None) is None  # without the prompt's bias there is nothing to refit around
+    assert with_fitted_temperature(plain, Calibrator.identity(2), folds) is plain  # CALIBRATION=none: nothing fitted
+    assert with_fitted_temperature(result, prior, folds) is result  # a fitted calibrator already
+
+
+def test_a_well_calibrated_candidate_is_left_as_it_was():
+    from backend.labeling.calibration import Calibrator
+    from backend.refinement.validation.crossval import with_fitted_temperature
+
+    rng = np.random.default_rng(1)
+    n = 200
+    probs = rng.dirichlet([1.0, 1.0], n)
+    gold = (rng.random(n) < probs[:, 1]).astype(int)  # labels drawn from the probabilities: calibrated
+    plain = CandidateResult("4-shot", ControlRecipe(PROMPT, None), probs, gold)
+    assert with_fitted_temperature(plain, Calibrator((0.0, 0.0), method="contextual"), fold_ids(n, 5)) is plain
