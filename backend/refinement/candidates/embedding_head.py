@@ -65,22 +65,18 @@ def fit_head_temperature(embeddings: np.ndarray, gold: np.ndarray, n_labels: int
     return fitted_temperature(head_out_of_fold(embeddings, gold, n_labels, balanced, folds, c), gold)
 
 
-def cross_chosen(oof: dict[float, np.ndarray], gold: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, float]:
-    """A setting chosen among `oof` (setting → out-of-fold probabilities) without peeking: each
-    fold's probabilities come from the setting best on the other folds; the setting that ships
-    is the one best on all items (label F1, ties to lower log-loss)."""
+def cross_chosen(oof: dict[float, np.ndarray], gold: np.ndarray, folds: np.ndarray,
+                 kind: ControlKind = SINGLE) -> tuple[np.ndarray, float]:
+    """A setting (a regularisation, a pooling weight, a scale) chosen among `oof` (setting →
+    out-of-fold probabilities) without peeking: each fold's probabilities come from the setting
+    best on the other folds; the setting that ships is the one best on all items (the kind's
+    label F1, ties to lower log-loss: ControlKind.pool_score; ties again to the first setting)."""
     raw = np.zeros_like(next(iter(oof.values())))
     for f in np.unique(folds):
         test = folds == f
-        chosen = max(oof, key=lambda v: SINGLE.pool_score(gold[~test], oof[v][~test]))
+        chosen = max(oof, key=lambda v: kind.pool_score(gold[~test], oof[v][~test]))
         raw[test] = oof[chosen][test]
-    return raw, max(oof, key=lambda v: SINGLE.pool_score(gold, oof[v]))
-
-
-def best_weight(kind: ControlKind, llm: np.ndarray, head: np.ndarray, gold: np.ndarray, pooling) -> float:
-    """The LLM's weight in the pool, from WEIGHT_GRID: the best label F1 of the control's kind,
-    ties to lower log-loss (ControlKind.pool_score)."""
-    return max(WEIGHT_GRID, key=lambda w: kind.pool_score(gold, pooling(llm, head, w)))
+    return raw, max(oof, key=lambda v: kind.pool_score(gold, oof[v]))
 
 
 def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray,
@@ -152,14 +148,10 @@ def _cross_fitted_pool(llm: np.ndarray, head: np.ndarray, gold: np.ndarray, fold
     weight chosen on all items with the temperature that weight's pool calls for. Not the
     temperature of the out-of-fold pool: its folds may have chosen other weights than the one
     that ships."""
-    raw = np.zeros_like(llm)
-    for f in np.unique(folds):
-        test = folds == f
-        w = best_weight(SINGLE, llm[~test], head[~test], gold[~test], pooling)
-        raw[test] = pooling(llm[test], head[test], w)
+    by_weight = {w: pooling(llm, head, w) for w in WEIGHT_GRID}
+    raw, weight = cross_chosen(by_weight, gold, folds)
     pooled, _ = SINGLE.cross_fitted_temperature(raw, gold, folds)
-    weight = best_weight(SINGLE, llm, head, gold, pooling)
-    return pooled, weight, fitted_temperature(pooling(llm, head, weight), gold)
+    return pooled, weight, fitted_temperature(by_weight[weight], gold)
 
 
 class EmbeddingHead:

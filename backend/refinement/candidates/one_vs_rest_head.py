@@ -19,7 +19,7 @@ from ...labeling.recipe import ControlRecipe
 from ..validation.control_kind import MULTIPLE
 from ..validation.crossval import CandidateResult
 from .contract import ControlJob, Plan
-from .embedding_head import REGULARISATION_C, best_weight
+from .embedding_head import REGULARISATION_C, WEIGHT_GRID, cross_chosen
 
 
 def train_one_vs_rest(embeddings: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,12 +54,7 @@ def evaluate_one_vs_rest_head(llm: CandidateResult, embeddings: np.ndarray, fold
     """Head alone and head pooled with `llm` (whose out-of-fold probabilities are reused)."""
     gold = llm.gold
     head_oof = one_vs_rest_oof(embeddings, gold, folds)
-    raw_pool = np.zeros(gold.shape)
-    for f in np.unique(folds):
-        test = folds == f
-        w = best_weight(MULTIPLE, llm.probs[~test], head_oof[~test], gold[~test], pool_yes_no)
-        raw_pool[test] = pool_yes_no(llm.probs[test], head_oof[test], w)
-    w_all = best_weight(MULTIPLE, llm.probs, head_oof, gold, pool_yes_no)
+    raw_pool, w_all = cross_chosen({w: pool_yes_no(llm.probs, head_oof, w) for w in WEIGHT_GRID}, gold, folds, MULTIPLE)
     pooled, temperature = MULTIPLE.cross_fitted_temperature(raw_pool, gold, folds)
     head_alone, head_only_t = MULTIPLE.cross_fitted_temperature(head_oof, gold, folds)
     coef, intercept = train_one_vs_rest(embeddings, gold)
