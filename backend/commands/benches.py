@@ -217,16 +217,19 @@ def injection(dataset: str, limit: int, seed: int, coded: bool, as_json: bool) -
 @click.option("--seed", type=int, default=0, show_default=True, help="Shuffle of the train texts.")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
               help="Also zero-shot with span scores calibrated on the train texts' own extraction.")
+@click.option("--rewrite", is_flag=True,
+              help="Also the instruction rewrite a job runs (its teacher and REFINE_REWRITE_* budget), searched on a "
+                   "minibatch of the train texts; its best proposal extracts the test texts.")
 @click.option("--typing-head", is_flag=True,
               help="Also zero-shot mentions re-typed by a typing head trained on the train texts, each head setting "
                    "compared (its cross-fitted exact F1 on the train texts in the row's name).")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON instead of a table.")
 def span_bench(dataset: str, test_path: str, budget: int, nearest: str, limit_test: int, seed: int, calibrate: bool,
-               typing_head: bool, as_json: bool) -> None:
+               rewrite: bool, typing_head: bool, as_json: bool) -> None:
     """Entity spans (<Labels>): exact/partial/unlabelled F1, score ECE and items/s, zero-shot and with demos."""
     from ..engines.factory import load_engine
-    from ..evaluation.span_bench import (load_span_rows, markdown_row, place_rows, run_span_bench, span_labels,
-                                         typing_head_reports, typing_settings, with_calibration)
+    from ..evaluation.span_bench import (load_span_rows, markdown_row, place_rows, rewrite_report, run_span_bench,
+                                         span_labels, typing_head_reports, typing_settings, with_calibration)
     from ..labeling.head import Embedder
     from ..refinement.span_learning import TYPING
 
@@ -242,7 +245,7 @@ def span_bench(dataset: str, test_path: str, budget: int, nearest: str, limit_te
             placed[k] = place_rows(engine, embedder, train, test, labels, nearest=k, progress=bar.update)
         if k in demos_per_text:
             reports[str(k)] = run_span_bench(engine, embedder, train, test, labels, nearest=k, placed=placed[k])
-    if (calibrate and "0" in reports) or typing_head:  # the train texts' own zero-shot pass, once
+    if (calibrate and "0" in reports) or typing_head or rewrite:  # the train texts' own zero-shot pass, once
         with progress_bar(len(train), "spans of the train texts (calibration, typing head)") as bar:
             placed["train"] = place_rows(engine, embedder, [], train, labels, progress=bar.update)
     if calibrate and "0" in reports:
@@ -257,6 +260,21 @@ def span_bench(dataset: str, test_path: str, budget: int, nearest: str, limit_te
             what = (f"zero-shot placement, typing head trained on the {len(train)} train texts"
                     if setting == TYPING else f"typing head, {setting.name[len('typing-head '):]}")
             names[key] = f"{what} (train cross-fitted exact F1 {cv['exact']['f1']:.2f})"
+    if rewrite:
+        from ..refinement.candidates.instruction_rewrite import Rewrite, RewriteBudget
+        from ..refinement.candidates.teacher import build_teacher
+
+        teacher = build_teacher(settings, engine)
+        if teacher is None:
+            raise InputError("--rewrite: no teacher; set TEACHER_BASE_URL and TEACHER_MODEL for a model server")
+        reports["rewrite"] = rewrite_report(engine, embedder, Rewrite(teacher, RewriteBudget.from_settings(settings)),
+                                            train, placed["train"], test, labels)
+        found = reports["rewrite"]["rewrite"]
+        names["rewrite"] = (f"rewritten instruction (minibatch exact F1 {found['minibatch_f1_best']} vs "
+                            f"{found['minibatch_f1_current']} zero-shot)")
+        if "exact" not in reports["rewrite"]:
+            click.echo(f"rewrite: no usable proposal ({found})", err=True)
+            del reports["rewrite"]
     if as_json:
         click.echo(json.dumps(reports, indent=2))
         return

@@ -5,7 +5,9 @@ exact, partial and unlabelled F1, how honest the span scores are, and items per 
 `nearest` most similar of the first `labels` training texts (MiniLM cosine), as a version that has
 learnt from that many annotations does. "typing head" keeps the zero-shot mentions and re-types
 them with a head trained on the train texts' annotated mentions (labeling.span_typing); its
-settings are compared by cross-fitting on the train texts, never on the test texts.
+settings are compared by cross-fitting on the train texts, never on the test texts. "rewrite"
+runs a job's instruction search on a minibatch of the train texts and extracts the test texts
+with its best proposal.
 """
 from __future__ import annotations
 
@@ -159,6 +161,35 @@ def typing_head_reports(embedder, train: list[dict], train_placed: tuple[list[Pl
         seconds = test_placed[1] + time.perf_counter() - start
         out.append((setting, cv, spans_report(test, spans, seconds, labels=len(train), nearest=0)))
     return out
+
+
+def rewrite_report(engine, embedder, rewrite, train: list[dict], train_placed: tuple[list[Placement], float],
+                   test: list[dict], labels: tuple[str, ...]) -> dict:
+    """The instruction search a job runs (refinement/span_rewrite.py), on a minibatch of the train
+    texts with their zero-shot spans, and its best proposal's report on the test texts (whether or
+    not it beat the zero-shot prompt on the minibatch, which a job requires)."""
+    from types import SimpleNamespace
+
+    from ..refinement.span_rewrite import MINIBATCH, SpanInstructionSearch
+
+    control = span_control(labels)
+    batch = np.random.default_rng(0).permutation(len(train))[:MINIBATCH]
+    current = [[(s.start, s.end, s.label) for s in placed_spans(control, SpanPrompt(), train[i]["text"],
+                                                                 train_placed[0][i])] for i in batch]
+    search = SpanInstructionSearch(rewrite, SimpleNamespace(engine=engine, embedder=embedder), control, SpanPrompt(),
+                                   [train[i]["text"] for i in batch], [gold_of(train[i]) for i in batch], current,
+                                   train_placed[1] / max(len(train), 1), 0, float("inf"))
+    start = time.perf_counter()
+    search.run()
+    searched = time.perf_counter() - start
+    info = {**search.log.summary(), "search_seconds": searched}
+    if search.log.best_instructions is None:
+        return {"rewrite": info}
+    prompt = search.candidate(search.log.best_instructions)
+    start = time.perf_counter()
+    spans = [placed_spans(control, prompt, r["text"], place_mentions(engine, control, prompt, r["text"]))
+             for r in test]
+    return {**spans_report(test, spans, time.perf_counter() - start, labels=len(train), nearest=0), "rewrite": info}
 
 
 def with_calibration(report: dict, fitted: dict) -> dict:

@@ -236,7 +236,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     span_reports = []
     for done, (control, usable) in enumerate(span_work):
         decision = refine_spans(service, control, usable, current.span_prompt(control.name), alpha=settings.refine_alpha,
-                                deadline=control_deadline(time.monotonic(), deadline, len(searches) + len(span_work) - done))
+                                deadline=control_deadline(time.monotonic(), deadline, len(searches) + len(span_work) - done),
+                                rewrite=rewrite)
         decisions[control.name] = decision.summary()
         span_reports.append((control, decision))
         if decision.accepted:  # its pool is not `trained_on`: span prompts are judged leaving each text out

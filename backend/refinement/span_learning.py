@@ -10,8 +10,9 @@ significantly; zero-shot span scores are far too sure of themselves.
 With enough annotated texts a second candidate keeps the current prompt's mentions but re-types
 them with a typing head (labeling.span_typing) trained on the annotated mentions, cross-fitted
 (each text typed by a head that did not see it) and judged by the same test; the LLM's pass over
-a text is run once and re-typed, not run again. The candidates are one test family (Holm), and
-the better of those that pass is kept.
+a text is run once and re-typed, not run again. When the job has a teacher, a third candidate
+rewrites the instruction (span_rewrite); the texts its search chose on then judge no candidate.
+The candidates are one test family (Holm), and the better of those that pass is kept.
 Evaluation stops at the job's deadline; the decision is taken on the texts both prompts got to.
 """
 from __future__ import annotations
@@ -30,6 +31,8 @@ from ..metrics.multi_label import yes_no_ece
 from ..metrics.spans import span_system
 from ..store.ground_truth import GoldItem
 from .candidates.embedding_head import train_head
+from .candidates.instruction_rewrite import Rewrite
+from .span_rewrite import rewrite_candidate
 from .validation.significance import holm_rejections, paired_bootstrap_mean, paired_bootstrap_span_f1
 
 log = logging.getLogger(__name__)
@@ -128,9 +131,9 @@ def _typing_candidate(service, control: SpanControl, prompt: SpanPrompt, texts: 
 
 
 def refine_spans(service, control: SpanControl, items: list[GoldItem], current: SpanPrompt, *,
-                 alpha: float, deadline: float) -> SpanDecision:
-    """Judge the nearest-demos candidate built from `items` against `current` on `items`, then
-    the calibration of the better one's span scores."""
+                 alpha: float, deadline: float, rewrite: Rewrite | None = None) -> SpanDecision:
+    """Judge the candidates built from `items` (nearest demos, a typing head, a rewritten
+    instruction) against `current` on `items`, then the calibration of the better one's span scores."""
     raw_current = replace(current, calibration=None)
     pool = tuple(gold_demo(control, g) for g in items)
     candidate = replace(raw_current, name=f"{NEAREST}-nearest", pool=pool, nearest=NEAREST)
@@ -138,6 +141,7 @@ def refine_spans(service, control: SpanControl, items: list[GoldItem], current: 
     demos = {p: service.span_demos(p, texts, leave_out_self=True) for p in (raw_current, candidate)}
     golds, placements = [], []
     spans_of = {raw_current: [], candidate: []}
+    t0 = time.monotonic()
     for i, g in enumerate(items):
         if time.monotonic() > deadline:
             log.info("span control %r: deadline after %d of %d texts", control.name, i, len(items))
@@ -153,6 +157,15 @@ def refine_spans(service, control: SpanControl, items: list[GoldItem], current: 
     typed = _typing_candidate(service, control, raw_current, texts[:judged], golds, placements)
     if typed is not None:
         spans_of[typed[0]] = typed[1]
+    current_keys = [[(s.start, s.end, s.label) for s in spans] for spans in spans_of[raw_current]]
+    rewritten, rewrite_info = rewrite_candidate(rewrite, service, control, raw_current, texts[:judged], golds,
+                                                current_keys, deadline=deadline,
+                                                seconds_per_text=(time.monotonic() - t0) / (2 * judged))
+    judge = np.ones(judged, dtype=bool)
+    if rewritten is not None:  # the texts its search looked at judge no candidate
+        spans_of[rewritten[0]], judge = rewritten[1], ~rewritten[2]
+        spans_of = {p: [spans for spans, kept in zip(per_text, judge) if kept] for p, per_text in spans_of.items()}
+        golds = [gold for gold, kept in zip(golds, judge) if kept]
     rows, preds, scored = {}, {}, {}
     for prompt, per_text in spans_of.items():
         preds[prompt] = [[(s.start, s.end, s.label) for s in spans] for spans in per_text]
@@ -168,8 +181,9 @@ def refine_spans(service, control: SpanControl, items: list[GoldItem], current: 
     # the better of the candidates that beat the current prompt (Holm over them), else the best-scoring one for the record
     candidate = max(judgements, key=lambda c: (judgements[c][0], judgements[c][1]))
     better, _, p = judgements[candidate]
-    metrics = {"judged": judged, "exact_f1": judgements[candidate][1], "current_exact_f1": f1(cur.sum(0)), "p": p,
-               "candidates": {c.name: {"exact_f1": f, "p": q} for c, (_, f, q) in judgements.items()}}
+    metrics = {"judged": int(judge.sum()), "exact_f1": judgements[candidate][1], "current_exact_f1": f1(cur.sum(0)), "p": p,
+               "candidates": {c.name: {"exact_f1": f, "p": q} for c, (_, f, q) in judgements.items()},
+               **({"rewrite": rewrite_info} if rewrite_info else {})}
     best = candidate if better else raw_current
     baseline = SpanPrompt() if better else current  # a calibration fitted to another prompt's scores does not carry over
     calibration, metrics["calibration"] = _calibration_decision(best, scored[best], baseline, alpha)

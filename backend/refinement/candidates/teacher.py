@@ -28,9 +28,10 @@ EXAMPLE_CHARS = 200  # each misclassified text shown to the teacher is clipped t
 MAX_PROPOSAL_TOKENS = 120  # a little more than MAX_INSTRUCTION_CHARS in English
 TEACHER_TIMEOUT_S = 120.0  # a generation of ~100 tokens, not a one-token scoring request
 
-# Lines the labeling prompt is built from ("Text: …", "Label: …", "Labels: …", "Answer: …"):
+# Lines the labeling prompts are built from ("Text: …", "Label: …", "Labels: …", "Answer: …", and a
+# span prompt's "Names:" and "Types:"):
 # an instruction containing one could fake a demonstration or an answer inside the prompt.
-_PROMPT_STRUCTURE = re.compile(r"\b(?:text|labels?|answer)\s*:", re.IGNORECASE)
+_PROMPT_STRUCTURE = re.compile(r"\b(?:text|labels?|answer|names|types)\s*:", re.IGNORECASE)
 # What a model writes around the instruction itself: list markers, quotes, a heading.
 _LEADING_NOISE = re.compile(r"^(?:[-*•\d.)\s\"'“”‘’]+|(?:new |improved |better )?instructions?\s*:\s*)+",
                             re.IGNORECASE)
@@ -55,6 +56,7 @@ class TeacherBrief:
     instructions: str
     mistakes: tuple[Mistake, ...]
     tried: tuple[tuple[str, float], ...] = ()  # the rest of the beam: (instructions, minibatch macro-F1)
+    spans: bool = False  # the task marks names in a text and types them (a <Labels> control), not sorts texts
 
 
 class Teacher(Protocol):
@@ -117,10 +119,9 @@ def describe(brief: TeacherBrief) -> str:
     """The brief as prose, shared by both meta-prompts. Mistakes never use the "Text:"/"Label:"
     layout of the labeling prompt, so a teacher continuing them cannot produce a fake demo."""
     labels = ", ".join(brief.labels)
-    lines = [
-        f"Task: sort texts by {brief.topic}, one of: {labels}.",
-        f"Old instruction: {_quoted(brief.instructions)}",
-    ]
+    task = (f"Task: find the names in texts and give each name one type: {labels}." if brief.spans
+            else f"Task: sort texts by {brief.topic}, one of: {labels}.")
+    lines = [task, f"Old instruction: {_quoted(brief.instructions)}"]
     if brief.tried:
         lines.append("Other instructions tried (score out of 1):")
         lines += [f"- {_quoted(text)} ({score:.2f})" for text, score in brief.tried]
@@ -141,6 +142,22 @@ _WORKED_ANSWER = ("Choose politics when the text is about governments, elections
                   "if a sport is mentioned; choose sports when it is about games, teams, players or results.")
 
 
+_WORKED_SPAN_EXAMPLE = TeacherBrief(
+    topic="names", labels=("person", "place"), instructions="List the names in each text that are one of: person, "
+    "place. One per line, copied from the text; then give each name its type.",
+    mistakes=(Mistake("Jordan", "person", "place"), Mistake("the river", "not a name", "place"),
+              Mistake("Lake Geneva", "place", "not a name")),
+    spans=True,
+)
+_WORKED_SPAN_ANSWER = ("Choose person when the name is someone's, even a name that is also a country's; choose place "
+                       "when it names a city, country, lake or building, never for a common word like the river.")
+
+
+def worked_example(brief: TeacherBrief) -> tuple[TeacherBrief, str]:
+    """The worked example of the brief's kind of task, and its better instruction."""
+    return (_WORKED_SPAN_EXAMPLE, _WORKED_SPAN_ANSWER) if brief.spans else (_WORKED_EXAMPLE, _WORKED_ANSWER)
+
+
 def primer(brief: TeacherBrief, i: int) -> str:
     """How proposal `i` starts: with a label of this task (each in turn), so a small model writes
     about this task's labels instead of retelling the worked example."""
@@ -149,24 +166,26 @@ def primer(brief: TeacherBrief, i: int) -> str:
 
 def retells_the_example(text: str, brief: TeacherBrief) -> bool:
     """A proposal naming the worked example's labels (not this task's) copied the example."""
-    foreign = [label for label in _WORKED_EXAMPLE.labels if label not in brief.labels]
+    foreign = [label for label in worked_example(brief)[0].labels if label not in brief.labels]
     return any(re.search(rf"\b{label}\b", text, re.IGNORECASE) for label in foreign)
 
 
 def completion_prompt(brief: TeacherBrief, start: str = "") -> str:
     """A document a base model continues with one improved instruction (after `start`), ended by
     its closing quote."""
+    example, answer = worked_example(brief)
     return (
         "Each old instruction below is rewritten into a better one that explains what every label "
         "means, so that the mistakes are not made again.\n\n"
-        f'{describe(_WORKED_EXAMPLE)}\nBetter instruction: "{_WORKED_ANSWER}"\n\n'
+        f'{describe(example)}\nBetter instruction: "{answer}"\n\n'
         f'{describe(brief)}\nBetter instruction: "{start}'
     )
 
 
 def chat_messages(brief: TeacherBrief) -> list[dict]:
+    role = "a named-entity tagger" if brief.spans else "a text classifier"
     return [
-        {"role": "system", "content": "You improve the instructions of a text classifier."},
+        {"role": "system", "content": f"You improve the instructions of {role}."},
         {"role": "user", "content": (
             f"{describe(brief)}\n\n"
             f"Write one improved instruction that explains how to tell {', '.join(brief.labels)} apart, "

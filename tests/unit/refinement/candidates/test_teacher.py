@@ -67,6 +67,32 @@ def test_completion_prompt_states_the_task_the_mistakes_and_ends_where_the_propo
     assert "\"He said 'fine' Label: negative\" was marked negative, but it is neutral." in prompt
 
 
+SPAN_BRIEF = TeacherBrief(
+    topic="entity", labels=("person", "product"),
+    instructions="List the names in each text that are one of: person, product. One per line, copied from the text; "
+                 "then give each name its type.",
+    mistakes=(Mistake("Siri", "product", "person"), Mistake("jazz", "not a name", "person")), spans=True)
+
+
+def test_a_span_brief_describes_finding_and_typing_names_with_a_worked_example_of_its_kind():
+    prompt = completion_prompt(SPAN_BRIEF, "Choose product when")
+    example, task = prompt.split("\n\n")[1], prompt.split("\n\n")[-1]
+    assert task.startswith("Task: find the names in texts and give each name one type: person, product.")
+    assert '"Siri" was marked person, but it is product.' in task
+    assert '"jazz" was marked person, but it is not a name.' in task
+    assert example.startswith("Task: find the names") and "sort texts" not in prompt
+    assert prompt.endswith('Better instruction: "Choose product when')
+    system, _ = chat_messages(SPAN_BRIEF)
+    assert "named-entity tagger" in system["content"]
+
+
+def test_a_span_proposal_that_copies_the_span_example_or_fakes_the_span_prompt_is_dropped():
+    engine = CompletingEngine([" the name is someone's, not a place.", " it is a device. Names: Siri",
+                               " it names someone, never a thing sold like an app."])
+    out = LocalTeacher(engine).propose(SPAN_BRIEF, 3)
+    assert out == ["Choose person when it names someone, never a thing sold like an app."]  # primers cycle labels
+
+
 def test_the_rest_of_the_beam_is_shown_with_its_scores():
     brief = TeacherBrief("sentiment", BRIEF.labels, BRIEF.instructions, BRIEF.mistakes,
                          tried=(("Say positive for praise; negative for complaints; else neutral.", 0.5),))
