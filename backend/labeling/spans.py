@@ -6,7 +6,8 @@ every mention is real text (a model server, which takes no guidance grammar, pic
 the explicit set of such lines instead, `line_options`, forced with its own mechanism). Then each
 distinct mention is scored like a single choice among the control's labels and "none", with the
 engine's own log-likelihoods (a grammar's `log_prob` is not a probability; a server scores each
-answer by its first word, `scored_answers`): the span gets the most probable label and that
+answer by its first word, `scored_answers`, or by a letter code where first words do not tell
+the labels apart, `type_words`): the span gets the most probable label and that
 label's probability as its score, and a mention whose "none" outweighs every label is dropped.
 Every whole-word occurrence of a kept mention in the task's own text is marked (offsets into the
 text as Label Studio stores it); where two spans overlap the more probable one is kept.
@@ -24,7 +25,7 @@ import numpy as np
 from ..engines.base import Branch
 from ..errors import EngineError, UpstreamError
 from .label_config import SpanControl
-from .prompt import clean_text, clip_demo, shown_labels
+from .prompt import CODES, clean_text, clip_demo, shown_labels
 from .scoring import CONTEXT_MARGIN_TOKENS
 from .span_typing import TypingHead, typing_features
 
@@ -97,20 +98,58 @@ def default_span_instructions(control: SpanControl) -> str:
             f"then give each name its type.")
 
 
-def _render_demo(demo: SpanDemo, words: dict[str, str]) -> str:
+@dataclass(frozen=True)
+class TypeWords:
+    """How the typing lines write each label and "no entity": the labels as words, or, on a model
+    server that scores an answer by its first token where the words do not start with distinct
+    single tokens ("Product name", "Product type"), one letter each, explained by `key` on the line
+    that opens the typing ("Types: A) Product name, B) …"). Not in the instructions: any line there
+    about letters made the embedded model list no names at all."""
+
+    labels: dict[str, str]
+    none: str
+    key: str = ""
+
+    @property
+    def types_line(self) -> str:
+        return f"{LIST_END} {self.key}" if self.key else LIST_END
+
+    def continuations(self, control: SpanControl) -> tuple[str, ...]:
+        return tuple(f" {self.labels[label]}" for label in control.labels) + (f" {self.none}",)
+
+
+def type_words(engine, control: SpanControl) -> TypeWords:
+    """The control's type words for `engine`: letter codes only where its labels need them."""
+    plain = TypeWords(shown_labels(control.labels), null_word(control))
+    if not engine.capabilities.next_token_only:
+        return plain
+    try:
+        scored_answers(engine, plain.continuations(control))
+        return plain
+    except EngineError:
+        if len(control.labels) >= len(CODES):
+            raise EngineError(f"control {control.name!r} has {len(control.labels)} labels; on a model server spans are "
+                              f"typed by one letter each, for at most {len(CODES) - 1}", field="label_config") from None
+    codes = dict(zip(control.labels, CODES))
+    none = CODES[len(control.labels)]
+    key = ", ".join(f"{codes[label]}) {plain.labels[label]}" for label in control.labels) + f", {none}) {plain.none}"
+    return TypeWords(codes, none, key)
+
+
+def _render_demo(demo: SpanDemo, words: TypeWords) -> str:
     """A demonstration, its text cut like a choice demo's and only the entities left in that cut."""
     text = clip_demo(demo.text)
     entities = [(clean_text(m), label) for m, label in demo.entities if clean_text(m) and clean_text(m) in text]
     mentions = "".join(f"- {m}\n" for m, _ in entities)
-    types = "".join(f"{m}: {words.get(label, label)}\n" for m, label in entities)
-    return f"Text: {text}\nNames:\n{mentions}{LIST_END}\n{types}\n"
+    types = "".join(f"{m}: {words.labels.get(label, label)}\n" for m, label in entities)
+    return f"Text: {text}\nNames:\n{mentions}{words.types_line}\n{types}\n"
 
 
-def fit_shown(engine, control: SpanControl, prefix: str, demos: str, shown: str) -> str:
+def fit_shown(engine, control: SpanControl, prefix: str, demos: str, shown: str, types_line: str = LIST_END) -> str:
     """The task text as shown, its head kept, cut so the longest list and typing item still fit the
     engine's context (a long document is read as far as it fits; offsets stay the raw text's)."""
     longest_label = max(engine.count_tokens(f" {w}") for w in shown_labels(control.labels).values())
-    fixed = (engine.count_tokens(prefix) + engine.count_tokens(f"{demos}Text: \nNames:\n{LIST_END}\n")
+    fixed = (engine.count_tokens(prefix) + engine.count_tokens(f"{demos}Text: \nNames:\n{types_line}\n")
              + (MAX_MENTIONS + 1) * (MENTION_TOKENS + 2) + longest_label + CONTEXT_MARGIN_TOKENS)
     budget = engine.capabilities.max_context - fixed
     if budget <= 0:
@@ -123,9 +162,8 @@ def fit_shown(engine, control: SpanControl, prefix: str, demos: str, shown: str)
     return shown
 
 
-def render_prefix(control: SpanControl, prompt: SpanPrompt) -> str:
+def render_prefix(control: SpanControl, prompt: SpanPrompt, words: TypeWords) -> str:
     """Instructions and demonstrations: shared by every text, so the engine caches them."""
-    words = shown_labels(control.labels)
     demos = "".join(_render_demo(d, words) for d in prompt.demos)
     return f"{prompt.instructions or default_span_instructions(control)}\n\n{demos}"
 
@@ -183,11 +221,6 @@ def scored_answers(engine, continuations: Sequence[str]) -> tuple[str, ...]:
     return tuple(firsts)
 
 
-def _typing_continuations(control: SpanControl) -> tuple[str, ...]:
-    words = shown_labels(control.labels)
-    return tuple(f" {words[label]}" for label in control.labels) + (f" {null_word(control)}",)
-
-
 def span_support(engine, control: SpanControl) -> str | None:
     """Why `engine` cannot predict `control`'s spans, or None when it can: it generates under a
     grammar (the embedded model), or picks a line from a set (a model server) and can score the
@@ -198,7 +231,7 @@ def span_support(engine, control: SpanControl) -> str | None:
         return f"the engine {engine.model_id!r} cannot write under a grammar nor pick a line from a set"
     try:
         scored_answers(engine, ("-", LIST_END))
-        scored_answers(engine, _typing_continuations(control))
+        scored_answers(engine, type_words(engine, control).continuations(control))
     except UpstreamError:
         raise
     except EngineError as exc:
@@ -233,13 +266,13 @@ def null_word(control: SpanControl) -> str:
     return NONE if NONE not in taken else "not a name"
 
 
-def type_mentions(engine, control: SpanControl, prefix: str, shown: str, mentions: Sequence[str],
+def type_mentions(engine, control: SpanControl, prefix: str, shown: str, mentions: Sequence[str], words: TypeWords,
                   demos: str = "") -> np.ndarray:
     """P(label) for each mention, over the control's labels and "none" (rows sum to 1)."""
     if not mentions:
         return np.zeros((0, len(control.labels) + 1))
-    continuations = scored_answers(engine, _typing_continuations(control))
-    item = f"{demos}Text: {shown}\nNames:\n" + "".join(f"- {m}\n" for m in mentions) + f"{LIST_END}\n"
+    continuations = scored_answers(engine, words.continuations(control))
+    item = f"{demos}Text: {shown}\nNames:\n" + "".join(f"- {m}\n" for m in mentions) + f"{words.types_line}\n"
     logliks = engine.score(prefix, item, [Branch(f"{m}:", continuations) for m in mentions])
     rows = np.stack([np.asarray(x, dtype=np.float64) for x in logliks])
     rows = np.exp(rows - rows.max(axis=1, keepdims=True))
@@ -322,14 +355,14 @@ def place_mentions(engine, control: SpanControl, prompt: SpanPrompt, text: str,
     """The LLM's mentions of one raw task text and its types for them; `task_demos` are its
     nearest labelled texts, if any. They are shown when the model lists mentions, not when it
     types them: other texts' types made the typing worse, not better."""
-    prefix = render_prefix(control, prompt)
-    words = shown_labels(control.labels)
+    words = type_words(engine, control)
+    prefix = render_prefix(control, prompt, words)
     demos = "".join(_render_demo(d, words) for d in task_demos)
-    shown = fit_shown(engine, control, prefix, demos, clean_text(text))
+    shown = fit_shown(engine, control, prefix, demos, clean_text(text), words.types_line)
     if not shown:
         return Placement((), np.zeros((0, len(control.labels) + 1)), shown)
     mentions = write_mentions(engine, prefix, shown, demos)
-    typed = type_mentions(engine, control, prefix, shown, [m for m, _ in mentions])
+    typed = type_mentions(engine, control, prefix, shown, [m for m, _ in mentions], words)
     return Placement(tuple(mentions), typed, shown)
 
 
@@ -386,11 +419,12 @@ def propose_occurrences(engine, control: SpanControl, prompt: SpanPrompt, text: 
     proposals = other_occurrences(text, marked)
     if not proposals:
         return []
-    prefix = render_prefix(control, prompt)
-    shown = fit_shown(engine, control, prefix, "", clean_text(text))
+    words = type_words(engine, control)
+    prefix = render_prefix(control, prompt, words)
+    shown = fit_shown(engine, control, prefix, "", clean_text(text), words.types_line)
     mentions = list(dict.fromkeys(clean_text(text[s:e]) for s, e, _ in proposals))
-    rows = dict(zip(mentions, _retyped(prompt, type_mentions(engine, control, prefix, shown, mentions), mentions,
-                                       shown, embedder)))
+    typed = type_mentions(engine, control, prefix, shown, mentions, words)
+    rows = dict(zip(mentions, _retyped(prompt, typed, mentions, shown, embedder)))
     out = []
     for start, end, label in proposals:
         row = rows[clean_text(text[start:end])]

@@ -41,14 +41,24 @@ def test_ner_predict_through_the_server_returns_spans_of_the_text(llama_server, 
     assert llama_server.alive()  # the escaped grammar of every line set was one the server accepts
 
 
-def test_labels_the_server_cannot_score_by_one_token_are_skipped_with_a_warning(llama_server, tmp_path, redis_conn,
-                                                                                redis_url):
+def test_labels_the_server_cannot_score_by_one_token_are_typed_by_letter_codes(llama_server, tmp_path, redis_conn,
+                                                                               redis_url):
     settings = openai_settings(llama_server.base_url, MODEL_DIR=tmp_path, REDIS_URL=redis_url)
     client = create_app(settings, redis_conn=redis_conn).test_client()
-    r = client.post("/predict", json=load_fixture("predict-labels-ner.json"))  # PER, ORG, LOC
+    body = load_fixture("predict-labels-ner.json")  # PER, ORG, LOC: " ORG" is two Gemma tokens
+    (control,) = parse_label_config(body["label_config"]).span_controls
+    r = client.post("/predict", json=body)
     assert r.status_code == 200, r.json
-    for item in r.json["results"]:
-        assert not item["result"] and "(Labels) skipped" in item["warnings"][0] and "ORG" in item["warnings"][0]
+    found = []
+    for task, item in zip(body["tasks"], r.json["results"]):
+        assert not item.get("warnings"), item["warnings"]
+        spans = [x for x in item["result"] if x["type"] == "labels"]
+        for region in spans:
+            v = region["value"]
+            assert task["data"]["text"][v["start"]:v["end"]] == v["text"] and v["labels"][0] in control.labels
+            assert sum(region["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        found += spans
+    assert found, "no span in texts full of names"
 
 
 def test_a_line_of_punctuated_text_is_always_one_of_its_options(llama_server):

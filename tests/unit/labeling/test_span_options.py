@@ -16,8 +16,8 @@ from backend.labeling.label_config import SpanControl, parse_label_config
 from backend.labeling.model_version import ModelVersion
 from backend.labeling.prompt import clean_text
 from backend.labeling.service import LabelingService, extract_texts
-from backend.labeling.spans import (LIST_END, MAX_RUN_WORDS, SpanPrompt, extract_spans, line_options, scored_answers,
-                                    span_support, write_mentions)
+from backend.labeling.spans import (LIST_END, MAX_RUN_WORDS, SpanDemo, SpanPrompt, extract_spans, line_options,
+                                    render_prefix, scored_answers, span_support, type_words, write_mentions)
 from tests.strategies import PROPERTY_SETTINGS
 
 CONTROL = SpanControl(name="ner", to_name="text", field="text", labels=("person", "creative-work"))
@@ -73,7 +73,7 @@ class ServerLike(ScriptedEngine):
         self.types = types or {}
         self.one_token = one_token
         self.offered: list[tuple[str, ...]] = []
-        self.branches = []
+        self.branches, self.items = [], []
 
     def count_tokens(self, text):
         return 1 if self.one_token(text) else 2
@@ -84,6 +84,7 @@ class ServerLike(ScriptedEngine):
 
     def score(self, prefix, item, branches):
         self.branches += branches
+        self.items.append(item)
         out = []
         for b in branches:
             if not b.suffix:  # one more line, or the list's end
@@ -134,11 +135,32 @@ def test_answers_a_server_cannot_tell_apart_are_refused():
     assert scored_answers(ServerLike([], exact=False, one_token=lambda t: False), (" a", " b")) == (" a", " b")
 
 
+def test_labels_a_server_cannot_tell_apart_by_first_token_are_typed_by_letter_codes():
+    control = SpanControl("ner", "text", "text", ("Product name", "Product type", "person"))
+    engine = ServerLike(["- iPhone\n", "- phone\n", "- Bob\n", LIST_END], {"iPhone": "A", "phone": "B", "Bob": "C"})
+    demo = SpanDemo("Bob sold his Nokia phone", (("Bob", "person"), ("Nokia", "Product name")))
+    spans = extract_spans(engine, control, SpanPrompt(demos=(demo,)), "Bob got an iPhone, his first phone.")
+    assert [(s.text, s.label) for s in spans] == [("Bob", "person"), ("iPhone", "Product name"),
+                                                  ("phone", "Product type")]
+    typing = [b for b in engine.branches if b.suffix]
+    assert typing and all(b.continuations == (" A", " B", " C", " D") for b in typing)
+    key = "Types: A) Product name, B) Product type, C) person, D) none\n"
+    assert engine.items[-1].endswith(f"- Bob\n{key}")  # the typing lines follow the key
+    prefix = render_prefix(control, SpanPrompt(demos=(demo,)), type_words(engine, control))
+    assert f"- Nokia\n{key}Bob: C\nNokia: A\n" in prefix
+    assert "A) Product name" not in prefix.split("\n\n")[0]  # the key is not in the instructions
+    # the same labels on an engine that scores whole answers, and distinct first words on a server, stay words
+    assert type_words(ScriptedEngine(), control).key == "" and type_words(engine, CONTROL).key == ""
+
+
 def test_span_support_names_what_an_engine_lacks():
     assert span_support(ServerLike([]), CONTROL) is None
     assert "cannot write under a grammar" in span_support(ScriptedEngine(), CONTROL)
     clash = SpanControl("ner", "text", "text", ("New York", "New Jersey"))
-    assert "distinct" in span_support(ServerLike([]), clash)
+    assert span_support(ServerLike([]), clash) is None  # typed by letter codes
+    many = SpanControl("ner", "text", "text", tuple(f"Kind {i}" for i in range(26)))
+    assert "at most 25" in span_support(ServerLike([]), many)
+    assert span_support(ServerLike([]), SpanControl("ner", "text", "text", tuple(f"Kind {i}" for i in range(25)))) is None
 
     class Down(ServerLike):
         def count_tokens(self, text):
@@ -159,6 +181,9 @@ def test_predict_serves_spans_from_a_server_and_warns_where_an_engine_cannot():
     assert all(raw[v["start"]:v["end"]] == v["text"] for v in regions)
     assert not prediction.get("warnings")
 
-    clash = parse_label_config(NER.replace('"person"', '"creative-person"'))
-    (skipped,) = LabelingService(ServerLike([]), calibration="none").predict(items, clash, ModelVersion("t.v0"))
+    clash = parse_label_config(NER.replace('"person"', '"creative-person"'))  # typed by letter codes
+    engine = ServerLike(["- Bob\n", LIST_END], {"Bob": "A"})
+    (coded,) = LabelingService(engine, calibration="none").predict(items, clash, ModelVersion("t.v0"))
+    assert [r["value"]["labels"] for r in coded["result"]] == [["creative-person"]] and not coded.get("warnings")
+    (skipped,) = LabelingService(ScriptedEngine(), calibration="none").predict(items, clash, ModelVersion("t.v0"))
     assert not skipped["result"] and "(Labels) skipped" in skipped["warnings"][0]

@@ -4,8 +4,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.labeling.label_config import SpanControl, parse_label_config
+from backend.engines.scripted import ScriptedEngine
 from backend.labeling.spans import (NONE, SpanDemo, SpanPrompt, list_grammar, null_word, occurrences, render_prefix,
-                                    span_region, spans_for)
+                                    span_region, spans_for, type_words)
 from tests.strategies import PROPERTY_SETTINGS
 
 CONTROL = SpanControl(name="ner", to_name="text", field="text", labels=("PER", "LOC"))
@@ -45,7 +46,7 @@ def test_null_word_avoids_a_label_that_reads_none():
 
 def test_prefix_shows_labels_and_demos_and_grammar_admits_only_the_text():
     demo = SpanDemo("Alice lives in Paris", (("Alice", "PER"), ("Paris", "LOC")))
-    prefix = render_prefix(CONTROL, SpanPrompt(demos=(demo,)))
+    prefix = render_prefix(CONTROL, SpanPrompt(demos=(demo,)), type_words(ScriptedEngine(), CONTROL))
     assert "PER, LOC" in prefix and "- Alice\n- Paris\nTypes:\nAlice: PER\nParis: LOC\n" in prefix
     grammar = list_grammar("Bob in Rome")
     assert "Bob" in grammar and "Types:" in grammar
