@@ -119,15 +119,38 @@ def _calibration_decision(prompt: SpanPrompt, spans: list[tuple[int, float, bool
 def _typing_candidate(service, control: SpanControl, prompt: SpanPrompt, texts: list[str], golds: list,
                       placements: list[Placement]) -> tuple[SpanPrompt, list[list]] | None:
     """`prompt` with a typing head trained on all judged texts, and its cross-fitted spans of each
-    text (its placement re-typed by a head that did not see it); None with too few texts or labels."""
+    text (its placement re-typed by a head that did not see it); None with too few texts or labels.
+    The head's setting is chosen among TYPING_SETTINGS like the embedding head's C: each fold's
+    spans come from the setting best on the other folds, the one best on all texts ships."""
     if len(texts) < MIN_TYPING_TEXTS or labels_present(golds) < 2:
         return None
-    data = typing_data(service.embedder, control, texts, golds, placements, TYPING.inputs)
-    spans = cross_fitted_typing(control, prompt, texts, placements, data, TYPING, typing_folds(len(texts)))
-    head = train_typing_head(data, list(range(len(texts))), len(control.labels), TYPING)
-    if spans is None or head is None:
+    folds = typing_folds(len(texts))
+    data = {inputs: typing_data(service.embedder, control, texts, golds, placements, inputs)
+            for inputs in dict.fromkeys(s.inputs for s in TYPING_SETTINGS)}
+    fitted = {s: cross_fitted_typing(control, prompt, texts, placements, data[s.inputs], s, folds)
+              for s in TYPING_SETTINGS}
+    fitted = {s: spans for s, spans in fitted.items() if spans is not None}
+    if not fitted:
+        return None
+    spans, setting = cross_chosen_typing(fitted, golds, folds)
+    head = train_typing_head(data[setting.inputs], list(range(len(texts))), len(control.labels), setting)
+    if head is None:
         return None
     return replace(prompt, name="typing-head", typing=head), spans
+
+
+def cross_chosen_typing(fitted: dict, golds: list, folds: np.ndarray) -> tuple[list[list], "TypingSetting"]:
+    """Per text, the cross-fitted spans of the setting with the best exact F1 on the other folds'
+    texts; and the setting best on all texts (ties: the first in `fitted`)."""
+    rows = {s: np.array([_counts([(x.start, x.end, x.label) for x in spans], gold)
+                         for spans, gold in zip(per_text, golds)]) for s, per_text in fitted.items()}
+    f1 = lambda c: float(2 * c[0] / max(c[1] + c[2], 1))  # noqa: E731
+    out: list[list] = [[] for _ in golds]
+    for f in np.unique(folds):
+        best = max(rows, key=lambda s: f1(rows[s][folds != f].sum(0)))
+        for i in np.flatnonzero(folds == f):
+            out[i] = fitted[best][i]
+    return out, max(rows, key=lambda s: f1(rows[s].sum(0)))
 
 
 def refine_spans(service, control: SpanControl, items: list[GoldItem], current: SpanPrompt, *,
@@ -215,9 +238,10 @@ class TypingSetting:
         return f"typing-head ({self.inputs}{', none' if self.has_none else ''}, {pooled})"
 
 
-# chosen by cross-fitting on wnut17's train texts (span-bench --typing-head): a "none" class is what
-# helps, by dropping mentions annotators would not mark; pooling with the LLM's types did not
-TYPING = TypingSetting(inputs="mention", has_none=True)
+# What a job chooses among (cross_chosen_typing): what is embedded, and whether a "none" class
+# learns to drop mentions annotators would not mark. The head answers alone: pooling with the
+# LLM's types never helped on wnut17 (span-bench --typing-head compares them all).
+TYPING_SETTINGS = tuple(TypingSetting(inputs, none) for none in (True, False) for inputs in ("mention", "context"))
 
 
 @dataclass

@@ -1,11 +1,11 @@
-"""Span learning without a model: which gold items a <Labels> control learns from, and the
-calibration of span scores."""
+"""Span learning without a model: which gold items a <Labels> control learns from, the
+calibration of span scores, and how the typing head's setting is chosen."""
 import numpy as np
 
 from backend.labeling.label_config import SpanControl
-from backend.labeling.spans import SpanPrompt
-from backend.refinement.span_learning import (_calibration_decision, fit_span_calibration, gold_demo,
-                                              usable_span_gold)
+from backend.labeling.spans import Span, SpanPrompt
+from backend.refinement.span_learning import (TypingSetting, _calibration_decision, cross_chosen_typing,
+                                              fit_span_calibration, gold_demo, usable_span_gold)
 from backend.store.ground_truth import GoldItem
 
 CONTROL = SpanControl("ner", "text", "text", ("PER", "LOC"))
@@ -48,3 +48,19 @@ def test_a_calibration_is_adopted_only_when_it_helps_spans_it_was_not_fitted_on(
     honest = [(i, 0.5, bool(i % 2)) for i in range(300)]  # already honest: nothing to gain
     kept, _ = _calibration_decision(SpanPrompt(), honest, SpanPrompt(calibration=(1.0, 0.0)), alpha=0.05)
     assert kept == (1.0, 0.0)
+
+
+def test_the_typing_setting_of_each_fold_is_chosen_on_the_other_folds_and_the_best_on_all_ships():
+    folds = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    golds = [[(0, 5, "PER")] for _ in folds]
+    a, b = TypingSetting("mention", True), TypingSetting("context", True)
+    right = {a: {0, 2}, b: {0, 1}}  # the folds each setting types right
+
+    def spans(setting):
+        return [[Span(0, 5, "Alice", "PER" if f in right[setting] else "LOC", 0.9, (0.9, 0.05, 0.05))] for f in folds]
+
+    out, shipped = cross_chosen_typing({a: spans(a), b: spans(b)}, golds, folds)
+    # fold 0: a (3 of 5 right elsewhere) over b (2 of 5); fold 1: a (6 of 6) although b is right there;
+    # fold 2: b (5 of 5 elsewhere); on all texts a is right on 6, b on 5
+    assert [s[0].label for s in out] == ["PER"] * 3 + ["LOC"] * 2 + ["LOC"] * 3
+    assert shipped == a
