@@ -178,7 +178,7 @@ def rewrite_report(engine, embedder, rewrite, train: list[dict], train_placed: t
                                                                  train_placed[0][i])] for i in batch]
     search = SpanInstructionSearch(rewrite, SimpleNamespace(engine=engine, embedder=embedder), control, SpanPrompt(),
                                    [train[i]["text"] for i in batch], [gold_of(train[i]) for i in batch], current,
-                                   train_placed[1] / max(len(train), 1), 0, float("inf"))
+                                   [() for _ in batch], train_placed[1] / max(len(train), 1), 0, float("inf"))
     start = time.perf_counter()
     search.run()
     searched = time.perf_counter() - start

@@ -175,6 +175,7 @@ def refine_spans(service, control: SpanControl, items: list[GoldItem], current: 
         spans_of[candidate].append(extract_spans(service.engine, control, candidate, texts[i], demos[candidate][i],
                                                  service.embedder))
     judged = len(golds)
+    seconds_per_text = (time.monotonic() - t0) / (2 * max(judged, 1))  # two prompts ran on each text
     if judged == 0:
         return SpanDecision(False, current.name, current, {"judged": 0})
     typed = _typing_candidate(service, control, raw_current, texts[:judged], golds, placements)
@@ -182,8 +183,8 @@ def refine_spans(service, control: SpanControl, items: list[GoldItem], current: 
         spans_of[typed[0]] = typed[1]
     current_keys = [[(s.start, s.end, s.label) for s in spans] for spans in spans_of[raw_current]]
     rewritten, rewrite_info = rewrite_candidate(rewrite, service, control, raw_current, texts[:judged], golds,
-                                                current_keys, deadline=deadline,
-                                                seconds_per_text=(time.monotonic() - t0) / (2 * judged))
+                                                current_keys, demos[raw_current][:judged], deadline=deadline,
+                                                seconds_per_text=seconds_per_text)
     judge = np.ones(judged, dtype=bool)
     if rewritten is not None:  # the texts its search looked at judge no candidate
         spans_of[rewritten[0]], judge = rewritten[1], ~rewritten[2]

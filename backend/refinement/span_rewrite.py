@@ -97,6 +97,7 @@ class SpanInstructionSearch:
     texts: Sequence[str]  # the minibatch
     golds: Sequence[Sequence[SpanKey]]
     current: Sequence[Sequence[SpanKey]]  # the current prompt's spans of the minibatch
+    task_demos: Sequence[tuple]  # each minibatch text's nearest annotated texts, if the prompt shows them
     seconds_per_text: float
     rest: int  # texts the winner must still be run on after the search
     deadline: float
@@ -150,8 +151,8 @@ class SpanInstructionSearch:
         t0 = time.monotonic()
         prompt = self.candidate(instructions)
         preds = [[(s.start, s.end, s.label) for s in extract_spans(self.service.engine, self.control, prompt, text,
-                                                                   (), self.service.embedder)]
-                 for text in self.texts]
+                                                                   demos, self.service.embedder)]
+                 for text, demos in zip(self.texts, self.task_demos)]
         self.log.llm_calls += len(self.texts)
         self.seconds_per_text = (time.monotonic() - t0) / max(len(self.texts), 1)
         return preds
@@ -185,12 +186,14 @@ class SpanInstructionSearch:
 
 
 def rewrite_candidate(rewrite: Rewrite | None, service, control: SpanControl, prompt: SpanPrompt, texts: Sequence[str],
-                      golds: Sequence[Sequence[SpanKey]], current: Sequence[Sequence[SpanKey]], *,
-                      seconds_per_text: float, deadline: float) -> tuple[tuple[SpanPrompt, list[list], np.ndarray] | None, dict]:
+                      golds: Sequence[Sequence[SpanKey]], current: Sequence[Sequence[SpanKey]],
+                      task_demos: Sequence[tuple], *, seconds_per_text: float,
+                      deadline: float) -> tuple[tuple[SpanPrompt, list[list], np.ndarray] | None, dict]:
     """The rewrite's candidate, its spans of each text outside the minibatch (none for the
     minibatch's), and the minibatch as a mask over `texts`; None when there is no teacher, too
     few texts, no proposal better than `prompt` on the minibatch, or no time to run it. And the
-    search's record for the report."""
+    search's record for the report. `task_demos`: each text's nearest annotated texts as
+    `prompt` shows them (the candidate keeps its pool), which the current prompt was judged with."""
     if rewrite is None:
         return None, {}
     if len(texts) < MIN_REWRITE_TEXTS:
@@ -199,8 +202,8 @@ def rewrite_candidate(rewrite: Rewrite | None, service, control: SpanControl, pr
     in_batch[np.random.default_rng(0).permutation(len(texts))[:MINIBATCH]] = True
     batch, rest = np.flatnonzero(in_batch), np.flatnonzero(~in_batch)
     search = SpanInstructionSearch(rewrite, service, control, prompt, [texts[i] for i in batch],
-                                   [golds[i] for i in batch], [current[i] for i in batch], seconds_per_text,
-                                   len(rest), deadline)
+                                   [golds[i] for i in batch], [current[i] for i in batch],
+                                   [task_demos[i] for i in batch], seconds_per_text, len(rest), deadline)
     found = search.run()
     info = search.log.summary()
     if found is None:
@@ -211,7 +214,7 @@ def rewrite_candidate(rewrite: Rewrite | None, service, control: SpanControl, pr
         if time.monotonic() > deadline:
             info["stopped"] = "the deadline came before the winner had run on every text"
             return None, info
-        spans[i] = extract_spans(service.engine, control, candidate, texts[i], (), service.embedder)
+        spans[i] = extract_spans(service.engine, control, candidate, texts[i], task_demos[i], service.embedder)
     info["llm_calls"] += len(rest)
     log.info("span control %r rewrite: minibatch exact F1 %.3f vs %.3f; %r", control.name, search.log.best_f1,
              search.log.start_f1, candidate.instructions)

@@ -44,7 +44,7 @@ def _search_without_texts_run(teacher, budget, *, n_texts=40, deadline=float("in
     texts = [f"Text {i} names Kofi." for i in range(n_texts)]
     golds = [[(13, 17, "person")]] * n_texts
     return rewrite_candidate(Rewrite(teacher, budget), None, CONTROL, SpanPrompt(), texts, golds, golds,
-                             seconds_per_text=1.0, deadline=deadline)
+                             [() for _ in texts], seconds_per_text=1.0, deadline=deadline)
 
 
 def test_a_failing_teacher_ends_the_search_without_a_candidate_or_an_error():
@@ -66,5 +66,5 @@ def test_too_few_texts_or_no_teacher_skip_the_rewrite():
     teacher = ScriptedTeacher([["Choose person for people."]])
     found, info = _search_without_texts_run(teacher, RewriteBudget(), n_texts=MIN_REWRITE_TEXTS - 1)
     assert found is None and teacher.calls == 0 and "fewer than" in info["skipped"]
-    assert rewrite_candidate(None, None, CONTROL, SpanPrompt(), [], [], [], seconds_per_text=1.0,
+    assert rewrite_candidate(None, None, CONTROL, SpanPrompt(), [], [], [], [], seconds_per_text=1.0,
                              deadline=0.0) == (None, {})
