@@ -106,10 +106,12 @@ class SpanInstructionSearch:
     def run(self) -> tuple[SpanPrompt, list[list]] | None:
         """The best new prompt and its spans of each minibatch text, if it beats the current there."""
         self.log.start_f1 = exact_f1(self.current, self.golds)
+        # (minibatch F1, what the teacher reads as the old instruction, spans): the current prompt's
+        # whole instruction, or a proposal alone (the default instruction it is appended to is the same)
         start = (self.log.start_f1, self.prompt.instructions or default_span_instructions(self.control),
                  list(self.current))
-        found: tuple[float, str, list] | None = None  # the best proposal so far: (minibatch F1, instructions, spans)
-        tried: dict[str, float] = {}
+        found: tuple[float, str, list] | None = None  # the best proposal so far
+        tried: dict[str, float] = {}  # proposal → minibatch F1
         budget = self.rewrite.budget
         for r in range(1, budget.rounds + 1):
             parent = found if found and found[0] > start[0] else start
@@ -124,25 +126,29 @@ class SpanInstructionSearch:
                 break
             scored = []
             for proposal in proposals:
-                instructions = f"{default_span_instructions(self.control)} {proposal}"
-                if instructions in tried:
+                if proposal in tried:
                     continue
                 if not self._affordable(len(self.texts), 0):
                     break
-                preds = self._run(instructions)
-                tried[instructions] = exact_f1(preds, self.golds)
-                scored.append(round(tried[instructions], 4))
-                if found is None or tried[instructions] > found[0]:
-                    found = (tried[instructions], instructions, preds)
+                preds = self._run(self.instructions(proposal))
+                tried[proposal] = exact_f1(preds, self.golds)
+                scored.append(round(tried[proposal], 4))
+                if found is None or tried[proposal] > found[0]:
+                    found = (tried[proposal], proposal, preds)
             self.log.rounds = r
             self.log.history.append({"round": r, "proposals": len(proposals), "scored": scored})
             if self.log.stopped:
                 break
         if found:
-            self.log.best_f1, self.log.best_instructions = found[0], found[1]
+            self.log.best_f1, self.log.best_instructions = found[0], self.instructions(found[1])
         if found is None or found[0] <= start[0]:
             return None
-        return self.candidate(found[1]), found[2]
+        return self.candidate(self.instructions(found[1])), found[2]
+
+    def instructions(self, proposal: str) -> str:
+        """A proposal as the prompt's instructions: after the default one, whose first sentence is
+        what makes a base model write the list at all."""
+        return f"{default_span_instructions(self.control)} {proposal}"
 
     def candidate(self, instructions: str) -> SpanPrompt:
         return replace(self.prompt, name="rewrite", instructions=instructions)

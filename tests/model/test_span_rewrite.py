@@ -56,6 +56,7 @@ def test_a_rewrite_candidate_is_judged_without_its_minibatch_within_its_call_bud
 
 
 PROPOSAL = "Every name of a human is a Person."  # on these texts the embedded model then types more mentions right
+SECOND = "Choose Product when the name is a thing sold by a company."
 
 
 def test_a_proposal_that_beats_the_current_prompt_on_the_minibatch_is_judged_on_the_other_texts(engine, monkeypatch):
@@ -64,13 +65,15 @@ def test_a_proposal_that_beats_the_current_prompt_on_the_minibatch_is_judged_on_
     other texts only."""
     monkeypatch.setattr(span_rewrite, "MIN_REWRITE_TEXTS", N_TEXTS)
     monkeypatch.setattr(span_rewrite, "MINIBATCH", MINIBATCH)
-    teacher = ScriptedTeacher([[PROPOSAL]])
+    teacher = ScriptedTeacher([[PROPOSAL], [SECOND]])
     current = SpanPrompt()
     decision = refine_spans(LabelingService(engine), CONTROL, [_item(i) for i in range(N_TEXTS)], current,
-                            alpha=0.05, deadline=float("inf"), rewrite=Rewrite(teacher, RewriteBudget(1, 1, 1, 40)))
+                            alpha=0.05, deadline=float("inf"), rewrite=Rewrite(teacher, RewriteBudget(2, 1, 1, 40)))
     info, candidates = decision.metrics["rewrite"], decision.metrics["candidates"]
     assert teacher.briefs[0].spans and teacher.briefs[0].instructions == default_span_instructions(CONTROL)
+    assert teacher.briefs[1].instructions == PROPOSAL  # the second round rewrites the winner, read alone
     assert info["minibatch_f1_best"] > info["minibatch_f1_current"], info
     assert info["best_instructions"] == f"{default_span_instructions(CONTROL)} {PROPOSAL}"
     assert "rewrite" in candidates and decision.metrics["judged"] == N_TEXTS - MINIBATCH
-    assert info["llm_calls"] == 1 + MINIBATCH + (N_TEXTS - MINIBATCH)  # the teacher, the minibatch, the rest
+    # two teacher calls, each proposal on the minibatch, the winner on the rest
+    assert info["llm_calls"] == 2 + 2 * MINIBATCH + (N_TEXTS - MINIBATCH)
