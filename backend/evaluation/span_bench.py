@@ -170,10 +170,10 @@ def rewrite_report(engine, embedder, rewrite, train: list[dict], train_placed: t
     not it beat the zero-shot prompt on the minibatch, which a job requires)."""
     from types import SimpleNamespace
 
-    from ..refinement.span_rewrite import MINIBATCH, SpanInstructionSearch
+    from ..refinement.span_rewrite import SpanInstructionSearch, minibatch_mask
 
     control = span_control(labels)
-    batch = np.random.default_rng(0).permutation(len(train))[:MINIBATCH]
+    batch = np.flatnonzero(minibatch_mask(len(train)))
     current = [[(s.start, s.end, s.label) for s in placed_spans(control, SpanPrompt(), train[i]["text"],
                                                                  train_placed[0][i])] for i in batch]
     search = SpanInstructionSearch(rewrite, SimpleNamespace(engine=engine, embedder=embedder), control, SpanPrompt(),

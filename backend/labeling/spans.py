@@ -145,7 +145,7 @@ def _render_demo(demo: SpanDemo, words: TypeWords) -> str:
     return f"Text: {text}\nNames:\n{mentions}{words.types_line}\n{types}\n"
 
 
-def fit_shown(engine, control: SpanControl, prefix: str, demos: str, shown: str, types_line: str = LIST_END) -> str:
+def fit_shown(engine, control: SpanControl, prefix: str, demos: str, shown: str, types_line: str) -> str:
     """The task text as shown, its head kept, cut so the longest list and typing item still fit the
     engine's context (a long document is read as far as it fits; offsets stay the raw text's)."""
     longest_label = max(engine.count_tokens(f" {w}") for w in shown_labels(control.labels).values())

@@ -44,6 +44,13 @@ def span_scores(pred: Iterable[Sequence[SpanKey]], gold: Iterable[Sequence[SpanK
             "unlabelled": _prf(unlabelled, n_pred, n_gold), "predicted": n_pred, "gold": n_gold}
 
 
+def exact_f1(pred: Sequence[Sequence[SpanKey]], gold: Sequence[Sequence[SpanKey]]) -> float:
+    """Exact micro-F1 alone, as 2·TP / (predicted + gold): what a choice among prompts or settings
+    ranks by (span_scores gives the same figure with precision and recall)."""
+    tp = sum(len(set(p) & set(g)) for p, g in zip(pred, gold, strict=True))
+    return 2 * tp / max(sum(len(set(p)) for p in pred) + sum(len(set(g)) for g in gold), 1)
+
+
 def correct_flags(pred: Sequence[SpanKey], gold: Sequence[SpanKey]) -> list[bool]:
     """Per predicted span of one item, whether it is exactly right (for the calibration of scores)."""
     gold = set(gold)

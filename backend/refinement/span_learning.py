@@ -28,7 +28,7 @@ from ..labeling.prompt import clean_text
 from ..labeling.span_typing import TypingHead, pair_features
 from ..labeling.spans import Placement, SpanDemo, SpanPrompt, extract_spans, occurrences, place_mentions, placed_spans
 from ..metrics.multi_label import yes_no_ece
-from ..metrics.spans import span_system
+from ..metrics.spans import exact_f1, span_system
 from ..store.ground_truth import GoldItem
 from .candidates.embedding_head import train_head
 from .candidates.instruction_rewrite import Rewrite
@@ -142,15 +142,17 @@ def _typing_candidate(service, control: SpanControl, prompt: SpanPrompt, texts: 
 def cross_chosen_typing(fitted: dict, golds: list, folds: np.ndarray) -> tuple[list[list], "TypingSetting"]:
     """Per text, the cross-fitted spans of the setting with the best exact F1 on the other folds'
     texts; and the setting best on all texts (ties: the first in `fitted`)."""
-    rows = {s: np.array([_counts([(x.start, x.end, x.label) for x in spans], gold)
-                         for spans, gold in zip(per_text, golds)]) for s, per_text in fitted.items()}
-    f1 = lambda c: float(2 * c[0] / max(c[1] + c[2], 1))  # noqa: E731
+    keys = {s: [[(x.start, x.end, x.label) for x in spans] for spans in per_text] for s, per_text in fitted.items()}
+
+    def f1(setting, texts: np.ndarray) -> float:
+        return exact_f1([keys[setting][i] for i in texts], [golds[i] for i in texts])
+
     out: list[list] = [[] for _ in golds]
     for f in np.unique(folds):
-        best = max(rows, key=lambda s: f1(rows[s][folds != f].sum(0)))
+        best = max(keys, key=lambda s: f1(s, np.flatnonzero(folds != f)))
         for i in np.flatnonzero(folds == f):
             out[i] = fitted[best][i]
-    return out, max(rows, key=lambda s: f1(rows[s].sum(0)))
+    return out, max(keys, key=lambda s: f1(s, np.arange(len(golds))))
 
 
 def refine_spans(service, control: SpanControl, items: list[GoldItem], current: SpanPrompt, *,

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import BackendError
 from ..labeling.label_config import SpanControl
 from ..labeling.spans import SpanPrompt, default_span_instructions, extract_spans
+from ..metrics.spans import SpanKey, exact_f1
 from .candidates.instruction_rewrite import Rewrite
 from .candidates.teacher import Mistake, TeacherBrief
 
@@ -32,13 +33,6 @@ SHOWN_MISTAKES = 4  # as the choices' rewrite: what a 270M teacher's context and
 # A minibatch and enough texts left to judge: a paired bootstrap on fewer confirms only huge gains.
 MIN_REWRITE_TEXTS = 40
 NOT_A_NAME = "not a name"
-
-SpanKey = tuple[int, int, str]
-
-
-def exact_f1(preds: Sequence[Sequence[SpanKey]], golds: Sequence[Sequence[SpanKey]]) -> float:
-    tp = sum(len(set(p) & set(g)) for p, g in zip(preds, golds))
-    return 2 * tp / max(sum(len(set(p)) for p in preds) + sum(len(set(g)) for g in golds), 1)
 
 
 def span_mistakes(texts: Sequence[str], preds: Sequence[Sequence[SpanKey]], golds: Sequence[Sequence[SpanKey]],
@@ -191,6 +185,13 @@ class SpanInstructionSearch:
         return True
 
 
+def minibatch_mask(n: int) -> np.ndarray:
+    """Which of n texts the search runs on: MINIBATCH of them, drawn with a fixed seed."""
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(0).permutation(n)[:MINIBATCH]] = True
+    return mask
+
+
 def rewrite_candidate(rewrite: Rewrite | None, service, control: SpanControl, prompt: SpanPrompt, texts: Sequence[str],
                       golds: Sequence[Sequence[SpanKey]], current: Sequence[Sequence[SpanKey]],
                       task_demos: Sequence[tuple], *, seconds_per_text: float,
@@ -204,8 +205,7 @@ def rewrite_candidate(rewrite: Rewrite | None, service, control: SpanControl, pr
         return None, {}
     if len(texts) < MIN_REWRITE_TEXTS:
         return None, {"skipped": f"{len(texts)} judged texts, fewer than {MIN_REWRITE_TEXTS}"}
-    in_batch = np.zeros(len(texts), dtype=bool)
-    in_batch[np.random.default_rng(0).permutation(len(texts))[:MINIBATCH]] = True
+    in_batch = minibatch_mask(len(texts))
     batch, rest = np.flatnonzero(in_batch), np.flatnonzero(~in_batch)
     search = SpanInstructionSearch(rewrite, service, control, prompt, [texts[i] for i in batch],
                                    [golds[i] for i in batch], [current[i] for i in batch],

@@ -6,8 +6,9 @@ from backend.labeling.label_config import SpanControl
 from backend.labeling.spans import SpanPrompt
 from backend.refinement.candidates.instruction_rewrite import Rewrite, RewriteBudget
 from backend.refinement.candidates.teacher import Mistake
-from backend.refinement.span_rewrite import (MIN_REWRITE_TEXTS, MINIBATCH, NOT_A_NAME, exact_f1, rewrite_candidate,
-                                             span_mistakes)
+from backend.metrics.spans import exact_f1
+from backend.refinement.span_rewrite import (MIN_REWRITE_TEXTS, MINIBATCH, NOT_A_NAME, minibatch_mask,
+                                             rewrite_candidate, span_mistakes)
 from tests.unit.helpers import ScriptedTeacher
 
 CONTROL = SpanControl("ner", "text", "text", ("person", "location"))
@@ -31,6 +32,11 @@ def test_mistakes_are_mentions_typed_wrongly_missed_or_marked_though_not_annotat
 def test_a_mention_repeated_in_several_texts_is_shown_once():
     texts, preds, golds = ["Siri is on.", "Siri is off."], [[(0, 4, "person")]] * 2, [[(0, 4, "product")]] * 2
     assert span_mistakes(texts, preds, golds, limit=4) == (Mistake("Siri", "product", "person"),)
+
+
+def test_the_minibatch_is_a_fixed_draw_of_minibatch_texts():
+    assert minibatch_mask(40).sum() == MINIBATCH and (minibatch_mask(40) == minibatch_mask(40)).all()
+    assert minibatch_mask(5).all()
 
 
 def test_exact_f1_is_micro_over_the_texts():
