@@ -20,10 +20,12 @@ from .engines.base import LabelEngine
 from .engines.factory import EngineLoader, engine_id, load_engine
 from .labeling.model_version import ModelVersion
 from .labeling.service import LabelingService
+from .labeling.tuned_body import body_loader
 from .preannotation.import_jobs import ImportPreannotation
 from .refinement.scheduler import RefinementScheduler
 from .settings import Settings
 from .store.redis import EmbeddedRedis, connect, external_url, quick_client
+from .store.tuned_bodies import TunedBodies
 from .store.versions import VersionRegistry
 from .worker import make_queue
 
@@ -59,7 +61,8 @@ def create_app(
         """The LabelingService over the loaded engine (waits for the engine, 503 on timeout)."""
         engine = loader.get(settings.llm_load_timeout_s)
         if "service" not in service_holder:
-            service_holder["service"] = LabelingService(engine, calibration=settings.calibration)
+            service_holder["service"] = LabelingService(engine, calibration=settings.calibration,
+                                                        bodies=body_loader(TunedBodies(conn).load))
         return service_holder["service"]
 
     app.extensions.update(

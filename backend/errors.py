@@ -89,6 +89,15 @@ class StoreUnavailable(BackendError):
     retry_after = 5.0
 
 
+class TunedBodyMissing(BackendError):
+    """A version's head reads a fine-tuned embedding body that the store no longer holds (Redis
+    was emptied, or the version was imported without it): its predictions cannot be computed.
+    Publishing or rolling back to another version mends it."""
+
+    status = 503
+    code = "tuned_body_missing"
+
+
 class LabelStudioUnavailable(BackendError):
     """The Label Studio API could not be read while reconciling ground truth: a refinement job
     fails (and is retried later) rather than train on ground truth Label Studio did not confirm."""

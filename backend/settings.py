@@ -249,6 +249,17 @@ class Settings(BaseSettings):
         "family-wise significance level a candidate must reach (Holm–Bonferroni over the job's tests)"))
     refine_max_shots: int = _setting(8, "REFINE_MAX_SHOTS", section="Learning", doc=(
         "largest few-shot candidate (4- and 8-shot by default); `0`: no few-shot candidates"))
+    # Fine-tuned embedding head (refinement/candidates/tuned_head.py): a stage of its own after the job's
+    refine_tune_seconds: float = _setting(600.0, "REFINE_TUNE_SECONDS", section="Learning", shown="`600`", doc=(
+        "time budget of the fine-tuned head's stage, after the job's ([how](how-it-learns.md#the-fine-tuned-head)); "
+        "`0` turns it off"))
+    refine_tune_min_items: int = _setting(50, "REFINE_TUNE_MIN_ITEMS", section="Learning", doc=(
+        "labelled items a single-choice control needs before its embedding body is fine-tuned; it is tuned again "
+        "once they have doubled"))
+    refine_tune_max_pairs: int = _setting(2000, "REFINE_TUNE_MAX_PAIRS", section="Learning", doc=(
+        "contrastive pairs per fine-tuning (its cost grows with them); at least 16"))
+    refine_tune_layers: int = _setting(3, "REFINE_TUNE_LAYERS", section="Learning", doc=(
+        "top transformer layers of the MiniLM body that are fine-tuned (1–6; the rest stay frozen)"))
     # Error-driven instruction rewrite (refinement/candidates/instruction_rewrite.py); 0 rounds turns it off
     refine_rewrite_rounds: int = _setting(3, "REFINE_REWRITE_ROUNDS", section="Learning",
                                           doc="rounds of the instruction rewrite; `0` turns it off")
@@ -349,6 +360,10 @@ class Settings(BaseSettings):
                                        ("WEB_WORKERS", self.web_workers, 1, None),
                                        ("WEB_THREADS", self.web_threads, 1, None),
                                        ("REFINE_REWRITE_ROUNDS", self.refine_rewrite_rounds, 0, None),
+                                       ("REFINE_TUNE_SECONDS", self.refine_tune_seconds, 0, None),
+                                       ("REFINE_TUNE_MIN_ITEMS", self.refine_tune_min_items, 10, None),
+                                       ("REFINE_TUNE_MAX_PAIRS", self.refine_tune_max_pairs, 16, None),
+                                       ("REFINE_TUNE_LAYERS", self.refine_tune_layers, 1, 6),
                                        ("REFINE_REWRITE_PROPOSALS", self.refine_rewrite_proposals, 1, None),
                                        ("REFINE_REWRITE_BEAM", self.refine_rewrite_beam, 1, None),
                                        ("REFINE_REWRITE_MAX_CALLS", self.refine_rewrite_max_calls, 0, None),

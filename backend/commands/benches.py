@@ -297,13 +297,16 @@ def span_bench(dataset: str, test_path: str, budget: int, nearest: str, limit_te
 @click.option("--iterations", type=int, default=None, help="Pair iterations per item (default 20, SetFit's R).")
 @click.option("--max-pairs", type=int, default=None, help="Cap on training pairs (a time cap; default none).")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads (the machine is shared).")
+@click.option("--top-layers", type=click.IntRange(1, 6), default=None,
+              help="Fine-tune only the top N transformer layers, as a refinement job does (default: the whole body).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the rows as JSON here.")
 @click.option("--setfit/--no-setfit", default=True, show_default=True,
               help="--no-setfit: the frozen head as a job ships it (cross-fitted temperature, missing mass for "
                    "unseen labels) vs its raw probabilities, with ECE and ECE floor, instead of SetFit.")
 @json_option("Print the report (the rows and the run's facts) as JSON at the end instead of a table.")
 def head_bench(dataset: str, test_path: str, budgets: str, limit_test: int, seed: int, iterations: int | None,
-               max_pairs: int | None, threads: int, out: str | None, setfit: bool, as_json: bool) -> None:
+               max_pairs: int | None, threads: int, top_layers: int | None, out: str | None, setfit: bool,
+               as_json: bool) -> None:
     """Frozen MiniLM + LR vs SetFit-style fine-tuned MiniLM + LR: macro-F1, accuracy and fit seconds;
     or, with --no-setfit, the frozen head raw vs as shipped: macro-F1, ECE and ECE floor."""
     import os
@@ -330,7 +333,8 @@ def head_bench(dataset: str, test_path: str, budgets: str, limit_test: int, seed
         click.echo(TABLE_HEADER if setfit else SHIPPED_MULTI_HEADER if test.multiple else SHIPPED_TABLE_HEADER)
     t0 = time.perf_counter()
     report = {"dataset": train.name, "n_test": len(test.texts), "torch_threads": threads, "seed": seed,
-              "pair_iterations": iterations, "max_pairs": max_pairs, "command": " ".join(sys.argv), "rows": []}
+              "pair_iterations": iterations, "max_pairs": max_pairs, "top_layers": top_layers,
+              "command": " ".join(sys.argv), "rows": []}
 
     def record(row: dict) -> None:  # after every budget: a long run stopped early keeps what it measured
         if not as_json:
@@ -344,7 +348,8 @@ def head_bench(dataset: str, test_path: str, budgets: str, limit_test: int, seed
         report.update(pair_iterations=None, max_pairs=None)
         shipped_head_rows(load_minilm(), train, test, sizes, folds=settings.refine_folds, on_row=record)
     else:
-        run(load_minilm(), train, test, sizes, seed=seed, iterations=iterations, max_pairs=max_pairs, on_row=record)
+        run(load_minilm(), train, test, sizes, seed=seed, iterations=iterations, max_pairs=max_pairs,
+            top_layers=top_layers, on_row=record)
     if as_json:
         print_json(report)
 

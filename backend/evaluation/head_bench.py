@@ -25,6 +25,7 @@ from ..metrics.single_label import summarize
 from ..refinement.candidates.embedding_head import evaluate_head, head_probs, train_head
 from ..refinement.validation.crossval import CandidateResult, fold_ids
 from .datasets import Dataset
+from ..refinement.candidates.body_tuning import LowerStates, contrastive_pairs, tune_top
 from .setfit_head import PAIR_ITERATIONS, train_setfit_head
 
 CV_FIT_EQUIVALENTS = 5 * 0.8 + 1  # 5 folds on 4/5 of the items + 1 final fit, in fits on all items
@@ -47,10 +48,23 @@ def _scores(gold: np.ndarray, coef: np.ndarray, intercept: np.ndarray, test_emb:
     return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], **spent}
 
 
+def _tuned_top_head(model, texts: list[str], gold: np.ndarray, test_texts: list[str], n_labels: int, top: int,
+                    **tuning) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The head a refinement job fits on all items: the top `top` layers fine-tuned (the lower
+    layers' states computed once), logistic regression on their embeddings; with the test
+    items' embeddings (time spent on the test items' lower states included)."""
+    lower = LowerStates(model, texts + test_texts, top)
+    train = np.arange(len(texts))
+    layers = tune_top(lower, train, gold, **tuning)
+    coef, intercept = train_head(lower.encode(layers, train), gold, n_labels)
+    return coef, intercept, lower.encode(layers, range(len(texts), len(texts) + len(test_texts)))
+
+
 def head_bench(model, train: Dataset, test: Dataset, budgets: list[int], *, seed: int = 0,
-               iterations: int = PAIR_ITERATIONS, max_pairs: int | None = None,
+               iterations: int = PAIR_ITERATIONS, max_pairs: int | None = None, top_layers: int | None = None,
                on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
-    """One row per label budget; `model` is the frozen SentenceTransformer (left unchanged)."""
+    """One row per label budget; `model` is the frozen SentenceTransformer (left unchanged).
+    `top_layers`: fine-tune only those, as a job does, instead of the whole body."""
     n_labels, test_gold = len(test.labels), np.asarray(test.gold)
     frozen = Embedder(model)
     frozen_test = frozen.encode(list(test.texts))
@@ -61,10 +75,16 @@ def head_bench(model, train: Dataset, test: Dataset, budgets: list[int], *, seed
         coef, intercept = train_head(frozen.encode(texts), gold, n_labels)
         frozen_row = _scores(test_gold, coef, intercept, frozen_test, watch.read())
         watch = Stopwatch()
-        head = train_setfit_head(model, texts, gold, n_labels, seed=seed, iterations=iterations, max_pairs=max_pairs)
+        if top_layers:
+            coef, intercept, test_emb = _tuned_top_head(model, texts, gold, list(test.texts), n_labels, top_layers,
+                                                        seed=seed, iterations=iterations, max_pairs=max_pairs)
+        else:
+            head = train_setfit_head(model, texts, gold, n_labels, seed=seed, iterations=iterations, max_pairs=max_pairs)
+            coef, intercept = head.coef, head.intercept
+            test_emb = head.embedder.encode(list(test.texts))
         spent = watch.read()
-        setfit_row = _scores(test_gold, head.coef, head.intercept, head.embedder.encode(list(test.texts)), spent)
-        setfit_row.update(pairs=head.pairs, cv_seconds_estimate=round(spent["fit_seconds"] * CV_FIT_EQUIVALENTS, 1),
+        setfit_row = _scores(test_gold, coef, intercept, test_emb, spent)
+        setfit_row.update(pairs=len(contrastive_pairs(gold, iterations, seed, max_pairs)), cv_seconds_estimate=round(spent["fit_seconds"] * CV_FIT_EQUIVALENTS, 1),
                           cv_cpu_seconds_estimate=round(spent["fit_cpu_seconds"] * CV_FIT_EQUIVALENTS, 1))
         row = {
             "labels": len(texts),

@@ -67,6 +67,11 @@ class Embedder:
                 self._model = load_minilm()
         return self._model
 
+    @property
+    def model(self):
+        """The SentenceTransformer itself (loaded on first use)."""
+        return self._load()
+
     def encode(self, texts: list[str]) -> np.ndarray:
         model = self._load()
         return np.asarray(model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -17,10 +18,10 @@ from typing import Callable, Protocol, Sequence, TypeVar
 import numpy as np
 
 from ..engines.base import LabelEngine
-from ..errors import BadRequest
+from ..errors import BadRequest, TunedBodyMissing
 from .calibration import Calibrator, raw_probabilities
 from .demos import NearestDemos, nearest_indices
-from .head import Embedder
+from .head import Embedder, HeadWeights
 from .label_config import ChoiceControl, LabelTask, valid_unicode
 from .model_version import ModelVersion
 from .prediction import ControlPrediction, decide, to_ls_prediction
@@ -29,8 +30,10 @@ from .reasoning import clean_rationale, pool_samples
 from .recipe import ControlRecipe
 from .scoring import fit_text, label_logits, uses_codes
 from .spans import SpanPrompt, extract_spans, propose_occurrences, span_region, span_support
+from .tuned_body import TunedBody, is_tuned, tuned_embedder
 
 log = logging.getLogger(__name__)
+TUNED_LOADED = 4  # fine-tuned bodies kept loaded (a version and the ones before it, while jobs compare them)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -127,8 +130,11 @@ class LabelingService:
     """Holds the engine and the content-free calibrators (computed once per prompt and label set)."""
 
     def __init__(self, engine: LabelEngine, *, calibration: str = "contextual", embedder: Embedder | None = None,
-                 logit_cache: LogitStore | None = None):
+                 logit_cache: LogitStore | None = None, bodies: Callable[[str], TunedBody | None] | None = None):
         self.engine = engine
+        self.bodies = bodies  # a fine-tuned head's body by name (store.tuned_bodies), if any version has one
+        self._tuned: OrderedDict[str, Embedder] = OrderedDict()
+        self._tuned_lock = threading.Lock()
         self.logit_cache = logit_cache  # refinement jobs only: a text scored by the last job is not scored again
         self.calibration = calibration
         self.embedder = embedder or Embedder()
@@ -266,7 +272,7 @@ class LabelingService:
         scored = self.score_texts(control, recipe.prompt, texts, self.task_demos(recipe.prompt, texts, embeddings))
         probs = [calibrator.apply(s.logits, control.multiple) for s in scored]
         if use_head:
-            probs = list(recipe.head.combine(np.stack(probs), embeddings))
+            probs = list(recipe.head.combine(np.stack(probs), self.head_embeddings(recipe.head, texts, embeddings)))
         source = self.engine.capabilities.probability_source
         return [
             (decide(control, p, raw_probabilities(s.logits, control.multiple), source=source, usage=s.usage,
@@ -278,10 +284,34 @@ class LabelingService:
                             texts: list[str]) -> list[tuple[ControlPrediction, bool]]:
         """The embedding head's answer at embedding speed; `raw_probabilities` are the head's too
         (no LLM ran), and `probability_source` says so."""
-        embeddings = self.embedder.encode(texts)
+        embeddings = self.head_embeddings(recipe.head, texts)
         flat = np.full((len(texts), len(control.labels)), 0.5 if control.multiple else 1.0 / len(control.labels))
         probs = recipe.head.combine(flat, embeddings)  # weight 0: the LLM part does not enter
         return [(decide(control, p, p, source="embedding head", threshold=recipe.threshold), False) for p in probs]
+
+    def head_embeddings(self, head: HeadWeights, texts: Sequence[str], bundled: np.ndarray | None = None) -> np.ndarray:
+        """What `head` reads: the bundled MiniLM's embeddings (`bundled`, when already computed),
+        or those of the fine-tuned body it was trained on."""
+        if not is_tuned(head.embedder):
+            return self.embedder.encode(list(texts)) if bundled is None else bundled
+        return self.tuned_embedder(head.embedder).encode(list(texts))
+
+    def tuned_embedder(self, name: str) -> Embedder:
+        """The fine-tuned body `name`, rebuilt from the bundled MiniLM and its stored top layers;
+        the last few stay loaded (each is a copy of the model)."""
+        with self._tuned_lock:
+            if name in self._tuned:
+                self._tuned.move_to_end(name)
+                return self._tuned[name]
+        body = self.bodies(name) if self.bodies is not None else None
+        if body is None:
+            raise TunedBodyMissing(f"the fine-tuned embedding body {name} of this version is not in the store")
+        embedder = tuned_embedder(self.embedder.model, body)
+        with self._tuned_lock:
+            self._tuned[name] = embedder
+            while len(self._tuned) > TUNED_LOADED:
+                self._tuned.popitem(last=False)
+        return embedder
 
     def span_demos(self, prompt: SpanPrompt, texts: Sequence[str], *, leave_out_self: bool = False) -> list[tuple]:
         """Each text's nearest labelled texts of a span prompt's pool (none without a pool).

@@ -27,9 +27,11 @@ from ..errors import BackendError
 from ..labeling.label_config import LabelTask, parse_label_config
 from ..labeling.model_version import ModelVersion
 from ..labeling.service import LabelingService, extract_texts
+from ..labeling.tuned_body import body_loader
 from ..labelstudio.client import as_dict, label_studio_client
 from ..labelstudio.review_tab import SUSPECTS_VERSION
 from ..settings import Settings
+from ..store.tuned_bodies import TunedBodies
 from ..store.versions import VersionRegistry
 
 log = logging.getLogger(__name__)
@@ -292,7 +294,8 @@ def build_preannotator(settings: Settings, conn: redis.Redis, client=None) -> Pr
     """A Preannotator over this process's engine and the versions stored in `conn`."""
     return Preannotator(
         client or label_studio_client(settings),
-        lambda: LabelingService(shared_engine(settings), calibration=settings.calibration),
+        lambda: LabelingService(shared_engine(settings), calibration=settings.calibration,
+                                bodies=body_loader(TunedBodies(conn).load)),
         VersionRegistry(conn, engine_id(settings), settings.model_dir, ModelVersion),
         settings,
     )

@@ -13,15 +13,18 @@ from ..labeling.label_config import ChoiceControl, parse_label_config
 from ..labeling.model_version import ModelVersion
 from ..labeling.service import LabelingService
 from ..labeling.spans import span_support
+from ..labeling.tuned_body import body_loader
 from ..labelstudio.reconcile import reconcile
 from ..settings import Settings
 from ..store.ground_truth import GoldItem, GroundTruthStore
 from ..store.logit_cache import LogitCache
 from ..store.redis import key
+from ..store.tuned_bodies import TunedBodies
 from ..store.versions import VersionRegistry, project_dir, report_key
 from .candidates.instruction_rewrite import Rewrite, RewriteBudget
 from .candidates.reasoning_first import reasoning_modes
 from .candidates.teacher import build_teacher
+from .candidates.tuned_head import Tuning
 from .candidates.typed_instruction import most_typed
 from .fingerprint import job_fingerprint
 from .label_review import keep_ranking, suspect_rows
@@ -126,6 +129,18 @@ def publish(registry: VersionRegistry, project: int, label_task, parent: ModelVe
     return registry.publish(project, draft)
 
 
+def publish_tuned(registry: VersionRegistry, bodies: TunedBodies, project: int, label_task, parent: ModelVersion,
+                  won: dict, searches: list, gt_count: int, trained_on: set[int]) -> ModelVersion:
+    """Publish `parent` with the fine-tuned heads the tuned stage accepted, their bodies stored
+    first: a replica that sees the version must find what its head reads."""
+    for name, decision in won.items():
+        search = next(s for c, s in searches if c.name == name)
+        body = search.job.bodies[decision.best.recipe.head.embedder]
+        bodies.save(body.name, body.top, body.tensors)
+    return publish(registry, project, label_task, parent, dict(parent.controls), won, {}, gt_count, trained_on,
+                   span_prompts=dict(parent.spans))
+
+
 def report(conn: redis.Redis, settings: Settings, project: int, label: str, reports: list, out: dict,
            refreshed: frozenset[str] = frozenset(), span_reports: list | None = None,
            suspects: dict[str, dict] | None = None) -> None:
@@ -137,6 +152,43 @@ def report(conn: redis.Redis, settings: Settings, project: int, label: str, repo
     except Exception as exc:
         log.exception("project %s: the report of %s could not be stored", project, label)
         out["report_error"] = f"{type(exc).__name__}: {exc}"
+
+
+def tuned_key(project: int, control: str) -> str:
+    return key("project", project, "tuned-on", control)
+
+
+def tuning_due(settings: Settings, conn: redis.Redis, project: int, control: str, items: int) -> Tuning | None:
+    """The fine-tuning to try for a control with `items` labelled items, or None: the stage is off,
+    the control has too few items, or they have not doubled since its last tuned stage (its
+    minutes of CPU would mostly refit what the last one found; the current version's refresh
+    and the cheaper candidates follow the ground truth meanwhile)."""
+    if settings.refine_tune_seconds <= 0 or items < settings.refine_tune_min_items:
+        return None
+    last = int(conn.get(tuned_key(project, control)) or 0)
+    return Tuning.from_settings(settings) if not last or items >= REFRESH_GROWTH * last else None
+
+
+def tuned_stage(settings: Settings, conn: redis.Redis, project: int, searches: list, decisions: dict) -> dict:
+    """Run the fine-tuned head's stage of every control it is due for, within REFINE_TUNE_SECONDS
+    (shared like the job's budget); note each outcome under `tuned` in the control's decision.
+    Returns the accepted decisions by control."""
+    due = [(c, s) for c, s in searches if s.job.tuning is not None]
+    deadline = time.monotonic() + settings.refine_tune_seconds
+    won = {}
+    for done, (control, search) in enumerate(due):
+        decision = search.tuned_stage(control_deadline(time.monotonic(), deadline, len(due) - done))
+        if decision is None:
+            continue
+        ran = bool(decision.results)
+        decisions[control.name]["tuned"] = {"best": decision.best.name, "accepted": decision.accepted,
+                                            "p_value": round(decision.p_value, 5), "candidates": decision.table,
+                                            "skipped": decision.skipped}
+        if ran:  # tried on these items: again once they have doubled
+            conn.set(tuned_key(project, control.name), len(search.used))
+        if decision.accepted:
+            won[control.name] = decision
+    return won
 
 
 def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=None) -> dict:
@@ -158,12 +210,13 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     gold = store.items()
     out.update(gt_count=len(gold), current=current.label)
     cache = LogitCache(conn, project, engine_id(settings))
+    bodies = TunedBodies(conn)
     services: list[LabelingService] = []
 
     def service() -> LabelingService:  # loads the model only for a job that scores something
         if not services:
             services.append(LabelingService(engine or shared_engine(settings), calibration=settings.calibration,
-                                            logit_cache=cache))
+                                            logit_cache=cache, bodies=body_loader(bodies.load)))
         return services[0]
 
     usable_by_control = {c.name: usable_gold(c, gold, settings.refine_max_eval_items) for c in label_task.controls}
@@ -214,7 +267,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
                                current.recipe(control.name), folds=settings.refine_folds,
                                shots=settings.refine_max_shots, alpha=settings.refine_alpha, deadline=share,
                                judge_mask=np.array([g.task_id not in seen for g in usable]), rewrite=rewrite,
-                               reasoning=reasoning, typed=typed)
+                               reasoning=reasoning, typed=typed,
+                               tuning=tuning_due(settings, conn, project, control.name, len(usable)))
         trained_on.update(g.task_id for g, used in zip(usable, search.used) if used)
         first = search.first_stage()
         decisions[control.name] = {"first_stage": {"best": first.best.name, "accepted": first.accepted,
@@ -266,10 +320,18 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         report(conn, settings, project, published.label, reports, out, frozenset(refreshed), span_reports, suspects)
     elif first_won:  # the first stage's version stands: its report gets the whole search and the suspects
         report(conn, settings, project, published.label, reports, out, span_reports=span_reports, suspects=suspects)
+    tuned_won = tuned_stage(settings, conn, project, searches, decisions)
+    if tuned_won:
+        published = publish_tuned(registry, bodies, project, label_task, published, tuned_won, searches, len(gold),
+                                  trained_on)
+        stages.append({"stage": "tuned", "model_version": published.label, "kind": published.kind,
+                       "seconds": round(time.monotonic() - t0, 2)})
+        report(conn, settings, project, published.label, [(c, tuned_won[c.name]) for c, _ in searches
+                                                           if c.name in tuned_won], out)
     if stages:
         out["stages"] = stages
     if published is not current:
-        out.update(status="published" if first_won or won or won_spans else "refreshed",
+        out.update(status="published" if first_won or won or won_spans or tuned_won else "refreshed",
                    model_version=published.label, kind=published.kind)
     elif templates is not None and templates["status"] == "published":  # no better version on labels
         out.update(status="published", model_version=current.label, kind=current.kind)

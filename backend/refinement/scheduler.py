@@ -168,8 +168,9 @@ def _scheduling_lock(conn: redis.Redis, lock_key: str, project: int):
 
 
 def job_timeout(settings: Settings) -> int:
-    """RQ's hard limit for one refinement job: twice its time budget, plus room to publish."""
-    return int(settings.refine_max_seconds * 2 + 120)
+    """RQ's hard limit for one refinement job: twice its time budget and its fine-tuned head stage's,
+    plus room to publish."""
+    return int((settings.refine_max_seconds + settings.refine_tune_seconds) * 2 + 120)
 
 
 def lock_ttl(settings: Settings) -> int:

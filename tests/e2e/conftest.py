@@ -169,6 +169,7 @@ def service(label_studio, tmp_path_factory):
         "REFINE_MAX_SHOTS": "4",  # as the refinement integration test: keeps the job to a few minutes
         "REFINE_REASONING_SAMPLES": "0",  # reasoning candidates have their own integration test
         "REFINE_REWRITE_ROUNDS": "0",  # and so has the instruction rewrite
+        "REFINE_TUNE_SECONDS": "0",  # and the fine-tuned head
         "PREANNOTATE_ON_IMPORT": "true",
         "PYTHONPATH": str(ROOT),
         "LOG_LEVEL": "INFO",

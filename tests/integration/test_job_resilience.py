@@ -149,7 +149,7 @@ def test_concurrent_webhooks_at_four_gunicorn_workers_all_land(server_factory, r
 def _worker(env: dict) -> subprocess.Popen:
     # the retry is under test here, not the candidates: the LLM pass over the 80 items and the cheap ones
     full = dict(os.environ, **{**env, "MODEL_DIR": str(MODEL_DIR), "REFINE_MAX_SHOTS": "0", "REFINE_REASONING_SAMPLES": "0",
-                             "REFINE_REWRITE_ROUNDS": "0"})
+                             "REFINE_REWRITE_ROUNDS": "0", "REFINE_TUNE_SECONDS": "0"})
     return subprocess.Popen([sys.executable, "-m", "backend", "worker"], env=full, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -264,7 +264,7 @@ def test_a_report_that_cannot_be_written_does_not_fail_a_published_version(tmp_p
 
     monkeypatch.setattr(job_module, "store_version_report", broken_report)
     settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "REFINE_REASONING_SAMPLES": "0",
-                                  "REFINE_REWRITE_ROUNDS": "0", "REFINE_MAX_SHOTS": "0"})
+                                  "REFINE_REWRITE_ROUNDS": "0", "REFINE_TUNE_SECONDS": "0", "REFINE_MAX_SHOTS": "0"})
     project = 90_000 + int(uuid.uuid4().int % 1000)
     store = GroundTruthStore(redis_conn, project)
     config = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'

@@ -31,6 +31,7 @@ def env(redis_url):
         "REFINE_DELAY": "3600",
         "REFINE_MAX_SHOTS": "4",
         "REFINE_REWRITE_ROUNDS": "0",  # the rewrite has its own test (test_refinement_rewrite.py)
+        "REFINE_TUNE_SECONDS": "0",  # and so has the fine-tuned head (test_tuned_stage.py)
         "REFINE_REASONING_SAMPLES": "1",  # reason-then-select's pilot runs; self-consistency costs 5x more
     }
 

@@ -24,7 +24,8 @@ def test_the_decision_table_lists_the_rewrite_candidate(engine, redis_conn, redi
     # no few-shot candidates and no job deadline in the way: this test is about the rewrite's wiring
     settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "REFINE_MAX_SHOTS": "0", "REFINE_REASONING_SAMPLES": "0",
                                   "REFINE_MAX_SECONDS": "7200", "REFINE_REWRITE_ROUNDS": "1",
-                                  "REFINE_REWRITE_PROPOSALS": "3", "REFINE_REWRITE_MAX_CALLS": "400"})
+                                  "REFINE_REWRITE_PROPOSALS": "3", "REFINE_REWRITE_MAX_CALLS": "400",
+                                  "REFINE_TUNE_SECONDS": "0"})
     store = GroundTruthStore(redis_conn, PROJECT)
     store.set_label_config(DATA.label_config())
     label_task = parse_label_config(DATA.label_config())

@@ -33,7 +33,8 @@ BAD_TEMPERATURE = 6.0  # flattens the head's scores towards 0.5
 def _only_a_refresh_can_publish(redis_url: str, tmp_path) -> Settings:
     """REFINE_ALPHA so small that no candidate can be significant: only the refresh can publish."""
     return Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "REFINE_MAX_SHOTS": "0", "REFINE_REASONING_SAMPLES": "0",
-                              "REFINE_MAX_SECONDS": "7200", "REFINE_REWRITE_ROUNDS": "0", "REFINE_ALPHA": "1e-9"})
+                              "REFINE_MAX_SECONDS": "7200", "REFINE_REWRITE_ROUNDS": "0", "REFINE_ALPHA": "1e-9",
+                              "REFINE_TUNE_SECONDS": "0"})
 
 
 def _annotated_project(redis_conn, data, project: int):

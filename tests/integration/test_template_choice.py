@@ -30,7 +30,8 @@ _projects = itertools.count(7100)
 
 def _settings(tmp_path, redis_url) -> Settings:
     return Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "LLM_N_THREADS": "2",
-                              "REFINE_REASONING_SAMPLES": "0", "REFINE_REWRITE_ROUNDS": "0"})
+                              "REFINE_REASONING_SAMPLES": "0", "REFINE_REWRITE_ROUNDS": "0",
+                              "REFINE_TUNE_SECONDS": "0"})
 
 
 def _predict(client, project: int, texts: list[str]):

@@ -46,7 +46,8 @@ def _env(model_dir: Path, redis_url: str) -> dict:
     """What the test, the worker and gunicorn all run with (one fingerprint of the learning settings)."""
     return {"REDIS_URL": redis_url, "MODEL_DIR": str(model_dir), "RQ_QUEUE_NAME": f"test-ui-{uuid.uuid4().hex[:8]}",
             "REFINE_MIN_NEW": "100000", "REFINE_DELAY": "3600", "REFINE_MAX_SHOTS": "0",
-            "REFINE_REWRITE_ROUNDS": "0", "REFINE_REASONING_SAMPLES": "0", "LLM_N_THREADS": "1"}
+            "REFINE_REWRITE_ROUNDS": "0", "REFINE_REASONING_SAMPLES": "0", "LLM_N_THREADS": "1",
+            "REFINE_TUNE_SECONDS": "0"}
 
 
 def _annotate(store: GroundTruthStore, first: int, last: int) -> None:

@@ -102,7 +102,7 @@ def test_a_refinement_job_continues_the_legacy_lineage(redis_conn, redis_url, tm
     from backend.refinement.job import run_refinement
 
     settings = Settings.from_env({"MODEL_DIR": str(tmp_path), "REDIS_URL": redis_url, "REFINE_REASONING_SAMPLES": "0",
-                                  "REFINE_REWRITE_ROUNDS": "0", "REFINE_MAX_SHOTS": "0"})
+                                  "REFINE_REWRITE_ROUNDS": "0", "REFINE_MAX_SHOTS": "0", "REFINE_TUNE_SECONDS": "0"})
     project = _project()
     registry = VersionRegistry(redis_conn, engine_id(settings), tmp_path, ModelVersion)
     old = _legacy_version(registry, project, CONFIG)

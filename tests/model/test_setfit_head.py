@@ -5,32 +5,9 @@ import pytest
 
 from backend.evaluation.setfit_head import fine_tune, train_setfit_head
 from backend.labeling.head import Embedder, load_minilm
+from tests.model.satisfaction import GOLD, TEXTS, same_minus_different_cosine
 
 pytestmark = pytest.mark.model
-
-# Two labels that cut across topic, so the frozen embeddings do not already separate them.
-TEXTS = [
-    "The new phone arrived quickly and works perfectly.",      # satisfied
-    "This kettle boils water fast, I love it.",
-    "Great hotel, friendly staff and a spotless room.",
-    "The concert was wonderful from start to finish.",
-    "My laptop battery lasts all day, very happy.",
-    "The restaurant served the best pasta I have had.",
-    "The new phone arrived broken and will not turn on.",      # unsatisfied
-    "This kettle leaks and the handle got too hot to touch.",
-    "Awful hotel, rude staff and a dirty room.",
-    "The concert was loud noise and we left early.",
-    "My laptop battery dies within an hour, very annoyed.",
-    "The restaurant served cold pasta and overcharged us.",
-]
-GOLD = np.array([0] * 6 + [1] * 6)
-
-
-def _same_minus_different_cosine(emb: np.ndarray) -> float:
-    sim = emb @ emb.T
-    same = GOLD[:, None] == GOLD[None, :]
-    off_diagonal = ~np.eye(len(GOLD), dtype=bool)
-    return float(sim[same & off_diagonal].mean() - sim[~same].mean())
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +24,7 @@ def test_fine_tuning_pulls_same_label_texts_together_and_leaves_the_frozen_model
     tuned_emb = Embedder(tuned).encode(TEXTS)
     assert not np.allclose(tuned_emb, frozen_before, atol=1e-3)
     np.testing.assert_allclose(Embedder(minilm).encode(TEXTS), frozen_before, atol=1e-6)  # a copy was trained
-    margin_before, margin_after = _same_minus_different_cosine(frozen_before), _same_minus_different_cosine(tuned_emb)
+    margin_before, margin_after = same_minus_different_cosine(frozen_before), same_minus_different_cosine(tuned_emb)
     assert margin_after > margin_before + 0.05, (margin_before, margin_after)
 
 
@@ -85,6 +62,19 @@ def test_head_bench_command_writes_its_table_and_json(tmp_path):
     (row,) = report["rows"]
     assert report["torch_threads"] == 1 and row["labels"] == 8 and row["setfit"]["pairs"] == 16
     assert 0 <= row["frozen"]["macro_f1"] <= 1 and row["setfit"]["fit_seconds"] > row["frozen"]["fit_seconds"]
+
+
+def test_head_bench_fine_tunes_only_the_top_layers_as_a_job_does(tmp_path):
+    import json
+
+    out = tmp_path / "top.json"
+    done = _head_bench("subjectivity", "--labels", "8", "--limit-test", "10", "--iterations", "1", "--top-layers", "2",
+                       "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert report["top_layers"] == 2 and row["setfit"]["pairs"] == 16 and 0 <= row["setfit"]["macro_f1"] <= 1
+    assert "| subjectivity | 8 |" in done.stdout
 
 
 def test_head_bench_without_setfit_shows_the_shipped_head_with_missing_mass_on_many_labels(tmp_path):

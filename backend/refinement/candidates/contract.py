@@ -33,7 +33,8 @@ class Plan:
     (PlanSkipped). `after`, if set, runs once every plan has run or been skipped (a search that
     looked at some items takes them out of the judging). Cheap plans run first and are published
     on their own (selection/optimizer.ControlSearch); one that `pools` with the best LLM candidate
-    so far runs again after the LLM plans."""
+    so far runs again after the LLM plans. A `late` one runs only in a stage of its own after
+    those two, with its own budget (the fine-tuned head: minutes of CPU)."""
 
     name: str
     run: Callable[[], "CandidateResult | list[CandidateResult]"]
@@ -41,6 +42,7 @@ class Plan:
     items: int = 0  # texts it scores: at the current pass's pace, the least time it can take
     after: Callable[[], None] | None = None
     pools: bool = False  # builds on job.best_llm(): worth running again once LLM candidates exist
+    late: bool = False  # runs only in the stage after the job's two (minutes of CPU: the fine-tuned head)
 
 
 @dataclass
@@ -66,6 +68,8 @@ class ControlJob:
     rewrite: object | None = None  # instruction_rewrite.Rewrite: a teacher and its budget
     reasoning: tuple = ()  # labeling.reasoning.Reasoning modes to try
     typed: tuple[str, ...] = ()  # instructions annotators typed in the editor, most typed first
+    tuning: object | None = None  # tuned_head.Tuning when the fine-tuned head's stage is due
+    bodies: dict = field(default_factory=dict)  # fine-tuned bodies by name (labeling.tuned_body.TunedBody)
     results: list[CandidateResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     base: PromptVersion = PromptVersion(name="base")

@@ -12,7 +12,7 @@ items, so if anything it slightly understates the current version.
 
 What cannot be refit stays out of the comparison: items shown as fixed demonstrations (the prompt
 holds their labels), and every seen item when the instructions were searched on ground truth (a
-rewritten instruction was chosen on them).
+rewritten instruction was chosen on them) or when the head reads a body fine-tuned on them.
 
 `refreshed_current` is the same recipe with those parts, its pooling temperature and its decision
 threshold refit on all the ground truth there is now: a version keeps what its first few labels
@@ -29,6 +29,7 @@ from ...labeling.calibration import Calibrator
 from ...labeling.head import HeadWeights, stacked_features, unseen_label_mass
 from ...labeling.prompt import clip_demo
 from ...labeling.recipe import ControlRecipe
+from ...labeling.tuned_body import is_tuned
 from ..candidates.embedding_head import REGULARISATION_C, fit_head_temperature, train_head
 from ..candidates.robust_head import refit_weights
 from ..candidates.one_vs_rest_head import train_one_vs_rest
@@ -46,7 +47,7 @@ def cross_fit_current(current: CandidateResult, served: Calibrator, logits: np.n
     kind = current.kind
     seen = np.asarray(seen, bool)
     judge = ~seen
-    if not seen.any() or recipe.prompt.instructions is not None:
+    if not seen.any() or recipe.prompt.instructions is not None or tuned_head(recipe):
         return current, judge
     demo_texts = {d.text for d in recipe.prompt.demos}
     refittable = seen & np.array([t not in demo_texts and clip_demo(t) not in demo_texts for t in texts])
@@ -79,8 +80,8 @@ def refreshed_current(current: CandidateResult, served: Calibrator, logits: np.n
     recipe: ControlRecipe = current.recipe
     kind = current.kind
     refit_calibration = kind.calibration_fit(recipe.calibrator, prior)
-    if recipe.prompt.instructions is not None or (refit_calibration is None and recipe.head is None
-                                                  and recipe.threshold is None):
+    if recipe.prompt.instructions is not None or tuned_head(recipe) or (
+            refit_calibration is None and recipe.head is None and recipe.threshold is None):
         return None
     untempered = replace(recipe, head=_untempered_head(recipe.head, embeddings, current.gold, folds)) if recipe.head \
         else recipe
@@ -96,6 +97,13 @@ def refreshed_current(current: CandidateResult, served: Calibrator, logits: np.n
         head = replace(_refit_head(untempered.head, embeddings, gold, kind, llm), temperature=temperature)
     refreshed = current.like(name, replace(recipe, calibrator=calibrator, head=head), probs)
     return refreshed.with_threshold(folds) if kind.multiple else refreshed
+
+
+def tuned_head(recipe: ControlRecipe) -> bool:
+    """Whether the recipe's head reads a fine-tuned body: the body learnt from every item it was
+    fitted on, so refitting the head on some of them would still have seen the rest. Only the
+    fine-tuned head's stage refits it (candidates/tuned_head.py)."""
+    return recipe.head is not None and is_tuned(recipe.head.embedder)
 
 
 def _untempered_head(head, embeddings: np.ndarray, gold: np.ndarray, folds: np.ndarray):

@@ -10,7 +10,8 @@ searches in two stages (ControlSearch): the cheap candidates (fitted calibration
 heads: seconds), decided and published at once, then the LLM candidates (CANDIDATES order,
 cheapest first, until the job's time budget is spent), which must beat the first stage's choice.
 Reasoning candidates come last and must also beat the best candidate without reasoning
-(select_paying): they cost the most to serve.
+(select_paying): they cost the most to serve. A third stage (ControlSearch.tuned_stage), with a
+budget of its own, runs the `late` plans (the fine-tuned head) against the job's choice.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from ..candidates.one_vs_rest_head import OneVsRestHead
 from ..candidates.plain_prompt import PlainPrompt
 from ..candidates.reasoning_first import ReasoningFirst, ReasoningHeads, reasons
 from ..candidates.robust_head import RobustHead
+from ..candidates.tuned_head import Tuning, TunedHead
 from ..candidates.typed_instruction import TypedInstruction
 from ..validation.control_kind import kind_of
 from ..validation.crossval import (CandidateResult, PlanSkipped, evaluate_fixed, fold_ids, paced_logits,
@@ -231,7 +233,7 @@ def select_paying(current: CandidateResult, candidates: list[CandidateResult], a
 # it builds on the best of them). Each says for which controls it applies.
 CANDIDATES: tuple[Candidate, ...] = (FittedCalibration(), PlainPrompt(), TypedInstruction(), FewShot(),
                                      NearestShot(), InstructionRewrite(), ReasoningFirst(), EmbeddingHead(),
-                                     RobustHead(), OneVsRestHead(), ReasoningHeads())
+                                     RobustHead(), OneVsRestHead(), ReasoningHeads(), TunedHead())
 
 
 class ControlSearch:
@@ -255,7 +257,7 @@ class ControlSearch:
     def __init__(self, service: LabelingService, control: ChoiceControl, texts: list[str], gold: np.ndarray,
                  current: ControlRecipe, *, folds: int, shots: int, alpha: float, deadline: float,
                  judge_mask: np.ndarray | None = None, rewrite: Rewrite | None = None,
-                 reasoning: list[Reasoning] = (), typed: tuple[str, ...] = (),
+                 reasoning: list[Reasoning] = (), typed: tuple[str, ...] = (), tuning: Tuning | None = None,
                  candidates: tuple[Candidate, ...] = CANDIDATES):
         self.control, self.alpha = control, alpha
         kind = kind_of(control)
@@ -273,17 +275,52 @@ class ControlSearch:
                                                 self.fold, prior=content_free)
         self.job = ControlJob(service, control, kind, texts, gold, self.fold, embeddings, current, cur, cur_logits,
                               content_free, shots, deadline, judge_mask, rewrite, tuple(reasoning), tuple(typed),
-                              skipped=skipped)
+                              tuning, skipped=skipped)
         self.plans = [plan for candidate in candidates for plan in candidate.plans(self.job)]
         self.first: ControlDecision | None = None
+        self.second: ControlDecision | None = None
 
     def first_stage(self) -> ControlDecision:
         """The cheap plans alone, decided against the current version."""
-        run_plans([p for p in self.plans if p.cheap], self.job.deadline, self.job.results, self.job.skipped)
+        run_plans([p for p in self.plans if p.cheap and not p.late], self.job.deadline, self.job.results,
+                  self.job.skipped)
         self.first = self._decide(refit=False)
         return self.first
 
     def second_stage(self, deadline: float | None = None) -> ControlDecision:
+        self.second = self._second_stage(deadline)
+        return self.second
+
+    def tuned_stage(self, deadline: float) -> ControlDecision | None:
+        """The late plans (the fine-tuned head), until `deadline`, judged against the job's
+        outcome so far (the second stage's choice if one was accepted, else the current version)
+        as a family of their own: what they might publish comes after that. None when no late
+        plan applies; a decision that accepts nothing when they were skipped (`skipped` says why)."""
+        job = self.job
+        late = [p for p in self.plans if p.late]
+        if not late:
+            return None
+        if self.second is None:
+            self.second_stage()
+        job.deadline = deadline
+        before, skipped = len(job.results), len(job.skipped)
+        run_plans(late, deadline, job.results, job.skipped)
+        cur, everything, _ = self._judged()
+        new = everything[before:]
+        bar = self.second.best if self.second.accepted else cur
+        if not new:
+            return ControlDecision(self.control.name, len(cur.gold), cur, bar, False, skipped=job.skipped[skipped:],
+                                   used=self.used)
+        best, b, c, p, accepted = select(bar, new, self.alpha)
+        for r in new:
+            r.metrics["judged_against"] = bar.name
+        log.info("%s-choice control %s, tuned stage: best %s %s vs %s %s, accepted=%s", job.kind.name,
+                 self.control.name, best.name, best.metrics, bar.name, bar.metrics, accepted)
+        return ControlDecision(self.control.name, len(cur.gold), cur, best if accepted else bar, accepted, b, c, p,
+                               [{"name": r.name, **r.metrics} for r in new], job.skipped[skipped:], new,
+                               used=self.used)
+
+    def _second_stage(self, deadline: float | None = None) -> ControlDecision:
         """The LLM-heavy plans (and the cheap ones that build on the best LLM candidate, again),
         until `deadline`. The decision is the control's outcome of the whole job: if the first
         stage kept the current version, every candidate against it, as one family; else the first
@@ -294,7 +331,8 @@ class ControlSearch:
         if deadline is not None:
             job.deadline = deadline
         seen, before = {r.name for r in job.results}, len(job.results)
-        run_plans([p for p in self.plans if not p.cheap or p.pools], job.deadline, job.results, job.skipped, self.pace)
+        run_plans([p for p in self.plans if (not p.cheap or p.pools) and not p.late], job.deadline, job.results,
+                  job.skipped, self.pace)
         job.results[before:] = [r for r in job.results[before:] if r.name not in seen]  # a head alone, again
         for plan in self.plans:
             if plan.after is not None:

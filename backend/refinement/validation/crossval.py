@@ -177,9 +177,8 @@ def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, c
     logits = logits_matrix(service, control, recipe.prompt, texts, deadline) if logits is None else logits
     calibrator = recipe.calibrator or service.calibrator(control, recipe.prompt)
     probs = calibrator.apply(logits, kind.multiple)
-    if recipe.head is not None:
-        embeddings = service.embedder.encode(list(texts)) if embeddings is None else embeddings
-        probs = recipe.head.combine(probs, embeddings)
+    if recipe.head is not None:  # `embeddings` are the bundled MiniLM's; a fine-tuned head reads its own body's
+        probs = recipe.head.combine(probs, service.head_embeddings(recipe.head, list(texts), embeddings))
     return CandidateResult(name, recipe, probs, gold, kind=kind)
 
 

@@ -22,8 +22,8 @@ class Scripted:
     """A candidate right on `accuracy` of the items (the same items on every run); with None, as
     unsure of every item as the current version."""
 
-    def __init__(self, name, accuracy, cheap=False, pools=False):
-        self.name, self.accuracy, self.cheap, self.pools, self.runs = name, accuracy, cheap, pools, 0
+    def __init__(self, name, accuracy, cheap=False, pools=False, late=False):
+        self.name, self.accuracy, self.cheap, self.pools, self.late, self.runs = name, accuracy, cheap, pools, late, 0
 
     def plans(self, job):
         def run():
@@ -35,7 +35,8 @@ class Scripted:
             probs = np.full((len(pred), 2), 0.2)
             probs[np.arange(len(pred)), pred] = 0.8
             return CandidateResult(self.name, ControlRecipe(PromptVersion(name=self.name)), probs, job.gold)
-        return [Plan(self.name, run, cheap=self.cheap, pools=self.pools, items=0 if self.cheap else len(job.gold))]
+        return [Plan(self.name, run, cheap=self.cheap, pools=self.pools, items=0 if self.cheap else len(job.gold),
+                     late=self.late)]
 
 
 def _search(*candidates, n=120):
@@ -112,3 +113,30 @@ def test_a_cheap_plan_that_pools_runs_again_on_the_llm_candidates_and_a_repeated
     search = _search(Scripted("poor", None), head)  # no LLM candidate beats the current version
     search.first_stage()
     assert [row["name"] for row in search.second_stage().table] == ["current", "current+head", "poor"]
+
+
+def test_a_late_plan_runs_in_the_tuned_stage_alone_and_must_beat_the_jobs_choice():
+    cheap, late = Scripted("cheap", 0.8, cheap=True), Scripted("late", 0.99, late=True)
+    search = _search(cheap, late)
+    search.first_stage()
+    second = search.second_stage()
+    assert late.runs == 0 and second.best.name == "cheap"
+    tuned = search.tuned_stage(time.monotonic() + 600)
+    assert late.runs == 1 and tuned.accepted and tuned.best.name == "late"
+    assert [row["name"] for row in tuned.table] == ["late"] and tuned.table[0]["judged_against"] == "cheap"
+
+
+def test_a_late_plan_no_better_than_the_jobs_choice_is_not_accepted_and_none_without_one():
+    cheap, late = Scripted("cheap", 0.8, cheap=True), Scripted("late", 0.8, late=True)
+    search = _search(cheap, late)
+    search.second_stage()
+    tuned = search.tuned_stage(time.monotonic() + 600)
+    assert not tuned.accepted and tuned.best.name == "cheap"
+    assert _search(Scripted("cheap", 0.8, cheap=True)).tuned_stage(time.monotonic() + 600) is None
+
+
+def test_a_late_plan_past_its_deadline_is_skipped_and_the_stage_says_why():
+    late = Scripted("late", 0.99, late=True)
+    search = _search(Scripted("cheap", 0.8, cheap=True), late)
+    tuned = search.tuned_stage(time.monotonic() - 1)
+    assert late.runs == 0 and not tuned.accepted and tuned.skipped == ["late: time budget spent"]

@@ -1,9 +1,9 @@
-"""SetFit-style pair generation and learning-rate schedule (pure parts of the fine-tuned head)."""
+"""SetFit-style pair generation and learning-rate schedule (pure parts of the body fine-tuning)."""
 from collections import Counter
 
 import numpy as np
 
-from backend.evaluation.setfit_head import contrastive_pairs, warmup_then_linear_decay
+from backend.refinement.candidates.body_tuning import contrastive_pairs, warmup_then_linear_decay
 
 GOLD = np.array([0, 0, 1, 1, 1, 2, 2, 0, 2, 1])
 
@@ -51,3 +51,9 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert all(a <= b for a, b in zip(rates[:10], rates[1:10]))
     assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
     assert 0 < rates[-1] <= 0.02
+
+
+def test_the_pairs_are_capped_and_balanced():
+    pairs = contrastive_pairs(np.array([0] * 6 + [1] * 6), iterations=5, max_pairs=40)
+    assert len(pairs) == 40 and 10 < sum(p.target for p in pairs) < 30
+    assert all(((p.first < 6) == (p.second < 6)) == (p.target == 1.0) and p.first != p.second for p in pairs)

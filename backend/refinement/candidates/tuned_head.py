@@ -1,0 +1,99 @@
+"""The embedding head on a MiniLM body whose top layers are fine-tuned on the control's ground
+truth (SetFit, Tunstall et al. 2022): alone, pooled and mixed with the best LLM candidate.
+
+Where the frozen head alone is the best a job finds, fine-tuning the body moves the sentence
+embeddings apart by label, and the logistic regression on them gains several points
+(docs/benchmarks.md). It costs minutes, not seconds: its cross-validation fine-tunes once per
+fold and once on all items. So it runs in a stage of its own after the job's two
+(`Plan.late`, selection/optimizer.ControlSearch.tuned_stage), with its own time budget, and only
+once a control has enough labelled items and after they have doubled since it last ran
+(job.py): the version it might publish comes after the job's others and must beat them.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...labeling.head import unseen_label_mass
+from ..validation.control_kind import SINGLE
+from ..validation.crossval import CandidateResult, OverBudget
+from .body_tuning import LowerStates, tune_top, tuned_body, tuning_steps
+from .contract import ControlJob, Plan
+from .embedding_head import C_GRID, cross_chosen, head_probs, head_results, train_head
+
+NAME = "tuned-head"
+PROBE_STEPS = 16  # optimizer steps timed before the stage's pace is trusted
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How the body is fine-tuned (REFINE_TUNE_*): how many top layers, at most how many pairs."""
+    layers: int = 3
+    max_pairs: int = 2000
+    seed: int = 0
+
+    @classmethod
+    def from_settings(cls, settings) -> "Tuning":
+        return cls(layers=settings.refine_tune_layers, max_pairs=settings.refine_tune_max_pairs)
+
+
+class StepPace:
+    """Counts the optimizer steps of all the stage's fine-tunings; from the `PROBE_STEPS`-th on,
+    stops the stage (OverBudget) as soon as, at the pace so far, the rest would end after
+    `deadline`: a machine too busy or too slow for the budget finds out in seconds, not after a
+    whole fine-tuning."""
+
+    def __init__(self, total: int, deadline: float, clock=time.monotonic):
+        self.total, self.deadline, self.clock = total, deadline, clock
+        self.done, self.started = 0, clock()
+
+    def step(self) -> None:
+        self.done += 1
+        if self.done < PROBE_STEPS:
+            return
+        now = self.clock()
+        per_step = (now - self.started) / self.done
+        if now + per_step * (self.total - self.done) > self.deadline:
+            raise OverBudget(f"{self.total - self.done} more fine-tuning steps at {per_step:.2f} s each would end "
+                             f"{now + per_step * (self.total - self.done) - self.deadline:.0f} s after the stage's "
+                             f"deadline")
+
+
+def evaluate_tuned_head(job: ControlJob, tuning: Tuning, clock=time.monotonic) -> list[CandidateResult]:
+    """Out-of-fold probabilities of the head on a body tuned on the other folds (the
+    regularisation chosen among C_GRID as the frozen head's is), then the body and head fitted on
+    all items. Stops (OverBudget, StepPace) when the fine-tunings could not end by `job.deadline`.
+    The body is kept in `job.bodies` for the job to store if a version ships it."""
+    gold, folds, n_labels = job.gold, job.folds, len(job.control.labels)
+    fold_list = np.unique(folds)
+    options = {"seed": tuning.seed, "max_pairs": tuning.max_pairs}
+    lower = LowerStates(job.service.embedder.model, job.texts, tuning.layers)
+    pace = StepPace(sum(tuning_steps(gold[folds != f], **options) for f in fold_list) + tuning_steps(gold, **options),
+                    job.deadline, clock)  # from the first step: the lower layers' pass is done
+    oof = {c: np.zeros((len(gold), n_labels)) for c in C_GRID}
+    for f in fold_list:
+        train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        layers = tune_top(lower, train, gold[train], on_step=pace.step, **options)
+        train_emb, test_emb = lower.encode(layers, train), lower.encode(layers, test)
+        for c in C_GRID:
+            coef, intercept = train_head(train_emb, gold[train], n_labels, c=c)
+            oof[c][test] = head_probs(coef, intercept, test_emb, unseen_label_mass(gold[train], n_labels))
+    head_oof, c = cross_chosen(oof, gold, folds)
+    everything = np.arange(len(gold))
+    layers = tune_top(lower, everything, gold, on_step=pace.step, **options)
+    body = tuned_body(lower, layers)
+    job.bodies[body.name] = body
+    coef, intercept = train_head(lower.encode(layers, everything), gold, n_labels, c=c)
+    return head_results(NAME, job.best_llm() or job.judged_current, head_oof, coef, intercept, folds, c=c,
+                        embedder=body.name)
+
+
+class TunedHead:
+    """Single choice, with `job.tuning` set (the job decided the stage is due)."""
+
+    def plans(self, job: ControlJob) -> list[Plan]:
+        if job.kind is not SINGLE or job.tuning is None:
+            return []
+        return [Plan(NAME, lambda: evaluate_tuned_head(job, job.tuning), late=True)]
