@@ -91,8 +91,7 @@ class StoreUnavailable(BackendError):
 
 class TunedBodyMissing(BackendError):
     """A version's head reads a fine-tuned embedding body that the store no longer holds (Redis
-    was emptied, or the version was imported without it): its predictions cannot be computed.
-    Publishing or rolling back to another version mends it."""
+    lost its data): its predictions cannot be computed. Rolling back to another version mends it."""
 
     status = 503
     code = "tuned_body_missing"

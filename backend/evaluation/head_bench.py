@@ -22,10 +22,10 @@ import numpy as np
 from ..labeling.head import Embedder
 from ..labeling.recipe import ControlRecipe
 from ..metrics.single_label import summarize
+from ..refinement.candidates.body_tuning import LowerStates, contrastive_pairs, tune_top
 from ..refinement.candidates.embedding_head import evaluate_head, head_probs, train_head
 from ..refinement.validation.crossval import CandidateResult, fold_ids
 from .datasets import Dataset
-from ..refinement.candidates.body_tuning import LowerStates, contrastive_pairs, tune_top
 from .setfit_head import PAIR_ITERATIONS, train_setfit_head
 
 CV_FIT_EQUIVALENTS = 5 * 0.8 + 1  # 5 folds on 4/5 of the items + 1 final fit, in fits on all items
@@ -84,7 +84,8 @@ def head_bench(model, train: Dataset, test: Dataset, budgets: list[int], *, seed
             test_emb = head.embedder.encode(list(test.texts))
         spent = watch.read()
         setfit_row = _scores(test_gold, coef, intercept, test_emb, spent)
-        setfit_row.update(pairs=len(contrastive_pairs(gold, iterations, seed, max_pairs)), cv_seconds_estimate=round(spent["fit_seconds"] * CV_FIT_EQUIVALENTS, 1),
+        setfit_row.update(pairs=len(contrastive_pairs(gold, iterations, seed, max_pairs)),
+                          cv_seconds_estimate=round(spent["fit_seconds"] * CV_FIT_EQUIVALENTS, 1),
                           cv_cpu_seconds_estimate=round(spent["fit_cpu_seconds"] * CV_FIT_EQUIVALENTS, 1))
         row = {
             "labels": len(texts),

@@ -267,11 +267,10 @@ class LabelingService:
         if recipe.head is not None and not recipe.head.reads_llm:
             return self._predict_head_alone(control, recipe, texts)
         calibrator = self.calibrated(control, recipe)
-        use_head = recipe.head is not None
-        embeddings = self.embedder.encode(texts) if use_head or recipe.prompt.nearest else None
+        embeddings = self.embedder.encode(texts) if recipe.prompt.nearest else None
         scored = self.score_texts(control, recipe.prompt, texts, self.task_demos(recipe.prompt, texts, embeddings))
         probs = [calibrator.apply(s.logits, control.multiple) for s in scored]
-        if use_head:
+        if recipe.head is not None:
             probs = list(recipe.head.combine(np.stack(probs), self.head_embeddings(recipe.head, texts, embeddings)))
         source = self.engine.capabilities.probability_source
         return [

@@ -37,24 +37,19 @@ class TunedBody:
         return f"{TUNED_PREFIX}{digest[:20]}"
 
     @classmethod
-    def of(cls, model, top: int) -> "TunedBody":
-        """The top `top` layers of `model` (a fine-tuned copy of the bundled MiniLM)."""
+    def of(cls, layers) -> "TunedBody":
+        """The fine-tuned top layers (a torch ModuleList, the topmost last)."""
         from safetensors.torch import save
 
-        layers = encoder_layers(model)
-        state = {f"{i}.{k}": v.detach().contiguous().cpu()
-                 for i, layer in enumerate(layers[len(layers) - top:]) for k, v in layer.state_dict().items()}
-        return cls(top, save(state))
+        return cls(len(layers), save({k: v.detach().contiguous() for k, v in layers.state_dict().items()}))
 
     def apply(self, base):
         """A copy of `base` (the bundled MiniLM) with these top layers; `base` is unchanged."""
+        import torch
         from safetensors.torch import load
 
         model = copy.deepcopy(base)
-        layers = encoder_layers(model)
-        state = load(self.tensors)
-        for i, layer in enumerate(layers[len(layers) - self.top:]):
-            layer.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == str(i)})
+        torch.nn.ModuleList(list(encoder_layers(model))[-self.top:]).load_state_dict(load(self.tensors))
         model.eval()
         return model
 

@@ -17,9 +17,9 @@ from backend.labeling.label_config import parse_label_config
 from backend.labeling.model_version import ModelVersion
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.recipe import ControlRecipe
-from backend.labeling.tuned_body import is_tuned
+from backend.labeling.tuned_body import TunedBody, is_tuned
 from backend.labelstudio.payloads import gold_from_annotation
-from backend.refinement.candidates.body_tuning import LowerStates, tune_top, tuned_body
+from backend.refinement.candidates.body_tuning import LowerStates, tune_top
 from backend.refinement.candidates.embedding_head import train_head
 from backend.labeling.service import LabelingService
 from backend.refinement.candidates.contract import Plan
@@ -106,7 +106,7 @@ def tuned():
     minilm = load_minilm()
     lower = LowerStates(minilm, list(DATA.texts[:40]), 1)
     layers = tune_top(lower, np.arange(40), np.array(DATA.gold[:40]), max_pairs=64)
-    return minilm, lower, layers, tuned_body(lower, layers)
+    return minilm, lower, layers, TunedBody.of(layers)
 
 
 class ShippedTuned:

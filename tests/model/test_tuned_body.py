@@ -8,7 +8,7 @@ from backend.errors import TunedBodyMissing
 from backend.labeling.head import Embedder, HeadWeights, load_minilm
 from backend.labeling.service import LabelingService
 from backend.labeling.tuned_body import TunedBody, body_loader, encoder_layers, is_tuned, tuned_embedder
-from backend.refinement.candidates.body_tuning import LowerStates, tune_top, tuned_body
+from backend.refinement.candidates.body_tuning import LowerStates, tune_top
 from backend.engines.scripted import ScriptedEngine
 from backend.store.tuned_bodies import TunedBodies
 from tests.model.satisfaction import GOLD, TEXTS, same_minus_different_cosine
@@ -49,9 +49,9 @@ def test_tuning_the_top_layers_pulls_same_label_texts_together_and_leaves_the_mo
 
 def test_a_stored_body_is_rebuilt_into_the_same_embeddings_by_another_service(minilm, tuned, redis_conn):
     lower, layers = tuned
-    body = tuned_body(lower, layers)
+    body = TunedBody.of(layers)
     assert is_tuned(body.name) and body.top == 2 and len(body.tensors) < 20_000_000
-    assert tuned_body(lower, layers).name == body.name  # content-addressed
+    assert TunedBody.of(layers).name == body.name  # content-addressed
     store = TunedBodies(redis_conn)
     store.save(body.name, body.top, body.tensors)
     service = LabelingService(ScriptedEngine(), embedder=Embedder(minilm), bodies=body_loader(store.load))

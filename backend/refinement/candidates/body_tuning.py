@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ...labeling.tuned_body import TunedBody, encoder_layers
+from ...labeling.tuned_body import encoder_layers
 
 PAIR_ITERATIONS = 20
 LEARNING_RATE = 2e-5
@@ -170,11 +170,3 @@ def train_on_pairs(parameters, pairs: list[Pair], embed: Callable, *, learning_r
             if on_step is not None:
                 on_step()
 
-
-def tuned_body(lower: LowerStates, layers) -> TunedBody:
-    """What a version stores of the fine-tuned `layers`."""
-    model = copy.deepcopy(lower.model)
-    stack = encoder_layers(model)
-    for k, layer in enumerate(layers):
-        stack[len(stack) - lower.top + k].load_state_dict(layer.state_dict())
-    return TunedBody.of(model, lower.top)

@@ -19,7 +19,8 @@ import numpy as np
 from ...labeling.head import unseen_label_mass
 from ..validation.control_kind import SINGLE
 from ..validation.crossval import CandidateResult, OverBudget
-from .body_tuning import LowerStates, tune_top, tuned_body, tuning_steps
+from ...labeling.tuned_body import TunedBody
+from .body_tuning import LowerStates, tune_top, tuning_steps
 from .contract import ControlJob, Plan
 from .embedding_head import C_GRID, cross_chosen, head_probs, head_results, train_head
 
@@ -54,11 +55,11 @@ class StepPace:
         if self.done < PROBE_STEPS:
             return
         now = self.clock()
-        per_step = (now - self.started) / self.done
-        if now + per_step * (self.total - self.done) > self.deadline:
-            raise OverBudget(f"{self.total - self.done} more fine-tuning steps at {per_step:.2f} s each would end "
-                             f"{now + per_step * (self.total - self.done) - self.deadline:.0f} s after the stage's "
-                             f"deadline")
+        per_step, left = (now - self.started) / self.done, self.total - self.done
+        late = now + per_step * left - self.deadline
+        if late > 0:
+            raise OverBudget(f"{left} more fine-tuning steps at {per_step:.2f} s each would end {late:.0f} s after "
+                             f"the stage's deadline")
 
 
 def evaluate_tuned_head(job: ControlJob, tuning: Tuning, clock=time.monotonic) -> list[CandidateResult]:
@@ -83,7 +84,7 @@ def evaluate_tuned_head(job: ControlJob, tuning: Tuning, clock=time.monotonic) -
     head_oof, c = cross_chosen(oof, gold, folds)
     everything = np.arange(len(gold))
     layers = tune_top(lower, everything, gold, on_step=pace.step, **options)
-    body = tuned_body(lower, layers)
+    body = TunedBody.of(layers)
     job.bodies[body.name] = body
     coef, intercept = train_head(lower.encode(layers, everything), gold, n_labels, c=c)
     return head_results(NAME, job.best_llm() or job.judged_current, head_oof, coef, intercept, folds, c=c,
