@@ -11,7 +11,8 @@ heads: seconds), decided and published at once, then the LLM candidates (CANDIDA
 cheapest first, until the job's time budget is spent), which must beat the first stage's choice.
 Reasoning candidates come last and must also beat the best candidate without reasoning
 (select_paying): they cost the most to serve. A third stage (ControlSearch.tuned_stage), with a
-budget of its own, runs the `late` plans (the fine-tuned head) against the job's choice.
+budget of its own, runs the `late` plans (the fine-tuned head): significant against the current
+version, then compared with the job's choice net of each one's selection optimism.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from ..validation.control_kind import kind_of
 from ..validation.crossval import (CandidateResult, PlanSkipped, evaluate_fixed, fold_ids, paced_logits,
                                    with_fitted_temperature)
 from ..validation.label_errors import LabelIssue, label_issues
+from ..validation.optimism import selection_optimism
 from ..validation.significance import holm_rejections, mcnemar_exact, paired_bootstrap_mean
 from .current_refit import cross_fit_current, refreshed_current
 
@@ -292,10 +294,15 @@ class ControlSearch:
         return self.second
 
     def tuned_stage(self, deadline: float) -> ControlDecision | None:
-        """The late plans (the fine-tuned head), until `deadline`, judged against the job's
-        outcome so far (the second stage's choice if one was accepted, else the current version)
-        as a family of their own: what they might publish comes after that. None when no late
-        plan applies; a decision that accepts nothing when they were skipped (`skipped` says why)."""
+        """The late plans (the fine-tuned head), until `deadline`, as a family of their own. Their
+        best must be significantly better than the current version, as every candidate of the
+        job's first family is; then, if the job accepted a choice, it must also outscore that
+        choice once both scores are lowered by their selection optimism (validation/optimism.py).
+        The stages are split for latency alone and a head on a tuned body costs what a frozen
+        one does to serve, so the later family is not asked for more than the earlier one; but
+        the job's choice is the best of some thirty candidates on the same items and the late
+        family's of three: compared raw, the job's choice wins on luck. None when no late plan
+        applies; a decision that accepts nothing when they were skipped (`skipped` says why)."""
         job = self.job
         late = [p for p in self.plans if p.late]
         if not late:
@@ -311,14 +318,27 @@ class ControlSearch:
         if not new:
             return ControlDecision(self.control.name, len(cur.gold), cur, bar, False, skipped=job.skipped[skipped:],
                                    used=self.used)
-        best, b, c, p, accepted = select(bar, new, self.alpha)
+        best, b, c, p, accepted = select(cur, new, self.alpha)
         for r in new:
-            r.metrics["judged_against"] = bar.name
+            r.metrics["judged_against"] = cur.name
+        if accepted and bar is not cur:
+            accepted = self._outscores(best, new, bar, everything[:before])
         log.info("%s-choice control %s, tuned stage: best %s %s vs %s %s, accepted=%s", job.kind.name,
                  self.control.name, best.name, best.metrics, bar.name, bar.metrics, accepted)
         return ControlDecision(self.control.name, len(cur.gold), cur, best if accepted else bar, accepted, b, c, p,
                                [{"name": r.name, **r.metrics} for r in new], job.skipped[skipped:], new,
                                used=self.used)
+
+    def _outscores(self, best: CandidateResult, family: list[CandidateResult], bar: CandidateResult,
+                   earlier: list[CandidateResult]) -> bool:
+        """Whether `best`, chosen from `family`, beats `bar`, the job's choice from `earlier`, in
+        label F1 less each family's selection optimism (ties: the lower log-loss); noted in its metrics."""
+        metric = self.job.kind.label_metric
+        own, theirs = selection_optimism(family), selection_optimism([*earlier, bar])
+        score, bar_score = best.metrics[metric] - own, bar.metrics[metric] - theirs
+        best.metrics.update(optimism=round(own, 4), compared_with=bar.name, compared_optimism=round(theirs, 4),
+                            compared_score=round(bar_score, 4))
+        return (score, -float(best.item_loss.mean())) > (bar_score, -float(bar.item_loss.mean()))
 
     def _second_stage(self, deadline: float | None = None) -> ControlDecision:
         """The LLM-heavy plans (and the cheap ones that build on the best LLM candidate, again),

@@ -47,6 +47,14 @@ class ControlKind:
         """Log-loss per item: what the probability test of selection compares."""
         raise NotImplementedError
 
+    def answers(self, probs: np.ndarray, threshold: np.ndarray | None = None) -> np.ndarray:
+        """The served answer of each item (a label index; a 0/1 row), for answers_f1 on resamples."""
+        raise NotImplementedError
+
+    def answers_f1(self, gold: np.ndarray, answers: np.ndarray, n_labels: int) -> float:
+        """The label F1 of `answers` (label_metric, without the rest of `summarize`: fast)."""
+        raise NotImplementedError
+
     def label_f1_gain(self, gold: np.ndarray, probs: np.ndarray, other: np.ndarray,
                       threshold: np.ndarray | None = None, other_threshold: np.ndarray | None = None
                       ) -> tuple[float, float]:
@@ -96,6 +104,12 @@ class SingleChoice(ControlKind):
 
     def item_loss(self, gold, probs) -> np.ndarray:
         return -np.log(np.clip(probs[np.arange(len(gold)), gold], 1e-12, None))
+
+    def answers(self, probs, threshold=None) -> np.ndarray:
+        return probs.argmax(axis=1)
+
+    def answers_f1(self, gold, answers, n_labels) -> float:
+        return macro_f1_counts(gold, answers, n_labels)
 
     def label_f1_gain(self, gold, probs, other, threshold=None, other_threshold=None) -> tuple[float, float]:
         return paired_bootstrap_macro_f1(gold, probs.argmax(1), other.argmax(1), probs.shape[1])
@@ -150,6 +164,12 @@ class MultipleChoice(ControlKind):
 
     def item_loss(self, gold, probs) -> np.ndarray:
         return log_loss_per_item(gold, probs)
+
+    def answers(self, probs, threshold=None) -> np.ndarray:
+        return predicted_sets(probs, threshold)
+
+    def answers_f1(self, gold, answers, n_labels) -> float:
+        return micro_f1(gold, answers)
 
     def label_f1_gain(self, gold, probs, other, threshold=None, other_threshold=None) -> tuple[float, float]:
         return paired_bootstrap_multilabel_f1(gold, predicted_sets(probs, threshold),
