@@ -93,7 +93,7 @@ def _start_label_studio(data_dir: Path) -> LabelStudio:
     return LabelStudio(url=out["LS_URL"], token=out["LS_TOKEN"], pid=int(out["LS_PID"]), log=out.get("LS_LOG", ""))
 
 
-def _stop(pid: int, timeout: float = 20) -> None:
+def _stop(pid: int, timeout: float = 5) -> None:
     """Stop the Label Studio process the start script launched for us (by its id only)."""
     try:
         os.kill(pid, signal.SIGTERM)
