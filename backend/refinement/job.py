@@ -154,22 +154,25 @@ def report(conn: redis.Redis, settings: Settings, project: int, label: str, repo
         out["report_error"] = f"{type(exc).__name__}: {exc}"
 
 
-def tuned_key(project: int, control: str) -> str:
-    return key("project", project, "tuned-on", control)
+def tuned_key(project: int, lineage: str, control: str) -> str:
+    """Per label config (`lineage`, its hash): a control renamed or given other labels starts over."""
+    return key("project", project, "tuned-on", lineage, control)
 
 
-def tuning_due(settings: Settings, conn: redis.Redis, project: int, control: str, items: int) -> Tuning | None:
+def tuning_due(settings: Settings, conn: redis.Redis, project: int, lineage: str, control: str,
+               items: int) -> Tuning | None:
     """The fine-tuning to try for a control with `items` labelled items, or None: the stage is off,
-    the control has too few items, or they have not doubled since its last tuned stage (its
-    minutes of CPU would mostly refit what the last one found; the current version's refresh
-    and the cheaper candidates follow the ground truth meanwhile)."""
+    the control has too few items, or they have not doubled since its last tuned stage under
+    this label config (its minutes of CPU would mostly refit what the last one found; the
+    current version's refresh and the cheaper candidates follow the ground truth meanwhile)."""
     if settings.refine_tune_seconds <= 0 or items < settings.refine_tune_min_items:
         return None
-    last = int(conn.get(tuned_key(project, control)) or 0)
+    last = int(conn.get(tuned_key(project, lineage, control)) or 0)
     return Tuning.from_settings(settings) if not last or items >= REFRESH_GROWTH * last else None
 
 
-def tuned_stage(settings: Settings, conn: redis.Redis, project: int, searches: list, decisions: dict) -> dict:
+def tuned_stage(settings: Settings, conn: redis.Redis, project: int, lineage: str, searches: list,
+                decisions: dict) -> dict:
     """Run the fine-tuned head's stage of every control it is due for, within REFINE_TUNE_SECONDS
     (shared like the job's budget); note each outcome under `tuned` in the control's decision.
     Returns the accepted decisions by control."""
@@ -185,7 +188,7 @@ def tuned_stage(settings: Settings, conn: redis.Redis, project: int, searches: l
                                             "p_value": round(decision.p_value, 5), "candidates": decision.table,
                                             "skipped": decision.skipped}
         if ran:  # tried on these items: again once they have doubled
-            conn.set(tuned_key(project, control.name), len(search.used))
+            conn.set(tuned_key(project, lineage, control.name), len(search.used))
         if decision.accepted:
             won[control.name] = decision
     return won
@@ -268,7 +271,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
                                shots=settings.refine_max_shots, alpha=settings.refine_alpha, deadline=share,
                                judge_mask=np.array([g.task_id not in seen for g in usable]), rewrite=rewrite,
                                reasoning=reasoning, typed=typed,
-                               tuning=tuning_due(settings, conn, project, control.name, len(usable)))
+                               tuning=tuning_due(settings, conn, project, label_task.config_hash, control.name,
+                                                 len(usable)))
         trained_on.update(g.task_id for g, used in zip(usable, search.used) if used)
         first = search.first_stage()
         decisions[control.name] = {"first_stage": {"best": first.best.name, "accepted": first.accepted,
@@ -320,7 +324,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         report(conn, settings, project, published.label, reports, out, frozenset(refreshed), span_reports, suspects)
     elif first_won:  # the first stage's version stands: its report gets the whole search and the suspects
         report(conn, settings, project, published.label, reports, out, span_reports=span_reports, suspects=suspects)
-    tuned_won = tuned_stage(settings, conn, project, searches, decisions)
+    tuned_won = tuned_stage(settings, conn, project, label_task.config_hash, searches, decisions)
     if tuned_won:
         published = publish_tuned(registry, bodies, project, label_task, published, tuned_won, searches, len(gold),
                                   trained_on)

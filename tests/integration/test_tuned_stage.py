@@ -75,7 +75,8 @@ def test_the_stage_runs_once_a_control_has_enough_labels_and_again_once_they_hav
         best = next(c for c in tuned["candidates"] if c["name"] == tuned["best"])
         assert best["compared_with"] == out["controls"]["label"]["best"], tuned
         assert best["macro_f1"] - best["optimism"] >= best["compared_score"] - 1e-3, tuned
-    assert int(redis_conn.get(tuned_key(PROJECT, "label"))) == 60
+    lineage = parse_label_config(DATA.label_config()).config_hash
+    assert int(redis_conn.get(tuned_key(PROJECT, lineage, "label"))) == 60
     registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir, ModelVersion)
     served = registry.current(PROJECT, parse_label_config(DATA.label_config()).config_hash)
     head = served.recipe("label").head
@@ -84,9 +85,11 @@ def test_the_stage_runs_once_a_control_has_enough_labels_and_again_once_they_hav
         assert TunedBodies(redis_conn).load(head.embedder) is not None
     else:
         assert head is None or not is_tuned(head.embedder)
-    assert tuning_due(settings, redis_conn, PROJECT, "label", 119) is None  # not doubled yet
-    assert tuning_due(settings, redis_conn, PROJECT, "label", 120) is not None
-    assert tuning_due(_settings(redis_url, tmp_path, REFINE_TUNE_SECONDS="0"), redis_conn, PROJECT + 1, "label", 500) is None
+    assert tuning_due(settings, redis_conn, PROJECT, lineage, "label", 119) is None  # not doubled yet
+    assert tuning_due(settings, redis_conn, PROJECT, lineage, "label", 120) is not None
+    assert tuning_due(settings, redis_conn, PROJECT, "another-config", "label", 60) is not None  # starts over
+    assert tuning_due(_settings(redis_url, tmp_path, REFINE_TUNE_SECONDS="0"), redis_conn, PROJECT + 1, lineage, "label",
+                      500) is None
 
 
 def test_a_stage_without_the_time_for_its_fine_tunings_is_skipped_and_says_why(engine, redis_conn, redis_url, tmp_path):
@@ -96,7 +99,8 @@ def test_a_stage_without_the_time_for_its_fine_tunings_is_skipped_and_says_why(e
     tuned = out["controls"]["label"]["tuned"]
     assert not tuned["accepted"] and not tuned["candidates"]
     assert tuned["skipped"] and tuned["skipped"][0].startswith("tuned-head: "), tuned
-    assert redis_conn.get(tuned_key(PROJECT + 2, "label")) is None  # not tried: the next job tries again
+    lineage = parse_label_config(DATA.label_config()).config_hash
+    assert redis_conn.get(tuned_key(PROJECT + 2, lineage, "label")) is None  # not tried: the next job tries again
 
 
 @pytest.fixture(scope="module")
