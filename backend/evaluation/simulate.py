@@ -137,6 +137,26 @@ def first_better_seconds(result: dict) -> float | None:
     return result.get("seconds") if result.get("status") in ("published", "refreshed") else None
 
 
+def tuned_outcome(result: dict) -> dict:
+    """Per control, what the job's fine-tuned head stage did: its best candidate, whether it
+    shipped, and the scores it was compared by (cross-validated label F1 less selection
+    optimism: optimizer.ControlSearch.tuned_stage); or why it did not run."""
+    out = {}
+    for name, decision in (result.get("controls") or {}).items():
+        tuned = decision.get("tuned") if isinstance(decision, dict) else None
+        if not tuned:
+            continue
+        rows = {c["name"]: c for c in tuned["candidates"]}
+        compared = next((c for c in tuned["candidates"] if "compared_with" in c), None)
+        out[name] = {"best": tuned["best"], "accepted": tuned["accepted"],
+                     **({"candidate": compared["name"],
+                         "score": round(compared["macro_f1"] - compared["optimism"], 4),
+                         "against": compared["compared_with"], "against_score": compared["compared_score"]}
+                        if compared and "macro_f1" in compared else {}),
+                     **({"skipped": tuned["skipped"]} if not rows else {})}
+    return out
+
+
 def verdict(row: dict, plain: dict | None) -> str:
     """One line per round: the served version against the best baseline."""
     baselines = {"head alone": row["head_only_macro_f1"], **({"plain calibrated": plain["macro_f1"]} if plain else {})}
@@ -206,6 +226,7 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
                    "chosen": result.get("kind", ""),
                    "first_better_seconds": first_better_seconds(result),
                    "stages": [f"{st['stage']}: {st['kind']}" for st in result.get("stages", [])],
+                   "tuned": tuned_outcome(result),
                    **_measure(stack.url, test, probs_out),
                    "head_only_macro_f1": head_only_macro_f1(train_emb, train, target, test_emb, test),
                    **v0_head_ensemble(v0_train, train_emb, train, target, v0_test, test_emb, test, settings.refine_folds)}

@@ -1,6 +1,6 @@
 """What `eval --simulate` says of a round (pure logic): the time to the first better version,
 and the served version against the best baseline."""
-from backend.evaluation.simulate import first_better_seconds, verdict
+from backend.evaluation.simulate import first_better_seconds, tuned_outcome, verdict
 
 
 def test_the_first_better_version_is_the_cheap_stage_s_when_the_job_published_in_stages():
@@ -19,3 +19,19 @@ def test_the_verdict_names_the_best_baseline_and_the_margin_over_it():
                     "+0.040 against head alone; first better version 12 s into a 95 s job")
     behind = verdict({**row, "macro_f1": 0.5, "first_better_seconds": None}, {"macro_f1": 0.8, "ece": 0.1})
     assert "-0.300 against plain calibrated; no new version" in behind
+
+
+def test_the_tuned_stage_outcome_names_its_best_and_the_scores_it_was_compared_by():
+    compared = {"name": "tuned-head", "macro_f1": 0.955, "optimism": -0.003, "compared_with": "head-balanced",
+                "compared_score": 0.907}
+    result = {"controls": {
+        "label": {"tuned": {"best": "tuned-head", "accepted": True, "candidates": [compared, {"name": "x+tuned-head"}],
+                            "skipped": []}},
+        "topic": {"tuned": {"best": "current", "accepted": False, "candidates": [],
+                            "skipped": ["tuned-head: time budget spent"]}},
+        "other": {"accepted": False}}}
+    assert tuned_outcome(result) == {
+        "label": {"best": "tuned-head", "accepted": True, "candidate": "tuned-head", "score": 0.958,
+                  "against": "head-balanced", "against_score": 0.907},
+        "topic": {"best": "current", "accepted": False, "skipped": ["tuned-head: time budget spent"]}}
+    assert tuned_outcome({"status": "kept"}) == {}
