@@ -146,14 +146,13 @@ def tuned_outcome(result: dict) -> dict:
         tuned = decision.get("tuned") if isinstance(decision, dict) else None
         if not tuned:
             continue
-        rows = {c["name"]: c for c in tuned["candidates"]}
         compared = next((c for c in tuned["candidates"] if "compared_with" in c), None)
         out[name] = {"best": tuned["best"], "accepted": tuned["accepted"],
                      **({"candidate": compared["name"],
                          "score": round(compared["macro_f1"] - compared["optimism"], 4),
                          "against": compared["compared_with"], "against_score": compared["compared_score"]}
                         if compared and "macro_f1" in compared else {}),
-                     **({"skipped": tuned["skipped"]} if not rows else {})}
+                     **({"skipped": tuned["skipped"]} if not tuned["candidates"] else {})}
     return out
 
 

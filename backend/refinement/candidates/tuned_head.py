@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...labeling.head import unseen_label_mass
+from ...labeling.tuned_body import TunedBody
 from ..validation.control_kind import SINGLE
 from ..validation.crossval import CandidateResult, OverBudget
-from ...labeling.tuned_body import TunedBody
 from .body_tuning import LowerStates, tune_top, tuning_steps
 from .contract import ControlJob, Plan
 from .embedding_head import C_GRID, cross_chosen, head_probs, head_results, train_head

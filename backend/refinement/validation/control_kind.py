@@ -100,7 +100,7 @@ class SingleChoice(ControlKind):
         return summarize(gold, probs)
 
     def correct(self, gold, probs, threshold=None) -> np.ndarray:
-        return probs.argmax(axis=1) == gold
+        return self.answers(probs) == gold
 
     def item_loss(self, gold, probs) -> np.ndarray:
         return -np.log(np.clip(probs[np.arange(len(gold)), gold], 1e-12, None))
@@ -112,7 +112,7 @@ class SingleChoice(ControlKind):
         return macro_f1_counts(gold, answers, n_labels)
 
     def label_f1_gain(self, gold, probs, other, threshold=None, other_threshold=None) -> tuple[float, float]:
-        return paired_bootstrap_macro_f1(gold, probs.argmax(1), other.argmax(1), probs.shape[1])
+        return paired_bootstrap_macro_f1(gold, self.answers(probs), self.answers(other), probs.shape[1])
 
     def calibration_fit(self, calibrator, prior) -> CalibrationFit | None:
         if calibrator is None or calibrator.method not in REFIT_METHODS:
@@ -140,7 +140,7 @@ class SingleChoice(ControlKind):
         return metrics["macro_f1"], -metrics["ece"]
 
     def pool_score(self, gold, probs) -> tuple:
-        return (macro_f1_counts(gold, probs.argmax(1), probs.shape[1]),
+        return (self.answers_f1(gold, self.answers(probs), probs.shape[1]),
                 np.log(probs[np.arange(len(gold)), gold] + 1e-12).mean())
 
 
@@ -160,7 +160,7 @@ class MultipleChoice(ControlKind):
         return summarize_multilabel(gold, probs, threshold)
 
     def correct(self, gold, probs, threshold=None) -> np.ndarray:
-        return (predicted_sets(probs, threshold) == gold.astype(bool)).all(axis=1)
+        return (self.answers(probs, threshold) == gold.astype(bool)).all(axis=1)
 
     def item_loss(self, gold, probs) -> np.ndarray:
         return log_loss_per_item(gold, probs)
@@ -172,8 +172,8 @@ class MultipleChoice(ControlKind):
         return micro_f1(gold, answers)
 
     def label_f1_gain(self, gold, probs, other, threshold=None, other_threshold=None) -> tuple[float, float]:
-        return paired_bootstrap_multilabel_f1(gold, predicted_sets(probs, threshold),
-                                              predicted_sets(other, other_threshold), average="micro")
+        return paired_bootstrap_multilabel_f1(gold, self.answers(probs, threshold), self.answers(other, other_threshold),
+                                              average="micro")
 
     def calibration_fit(self, calibrator, prior) -> CalibrationFit | None:
         if calibrator is None or calibrator.method != "fitted-per-label" or prior is None:
@@ -195,7 +195,7 @@ class MultipleChoice(ControlKind):
         return metrics["micro_f1"], -metrics["log_loss"]
 
     def pool_score(self, gold, probs) -> tuple:
-        return micro_f1(gold, predicted_sets(probs)), -log_loss_per_item(gold, probs).mean()
+        return self.answers_f1(gold, self.answers(probs), probs.shape[1]), -log_loss_per_item(gold, probs).mean()
 
 
 SINGLE, MULTIPLE = SingleChoice(), MultipleChoice()
