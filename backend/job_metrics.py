@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 JOB_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 KINDS = {"refine_project": "refinement", "preannotate_tasks": "preannotation",
          "reconcile_projects": "reconciliation"}  # by the RQ entry point's name
-PUBLISHING = {"published", "refreshed"}  # a refinement's returned statuses that published a version
+PUBLISHING = {"published", "refreshed", "repaired"}  # a refinement's returned statuses that published a version
 RETRYING = {JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.DEFERRED}  # failed, to be run again
 
 
@@ -28,7 +28,7 @@ def kind_of(job: Job) -> str:
 
 def outcome(job: Job) -> str:
     """What an attempt came to: the `status` a job returned (refinement: published, refreshed,
-    kept, unchanged, skipped, deferred), `failed`, or `retried` (failed, scheduled again)."""
+    repaired, kept, unchanged, skipped, deferred), `failed`, or `retried` (failed, scheduled again)."""
     status = job.get_status(refresh=True)
     if status == JobStatus.FINISHED:
         result = job.return_value(refresh=True)

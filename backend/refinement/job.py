@@ -28,6 +28,7 @@ from .candidates.tuned_head import Tuning
 from .candidates.typed_instruction import most_typed
 from .fingerprint import job_fingerprint
 from .label_review import keep_ranking, suspect_rows
+from .lost_body import lost_heads
 from .selection.optimizer import ControlSearch
 from .selection.template_choice import choose_templates
 from .span_learning import refine_spans, usable_span_gold
@@ -230,9 +231,16 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
                                               settings.refine_alpha)
     if templates is not None:
         out["templates"] = templates
+    lost = lost_heads(current.controls, bodies)
+    if lost:
+        log.warning("project %s: the fine-tuned bodies of %s are no longer stored; judging %s without them", project,
+                    {n: d.body for n, d in lost.items()}, current.label)
+        out["lost_bodies"] = {n: d.body for n, d in lost.items()}
+        for name in lost:  # tune a body anew in this job
+            conn.delete(tuned_key(project, label_task.config_hash, name))
     last_key = key("project", project, "last-job-fingerprint")
-    if (conn.get(last_key) or b"").decode() == job_fingerprint(settings, engine_id(settings), label_task.config_hash,
-                                                                 current.label, gold):
+    fingerprint = job_fingerprint(settings, engine_id(settings), label_task.config_hash, current.label, gold)
+    if not lost and (conn.get(last_key) or b"").decode() == fingerprint:
         log.info("project %s refinement: nothing changed since the last finished job", project)
         return {**out, "status": "unchanged", "model_version": current.label, "seconds": round(time.monotonic() - t0, 2),
                 "reason": "the ground truth, the current version and the learning settings are those of the "
@@ -240,7 +248,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     service = service()
     rewrite = instruction_rewrite(settings, service.engine)
     reasoning = reasoning_modes(settings, service.engine)
-    recipes = dict(current.controls)
+    recipes = {**current.controls, **{name: dropped.recipe for name, dropped in lost.items()}}
     decisions: dict[str, dict] = {}
     work = []
     for control in label_task.controls:
@@ -267,7 +275,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         typed = most_typed([g.instruction for g in newest_first],
                            agreed=[g.instruction_effect.get(control.name, {}).get("agreed") for g in newest_first])
         search = ControlSearch(service, control, [g.texts[control.field] for g in usable], targets,
-                               current.recipe(control.name), folds=settings.refine_folds,
+                               recipes.get(control.name) or current.recipe(control.name), folds=settings.refine_folds,
                                shots=settings.refine_max_shots, alpha=settings.refine_alpha, deadline=share,
                                judge_mask=np.array([g.task_id not in seen for g in usable]), rewrite=rewrite,
                                reasoning=reasoning, typed=typed,
@@ -324,6 +332,9 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         report(conn, settings, project, published.label, reports, out, frozenset(refreshed), span_reports, suspects)
     elif first_won:  # the first stage's version stands: its report gets the whole search and the suspects
         report(conn, settings, project, published.label, reports, out, span_reports=span_reports, suspects=suspects)
+    if lost and published is current:  # nothing better won: serve what needs no lost body
+        published = publish(registry, project, label_task, published, recipes, {}, lost, len(gold), trained_on,
+                            span_prompts=span_prompts)
     tuned_won = tuned_stage(settings, conn, project, label_task.config_hash, searches, decisions)
     if tuned_won:
         published = publish_tuned(registry, bodies, project, label_task, published, tuned_won, searches, len(gold),
@@ -335,8 +346,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     if stages:
         out["stages"] = stages
     if published is not current:
-        out.update(status="published" if first_won or won or won_spans or tuned_won else "refreshed",
-                   model_version=published.label, kind=published.kind)
+        status = "published" if first_won or won or won_spans or tuned_won else "refreshed" if refreshed else "repaired"
+        out.update(status=status, model_version=published.label, kind=published.kind)
     elif templates is not None and templates["status"] == "published":  # no better version on labels
         out.update(status="published", model_version=current.label, kind=current.kind)
     else:

@@ -23,6 +23,9 @@ class TunedBodies:
     def save(self, name: str, top: int, tensors: bytes) -> None:
         self.conn.hset(self._key(name), mapping={"top": top, "tensors": tensors})
 
+    def has(self, name: str) -> bool:
+        return bool(self.conn.exists(self._key(name)))
+
     def load(self, name: str) -> tuple[int, bytes] | None:
         """(how many top layers, their safetensors bytes), or None when it is not stored."""
         stored = self.conn.hgetall(self._key(name))

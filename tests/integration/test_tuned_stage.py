@@ -182,3 +182,40 @@ def test_predict_serves_a_head_on_a_fine_tuned_body_from_the_store(tuned, redis_
     fresh = create_app(settings, engine_factory=ScriptedEngine, redis_conn=redis_conn)
     r = fresh.test_client().post("/predict", json={"project": f"{PROJECT + 3}.1", "label_config": config, "tasks": tasks})
     assert r.status_code == 503 and r.json["error"] == "tuned_body_missing", r.json
+
+
+def test_a_job_repairs_a_current_version_whose_fine_tuned_body_was_lost(engine, tuned, redis_conn, redis_url, tmp_path):
+    """Redis lost the body the current version's head reads: /predict answers 503, and the next job
+    (even on ground truth the last finished job saw) judges the version without that head,
+    publishes it when nothing beats it, and tunes a body anew; /predict answers again. REFINE_ALPHA
+    is below the smallest p a bootstrap of 2,000 resamples gives: no candidate can win, so the
+    repair itself is what ships."""
+    minilm, lower, layers, body = tuned
+    project, config = PROJECT + 5, DATA.label_config()
+    lineage = parse_label_config(config).config_hash
+    settings = _settings(redis_url, tmp_path, REFINE_TUNE_SECONDS="0.001", REFINE_ALPHA="0.0001")
+    _annotate(redis_conn, DATA, project, range(45))
+    coef, intercept = train_head(lower.encode(layers, range(40)), np.array(DATA.gold[:40]), len(DATA.labels))
+    head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.0, embedder=body.name)
+    TunedBodies(redis_conn).save(body.name, body.top, body.tensors)
+    registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir, ModelVersion)
+    broken = registry.publish(project, ModelVersion(label="", lineage=lineage, kind="label:tuned-head", gt_count=45,
+                                                    controls={"label": ControlRecipe(PromptVersion(), None, head)}))
+    redis_conn.set(tuned_key(project, lineage, "label"), 45)  # tuned on these items: not due again until 90
+    assert run_refinement(settings, redis_conn, project, engine=engine)["status"] == "kept"
+    assert run_refinement(settings, redis_conn, project, engine=engine)["status"] == "unchanged"
+
+    redis_conn.delete(*redis_conn.keys(f"llmlb:tuned-body:{body.name}"))
+    app = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn)
+    tasks = [{"id": k, "data": {"text": t}} for k, t in enumerate(DATA.texts[45:48])]
+    predict = {"project": f"{project}.1", "label_config": config, "tasks": tasks}
+    assert app.test_client().post("/predict", json=predict).status_code == 503
+
+    out = run_refinement(settings, redis_conn, project, engine=engine)
+    assert out["status"] == "repaired" and out["lost_bodies"] == {"label": body.name}, out
+    assert out["kind"] == "label:without-lost-head" and "tuned" in out["controls"]["label"], out  # due again
+    served = registry.current(project, lineage)
+    assert served.label == out["model_version"] != broken.label and served.parent == broken.label
+    assert served.recipe("label").head is None and served.recipe("label").prompt == broken.recipe("label").prompt
+    r = app.test_client().post("/predict", json=predict)
+    assert r.status_code == 200 and {p["model_version"] for p in r.json["results"]} == {served.label}, r.json

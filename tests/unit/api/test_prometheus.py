@@ -89,7 +89,8 @@ def test_metrics_answer_without_the_queue_while_redis_is_down(make_app):
     assert "llmlb_http_requests_total" in r.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("status, published", [("published", 1), ("refreshed", 1), ("kept", 0), ("unchanged", 0)])
+@pytest.mark.parametrize("status, published", [("published", 1), ("refreshed", 1), ("repaired", 1), ("kept", 0),
+                                                     ("unchanged", 0)])
 def test_a_refinement_outcome_counts_a_published_version_only_when_it_published(status, published):
     registry = CollectorRegistry()
     JobMetrics(registry).observe("refinement", status, 12.5)
