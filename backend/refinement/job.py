@@ -11,6 +11,7 @@ from ..engines.factory import engine_id, shared_engine
 from ..errors import LabelStudioUnavailable
 from ..labeling.label_config import ChoiceControl, parse_label_config
 from ..labeling.model_version import ModelVersion
+from ..labeling.recipe import ControlRecipe
 from ..labeling.service import LabelingService
 from ..labeling.spans import span_support
 from ..labeling.tuned_body import body_loader
@@ -233,9 +234,9 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         out["templates"] = templates
     lost = lost_heads(current.controls, bodies)
     if lost:
-        log.warning("project %s: the fine-tuned bodies of %s are no longer stored; judging %s without them", project,
-                    {n: d.body for n, d in lost.items()}, current.label)
         out["lost_bodies"] = {n: d.body for n, d in lost.items()}
+        log.warning("project %s: the fine-tuned bodies of %s are no longer stored; judging %s without them", project,
+                    out["lost_bodies"], current.label)
         for name in lost:  # tune a body anew in this job
             conn.delete(tuned_key(project, label_task.config_hash, name))
     last_key = key("project", project, "last-job-fingerprint")
@@ -275,7 +276,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         typed = most_typed([g.instruction for g in newest_first],
                            agreed=[g.instruction_effect.get(control.name, {}).get("agreed") for g in newest_first])
         search = ControlSearch(service, control, [g.texts[control.field] for g in usable], targets,
-                               recipes.get(control.name) or current.recipe(control.name), folds=settings.refine_folds,
+                               recipes.get(control.name) or ControlRecipe(), folds=settings.refine_folds,
                                shots=settings.refine_max_shots, alpha=settings.refine_alpha, deadline=share,
                                judge_mask=np.array([g.task_id not in seen for g in usable]), rewrite=rewrite,
                                reasoning=reasoning, typed=typed,

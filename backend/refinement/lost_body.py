@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..labeling.recipe import ControlRecipe
-from ..labeling.tuned_body import is_tuned
 from ..store.tuned_bodies import TunedBodies
+from .selection.current_refit import tuned_head
 
 NAME = "without-lost-head"
 
@@ -35,4 +35,4 @@ def lost_heads(controls: dict[str, ControlRecipe], bodies: TunedBodies) -> dict[
     that head."""
     return {name: HeadDropped(replace(recipe, head=None), recipe.head.embedder)
             for name, recipe in controls.items()
-            if recipe.head is not None and is_tuned(recipe.head.embedder) and not bodies.has(recipe.head.embedder)}
+            if tuned_head(recipe) and not bodies.has(recipe.head.embedder)}
