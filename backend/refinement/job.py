@@ -289,16 +289,22 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         searches.append((control, search))
     stages: list[dict] = []
     published = current
+    due = refresh_due(len(gold), current.gt_count)
     first_won = {c.name: s.first for c, s in searches if s.first.accepted}
-    if first_won:  # the cheap stage's better version ships now; the LLM-heavy search may take minutes
-        published = publish(registry, project, label_task, published, recipes, first_won, {}, len(gold), trained_on,
-                            span_prompts=dict(current.spans))
+    # a control whose cheap stage accepted nothing ships its refit now, if due: it is the same
+    # recipe fitted on more of the same ground truth, and an LLM candidate may still beat it
+    early_refresh = {c.name: s.first.refreshed for c, s in searches if due and s.first.refreshed is not None}
+    if first_won or early_refresh:  # the cheap stage's better version ships now; the LLM-heavy search may take minutes
+        published = publish(registry, project, label_task, published, recipes, first_won, early_refresh, len(gold),
+                            trained_on, span_prompts=dict(current.spans))
         stages.append({"stage": "cheap", "model_version": published.label, "kind": published.kind,
                        "seconds": round(time.monotonic() - t0, 2)})
         log.info("project %s refinement: published %s (%s) after the cheap stage, in %.1f s", project,
                  published.label, published.kind, time.monotonic() - t0)
-        report(conn, settings, project, published.label, [(c, s.first) for c, s in searches], out)
+        report(conn, settings, project, published.label, [(c, s.first) for c, s in searches], out,
+               frozenset(early_refresh))
         recipes.update({name: d.best.recipe for name, d in first_won.items()})
+        recipes.update({name: r.recipe for name, r in early_refresh.items()})
     span_prompts = dict(current.spans)
     span_reports = []
     for done, (control, usable) in enumerate(span_work):
@@ -322,17 +328,17 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     won = {c.name: d for c, d in reports if d.accepted
            and not (c.name in first_won and d.best.name == first_won[c.name].best.name)}
     won_spans = {c.name: d for c, d in span_reports if d.accepted}
-    due = refresh_due(len(gold), current.gt_count)
-    refreshed = {c.name: d.refreshed for c, d in reports if due and d.refreshed is not None}  # never if accepted
-    if won or won_spans or refreshed:
-        published = publish(registry, project, label_task, published, recipes, won, refreshed, len(gold), trained_on,
+    if won or won_spans:
+        published = publish(registry, project, label_task, published, recipes, won, {}, len(gold), trained_on,
                             span_prompts=span_prompts, span_won=won_spans)
-        if first_won:
+        if stages:
             stages.append({"stage": "llm", "model_version": published.label, "kind": published.kind,
                            "seconds": round(time.monotonic() - t0, 2)})
-        report(conn, settings, project, published.label, reports, out, frozenset(refreshed), span_reports, suspects)
-    elif first_won:  # the first stage's version stands: its report gets the whole search and the suspects
-        report(conn, settings, project, published.label, reports, out, span_reports=span_reports, suspects=suspects)
+        report(conn, settings, project, published.label, reports, out, frozenset(early_refresh) - set(won),
+               span_reports, suspects)
+    elif stages:  # the first stage's version stands: its report gets the whole search and the suspects
+        report(conn, settings, project, published.label, reports, out, frozenset(early_refresh), span_reports,
+               suspects)
     if lost and published is current:  # nothing better won: serve what needs no lost body
         published = publish(registry, project, label_task, published, recipes, {}, lost, len(gold), trained_on,
                             span_prompts=span_prompts)
@@ -347,7 +353,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     if stages:
         out["stages"] = stages
     if published is not current:
-        status = "published" if first_won or won or won_spans or tuned_won else "refreshed" if refreshed else "repaired"
+        status = "published" if first_won or won or won_spans or tuned_won else "refreshed" if early_refresh else "repaired"
         out.update(status=status, model_version=published.label, kind=published.kind)
     elif templates is not None and templates["status"] == "published":  # no better version on labels
         out.update(status="published", model_version=current.label, kind=current.kind)

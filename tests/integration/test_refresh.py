@@ -1,5 +1,6 @@
 """When no candidate wins, a version fitted on few labels is refit on the ground truth it has
-grown to and published as a refresh, on real parts (Redis, the embedded model)."""
+grown to and published as a refresh, with the cheap stage, on real parts (Redis, the embedded
+model)."""
 import json
 
 import numpy as np
@@ -72,6 +73,10 @@ def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_d
     assert refit["no_worse"] and refit["log_loss"] < refit["current_log_loss"] and refit["p_f1_current_better"] >= 1e-9
     v2 = registry.current(PROJECT, label_task.config_hash)
     assert v2.label == out["model_version"] != v1.label and v2.parent == v1.label and v2.gt_count == len(DATA.texts)
+    # shipped with the cheap stage, before the LLM candidates ran; nothing after it
+    assert [(s["stage"], s["model_version"], s["kind"]) for s in out["stages"]] == [("cheap", v2.label,
+                                                                                       "label:current-refit")]
+    assert out["stages"][0]["seconds"] < out["seconds"]
     refreshed = v2.recipe("label").head
     assert refreshed.weight_llm == 0.0 and refreshed.temperature < BAD_TEMPERATURE / 2
     assert refreshed.coef != head.coef  # the head itself was refit on all 60 items

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -283,10 +283,12 @@ class ControlSearch:
         self.second: ControlDecision | None = None
 
     def first_stage(self) -> ControlDecision:
-        """The cheap plans alone, decided against the current version."""
+        """The cheap plans alone, decided against the current version; when none is accepted, the
+        current recipe refit on all items too (it costs what a cheap plan does, so a refresh can
+        ship with the cheap stage instead of after the LLM passes)."""
         run_plans([p for p in self.plans if p.cheap and not p.late], self.job.deadline, self.job.results,
                   self.job.skipped)
-        self.first = self._decide(refit=False)
+        self.first = self._decide(refit=True)
         return self.first
 
     def second_stage(self, deadline: float | None = None) -> ControlDecision:
@@ -357,8 +359,8 @@ class ControlSearch:
         for plan in self.plans:
             if plan.after is not None:
                 plan.after()
-        if not self.first.accepted:
-            return self._decide(refit=True)
+        if not self.first.accepted:  # the refit was judged with the cheap stage, on the same items
+            return replace(self._decide(refit=False), refit=self.first.refit)
         cur, everything, ready = self._judged()
         cheap = [r for r in everything if r.name in seen]
         later = [r for r in everything if r.name not in seen]
