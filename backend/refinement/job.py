@@ -37,7 +37,7 @@ from .span_learning import refine_spans, usable_span_gold
 log = logging.getLogger(__name__)
 
 MIN_ITEMS = 8  # fewer labelled items than this cannot show a significant difference anyway
-# When no candidate wins, the current recipe is refit on all ground truth (calibration, head,
+# When no cheap candidate wins, the current recipe is refit on all ground truth (calibration, head,
 # pooling temperature) and published once the ground truth has grown this many times over since
 # the current version was fitted: parameters fitted on 50 items deserve a second look at 100,
 # and a version per job would churn model_version for nothing.
@@ -353,7 +353,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     if stages:
         out["stages"] = stages
     if published is not current:
-        status = "published" if first_won or won or won_spans or tuned_won else "refreshed" if early_refresh else "repaired"
+        status = ("published" if first_won or won or won_spans or tuned_won
+                  else "refreshed" if early_refresh else "repaired")
         out.update(status=status, model_version=published.label, kind=published.kind)
     elif templates is not None and templates["status"] == "published":  # no better version on labels
         out.update(status="published", model_version=current.label, kind=current.kind)
