@@ -303,8 +303,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
                  published.label, published.kind, time.monotonic() - t0)
         report(conn, settings, project, published.label, [(c, s.first) for c, s in searches], out,
                frozenset(early_refresh))
-        recipes.update({name: d.best.recipe for name, d in first_won.items()})
-        recipes.update({name: r.recipe for name, r in early_refresh.items()})
+        recipes.update({**{name: d.best.recipe for name, d in first_won.items()},
+                        **{name: r.recipe for name, r in early_refresh.items()}})
     span_prompts = dict(current.spans)
     span_reports = []
     for done, (control, usable) in enumerate(span_work):
@@ -334,11 +334,9 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         if stages:
             stages.append({"stage": "llm", "model_version": published.label, "kind": published.kind,
                            "seconds": round(time.monotonic() - t0, 2)})
+    if published is not current:  # its report (the cheap stage's, if nothing later won) gets the whole search
         report(conn, settings, project, published.label, reports, out, frozenset(early_refresh) - set(won),
                span_reports, suspects)
-    elif stages:  # the first stage's version stands: its report gets the whole search and the suspects
-        report(conn, settings, project, published.label, reports, out, frozenset(early_refresh), span_reports,
-               suspects)
     if lost and published is current:  # nothing better won: serve what needs no lost body
         published = publish(registry, project, label_task, published, recipes, {}, lost, len(gold), trained_on,
                             span_prompts=span_prompts)
