@@ -15,6 +15,7 @@ from ..labeling.label_config import parse_label_config
 from ..labeling.service import extract_texts
 from ..labelstudio.payloads import MAX_ID, editor_context
 from ..store.instruction_effects import InstructedAnswers
+from ..store.predicted_logits import PredictedLogits
 from ..store.proposals import ProposalMemory
 from .interactive import offer_once
 from ..store.versions import report_key
@@ -75,15 +76,18 @@ def predict():
     version = _ext("versions").current(project, label_task.config_hash, label_task.legacy_hash)
     t0 = time.monotonic()
     service = _ext("labeling")()
+    # what the version scores here, its next job need not score again (Label Studio predicts a task
+    # when an annotator opens it, before the annotation arrives)
+    keep = None if project is None else PredictedLogits(_ext("redis"), project, version.label, _ext("engine_id"))
     try:
         if context is not None:  # interactive: one task, answered around what the annotator set
-            results = service.predict(items, label_task, version, context=context)
+            results = service.predict(items, label_task, version, context=context, keep=keep)
             if project is not None:
                 memory = ProposalMemory(_ext("redis"))
                 results = [offer_once(memory, project, tasks, context, r) for r in results]
                 _remember_instructed(project, tasks, label_task, context, results)
         else:
-            results = predict_within(service, items, label_task, version, settings.predict_batch_seconds)
+            results = predict_within(service, items, label_task, version, settings.predict_batch_seconds, keep)
             if project is not None:
                 _sample_texts(project, body["label_config"], label_task, items, version)
     except EngineError as exc:  # shown by /health until a prediction succeeds again
@@ -125,19 +129,20 @@ def _sample_texts(project: int, label_config: str, label_task, items: list, vers
         current_app.logger.warning("project %s: the unlabelled sample was not updated (%s)", project, exc)
 
 
-def predict_within(service, items: list, label_task, version, budget_s: float) -> list[dict]:
+def predict_within(service, items: list, label_task, version, budget_s: float, keep=None) -> list[dict]:
     """Every task's prediction, or only the first one's when the whole batch would outlast `budget_s`.
 
     Label Studio waits 100 s for a batch and, on a timeout, stores nothing while telling the user
     "Retrieved N predictions". Given exactly one result for many tasks, it asks again one task per
     request instead, each well inside its timeout. The pace is taken from the second task: the
-    first also pays for a new prompt's cached prefix and content-free calibration."""
+    first also pays for a new prompt's cached prefix and content-free calibration. `keep`
+    receives the logits scored (store/predicted_logits.py)."""
     if len(items) <= 2 or budget_s <= 0:
-        return service.predict(items, label_task, version)
+        return service.predict(items, label_task, version, keep=keep)
     t0 = time.monotonic()
-    first = service.predict(items[:1], label_task, version)
+    first = service.predict(items[:1], label_task, version, keep=keep)
     t1 = time.monotonic()
-    second = service.predict(items[1:2], label_task, version)
+    second = service.predict(items[1:2], label_task, version, keep=keep)
     t2 = time.monotonic()
     parallel = max(1, service.engine.capabilities.parallel_requests)
     if (t2 - t0) + (t2 - t1) * (len(items) - 2) / parallel > budget_s:
@@ -145,7 +150,7 @@ def predict_within(service, items: list, label_task, version, budget_s: float) -
             "/predict: %d tasks at %.1f s each would outlast PREDICT_BATCH_SECONDS=%g; answering the first "
             "task only, so that Label Studio asks for the others one by one", len(items), t2 - t1, budget_s)
         return first
-    return first + second + service.predict(items[2:], label_task, version)
+    return first + second + service.predict(items[2:], label_task, version, keep=keep)
 
 
 @bp.get("/versions")

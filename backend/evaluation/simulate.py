@@ -2,8 +2,10 @@
 running service (real gunicorn, real RQ worker, Redis), let it refine, and measure each version
 on the test split, in the same run as the baselines it must beat: the embedding head alone on
 the same labels and a plain calibrated prompt (and the naive free-text prompt, version 0 and
-version 0 pooled with the head). Each round also says how soon the job published its first
-better version (the cheap stage) and how long the whole job took."""
+version 0 pooled with the head). Each train item is predicted by the serving version before its
+annotation is sent, as Label Studio does when an annotator opens a task. Each round also says
+how soon the job published its first better version (the cheap stage) and how long the whole
+job took."""
 from __future__ import annotations
 
 import json
@@ -57,10 +59,11 @@ def _wait_ready(url: str, timeout: float = 120) -> None:
     raise TimeoutError("the service did not become ready")
 
 
-def _served_probs(url: str, data: Dataset, limit: int | None = None) -> tuple[np.ndarray, set]:
-    """What /predict answers for the first `limit` items: probabilities in label order, versions seen."""
+def _served_probs(url: str, data: Dataset, rows: range | None = None) -> tuple[np.ndarray, set]:
+    """What /predict answers for the items `rows` (all by default): probabilities in label order,
+    versions seen."""
     config = data.label_config()
-    texts = data.texts[:limit] if limit else data.texts
+    rows = range(len(data.texts)) if rows is None else rows
     probs, versions = [], set()
 
     def post(tasks: list[dict]) -> list[dict]:
@@ -72,8 +75,8 @@ def _served_probs(url: str, data: Dataset, limit: int | None = None) -> tuple[np
             return [item for task in tasks for item in post([task])]
         return results
 
-    for start in range(0, len(texts), BATCH):
-        tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(texts[start:start + BATCH], start)]
+    for start in range(0, len(rows), BATCH):
+        tasks = [{"id": i, "data": {"text": data.texts[i]}} for i in rows[start:start + BATCH]]
         for item in post(tasks):
             versions.add(item["model_version"])
             p = item["result"][0]["probabilities"]
@@ -210,11 +213,14 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
         v0_test = kept[0]
         if probs_out is not None:
             probs_out.append(v0_test)
-        v0_train, _ = _served_probs(stack.url, train, max(rounds))
+        v0_train, _ = _served_probs(stack.url, train, range(max(rounds)))
         log(f"round 0: {json.dumps(v0)}")
         sent = 0
         for target in rounds:
             target = min(target, len(train.texts))
+            # Label Studio predicts a task when an annotator opens it: the version serving then
+            # scores each item before its annotation arrives
+            _served_probs(stack.url, train, range(sent, target))
             for i in range(sent, target):
                 requests.post(stack.url + "/webhook", json=annotation_webhook(train, i), timeout=5).raise_for_status()
             sent = target

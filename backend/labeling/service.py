@@ -38,10 +38,16 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class LogitStore(Protocol):
-    """Label logits kept between refinement jobs (store/logit_cache.py), keyed by what decides them."""
+class LogitSink(Protocol):
+    """Where `/predict` keeps a version's label logits for the next job (store/predicted_logits.py)."""
 
     def field(self, multiple: bool, rendered: object, text: str, max_context: int) -> bytes: ...
+
+    def put_many(self, entries: dict[bytes, tuple[np.ndarray, bool]]) -> None: ...
+
+
+class LogitStore(LogitSink, Protocol):
+    """Label logits kept between refinement jobs (store/logit_cache.py), keyed by what decides them."""
 
     def get_many(self, fields: list[bytes]) -> list[tuple[np.ndarray, bool] | None]: ...
 
@@ -218,12 +224,15 @@ class LabelingService:
         return self.demos.for_texts(prompt.pool, list(texts), prompt.nearest, embeddings, leave_out_self=leave_out_self)
 
     def score_texts(self, control: ChoiceControl, prompt: PromptVersion, texts: Sequence[str],
-                    task_demos: Sequence[tuple[Demo, ...]] | None = None) -> list[Scored]:
+                    task_demos: Sequence[tuple[Demo, ...]] | None = None, *,
+                    keep: LogitSink | None = None) -> list[Scored]:
         """`logits` of many texts, concurrently when the engine is a server; each with its token usage
         (none for a text the logit cache already had).
 
         `task_demos` overrides the per-task demos the prompt's pool would give (cross-validation
-        picks them from the training folds only)."""
+        picks them from the training folds only). `keep` is also given every text's logits
+        (`/predict` keeps a version's for the project's next job); it is never read here, so a
+        request's pace is always that of scoring."""
         meter = getattr(self.engine, "usage", None)
         texts = list(texts)
         pairs = list(zip(texts, list(task_demos) if task_demos is not None else self.task_demos(prompt, texts)))
@@ -233,9 +242,20 @@ class LabelingService:
                 logits, truncated, rationales = self._score_one(control, prompt, *pair)
             return Scored(logits, truncated, meter.to_dict(usage) if meter else None, rationales)
 
-        if self.logit_cache is None or prompt.evidence:  # evidence is per request: nothing to keep
+        if prompt.evidence:  # evidence is per request: nothing to keep
             return map_tasks(one, pairs, self.engine.capabilities.parallel_requests)
-        fields = [self._cache_field(control, prompt, *pair) for pair in pairs]
+        out = self._through_cache(control, prompt, pairs, one)
+        if keep is not None:
+            keep.put_many({self._cache_field(keep, control, prompt, *pair): (s.logits, s.truncated)
+                           for pair, s in zip(pairs, out)})
+        return out
+
+    def _through_cache(self, control: ChoiceControl, prompt: PromptVersion, pairs: list[tuple[str, tuple[Demo, ...]]],
+                       one: Callable[[tuple[str, tuple[Demo, ...]]], Scored]) -> list[Scored]:
+        """`one` of each pair, but what the logit cache holds read from it and the rest written to it."""
+        if self.logit_cache is None:
+            return map_tasks(one, pairs, self.engine.capabilities.parallel_requests)
+        fields = [self._cache_field(self.logit_cache, control, prompt, *pair) for pair in pairs]
         out = [None if hit is None else Scored(*hit) for hit in self.logit_cache.get_many(fields)]
         todo = [i for i, hit in enumerate(out) if hit is None]
         fresh = map_tasks(one, [pairs[i] for i in todo], self.engine.capabilities.parallel_requests)
@@ -249,26 +269,29 @@ class LabelingService:
         """Which texts the logit cache holds for this prompt (all False without a cache)."""
         if self.logit_cache is None:
             return np.zeros(len(texts), bool)
-        return np.array(self.logit_cache.holds([self._cache_field(control, prompt, t, d)
+        return np.array(self.logit_cache.holds([self._cache_field(self.logit_cache, control, prompt, t, d)
                                                 for t, d in zip(texts, task_demos)]), bool)
 
-    def _cache_field(self, control: ChoiceControl, prompt: PromptVersion, text: str, demos: tuple[Demo, ...]) -> bytes:
+    def _cache_field(self, store: LogitSink, control: ChoiceControl, prompt: PromptVersion, text: str,
+                     demos: tuple[Demo, ...]) -> bytes:
         rendered = render(control, prompt, codes=self.uses_codes(control), task_demos=demos)
-        return self.logit_cache.field(control.multiple, rendered, text, self.engine.capabilities.max_context)
+        return store.field(control.multiple, rendered, text, self.engine.capabilities.max_context)
 
     def predict_control(
-        self, control: ChoiceControl, recipe: ControlRecipe, texts: list[str]
+        self, control: ChoiceControl, recipe: ControlRecipe, texts: list[str], keep: LogitSink | None = None
     ) -> list[tuple[ControlPrediction, bool]]:
         """Predictions for one control over many texts; tasks run back to back so the prefix stays cached.
 
         A recipe without a calibrator gets content-free calibration of its prompt; one with a head
         pools the LLM's distribution with the head's. A head pooled with LLM weight 0 (the head
-        alone won) runs no LLM pass: its answer would not count."""
+        alone won) runs no LLM pass: its answer would not count. `keep` receives the LLM's
+        logits for the project's next job."""
         if recipe.head is not None and not recipe.head.reads_llm:
             return self._predict_head_alone(control, recipe, texts)
         calibrator = self.calibrated(control, recipe)
         embeddings = self.embedder.encode(texts) if recipe.prompt.nearest else None
-        scored = self.score_texts(control, recipe.prompt, texts, self.task_demos(recipe.prompt, texts, embeddings))
+        scored = self.score_texts(control, recipe.prompt, texts, self.task_demos(recipe.prompt, texts, embeddings),
+                                  keep=keep)
         probs = [calibrator.apply(s.logits, control.multiple) for s in scored]
         if recipe.head is not None:
             probs = list(recipe.head.combine(np.stack(probs), self.head_embeddings(recipe.head, texts, embeddings)))
@@ -328,7 +351,7 @@ class LabelingService:
         return [tuple(prompt.pool[j] for j in row) for row in idx]
 
     def predict(self, items: list[TaskTexts], label_task: LabelTask, version: ModelVersion,
-                context: EditorContext | None = None) -> list[dict]:
+                context: EditorContext | None = None, keep: LogitSink | None = None) -> list[dict]:
         """One prediction per task. With the editor's `context` (an interactive request), the
         controls the annotator answered are left out of the answer, a <Labels> control where
         they marked spans gets those spans' other occurrences instead of a fresh extraction, and
@@ -338,7 +361,9 @@ class LabelingService:
         Without an instruction, the choices the annotator set are evidence for the others: each
         remaining choice control's prompt shows them after the text (prompt.evidence_of), since
         what one control holds often says much about another (a review's topic and its tone). A
-        typed instruction gets no evidence: it answers every control anew, the set ones included."""
+        typed instruction gets no evidence: it answers every control anew, the set ones included.
+        `keep` receives the version's own logits (not those of a typed instruction or with
+        evidence, which no job reads) for the project's next job."""
         answered = context.answered if context is not None else frozenset()
         marked = context.marked if context is not None else {}
         typed = context.instruction if context is not None else ""
@@ -351,7 +376,8 @@ class LabelingService:
             texts = [item.texts[control.field] for item in items]
             recipe = version.recipe(control.name)
             recipe = recipe.instructed(control, typed) if typed else recipe.with_evidence(evidence)
-            for i, (pred, truncated) in enumerate(self.predict_control(control, recipe, texts)):
+            kept = None if typed else keep
+            for i, (pred, truncated) in enumerate(self.predict_control(control, recipe, texts, kept)):
                 per_task[i].append(pred)
                 if truncated:
                     warnings[i].append(f"data.{control.field} truncated to fit the model's context")

@@ -31,6 +31,7 @@ from ..labeling.tuned_body import body_loader
 from ..labelstudio.client import as_dict, label_studio_client
 from ..labelstudio.review_tab import SUSPECTS_VERSION
 from ..settings import Settings
+from ..store.predicted_logits import PredictedLogits
 from ..store.tuned_bodies import TunedBodies
 from ..store.versions import VersionRegistry
 
@@ -274,7 +275,7 @@ class Preannotator:
         if not items:
             return
         try:
-            predictions = self.service.predict(items, plan.label_task, plan.version)
+            predictions = self.service.predict(items, plan.label_task, plan.version, keep=self._keep(plan))
         except BackendError as exc:  # the engine failed on this batch; the next may still work
             report.failed += [{"task": t.get("id"), "error": exc.message} for t in ready]
             return
@@ -283,6 +284,12 @@ class Preannotator:
                  task=task["id"], result=prediction["result"], score=prediction["score"],
                  model_version=prediction["model_version"])
             report.predicted += 1
+
+    def _keep(self, plan: Plan) -> PredictedLogits | None:
+        """Where the version's logits go for the project's next job: a pre-annotated task is not
+        predicted again when an annotator opens it."""
+        conn = self.registry.conn
+        return None if conn is None else PredictedLogits(conn, plan.project, plan.version.label, self.registry.engine_id)
 
     def run(self, project: int, *, task_ids: Iterable[int] | None = None, selection: Selection = Selection(),
             set_project_version: bool = False) -> PreannotateReport:

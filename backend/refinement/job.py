@@ -19,6 +19,7 @@ from ..labelstudio.reconcile import reconcile
 from ..settings import Settings
 from ..store.ground_truth import GoldItem, GroundTruthStore
 from ..store.logit_cache import LogitCache
+from ..store.predicted_logits import PredictedLogits
 from ..store.redis import key
 from ..store.tuned_bodies import TunedBodies
 from ..store.versions import VersionRegistry, project_dir, report_key
@@ -214,7 +215,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     current = registry.current(project, label_task.config_hash, label_task.legacy_hash)
     gold = store.items()
     out.update(gt_count=len(gold), current=current.label)
-    cache = LogitCache(conn, project, engine_id(settings))
+    cache = LogitCache(conn, project, engine_id(settings),
+                       predicted=PredictedLogits(conn, project, current.label, engine_id(settings)))
     bodies = TunedBodies(conn)
     services: list[LabelingService] = []
 

@@ -10,6 +10,9 @@ the float64 logits are stored exactly, so a cached item scores as it would fresh
 One Redis hash per project. After each job the entries it did not touch are dropped (`prune`), so
 the hash holds one job's work: the current version's and the plain prompt's logits, which the
 next job reads again, plus the candidates', one of which may become the next current version.
+What it lacks, a job looks up in what `/predict` kept of the current version (`predicted`,
+store/predicted_logits.py): Label Studio predicts a task when an annotator opens it, so the
+current version has usually scored the newly labelled items already.
 """
 from __future__ import annotations
 
@@ -23,51 +26,76 @@ from .redis import key
 TTL_SECONDS = 30 * 24 * 3600  # a project nobody labels for a month gives its cache back
 
 
+Entry = tuple[np.ndarray, bool]  # (logits, whether the text was cut to fit)
+
+
+def logit_field(model: str, multiple: bool, rendered: object, text: str, max_context: int) -> bytes:
+    """What an entry is keyed by. `rendered` is the RenderedPrompt with this item's demos (its
+    repr is its full content)."""
+    digest = hashlib.blake2b(digest_size=20)
+    for part in (model, str(max_context), str(bool(multiple)), repr(rendered), text):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.digest()
+
+
+def encode_entry(logits: np.ndarray, truncated: bool) -> bytes:
+    """Exact float64 logits after one flag byte."""
+    return (b"\1" if truncated else b"\0") + np.asarray(logits, "<f8").tobytes()
+
+
+def decode_entry(value: bytes) -> Entry:
+    return np.frombuffer(value[1:], dtype="<f8").copy(), value[:1] == b"\1"
+
+
 class LogitCache:
-    def __init__(self, conn: redis.Redis, project: int, model: str):
+    def __init__(self, conn: redis.Redis, project: int, model: str, predicted=None):
         self.conn = conn
         self.key = key("project", project, "logits")
         self.model = model
+        self.predicted = predicted  # store.predicted_logits.PredictedLogits of the current version, if any
         self.touched: set[bytes] = set()
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.predicted_hits = 0
 
     def field(self, multiple: bool, rendered: object, text: str, max_context: int) -> bytes:
-        """`rendered` is the RenderedPrompt with this item's demos (its repr is its full content)."""
-        digest = hashlib.blake2b(digest_size=20)
-        for part in (self.model, str(max_context), str(bool(multiple)), repr(rendered), text):
-            digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
-        return digest.digest()
+        return logit_field(self.model, multiple, rendered, text, max_context)
 
-    def get_many(self, fields: list[bytes]) -> list[tuple[np.ndarray, bool] | None]:
-        """(logits, truncated) per field, None where nothing is stored."""
+    def get_many(self, fields: list[bytes]) -> list[Entry | None]:
+        """(logits, truncated) per field, None where nothing is stored. An entry found only among
+        the predicted ones is copied into this cache (the next job finds it here)."""
         if not fields:
             return []
-        values = self.conn.hmget(self.key, fields)
-        out = []
-        for f, value in zip(fields, values):
-            if value is None:
-                out.append(None)
-                self.misses += 1
-                continue
-            self.touched.add(f)
-            self.hits += 1
-            out.append((np.frombuffer(value[1:], dtype="<f8").copy(), value[:1] == b"\1"))
+        out = [None if value is None else decode_entry(value) for value in self.conn.hmget(self.key, fields)]
+        missing = [i for i, entry in enumerate(out) if entry is None]
+        if missing and self.predicted is not None:
+            found = self.predicted.get_many([fields[i] for i in missing])
+            for i, entry in zip(missing, found):
+                out[i] = entry
+            copied = {fields[i]: entry for i, entry in zip(missing, found) if entry is not None}
+            self.put_many(copied)
+            self.predicted_hits += len(copied)
+        self.touched.update(f for f, entry in zip(fields, out) if entry is not None)
+        self.misses += sum(entry is None for entry in out)
+        self.hits += sum(entry is not None for entry in out)
         return out
 
     def holds(self, fields: list[bytes]) -> list[bool]:
-        """Whether each field is stored (counts as neither hit nor miss)."""
+        """Whether each field is stored here or among the predicted (counts as neither hit nor miss)."""
         if not fields:
             return []
         pipe = self.conn.pipeline(transaction=False)
         for f in fields:
             pipe.hexists(self.key, f)
-        return [bool(x) for x in pipe.execute()]
+        held = [bool(x) for x in pipe.execute()]
+        if self.predicted is not None and not all(held):
+            missing = [i for i, h in enumerate(held) if not h]
+            for i, h in zip(missing, self.predicted.holds([fields[i] for i in missing])):
+                held[i] = h
+        return held
 
-    def put_many(self, entries: dict[bytes, tuple[np.ndarray, bool]]) -> None:
+    def put_many(self, entries: dict[bytes, Entry]) -> None:
         if not entries:
             return
-        self.conn.hset(self.key, mapping={f: (b"\1" if truncated else b"\0") + np.asarray(logits, "<f8").tobytes()
-                                          for f, (logits, truncated) in entries.items()})
+        self.conn.hset(self.key, mapping={f: encode_entry(*entry) for f, entry in entries.items()})
         self.conn.expire(self.key, TTL_SECONDS)
         self.touched.update(entries)
 
@@ -79,4 +107,5 @@ class LogitCache:
         return len(stale)
 
     def stats(self) -> dict:
-        return {"hits": self.hits, "misses": self.misses}
+        """`predicted`: the hits that came from `/predict`'s entries."""
+        return {"hits": self.hits, "misses": self.misses, "predicted": self.predicted_hits}

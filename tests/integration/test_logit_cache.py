@@ -23,13 +23,13 @@ def test_a_job_scores_only_texts_the_last_job_did_not_and_gets_the_same_logits(e
 
     first = LogitCache(redis_conn, 7, "gemma")
     LabelingService(engine, logit_cache=first).score_texts(CONTROL, PROMPT, TEXTS[:6])
-    assert first.stats() == {"hits": 0, "misses": 6}
+    assert first.stats() == {"hits": 0, "misses": 6, "predicted": 0}
 
     second = LogitCache(redis_conn, 7, "gemma")  # the next job
     service = LabelingService(engine, logit_cache=second)
     assert service.cached(CONTROL, PROMPT, TEXTS, [()] * 10).tolist() == [True] * 6 + [False] * 4
     scored = service.score_texts(CONTROL, PROMPT, TEXTS)
-    assert second.stats() == {"hits": 6, "misses": 4}
+    assert second.stats() == {"hits": 6, "misses": 4, "predicted": 0}
     assert np.array_equal(np.stack([s.logits for s in scored]), fresh)  # stored exactly
     assert all(s.usage is None for s in scored[:6])
 
@@ -56,6 +56,6 @@ def test_the_current_pass_takes_cached_items_first_then_the_newest(engine, redis
     logits, used, _ = paced_logits(service, CONTROL, PROMPT, DATA.texts, stop_at=0.0, partial=True)
     # time is up before it starts: the cached items, and one chunk of the newest
     assert used.tolist() == [True] * 3 + [False] * (20 - 3 - PACE_CHUNK) + [True] * PACE_CHUNK
-    assert cache.stats() == {"hits": 3, "misses": 3 + PACE_CHUNK}
+    assert cache.stats() == {"hits": 3, "misses": 3 + PACE_CHUNK, "predicted": 0}
     alone = LabelingService(engine).score_texts(CONTROL, PROMPT, [DATA.texts[i] for i in np.flatnonzero(used)])
     assert np.array_equal(logits[used], np.stack([s.logits for s in alone]))

@@ -1,0 +1,62 @@
+"""The label logits `/predict` computed for a version, kept for the project's next job.
+
+Label Studio predicts a task when an annotator opens it, so by the time a task's annotation
+arrives the current version has usually scored it. A job judges that version on the newly
+labelled items first, and with demonstrations in its prompt that pass is most of the wait
+before the job's first better version. Keeping what `/predict` computed (same key as the job's
+logit cache, store/logit_cache.py) lets the job read it instead. `/predict` only writes here: its
+pace (predict_within) must be that of scoring.
+
+One Redis hash per project and version label, so a version's entries go when it has not
+predicted for a while, and at most MAX_ENTRIES each. Predictions never wait on it: a Redis error
+costs the entries, not the answer.
+"""
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from .logit_cache import Entry, decode_entry, encode_entry, logit_field
+from .redis import key
+
+log = logging.getLogger(__name__)
+
+TTL_SECONDS = 14 * 24 * 3600  # from the version's last prediction: tasks opened then annotated within two weeks
+MAX_ENTRIES = 50_000  # per version; a bulk prediction over more tasks keeps the first ones
+
+
+class PredictedLogits:
+    def __init__(self, conn: redis.Redis, project: int, version: str, model: str):
+        self.conn = conn
+        self.key = key("project", project, "predicted-logits", version)
+        self.model = model
+
+    def field(self, multiple: bool, rendered: object, text: str, max_context: int) -> bytes:
+        return logit_field(self.model, multiple, rendered, text, max_context)
+
+    def get_many(self, fields: list[bytes]) -> list[Entry | None]:
+        if not fields:
+            return []
+        try:
+            values = self.conn.hmget(self.key, fields)
+        except redis.RedisError as exc:
+            log.warning("predicted logits of %s not read (%s)", self.key, exc)
+            return [None] * len(fields)
+        return [None if value is None else decode_entry(value) for value in values]
+
+    def holds(self, fields: list[bytes]) -> list[bool]:
+        return [entry is not None for entry in self.get_many(fields)]
+
+    def put_many(self, entries: dict[bytes, Entry]) -> None:
+        if not entries:
+            return
+        try:
+            if self.conn.hlen(self.key) >= MAX_ENTRIES:
+                return
+            pipe = self.conn.pipeline(transaction=False)
+            pipe.hset(self.key, mapping={f: encode_entry(*entry) for f, entry in entries.items()})
+            pipe.expire(self.key, TTL_SECONDS)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("predicted logits of %s not kept (%s)", self.key, exc)
