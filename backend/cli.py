@@ -295,6 +295,7 @@ def versions(ctx: click.Context, project: int, target: str | None, as_json: bool
         if not registry.lineages(project):
             raise InputError(f"project {project} has no stored versions")
         found = _find_version(ctx.obj, target)
+        _servable(registry, found)
         version = registry.rollback(project, found.lineage, found.label)
         if as_json:
             print_json({"project": project, "current": version.label})
@@ -314,6 +315,18 @@ def versions(ctx: click.Context, project: int, target: str | None, as_json: bool
     for v in listed:
         click.echo(f"{'*' if v['current'] else ' '} {v['label']:<40} {v['kind']:<24} gt={v['gt_count']:<5} "
                    f"{json.dumps(v['metrics'])}" + (f" report: {v['report']}" if v["report"] else ""))
+
+
+def _servable(registry, version) -> None:
+    """Refuse a rollback to a version whose fine-tuned head reads a body that was dropped: it
+    would answer every /predict with 503 until a job replaced it."""
+    from .refinement.lost_body import lost_heads
+    from .store.tuned_bodies import TunedBodies
+
+    if lost := lost_heads(version.controls, TunedBodies(registry.conn)):
+        raise InputError(f"{version.label} cannot be served again: the fine-tuned body its head reads "
+                         f"({', '.join(sorted(d.body for d in lost.values()))}) was dropped, as it is for every "
+                         "version older than the TUNED_BODIES_KEPT newest; roll back to a newer version")
 
 
 def _find_version(obj: dict, target: str):

@@ -260,6 +260,9 @@ class Settings(BaseSettings):
         "contrastive pairs per fine-tuning (its cost grows with them); at least 16"))
     refine_tune_layers: int = _setting(3, "REFINE_TUNE_LAYERS", section="Learning", doc=(
         "top transformer layers of the MiniLM body that are fine-tuned (1–6; the rest stay frozen)"))
+    tuned_bodies_kept: int = _setting(5, "TUNED_BODIES_KEPT", section="Learning", doc=(
+        "newest versions per label config (and each one's current) whose fine-tuned bodies are kept for rollback "
+        "(about 7 MB in Redis per tuned layer); older versions cannot be rolled back to"))
     # Error-driven instruction rewrite (refinement/candidates/instruction_rewrite.py); 0 rounds turns it off
     refine_rewrite_rounds: int = _setting(3, "REFINE_REWRITE_ROUNDS", section="Learning",
                                           doc="rounds of the instruction rewrite; `0` turns it off")
@@ -364,6 +367,7 @@ class Settings(BaseSettings):
                                        ("REFINE_TUNE_MIN_ITEMS", self.refine_tune_min_items, 10, None),
                                        ("REFINE_TUNE_MAX_PAIRS", self.refine_tune_max_pairs, 16, None),
                                        ("REFINE_TUNE_LAYERS", self.refine_tune_layers, 1, 6),
+                                       ("TUNED_BODIES_KEPT", self.tuned_bodies_kept, 1, None),
                                        ("REFINE_REWRITE_PROPOSALS", self.refine_rewrite_proposals, 1, None),
                                        ("REFINE_REWRITE_BEAM", self.refine_rewrite_beam, 1, None),
                                        ("REFINE_REWRITE_MAX_CALLS", self.refine_rewrite_max_calls, 0, None),

@@ -26,6 +26,7 @@ from ..store.versions import VersionRegistry, project_dir, report_key
 from .candidates.instruction_rewrite import Rewrite, RewriteBudget
 from .candidates.reasoning_first import reasoning_modes
 from .candidates.teacher import build_teacher
+from .body_retention import drop_unneeded_bodies
 from .candidates.tuned_head import Tuning
 from .candidates.typed_instruction import most_typed
 from .fingerprint import job_fingerprint
@@ -356,6 +357,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         status = ("published" if first_won or won or won_spans or tuned_won
                   else "refreshed" if early_refresh else "repaired")
         out.update(status=status, model_version=published.label, kind=published.kind)
+        if dropped := drop_unneeded_bodies(registry, bodies, project, settings.tuned_bodies_kept):
+            out["dropped_bodies"] = dropped  # only versions older than the rollback window read them
     elif templates is not None and templates["status"] == "published":  # no better version on labels
         out.update(status="published", model_version=current.label, kind=current.kind)
     else:

@@ -3,7 +3,8 @@
 Every web replica and worker rebuilds a fine-tuned body from the bundled MiniLM and these
 tensors (labeling/tuned_body.py), so they live where the versions do, not on one machine's disk.
 Keyed by a digest of the tensors: a version and the refits that did not change them share one
-entry. Kept without expiry, as the versions that name them are.
+entry. Kept without expiry while a version that may be served again names them
+(refinement/body_retention.py drops the others).
 """
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ class TunedBodies:
 
     def has(self, name: str) -> bool:
         return bool(self.conn.exists(self._key(name)))
+
+    def drop(self, names: list[str]) -> None:
+        if names:
+            self.conn.delete(*(self._key(name) for name in names))
 
     def load(self, name: str) -> tuple[int, bytes] | None:
         """(how many top layers, their safetensors bytes), or None when it is not stored."""
