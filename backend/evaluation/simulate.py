@@ -232,6 +232,7 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
                    "first_better_seconds": first_better_seconds(result),
                    "stages": [f"{st['stage']}: {st['kind']}" for st in result.get("stages", [])],
                    "tuned": tuned_outcome(result),
+                   "logit_cache": result.get("logit_cache"),  # `predicted`: items /predict had scored
                    **_measure(stack.url, test, probs_out),
                    "head_only_macro_f1": head_only_macro_f1(train_emb, train, target, test_emb, test),
                    **v0_head_ensemble(v0_train, train_emb, train, target, v0_test, test_emb, test, settings.refine_folds)}
