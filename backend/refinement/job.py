@@ -19,7 +19,7 @@ from ..labelstudio.reconcile import reconcile
 from ..settings import Settings
 from ..store.ground_truth import GoldItem, GroundTruthStore
 from ..store.logit_cache import LogitCache
-from ..store.predicted_logits import PredictedLogits
+from ..store.predicted_logits import PredictedLogits, drop_other_versions
 from ..store.redis import key
 from ..store.tuned_bodies import TunedBodies
 from ..store.versions import VersionRegistry, project_dir, report_key
@@ -367,6 +367,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         out.update(keep_ranking(settings, conn, project, label_task, {
             "project": project, "model_version": out["model_version"], "gt_count": len(gold), "controls": suspects}))
     out["logit_cache"] = {**cache.stats(), "dropped": cache.prune()}
+    drop_other_versions(conn, project, out["model_version"])  # no later job reads what they predicted
     # with the version it ends with: a job after a publish, on the same ground truth, ends at once
     conn.set(last_key, job_fingerprint(settings, engine_id(settings), label_task.config_hash, out["model_version"], gold),
              ex=30 * 24 * 3600)

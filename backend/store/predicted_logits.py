@@ -7,9 +7,10 @@ before the job's first better version. Keeping what `/predict` computed (same ke
 logit cache, store/logit_cache.py) lets the job read it instead. `/predict` only writes here: its
 pace (predict_within) must be that of scoring.
 
-One Redis hash per project and version label, so a version's entries go when it has not
-predicted for a while, and at most MAX_ENTRIES each. Predictions never wait on it: a Redis error
-costs the entries, not the answer.
+One Redis hash per project and version label, at most MAX_ENTRIES each. A job reads only the
+current version's, so at its end the others are dropped (`drop_other_versions`); a version's
+entries also expire when it has not predicted for a while. Predictions never wait on it: a
+Redis error costs the entries, not the answer.
 """
 from __future__ import annotations
 
@@ -26,10 +27,23 @@ TTL_SECONDS = 14 * 24 * 3600  # from the version's last prediction: tasks opened
 MAX_ENTRIES = 50_000  # per version; a bulk prediction over more tasks keeps the first ones
 
 
+def _key(project: int, version: str) -> str:
+    return key("project", project, "predicted-logits", version)
+
+
+def drop_other_versions(conn: redis.Redis, project: int, current: str) -> int:
+    """Drop the entries of every version of the project but `current`; how many versions'."""
+    prefix = _key(project, "")
+    stale = [k for k in conn.scan_iter(match=prefix + "*") if k.decode() != prefix + current]
+    if stale:
+        conn.delete(*stale)
+    return len(stale)
+
+
 class PredictedLogits:
     def __init__(self, conn: redis.Redis, project: int, version: str, model: str):
         self.conn = conn
-        self.key = key("project", project, "predicted-logits", version)
+        self.key = _key(project, version)
         self.model = model
 
     def field(self, multiple: bool, rendered: object, text: str, max_context: int) -> bytes:

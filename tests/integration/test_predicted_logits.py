@@ -19,7 +19,7 @@ from backend.settings import Settings
 from backend.store import predicted_logits
 from backend.store.ground_truth import GroundTruthStore
 from backend.store.logit_cache import LogitCache
-from backend.store.predicted_logits import PredictedLogits
+from backend.store.predicted_logits import PredictedLogits, drop_other_versions
 from backend.store.versions import VersionRegistry
 from tests.conftest import DATASETS, free_port
 from tests.ls_payloads import annotation_event
@@ -72,7 +72,9 @@ def test_a_job_judges_the_current_version_on_what_predict_scored_with_it(app_cli
     assert out["current"] == version.label
     # the new items, each seen with the same 2 nearest demos as at /predict, were not scored again
     assert out["logit_cache"]["predicted"] == len(new), out["logit_cache"]
-    # and they are in the job's cache now: the next job finds them without /predict's entries
+    # what /predict kept goes with its version once the job ends with another
+    assert redis_conn.exists(kept.key) == (out["model_version"] == version.label)
+    # and the items are in the job's cache now: the next job finds them without /predict's entries
     redis_conn.delete(kept.key)
     service = LabelingService(engine, logit_cache=LogitCache(redis_conn, PROJECT, engine_id(settings)))
     prompt = version.recipe("label").prompt
@@ -116,3 +118,12 @@ def test_a_redis_that_cannot_be_reached_costs_the_kept_logits_not_the_prediction
     kept = PredictedLogits(gone, PROJECT, "v", "gemma")
     kept.put_many({b"a": (np.zeros(2), False)})  # logged, not raised
     assert kept.get_many([b"a"]) == [None]
+
+
+def test_a_job_s_end_drops_what_other_versions_kept(redis_conn):
+    kept = ((PROJECT, "e.abc.v1"), (PROJECT, "e.abc.v2"), (PROJECT, "e.def.v1"), (PROJECT + 1, "e.abc.v1"))
+    for project, version in kept:
+        PredictedLogits(redis_conn, project, version, "gemma").put_many({b"a": (np.zeros(2), False)})
+    assert drop_other_versions(redis_conn, PROJECT, "e.abc.v2") == 2
+    assert sorted(k.decode() for k in redis_conn.scan_iter("llmlb:project:*:predicted-logits:*")) == [
+        f"llmlb:project:{PROJECT}:predicted-logits:e.abc.v2", f"llmlb:project:{PROJECT + 1}:predicted-logits:e.abc.v1"]
