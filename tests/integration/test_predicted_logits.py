@@ -13,16 +13,14 @@ from backend.labeling.model_version import ModelVersion
 from backend.labeling.prompt import Demo, PromptVersion
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
-from backend.labelstudio.payloads import gold_from_annotation
 from backend.refinement.job import run_refinement
 from backend.settings import Settings
 from backend.store import predicted_logits
-from backend.store.ground_truth import GroundTruthStore
 from backend.store.logit_cache import LogitCache
 from backend.store.predicted_logits import PredictedLogits, drop_other_versions
 from backend.store.versions import VersionRegistry
 from tests.conftest import DATASETS, free_port
-from tests.ls_payloads import annotation_event
+from tests.integration.test_refresh import _annotated_project
 
 pytestmark = pytest.mark.model
 
@@ -41,12 +39,7 @@ def _settings(redis_url: str, tmp_path) -> Settings:
 def _nearest_demo_version(redis_conn, settings: Settings) -> ModelVersion:
     """A published version whose prompt shows each task its 2 nearest demonstrations of the
     first POOL items, with every item stored as ground truth."""
-    store = GroundTruthStore(redis_conn, PROJECT)
-    store.set_label_config(DATA.label_config())
-    label_task = parse_label_config(DATA.label_config())
-    events = [annotation_event(DATA, i, project=PROJECT) for i in range(len(DATA.texts))]
-    for event in events:
-        store.upsert(gold_from_annotation(label_task, event["task"], event["annotation"]))
+    label_task, events = _annotated_project(redis_conn, DATA, PROJECT)
     pool = tuple(Demo(DATA.texts[i], (DATA.labels[DATA.gold[i]],)) for i in range(POOL))
     registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir, ModelVersion)
     return registry.publish(PROJECT, ModelVersion(
