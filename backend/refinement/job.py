@@ -23,10 +23,10 @@ from ..store.predicted_logits import PredictedLogits, drop_other_versions
 from ..store.redis import key
 from ..store.tuned_bodies import TunedBodies
 from ..store.versions import VersionRegistry, project_dir, report_key
+from .body_retention import drop_unneeded_bodies
 from .candidates.instruction_rewrite import Rewrite, RewriteBudget
 from .candidates.reasoning_first import reasoning_modes
 from .candidates.teacher import build_teacher
-from .body_retention import drop_unneeded_bodies
 from .candidates.tuned_head import Tuning
 from .candidates.typed_instruction import most_typed
 from .fingerprint import job_fingerprint
