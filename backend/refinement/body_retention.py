@@ -12,12 +12,12 @@ from __future__ import annotations
 from ..labeling.model_version import ModelVersion
 from ..store.tuned_bodies import TunedBodies
 from ..store.versions import VersionRegistry
-from .selection.current_refit import tuned_head
+from .selection.current_refit import tuned_bodies_read
 
 
 def body_names(version: ModelVersion) -> set[str]:
     """The fine-tuned bodies a version's heads read."""
-    return {recipe.head.embedder for recipe in version.controls.values() if tuned_head(recipe)}
+    return set(tuned_bodies_read(version.controls).values())
 
 
 def unneeded_bodies(registry: VersionRegistry, project: int, keep: int) -> set[str]:

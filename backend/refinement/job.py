@@ -212,12 +212,12 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     if not config:
         return {**out, "status": "skipped", "reason": "no label config known for this project yet"}
     label_task = parse_label_config(config)
-    registry = VersionRegistry(conn, engine_id(settings), settings.model_dir, ModelVersion)
+    model = engine_id(settings)
+    registry = VersionRegistry(conn, model, settings.model_dir, ModelVersion)
     current = registry.current(project, label_task.config_hash, label_task.legacy_hash)
     gold = store.items()
     out.update(gt_count=len(gold), current=current.label)
-    cache = LogitCache(conn, project, engine_id(settings),
-                       predicted=PredictedLogits(conn, project, current.label, engine_id(settings)))
+    cache = LogitCache(conn, project, model, predicted=PredictedLogits(conn, project, current.label, model))
     bodies = TunedBodies(conn)
     services: list[LabelingService] = []
 
@@ -243,7 +243,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         for name in lost:  # tune a body anew in this job
             conn.delete(tuned_key(project, label_task.config_hash, name))
     last_key = key("project", project, "last-job-fingerprint")
-    fingerprint = job_fingerprint(settings, engine_id(settings), label_task.config_hash, current.label, gold)
+    fingerprint = job_fingerprint(settings, model, label_task.config_hash, current.label, gold)
     if not lost and (conn.get(last_key) or b"").decode() == fingerprint:
         log.info("project %s refinement: nothing changed since the last finished job", project)
         return {**out, "status": "unchanged", "model_version": current.label, "seconds": round(time.monotonic() - t0, 2),
@@ -369,7 +369,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     out["logit_cache"] = {**cache.stats(), "dropped": cache.prune()}
     drop_other_versions(conn, project, out["model_version"])  # no later job reads what they predicted
     # with the version it ends with: a job after a publish, on the same ground truth, ends at once
-    conn.set(last_key, job_fingerprint(settings, engine_id(settings), label_task.config_hash, out["model_version"], gold),
+    conn.set(last_key, job_fingerprint(settings, model, label_task.config_hash, out["model_version"], gold),
              ex=30 * 24 * 3600)
     out["seconds"] = round(time.monotonic() - t0, 2)
     log.info("project %s refinement: %s %s in %.1f s%s", project, out["status"], out["model_version"], out["seconds"],

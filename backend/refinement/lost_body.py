@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from ..labeling.recipe import ControlRecipe
 from ..store.tuned_bodies import TunedBodies
-from .selection.current_refit import tuned_head
+from .selection.current_refit import tuned_bodies_read
 
 NAME = "without-lost-head"
 
@@ -33,6 +33,5 @@ class HeadDropped:
 def lost_heads(controls: dict[str, ControlRecipe], bodies: TunedBodies) -> dict[str, HeadDropped]:
     """Per control whose head reads a fine-tuned body the store no longer has: its recipe without
     that head."""
-    return {name: HeadDropped(replace(recipe, head=None), recipe.head.embedder)
-            for name, recipe in controls.items()
-            if tuned_head(recipe) and not bodies.has(recipe.head.embedder)}
+    return {name: HeadDropped(replace(controls[name], head=None), body)
+            for name, body in tuned_bodies_read(controls).items() if not bodies.has(body)}

@@ -38,6 +38,23 @@ def logit_field(model: str, multiple: bool, rendered: object, text: str, max_con
     return digest.digest()
 
 
+class LogitHash:
+    """A Redis hash of one model's entries, keyed by logit_field."""
+
+    def __init__(self, conn: redis.Redis, hash_key: str, model: str):
+        self.conn, self.key, self.model = conn, hash_key, model
+
+    def field(self, multiple: bool, rendered: object, text: str, max_context: int) -> bytes:
+        return logit_field(self.model, multiple, rendered, text, max_context)
+
+    def exists(self, fields: list[bytes]) -> list[bool]:
+        """Whether each field is stored, without reading the values (one round trip)."""
+        pipe = self.conn.pipeline(transaction=False)
+        for f in fields:
+            pipe.hexists(self.key, f)
+        return [bool(x) for x in pipe.execute()]
+
+
 def encode_entry(logits: np.ndarray, truncated: bool) -> bytes:
     """Exact float64 logits after one flag byte."""
     return (b"\1" if truncated else b"\0") + np.asarray(logits, "<f8").tobytes()
@@ -47,17 +64,12 @@ def decode_entry(value: bytes) -> Entry:
     return np.frombuffer(value[1:], dtype="<f8").copy(), value[:1] == b"\1"
 
 
-class LogitCache:
+class LogitCache(LogitHash):
     def __init__(self, conn: redis.Redis, project: int, model: str, predicted=None):
-        self.conn = conn
-        self.key = key("project", project, "logits")
-        self.model = model
+        super().__init__(conn, key("project", project, "logits"), model)
         self.predicted = predicted  # store.predicted_logits.PredictedLogits of the current version, if any
         self.touched: set[bytes] = set()
         self.hits = self.misses = self.predicted_hits = 0
-
-    def field(self, multiple: bool, rendered: object, text: str, max_context: int) -> bytes:
-        return logit_field(self.model, multiple, rendered, text, max_context)
 
     def get_many(self, fields: list[bytes]) -> list[Entry | None]:
         """(logits, truncated) per field, None where nothing is stored. An entry found only among
@@ -82,10 +94,7 @@ class LogitCache:
         """Whether each field is stored here or among the predicted (counts as neither hit nor miss)."""
         if not fields:
             return []
-        pipe = self.conn.pipeline(transaction=False)
-        for f in fields:
-            pipe.hexists(self.key, f)
-        held = [bool(x) for x in pipe.execute()]
+        held = self.exists(fields)
         if self.predicted is not None and not all(held):
             missing = [i for i, h in enumerate(held) if not h]
             for i, h in zip(missing, self.predicted.holds([fields[i] for i in missing])):

@@ -18,7 +18,7 @@ import logging
 
 import redis
 
-from .logit_cache import Entry, decode_entry, encode_entry, logit_field
+from .logit_cache import Entry, LogitHash, decode_entry, encode_entry
 from .redis import key
 
 log = logging.getLogger(__name__)
@@ -40,14 +40,9 @@ def drop_other_versions(conn: redis.Redis, project: int, current: str) -> int:
     return len(stale)
 
 
-class PredictedLogits:
+class PredictedLogits(LogitHash):
     def __init__(self, conn: redis.Redis, project: int, version: str, model: str):
-        self.conn = conn
-        self.key = _key(project, version)
-        self.model = model
-
-    def field(self, multiple: bool, rendered: object, text: str, max_context: int) -> bytes:
-        return logit_field(self.model, multiple, rendered, text, max_context)
+        super().__init__(conn, _key(project, version), model)
 
     def get_many(self, fields: list[bytes]) -> list[Entry | None]:
         if not fields:
@@ -60,7 +55,13 @@ class PredictedLogits:
         return [None if value is None else decode_entry(value) for value in values]
 
     def holds(self, fields: list[bytes]) -> list[bool]:
-        return [entry is not None for entry in self.get_many(fields)]
+        if not fields:
+            return []
+        try:
+            return self.exists(fields)
+        except redis.RedisError as exc:
+            log.warning("predicted logits of %s not read (%s)", self.key, exc)
+            return [False] * len(fields)
 
     def put_many(self, entries: dict[bytes, Entry]) -> None:
         if not entries:

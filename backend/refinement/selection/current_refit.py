@@ -106,6 +106,11 @@ def tuned_head(recipe: ControlRecipe) -> bool:
     return recipe.head is not None and is_tuned(recipe.head.embedder)
 
 
+def tuned_bodies_read(controls: dict[str, ControlRecipe]) -> dict[str, str]:
+    """Per control whose head reads a fine-tuned body, that body's name."""
+    return {name: recipe.head.embedder for name, recipe in controls.items() if tuned_head(recipe)}
+
+
 def _untempered_head(head, embeddings: np.ndarray, gold: np.ndarray, folds: np.ndarray):
     """The head before its pooling temperature is refit; a mixture head also gets the temperature
     that calibrates it alone on all the items now (one cross-fit on the job's folds): a head
