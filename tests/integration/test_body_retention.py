@@ -2,7 +2,6 @@
 older ones once a job publishes; a rollback to a version without its body is refused. Real Redis,
 the CLI, and a job on the embedded model."""
 import numpy as np
-import pytest
 
 from backend.engines.factory import engine_id
 from backend.labeling.calibration import Calibrator
@@ -16,9 +15,10 @@ from backend.refinement.job import run_refinement
 from backend.settings import Settings
 from backend.store.tuned_bodies import TunedBodies
 from backend.store.versions import VersionRegistry
-from tests.integration.test_refresh import BAD_TEMPERATURE, DATA, FITTED_ON, _annotated_project
+from tests.annotated_project import annotate
+from tests.integration.test_refresh import BAD_TEMPERATURE, DATA, FITTED_ON
 from tests.integration.test_refresh import _only_a_refresh_can_publish
-from tests.integration.test_versions_cli import CONFIG, PROJECT, cli, publish
+from tests.integration.test_versions_cli import PROJECT, cli, publish
 
 LINEAGE_B = "b" * 16
 
@@ -75,7 +75,7 @@ def test_a_job_that_publishes_drops_the_bodies_only_older_versions_read(engine, 
     """TUNED_BODIES_KEPT=1: once the job's refresh is published, the fine-tuned body of the
     version before the current one is no longer needed."""
     settings = _only_a_refresh_can_publish(redis_url, tmp_path).with_overrides(tuned_bodies_kept=1)
-    label_task, events = _annotated_project(redis_conn, DATA, 47)
+    label_task, events = annotate(redis_conn, DATA, 47)
     registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir, ModelVersion)
     bodies = TunedBodies(redis_conn)
     old = ModelVersion(label="", lineage=label_task.config_hash, kind="label:tuned-head", gt_count=FITTED_ON,

@@ -20,7 +20,7 @@ from backend.store.logit_cache import LogitCache
 from backend.store.predicted_logits import PredictedLogits, drop_other_versions
 from backend.store.versions import VersionRegistry
 from tests.conftest import DATASETS, free_port
-from tests.integration.test_refresh import _annotated_project
+from tests.annotated_project import annotate
 
 pytestmark = pytest.mark.model
 
@@ -39,7 +39,7 @@ def _settings(redis_url: str, tmp_path) -> Settings:
 def _nearest_demo_version(redis_conn, settings: Settings) -> ModelVersion:
     """A published version whose prompt shows each task its 2 nearest demonstrations of the
     first POOL items, with every item stored as ground truth."""
-    label_task, events = _annotated_project(redis_conn, DATA, PROJECT)
+    label_task, events = annotate(redis_conn, DATA, PROJECT)
     pool = tuple(Demo(DATA.texts[i], (DATA.labels[DATA.gold[i]],)) for i in range(POOL))
     registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir, ModelVersion)
     return registry.publish(PROJECT, ModelVersion(

@@ -5,14 +5,11 @@ import json
 import pytest
 
 from backend.evaluation.datasets import load_dataset
-from backend.labeling.label_config import parse_label_config
-from backend.labelstudio.payloads import gold_from_annotation
 from backend.refinement.candidates.instruction_rewrite import MINIBATCH
 from backend.refinement.job import run_refinement
 from backend.settings import Settings
-from backend.store.ground_truth import GroundTruthStore
 from tests.conftest import DATASETS
-from tests.ls_payloads import annotation_event
+from tests.annotated_project import annotate
 
 pytestmark = pytest.mark.model
 
@@ -26,12 +23,7 @@ def test_the_decision_table_lists_the_rewrite_candidate(engine, redis_conn, redi
                                   "REFINE_MAX_SECONDS": "7200", "REFINE_REWRITE_ROUNDS": "1",
                                   "REFINE_REWRITE_PROPOSALS": "3", "REFINE_REWRITE_MAX_CALLS": "400",
                                   "REFINE_TUNE_SECONDS": "0"})
-    store = GroundTruthStore(redis_conn, PROJECT)
-    store.set_label_config(DATA.label_config())
-    label_task = parse_label_config(DATA.label_config())
-    for i in range(len(DATA.texts)):
-        event = annotation_event(DATA, i, project=PROJECT)
-        store.upsert(gold_from_annotation(label_task, event["task"], event["annotation"]))
+    annotate(redis_conn, DATA, PROJECT)
 
     out = run_refinement(settings, redis_conn, PROJECT, engine=engine)
 

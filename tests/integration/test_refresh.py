@@ -10,18 +10,15 @@ from backend.engines.factory import engine_id
 from backend.evaluation.datasets import load_dataset
 from backend.labeling.calibration import Calibrator
 from backend.labeling.head import Embedder, HeadWeights
-from backend.labeling.label_config import parse_label_config
 from backend.labeling.model_version import ModelVersion
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.recipe import ControlRecipe
-from backend.labelstudio.payloads import gold_from_annotation
 from backend.refinement.candidates.embedding_head import train_head
 from backend.refinement.job import run_refinement
 from backend.settings import Settings
-from backend.store.ground_truth import GroundTruthStore
 from backend.store.versions import VersionRegistry
 from tests.conftest import DATASETS
-from tests.ls_payloads import annotation_event
+from tests.annotated_project import annotate
 
 pytestmark = pytest.mark.model
 
@@ -38,21 +35,10 @@ def _only_a_refresh_can_publish(redis_url: str, tmp_path) -> Settings:
                               "REFINE_TUNE_SECONDS": "0"})
 
 
-def _annotated_project(redis_conn, data, project: int):
-    """Every item of `data` stored as ground truth of `project`; (its label task, the events)."""
-    store = GroundTruthStore(redis_conn, project)
-    store.set_label_config(data.label_config())
-    label_task = parse_label_config(data.label_config())
-    events = [annotation_event(data, i, project=project) for i in range(len(data.texts))]
-    for event in events:
-        store.upsert(gold_from_annotation(label_task, event["task"], event["annotation"]))
-    return label_task, events
-
-
 def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_doubled(engine, redis_conn, redis_url,
                                                                                       tmp_path):
     settings = _only_a_refresh_can_publish(redis_url, tmp_path)
-    label_task, events = _annotated_project(redis_conn, DATA, PROJECT)
+    label_task, events = annotate(redis_conn, DATA, PROJECT)
     gold = np.array(DATA.gold)
     coef, intercept = train_head(Embedder().encode(list(DATA.texts[:FITTED_ON])), gold[:FITTED_ON], len(DATA.labels))
     head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.0,
@@ -85,8 +71,7 @@ def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_d
     assert again["status"] == "unchanged" and again["model_version"] == v2.label and "controls" not in again
 
     more = load_dataset(DATASETS / "subjectivity" / "train.jsonl", limit=len(DATA.texts) + 1)
-    event = annotation_event(more, len(DATA.texts), project=PROJECT)
-    GroundTruthStore(redis_conn, PROJECT).upsert(gold_from_annotation(label_task, event["task"], event["annotation"]))
+    annotate(redis_conn, more, PROJECT, [len(DATA.texts)])
     later = run_refinement(settings, redis_conn, PROJECT, engine=engine)  # 61 items, fitted on 60: not due
     assert later["status"] == "kept" and later["model_version"] == v2.label
     assert "no_worse" in later["controls"]["label"]["current_refit"]  # computed and shown, not published
@@ -106,7 +91,7 @@ def test_a_multi_choice_version_fitted_on_few_labels_is_refreshed_too(engine, re
 
     data = emotions_subset(60)
     settings = _only_a_refresh_can_publish(redis_url, tmp_path)
-    label_task, events = _annotated_project(redis_conn, data, MULTI_PROJECT)
+    label_task, events = annotate(redis_conn, data, MULTI_PROJECT)
     control = label_task.controls[0]
     few = list(data.texts[:FITTED_ON])
     gold = np.zeros((FITTED_ON, len(data.labels)), dtype=np.int8)

@@ -18,7 +18,6 @@ from backend.labeling.model_version import ModelVersion
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.tuned_body import TunedBody, is_tuned
-from backend.labelstudio.payloads import gold_from_annotation
 from backend.refinement.candidates.body_tuning import LowerStates, tune_top
 from backend.refinement.candidates.embedding_head import train_head
 from backend.labeling.service import LabelingService
@@ -27,11 +26,10 @@ from backend.refinement.job import publish_tuned, run_refinement, tuned_key, tun
 from backend.refinement.selection.optimizer import ControlSearch
 from backend.refinement.validation.crossval import CandidateResult
 from backend.settings import Settings
-from backend.store.ground_truth import GroundTruthStore
 from backend.store.tuned_bodies import TunedBodies
 from backend.store.versions import VersionRegistry
 from tests.conftest import DATASETS
-from tests.ls_payloads import annotation_event
+from tests.annotated_project import annotate
 from tests.unit.helpers import SENTIMENT_CONFIG, WordEmbedder, data
 
 pytestmark = pytest.mark.model
@@ -47,24 +45,14 @@ def _settings(redis_url: str, tmp_path, **extra) -> Settings:
                               **extra})
 
 
-def _annotate(redis_conn, data, project: int, items: range):
-    store = GroundTruthStore(redis_conn, project)
-    store.set_label_config(data.label_config())
-    label_task = parse_label_config(data.label_config())
-    for i in items:
-        event = annotation_event(data, i, project=project)
-        store.upsert(gold_from_annotation(label_task, event["task"], event["annotation"]))
-    return label_task
-
-
 def test_the_stage_runs_once_a_control_has_enough_labels_and_again_once_they_have_doubled(engine, redis_conn, redis_url,
                                                                                       tmp_path):
     settings = _settings(redis_url, tmp_path)
-    _annotate(redis_conn, DATA, PROJECT, range(30))
+    annotate(redis_conn, DATA, PROJECT, range(30))
     first = run_refinement(settings, redis_conn, PROJECT, engine=engine)
     assert "tuned" not in first["controls"]["label"]  # 30 labels: fewer than REFINE_TUNE_MIN_ITEMS
 
-    _annotate(redis_conn, DATA, PROJECT, range(60))
+    annotate(redis_conn, DATA, PROJECT, range(60))
     out = run_refinement(settings, redis_conn, PROJECT, engine=engine)
     json.dumps(out)
     tuned = out["controls"]["label"]["tuned"]
@@ -94,7 +82,7 @@ def test_the_stage_runs_once_a_control_has_enough_labels_and_again_once_they_hav
 
 def test_a_stage_without_the_time_for_its_fine_tunings_is_skipped_and_says_why(engine, redis_conn, redis_url, tmp_path):
     settings = _settings(redis_url, tmp_path, REFINE_TUNE_SECONDS="0.001")
-    _annotate(redis_conn, DATA, PROJECT + 2, range(45))
+    annotate(redis_conn, DATA, PROJECT + 2, range(45))
     out = run_refinement(settings, redis_conn, PROJECT + 2, engine=engine)
     tuned = out["controls"]["label"]["tuned"]
     assert not tuned["accepted"] and not tuned["candidates"]
@@ -194,7 +182,7 @@ def test_a_job_repairs_a_current_version_whose_fine_tuned_body_was_lost(engine, 
     project, config = PROJECT + 5, DATA.label_config()
     lineage = parse_label_config(config).config_hash
     settings = _settings(redis_url, tmp_path, REFINE_TUNE_SECONDS="0.001", REFINE_ALPHA="0.0001")
-    _annotate(redis_conn, DATA, project, range(45))
+    annotate(redis_conn, DATA, project, range(45))
     coef, intercept = train_head(lower.encode(layers, range(40)), np.array(DATA.gold[:40]), len(DATA.labels))
     head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.0, embedder=body.name)
     TunedBodies(redis_conn).save(body.name, body.top, body.tensors)

@@ -18,25 +18,22 @@ import redis
 import requests
 
 from backend.app import create_app
-from backend.engines.factory import engine_id
 from backend.engines.scripted import ScriptedEngine
 from backend.evaluation.datasets import load_dataset
-from backend.labeling.label_config import parse_label_config
 from backend.labeling.model_version import ModelVersion
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.recipe import ControlRecipe
 from backend.refinement.job import run_refinement
 from backend.refinement.scheduler import RefinementScheduler
 from backend.settings import Settings
-from backend.store.ground_truth import GoldItem, GroundTruthStore
 from backend.store.redis import EmbeddedRedis
 from backend.store.versions import VersionRegistry
 from backend.worker import make_queue
+from tests.annotated_project import annotate
 from tests.conftest import DATASETS, ROOT
 
 PROJECT, UNCONFIGURED, HOSTILE = 64, 65, 66
 DATA = load_dataset(DATASETS / "sms_spam" / "train.jsonl", limit=192)
-CONFIG = DATA.label_config()
 AUTH = ("ui-user", "ui-pass-0123456789abc")
 EVIL = '<svg onload=alert("x")>'  # a version label is also a file name: no slash
 EVIL_CONTROL = '<img src=x onerror=alert(1)>'
@@ -50,25 +47,17 @@ def _env(model_dir: Path, redis_url: str) -> dict:
             "REFINE_TUNE_SECONDS": "0"}
 
 
-def _annotate(store: GroundTruthStore, first: int, last: int) -> None:
-    for i in range(first, last):
-        store.upsert(GoldItem(i + 1, {"text": DATA.texts[i]}, {"label": [DATA.labels[DATA.gold[i]]]}, 1000 + i,
-                              f"2026-11-{i % 28 + 1:02d}T10:00:00"))
-
-
 def seed(conn: redis.Redis, env: dict) -> dict:
     """Project 64 learns four times on growing ground truth (real jobs, inline), then a real worker
     runs the START_TRAINING job that follows (nothing changed: `unchanged`) and the job of a project
     whose label config never arrived (`skipped`); a later change leaves a `scheduled` job. Project 66
     holds a version whose names are hostile markup."""
     settings = Settings.from_env(dict(os.environ, **env))
-    store = GroundTruthStore(conn, PROJECT)
-    store.set_label_config(CONFIG)
     outcomes = []
     for upto in (24, 48, 96, 192):  # about 20 s in all
-        _annotate(store, 0, upto)
+        annotate(conn, DATA, PROJECT, range(upto))
         outcomes.append(run_refinement(settings, conn, PROJECT, engine=ScriptedEngine()))
-    _annotate(GroundTruthStore(conn, UNCONFIGURED), 0, 3)
+    annotate(conn, DATA, UNCONFIGURED, range(3), configured=False)
     scheduler = RefinementScheduler(conn, make_queue(settings, conn), settings)
     scheduler.notify(PROJECT, changes=0, force=True, reason="START_TRAINING")
     scheduler.notify(UNCONFIGURED, changes=3, force=True, reason="START_TRAINING")
