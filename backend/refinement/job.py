@@ -176,15 +176,17 @@ def tuning_due(settings: Settings, conn: redis.Redis, project: int, lineage: str
 
 
 def tuned_stage(settings: Settings, conn: redis.Redis, project: int, lineage: str, searches: list,
-                decisions: dict) -> dict:
+                decisions: dict, refreshed: dict) -> dict:
     """Run the fine-tuned head's stage of every control it is due for, within REFINE_TUNE_SECONDS
-    (shared like the job's budget); note each outcome under `tuned` in the control's decision.
+    (shared like the job's budget), against what the job serves now (`refreshed`: the refits
+    it shipped, by control); note each outcome under `tuned` in the control's decision.
     Returns the accepted decisions by control."""
     due = [(c, s) for c, s in searches if s.job.tuning is not None]
     deadline = time.monotonic() + settings.refine_tune_seconds
     won = {}
     for done, (control, search) in enumerate(due):
-        decision = search.tuned_stage(control_deadline(time.monotonic(), deadline, len(due) - done))
+        decision = search.tuned_stage(control_deadline(time.monotonic(), deadline, len(due) - done),
+                                      refreshed.get(control.name))
         if decision is None:
             continue
         ran = bool(decision.results)
@@ -343,7 +345,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     if lost and published is current:  # nothing better won: serve what needs no lost body
         published = publish(registry, project, label_task, published, recipes, {}, lost, len(gold), trained_on,
                             span_prompts=span_prompts)
-    tuned_won = tuned_stage(settings, conn, project, label_task.config_hash, searches, decisions)
+    tuned_won = tuned_stage(settings, conn, project, label_task.config_hash, searches, decisions, early_refresh)
     if tuned_won:
         published = publish_tuned(registry, bodies, project, label_task, published, tuned_won, searches, len(gold),
                                   trained_on)

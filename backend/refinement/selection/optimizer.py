@@ -12,7 +12,8 @@ cheapest first, until the job's time budget is spent), which must beat the first
 Reasoning candidates come last and must also beat the best candidate without reasoning
 (select_paying): they cost the most to serve. A third stage (ControlSearch.tuned_stage), with a
 budget of its own, runs the `late` plans (the fine-tuned head): significant against the current
-version, then compared with the job's choice net of each one's selection optimism.
+version, then compared with the job's choice net of each one's selection optimism; where the job
+shipped the current recipe refit instead, compared with that refit alone.
 """
 from __future__ import annotations
 
@@ -295,7 +296,7 @@ class ControlSearch:
         self.second = self._second_stage(deadline)
         return self.second
 
-    def tuned_stage(self, deadline: float) -> ControlDecision | None:
+    def tuned_stage(self, deadline: float, refreshed: CandidateResult | None = None) -> ControlDecision | None:
         """The late plans (the fine-tuned head), until `deadline`, as a family of their own. Their
         best must be significantly better than the current version, as every candidate of the
         job's first family is; then, if the job accepted a choice, it must also outscore that
@@ -303,8 +304,11 @@ class ControlSearch:
         The stages are split for latency alone and a head on a tuned body costs what a frozen
         one does to serve, so the later family is not asked for more than the earlier one; but
         the job's choice is the best of some thirty candidates on the same items and the late
-        family's of three: compared raw, the job's choice wins on luck. None when no late plan
-        applies; a decision that accepts nothing when they were skipped (`skipped` says why)."""
+        family's of three: compared raw, the job's choice wins on luck. If the job accepted no
+        choice but shipped `refreshed` (the current recipe refit, which replaces the current
+        version on being no worse), the late best need only outscore that refit the same way:
+        it is what the stage would replace. None when no late plan applies; a decision that
+        accepts nothing when they were skipped (`skipped` says why)."""
         job = self.job
         late = [p for p in self.plans if p.late]
         if not late:
@@ -316,14 +320,16 @@ class ControlSearch:
         run_plans(late, deadline, job.results, job.skipped)
         cur, everything, _ = self._judged()
         new = everything[before:]
-        bar = self.second.best if self.second.accepted else cur
+        bar = self.second.best if self.second.accepted else refreshed or cur
         if not new:
             return ControlDecision(self.control.name, len(cur.gold), cur, bar, False, skipped=job.skipped[skipped:],
                                    used=self.used)
         best, b, c, p, accepted = select(cur, new, self.alpha)
         for r in new:
             r.metrics["judged_against"] = cur.name
-        if accepted and bar is not cur:
+        if bar is refreshed:
+            accepted = self._outscores(best, new, bar, [])
+        elif accepted and bar is not cur:
             accepted = self._outscores(best, new, bar, everything[:before])
         log.info("%s-choice control %s, tuned stage: best %s %s vs %s %s, accepted=%s", job.kind.name,
                  self.control.name, best.name, best.metrics, bar.name, bar.metrics, accepted)

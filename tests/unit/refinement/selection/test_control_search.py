@@ -29,15 +29,20 @@ class Scripted:
     def plans(self, job):
         def run():
             self.runs += 1
-            if self.accuracy is None:
-                return CandidateResult(self.name, ControlRecipe(), np.full((len(job.gold), 2), 0.5), job.gold)
-            right = np.random.default_rng(self.seed).random(len(job.gold)) < self.accuracy
-            pred = np.where(right, job.gold, 1 - job.gold)
-            probs = np.full((len(pred), 2), 0.2)
-            probs[np.arange(len(pred)), pred] = 0.8
-            return CandidateResult(self.name, ControlRecipe(PromptVersion(name=self.name)), probs, job.gold)
+            return _right_on(self.name, self.accuracy, job.gold, self.seed)
         return [Plan(self.name, run, cheap=self.cheap, pools=self.pools, items=0 if self.cheap else len(job.gold),
                      late=self.late)]
+
+
+def _right_on(name, accuracy, gold, seed=7) -> CandidateResult:
+    """Right on `accuracy` of the items (the same items for a seed); None: unsure of every item."""
+    if accuracy is None:
+        return CandidateResult(name, ControlRecipe(), np.full((len(gold), 2), 0.5), gold)
+    right = np.random.default_rng(seed).random(len(gold)) < accuracy
+    pred = np.where(right, gold, 1 - gold)
+    probs = np.full((len(pred), 2), 0.2)
+    probs[np.arange(len(pred)), pred] = 0.8
+    return CandidateResult(name, ControlRecipe(PromptVersion(name=name)), probs, gold)
 
 
 def _search(*candidates, n=120):
@@ -135,6 +140,20 @@ def test_a_late_plan_no_better_than_the_jobs_choice_is_not_accepted_and_none_wit
     tuned = search.tuned_stage(time.monotonic() + 600)
     assert not tuned.accepted and tuned.best.name == "cheap"
     assert _search(Scripted("cheap", 0.8, cheap=True)).tuned_stage(time.monotonic() + 600) is None
+
+
+def test_after_a_refresh_a_late_plan_replaces_the_refit_only_if_it_outscores_it():
+    """No choice, the current recipe refit shipped: a late plan significantly better than the
+    current version but not than the refit stays out; one that outscores the refit ships."""
+    for late_accuracy, accepted in ((0.8, False), (0.9, True)):
+        late = Scripted("late", late_accuracy, late=True, seed=5)  # right where the refit is, and more
+        search = _search(Scripted("poor", None, cheap=True), late)
+        assert not search.second_stage().accepted
+        refit = _right_on("current-refit", 0.85, search.job.gold, seed=5)
+        tuned = search.tuned_stage(time.monotonic() + 600, refit)
+        row = tuned.table[0]
+        assert row["p_vs_current"] < 0.05 and row["compared_with"] == "current-refit", row
+        assert tuned.accepted is accepted and tuned.best.name == ("late" if accepted else "current-refit")
 
 
 def test_the_jobs_choice_from_many_alike_candidates_loses_its_luck_before_a_late_plan_is_compared_with_it():
