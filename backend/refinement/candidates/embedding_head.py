@@ -2,6 +2,8 @@
 cross-validation on the same folds as every other candidate."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ...labeling.calibration import softmax
@@ -34,7 +36,11 @@ def train_head(embeddings: np.ndarray, gold: np.ndarray, n_labels: int,
         intercept[present[0]] = 0.0
         return coef, intercept
     model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced" if balanced else None)
-    model.fit(embeddings, gold, sample_weight=weights)
+    with warnings.catch_warnings():
+        # with more labels than half the items (an intent set's first labels) sklearn suspects a
+        # regression target, once per fit: a flood in the worker's log that says nothing
+        warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
+        model.fit(embeddings, gold, sample_weight=weights)
     if len(present) == 2:  # sklearn's binary form: one row for the second class
         coef[present[1]], intercept[present[1]] = model.coef_[0], model.intercept_[0]
         intercept[present[0]] = 0.0

@@ -1,5 +1,7 @@
 """The embedding head candidate: training over the full label set, and the pooled head judged on
 held-out folds."""
+import warnings
+
 import numpy as np
 
 from backend.labeling.head import HeadWeights
@@ -16,6 +18,16 @@ def test_train_head_covers_labels_absent_from_ground_truth():
     assert coef.shape == (3, 8)
     probs = HeadWeights(tuple(map(tuple, coef)), tuple(intercept), 0.0).head_logits(emb)
     assert (probs.argmax(1) != 1).all()
+
+
+def test_a_head_with_more_labels_than_half_its_items_trains_without_a_warning():
+    """Many intents, few labels each: the worker's log must not get a warning per fit."""
+    rng = np.random.default_rng(1)
+    gold = np.r_[np.arange(20), [0, 1, 2, 3, 4]]  # 25 labelled items of 20 intents, of 30
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        coef, _ = train_head(rng.normal(size=(25, 4)), gold, 30)
+    assert coef.shape == (30, 4) and coef[:20].any() and not coef[20:].any()
 
 
 def test_pooled_head_is_not_worse_than_the_better_part_on_held_out_data():
