@@ -223,6 +223,10 @@ class Settings(BaseSettings):
         "choose version 0's instruction template per single-choice control on the tasks `/predict` saw, "
         "without labels ([how](how-it-learns.md#before-any-label-version-0s-wording)); `false` keeps the "
         "built-in one until labels teach otherwise"))
+    batch_calibration: bool = _setting(True, "BATCH_CALIBRATION", section="Learning", doc=(
+        "with the template choice, also remove the label bias the chosen template shows on those same tasks "
+        "([how](how-it-learns.md#before-any-label-version-0s-wording)); it assumes no label is much rarer than the "
+        "others, so `false` suits a project where one is (spam, fraud): content-free calibration alone then"))
     refine_min_new: int = _setting(10, "REFINE_MIN_NEW", section="Learning",
                                    doc="a refinement job is queued after this many ground-truth changes…")
     refine_delay_s: float = _setting(60.0, "REFINE_DELAY", section="Learning", shown="`60`", doc=(

@@ -641,15 +641,18 @@ def template_bench(dataset: str, test_path: str, sizes: str, test_limit: int, se
         print_json(result)
         return
     click.echo(f"{result['dataset']} ({result['labels']} labels, {result['test_items']} test items)")
-    click.echo("| template | macro-F1 | ECE | " + " | ".join(f"MI on {n}" for n in counts) + " |")
-    click.echo("|---" * (3 + len(counts)) + "|")
+    click.echo("| template | macro-F1 | ECE | " + " | ".join(f"batch on {n}: F1 (ECE)" for n in counts) + " | "
+               + " | ".join(f"MI on {n}" for n in counts) + " |")
+    click.echo("|---" * (3 + 2 * len(counts)) + "|")
     for name, row in result["templates"].items():
+        batch = " | ".join(f"{row['batch'][n]['macro_f1']:.3f} ({row['batch'][n]['ece']:.3f})" for n in counts)
         mi = " | ".join(f"{row['mutual_information'][n]:.4f}" for n in counts)
-        click.echo(f"| {name} | {row['macro_f1']:.3f} | {row['ece']:.3f} | {mi} |")
+        click.echo(f"| {name} | {row['macro_f1']:.3f} | {row['ece']:.3f} | {batch} | {mi} |")
     for n in sorted(counts):
         click.echo(f"on {n} unlabelled texts: highest {result['highest'][n]} (beats the one served in "
                    f"{result['confidence'][n]:.0%} of resamples), served {result['chosen'][n]}: macro-F1 "
-                   f"{result['default_macro_f1']:.3f} → {result['chosen_macro_f1'][n]:.3f}")
+                   f"{result['default_macro_f1']:.3f} → {result['chosen_macro_f1'][n]:.3f}, "
+                   f"as served with batch calibration {result['chosen_batch_macro_f1'][n]:.3f}")
 
 
 @click.command(name="interactive-bench")

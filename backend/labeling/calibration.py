@@ -3,8 +3,9 @@
 A Calibrator is an affine map in log space: softmax(ll / T + b) for single choice, and
 sigmoid(logit / T + b) per label for multiple choice. Contextual calibration (Zhao et al., 2021)
 sets b from content-free inputs ("N/A", "", "[MASK]") so that such an input gets a uniform
-distribution; refinement (candidates/fitted_calibration.py) fits b and T on ground truth with the
-same representation. For multiple choice T may be one value per label (`fit_multilabel_calibrator`):
+distribution; batch calibration (`Calibrator.batched`) moves b further by the lean the prompt's
+answers show on a project's unlabelled texts; refinement (candidates/fitted_calibration.py) fits
+b and T on ground truth with the same representation. For multiple choice T may be one value per label (`fit_multilabel_calibrator`):
 each label is its own yes/no question with its own bias and spread.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ def raw_probabilities(logits: np.ndarray, multiple: bool) -> np.ndarray:
 
 
 TEMPERED = "content-free+temperature"  # a prompt's content-free bias, then a temperature fitted on ground truth
+BATCH = "batch"  # a prompt's content-free bias, then the lean left on the project's unlabelled texts
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,17 @@ class Calibrator:
             bias = -np.log(np.clip(mean_p, 1e-12, None))
             bias = bias - bias.mean()
         return cls(bias=tuple(float(b) for b in bias), method="contextual")
+
+    def batched(self, probabilities: np.ndarray) -> "Calibrator":
+        """This calibrator followed by batch calibration (Zhou et al., 2023; single choice): each
+        answer divided by the mean of its answers on a project's own unlabelled texts
+        (`probabilities`), so that no label is favoured across them. Content-free strings show the
+        model's lean only roughly; the project's texts show it as the prompt meets them, at the
+        cost of assuming no label is rare."""
+        mean = np.clip(np.asarray(probabilities, dtype=np.float64).mean(axis=0), 1e-12, None)
+        shift = -np.log(mean)
+        bias = np.asarray(self.bias) + shift - shift.mean()
+        return Calibrator(tuple(float(b) for b in bias), self.temperature, BATCH)
 
     def apply(self, logits: np.ndarray, multiple: bool) -> np.ndarray:
         z = np.asarray(logits, dtype=np.float64) / np.asarray(self.temperature) + np.asarray(self.bias)

@@ -234,7 +234,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     if settings.template_choice:
         labelled = frozenset(name for name, (usable, _) in usable_by_control.items() if len(usable) >= MIN_ITEMS)
         current, templates = choose_templates(conn, registry, project, label_task, current, service, labelled,
-                                              settings.refine_alpha)
+                                              settings.refine_alpha, settings.batch_calibration)
     if templates is not None:
         out["templates"] = templates
     lost = lost_heads(current.controls, bodies)

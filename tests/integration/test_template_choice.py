@@ -69,11 +69,67 @@ def test_a_template_is_chosen_on_unlabelled_tasks_and_served(redis_conn, redis_u
     assert v1["metrics"]["sentiment"]["template"]["scores"] == chosen["scores"]
     assert v1["controls"]["sentiment"]["prompt"]["instructions"].startswith(
         TEMPLATES[chosen["template"]].split("{")[0])
+    # the chosen template's answers on the same 40 texts set its batch calibration, served as stored
+    calibration = v1["controls"]["sentiment"]["calibrator"]
+    assert calibration["method"] == "batch" and calibration == chosen["calibration"], (calibration, chosen)
+    assert served["results"][0]["score"] == pytest.approx(_served_score(app, project, TEXTS[0]), abs=1e-6)
 
     again = run_refinement(settings, redis_conn, project, engine=engine)  # the sample has not grown
     assert "templates" not in again and again["status"] == "unchanged", again
     registry = VersionRegistry(redis_conn, engine_id(settings), tmp_path, ModelVersion)
     assert len(registry.history(project, parse_label_config(CONFIG).config_hash)) == 2
+
+
+def _served_score(app, project: int, text: str) -> float:
+    """The top probability of `text` recomputed from the current version's stored recipe."""
+    registry = app.extensions["llmlb.versions"]
+    task = parse_label_config(CONFIG)
+    version = registry.current(project, task.config_hash, task.legacy_hash)
+    recipe = version.recipe("sentiment")
+    service = app.extensions["llmlb.labeling"]()
+    logits = service.logits(task.controls[0], recipe.prompt, text)[0]
+    return float(recipe.calibrator.apply(logits, False).max())
+
+
+def test_without_batch_calibration_the_template_is_served_content_free(redis_conn, redis_url, tmp_path, engine):
+    settings = _settings(tmp_path, redis_url).with_overrides(batch_calibration=False)
+    app = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn)
+    project = next(_projects)
+    _predict(app.test_client(), project, TEXTS[:40])
+
+    out = run_refinement(settings, redis_conn, project, engine=engine)
+
+    chosen = out["templates"]["controls"]["sentiment"]
+    assert chosen["calibration"] == {"method": "contextual", "batch": "BATCH_CALIBRATION=false"}, chosen
+    detail = app.test_client().get(f"/versions?project={project}").json["details"]
+    assert next(v for v in detail if v["model_version"] == out["model_version"])["controls"]["sentiment"][
+        "calibrator"] is None
+
+
+def test_the_first_job_on_labels_judges_the_batch_calibrated_version_as_served(redis_conn, redis_url, tmp_path,
+                                                                               engine):
+    from backend.metrics.single_label import macro_f1
+    from backend.store.ground_truth import GoldItem, GroundTruthStore
+
+    settings = _settings(tmp_path, redis_url).with_overrides(refine_max_shots=0, refine_tune_seconds=0)
+    app = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn)
+    client = app.test_client()
+    project = next(_projects)
+    _predict(client, project, TEXTS[:40])
+    template = run_refinement(settings, redis_conn, project, engine=engine)
+    assert template["status"] == "published", template
+    data = load_dataset(DATASETS / "sentence_polarity" / "test.jsonl", limit=12)
+    served = _predict(client, project, list(data.texts))["results"]  # what an annotator sees
+    store = GroundTruthStore(redis_conn, project)
+    for i, (text, gold) in enumerate(zip(data.texts, data.gold)):
+        store.upsert(GoldItem(i + 1, {"review": text}, {"sentiment": [data.labels[gold]]}, i + 1, "2026-12-01"))
+
+    out = run_refinement(settings, redis_conn, project, engine=engine)
+
+    assert out["current"] == template["model_version"], out
+    answers = [data.labels.index(r["result"][0]["value"]["choices"][0]) for r in served]
+    judged = out["controls"]["sentiment"]["current"]["macro_f1"]
+    assert judged == pytest.approx(macro_f1(np.array(data.gold), np.array(answers), 2), abs=1e-3), out["controls"]
 
 
 def test_a_version_learnt_from_labels_stops_the_sampling(redis_conn, redis_url, tmp_path, engine):

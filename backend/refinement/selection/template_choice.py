@@ -5,9 +5,11 @@ resamples of the texts.
 
 It runs in the refinement job while the project has no version learnt from ground truth, each
 time the distinct texts /predict saw reach one of CHOICE_SIZES. Each choice is recorded per
-lineage (a choice that keeps the current template publishes nothing and is not made again until
-the sample grows); a new template becomes a version of kind `template`, whose parent is the one
-it replaces.
+lineage (a choice that keeps what is served publishes nothing and is not made again until the
+sample grows). With batch calibration on, the chosen template's answers on the same texts also
+set its calibration (labeling/calibration.py, `Calibrator.batched`). A new template, or a batch
+bias that moved since the version served, becomes a version of kind `template`, whose parent is
+the one it replaces.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Callable
 import numpy as np
 import redis
 
+from ...labeling.calibration import Calibrator
 from ...labeling.label_config import ChoiceControl, LabelTask
 from ...labeling.model_version import ModelVersion
 from ...labeling.recipe import ControlRecipe
@@ -35,6 +38,13 @@ log = logging.getLogger(__name__)
 # dozen texts can tell templates apart, again as the sample grows, last when it is full.
 CHOICE_SIZES = (32, 128, MAX_TEXTS)
 KIND = "template"
+# a batch bias that moved less than this (nats, on every label) since the version served moves
+# no probability by more than about a point: not worth a version of its own
+BIAS_TOLERANCE = 0.05
+# a label's mean answer over fewer texts than this per label is mostly noise: dividing by it
+# makes rarely chosen labels over-confident (many-label controls wait for a bigger sample, or
+# keep content-free calibration alone)
+MIN_TEXTS_PER_LABEL = 8
 
 
 @dataclass(frozen=True)
@@ -46,11 +56,23 @@ class TemplateChoice:
     highest: str = DEFAULT  # the template with the most mutual information
     incumbent: str = DEFAULT  # the one served before
     confidence: float = 1.0  # share of bootstrap resamples on which `highest` beat `incumbent`
+    calibrator: Calibrator | None = None  # the template's batch calibration; None: content-free only
+    batch_note: str = ""  # why there is no batch calibration
 
     def to_dict(self) -> dict:
         return {"template": self.template, "criterion": "mutual_information", "scores": self.scores,
                 "highest": self.highest, "incumbent": self.incumbent, "confidence": self.confidence,
-                "unlabelled_texts": self.texts, "seconds": self.seconds}
+                "unlabelled_texts": self.texts, "seconds": self.seconds,
+                "calibration": self.calibrator.to_dict() if self.calibrator else {"method": "contextual",
+                                                                                  "batch": self.batch_note}}
+
+    def moved(self, served: Calibrator | None) -> bool:
+        """Whether this choice serves something else than `served` (the served recipe's calibrator)."""
+        if self.template != self.incumbent:
+            return True
+        if self.calibrator is None:
+            return served is not None
+        return served is None or float(np.abs(np.subtract(self.calibrator.bias, served.bias)).max()) > BIAS_TOLERANCE
 
 
 def due(seen: int, chosen_on: int) -> bool:
@@ -80,15 +102,36 @@ def pick(answers: dict[str, np.ndarray], incumbent: str, alpha: float) -> tuple[
     return (highest if confidence >= 1 - alpha else incumbent), highest, confidence
 
 
+def batch_ready(texts: int, labels: int) -> bool:
+    """Enough texts to batch-calibrate a control with `labels` labels."""
+    return texts >= MIN_TEXTS_PER_LABEL * labels
+
+
+def batch_calibrator(service: LabelingService, control: ChoiceControl, name: str,
+                     answers: np.ndarray) -> tuple[Calibrator | None, str]:
+    """Template `name`'s content-free calibration followed by the batch one its `answers` on
+    the project's texts set, or None and why not."""
+    if not batch_ready(len(answers), len(control.labels)):
+        return None, (f"{len(answers)} texts for {len(control.labels)} labels; "
+                      f"needs {MIN_TEXTS_PER_LABEL} a label")
+    served = service.calibrator(control, template_prompt(name, control))
+    if served.method != "contextual":
+        return None, "CALIBRATION=none serves raw probabilities"
+    return served.batched(answers), ""
+
+
 def choose_template(service: LabelingService, control: ChoiceControl, texts: list[str], incumbent: str = DEFAULT,
-                    alpha: float = 0.05) -> TemplateChoice:
-    """Every template scored on `texts`, and `pick`'s choice among them."""
+                    alpha: float = 0.05, batch: bool = True) -> TemplateChoice:
+    """Every template scored on `texts`, `pick`'s choice among them and, with `batch`, the
+    chosen one's batch calibration on the same answers."""
     t0 = time.monotonic()
     answers = {name: template_answers(service, control, name, texts) for name in TEMPLATES}
     chosen, highest, confidence = pick(answers, incumbent, alpha)
     scores = {name: round(mutual_information(p), 5) for name, p in answers.items()}
+    calibrator, note = (batch_calibrator(service, control, chosen, answers[chosen]) if batch
+                        else (None, "BATCH_CALIBRATION=false"))
     return TemplateChoice(chosen, scores, len(texts), round(time.monotonic() - t0, 2), highest, incumbent,
-                          round(confidence, 3))
+                          round(confidence, 3), calibrator, note)
 
 
 def learnt_from_labels(version: ModelVersion) -> bool:
@@ -97,7 +140,8 @@ def learnt_from_labels(version: ModelVersion) -> bool:
 
 def choose_templates(conn: redis.Redis, registry: VersionRegistry, project: int, label_task: LabelTask,
                      current: ModelVersion, service: Callable[[], LabelingService],
-                     labelled: frozenset[str] = frozenset(), alpha: float = 0.05) -> tuple[ModelVersion, dict | None]:
+                     labelled: frozenset[str] = frozenset(), alpha: float = 0.05,
+                     batch: bool = True) -> tuple[ModelVersion, dict | None]:
     """The version the job goes on from (a new template version, or `current`) and what was
     chosen (None when no choice was due). Controls in `labelled` have enough ground truth for
     the candidates, which judge wordings on labels: no template is chosen for them. `service` is
@@ -112,18 +156,20 @@ def choose_templates(conn: redis.Redis, registry: VersionRegistry, project: int,
     if not work:
         return current, None
     choices = {c.name: choose_template(service(), c, unlabelled.texts(c.field), current_template(current, c.name),
-                                       alpha) for c in work}
+                                       alpha, batch) for c in work}
     summary = {name: choice.to_dict() for name, choice in choices.items()}
     record.update(summary)
     conn.set(record_key, json.dumps(record, sort_keys=True), ex=90 * 24 * 3600)
-    changed = {c: choices[c.name] for c in work if choices[c.name].template != choices[c.name].incumbent}
+    changed = {c: choices[c.name] for c in work if choices[c.name].moved(current.recipe(c.name).calibrator)}
     for name, choice in choices.items():
-        log.info("project %s control %s: template %r chosen on %d unlabelled texts (%s)", project, name,
-                 choice.template, choice.texts, ", ".join(f"{t} {s:.3f}" for t, s in choice.scores.items()))
+        log.info("project %s control %s: template %r chosen on %d unlabelled texts (%s)%s", project, name,
+                 choice.template, choice.texts, ", ".join(f"{t} {s:.3f}" for t, s in choice.scores.items()),
+                 ", batch-calibrated" if choice.calibrator else "")
     if not changed:
         return current, {"status": "kept", "controls": summary}
     recipes = dict(current.controls)
-    recipes.update({c.name: ControlRecipe(template_prompt(choice.template, c)) for c, choice in changed.items()})
+    recipes.update({c.name: ControlRecipe(template_prompt(choice.template, c), choice.calibrator)
+                    for c, choice in changed.items()})
     draft = ModelVersion(
         label="", lineage=label_task.config_hash, controls=recipes,
         kind=f"{KIND}:" + "+".join(f"{c.name}={choice.template}" for c, choice in changed.items()),

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from backend.labeling.calibration import Calibrator, fit_calibrator, fit_multilabel_calibrator, sigmoid, softmax
+from backend.labeling.recipe import ControlRecipe
 from backend.metrics.multi_label import log_loss_per_item
 
 
@@ -25,6 +26,26 @@ def test_multi_label_contextual_calibration_centres_each_label_at_one_half():
     cf = np.array([[2.0, -1.0], [1.0, -3.0]])
     cal = Calibrator.contextual(cf, multiple=True)
     np.testing.assert_allclose(cal.apply(cf.mean(axis=0), multiple=True), [0.5, 0.5])
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_batch_calibration_divides_each_answer_by_the_mean_answer_on_the_texts(temperature):
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 1, (40, 3)) + np.array([1.5, 0.0, -1.0])  # the model leans to the first label
+    served = Calibrator(bias=(0.2, -0.1, -0.1), temperature=temperature, method="contextual")
+    answers = served.apply(logits, multiple=False)
+    batched = served.batched(answers)
+    divided = answers / answers.mean(axis=0)
+    np.testing.assert_allclose(batched.apply(logits, multiple=False), divided / divided.sum(axis=1, keepdims=True))
+    uniform = np.full(3, 1 / 3)
+    assert (np.abs(batched.apply(logits, multiple=False).mean(axis=0) - uniform).max()
+            < np.abs(answers.mean(axis=0) - uniform).max() / 2)
+    assert batched.method == "batch" and batched.temperature == temperature
+    assert abs(sum(batched.bias)) < 1e-9  # centred: only the differences between labels count
+    leaning = served.apply(logits, multiple=False).argmax(axis=1)
+    assert (batched.apply(logits, multiple=False).argmax(axis=1) == 0).sum() < (leaning == 0).sum()
+    stored = ControlRecipe.from_dict(ControlRecipe(calibrator=batched).to_dict()).calibrator
+    assert stored == batched  # a version keeps it as served
 
 
 def test_identity_keeps_raw_probabilities_and_serialises():
