@@ -210,11 +210,16 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
         _wait_ready(stack.url)
         kept: list = []
         v0 = _measure(stack.url, test, kept)
-        v0_test = kept[0]
-        if probs_out is not None:
-            probs_out.append(v0_test)
-        v0_train, _ = _served_probs(stack.url, train, range(max(rounds)))
         log(f"round 0: {json.dumps(v0)}")
+        if probs_out is not None:
+            probs_out.append(kept[0])
+        # Label Studio asks for the project's predictions before anyone annotates, and the
+        # debounced job that follows chooses version 0's template on those tasks
+        chosen = template_round(stack.url, test, kept, timeout=settings.refine_max_seconds + 300)
+        if chosen is not None:
+            log(f"round 0 after the template choice: {json.dumps(chosen)}")
+        v0_test = kept[-1]
+        v0_train, _ = _served_probs(stack.url, train, range(max(rounds)))
         sent = 0
         for target in rounds:
             target = min(target, len(train.texts))
@@ -241,4 +246,18 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
     for row in rows:
         log(verdict(row, plain))
     return {"dataset": test.name, "n_test": len(test.texts), "naive_free_text": naive, "plain_calibrated": plain,
-            "version_0": v0, "rounds": rows, "service_log": str(workdir / "service.log")}
+            "version_0": v0, "version_0_chosen": chosen, "rounds": rows, "service_log": str(workdir / "service.log")}
+
+
+def template_round(url: str, test: Dataset, kept: list, timeout: float) -> dict | None:
+    """The job /predict's tasks schedule before any annotation, run now: version 0's template
+    choice (with its batch calibration) on the test items just predicted, as a project's own
+    tasks. The served version measured again if it published one, else None."""
+    job = _refine(url, PROJECT, timeout)
+    templates = (job.get("result") or {}).get("templates") or {}
+    if templates.get("status") != "published":
+        return None
+    controls = {name: {"template": c["template"], "calibration": c["calibration"]["method"],
+                       "unlabelled_texts": c["unlabelled_texts"]} for name, c in templates["controls"].items()}
+    return {**_measure(url, test, kept), "kind": templates["kind"], "controls": controls,
+            "job_seconds": job.get("seconds")}
