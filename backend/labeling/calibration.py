@@ -5,8 +5,9 @@ sigmoid(logit / T + b) per label for multiple choice. Contextual calibration (Zh
 sets b from content-free inputs ("N/A", "", "[MASK]") so that such an input gets a uniform
 distribution; batch calibration (`Calibrator.batched`) moves b further by the lean the prompt's
 answers show on a project's unlabelled texts; refinement (candidates/fitted_calibration.py) fits
-b and T on ground truth with the same representation. For multiple choice T may be one value per label (`fit_multilabel_calibrator`):
-each label is its own yes/no question with its own bias and spread.
+b and T on ground truth with the same representation. For multiple choice T may be one value per
+label (`fit_multilabel_calibrator`): each label is its own yes/no question with its own bias and
+spread.
 """
 from __future__ import annotations
 
