@@ -29,14 +29,13 @@ def template_bench(service: LabelingService, train: Dataset, test: Dataset, size
     rows: dict[str, dict] = {}
     samples: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
-    batched: dict[str, dict[int, dict]] = {}
     for name in TEMPLATES:
         test_p = template_answers(service, control, name, list(test.texts))
         samples[name] = template_answers(service, control, name, unlabelled)
         scores = summarize(gold, test_p)
-        batched[name] = {n: summarize(gold, batch_answers(test_p, samples[name][:n])) for n in sizes}
+        batched = {n: summarize(gold, batch_answers(test_p, samples[name][:n])) for n in sizes}
         rows[name] = {"macro_f1": scores["macro_f1"], "ece": scores["ece"],
-                      "batch": {n: {k: s[k] for k in ("macro_f1", "ece")} for n, s in batched[name].items()},
+                      "batch": {n: {k: s[k] for k in ("macro_f1", "ece")} for n, s in batched.items()},
                       "mutual_information": {n: round(mutual_information(samples[name][:n]), 4) for n in sizes}}
         if progress:
             progress(name)
@@ -52,7 +51,7 @@ def template_bench(service: LabelingService, train: Dataset, test: Dataset, size
             "default_macro_f1": rows[DEFAULT]["macro_f1"],
             "highest_macro_f1": {n: rows[t]["macro_f1"] for n, t in highest.items()},
             "chosen_macro_f1": {n: rows[t]["macro_f1"] for n, t in chosen.items()},
-            "chosen_batch_macro_f1": {n: batched[t][n]["macro_f1"] if batch_ready(n, len(control.labels))
+            "chosen_batch_macro_f1": {n: rows[t]["batch"][n]["macro_f1"] if batch_ready(n, len(control.labels))
                                       else rows[t]["macro_f1"] for n, t in chosen.items()},
             "best_template": best, "seconds": round(time.perf_counter() - t0, 1)}
 
