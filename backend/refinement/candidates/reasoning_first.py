@@ -3,9 +3,10 @@
 A rationale costs generated tokens on every task the version serves (labeling/reasoning.py), so
 these candidates are built from the best LLM-only candidate of the job, and:
 
-- a pilot first: the reasoning prompt scores the PILOT_ITEMS oldest items (the logit cache keeps
-  them for the next job); unless it is at least as accurate there as the candidate it is built
-  from, the full pass is not paid for, and the decision says why;
+- a pilot first: the reasoning prompt scores the PILOT_ITEMS oldest items, or half the items if
+  that is fewer (a pilot of nearly every item would spare nothing when it loses; the logit cache
+  keeps them for the next job); unless it is at least as accurate there as the candidate it is
+  built from, the full pass is not paid for, and the decision says why;
 - self-consistency (several sampled rationales) runs only after reason-then-select was scored in
   full and if k times that pass fits before the deadline; its pilot must match reason-then-select's
   candidate, and its pass stops (OverBudget) when its pace says it would end after the deadline;
@@ -66,7 +67,7 @@ def evaluate_reasoning(service: LabelingService, control: ChoiceControl, texts: 
     prompt = replace(source, reasoning=reasoning, name=f"{source.name}+{reasoning.name}")
     shown = {d.text for d in prompt.demos}
     demo_items = [i for i, t in enumerate(texts) if clip_demo(t) in shown]
-    pilot = [i for i in range(len(texts)) if i not in set(demo_items)][:PILOT_ITEMS]
+    pilot = [i for i in range(len(texts)) if i not in set(demo_items)][:min(PILOT_ITEMS, len(texts) // 2)]
     known: dict[int, np.ndarray] = {}
     if pilot:
         pilot_logits = logits_matrix(service, control, prompt, [texts[i] for i in pilot], deadline)

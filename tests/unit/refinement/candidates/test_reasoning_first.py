@@ -77,6 +77,17 @@ def test_a_reasoning_candidate_whose_pilot_loses_is_not_scored_in_full():
     assert plain.recipe.prompt.reasoning == Reasoning() and plain.metrics["accuracy"] == 1.0
 
 
+def test_a_pilot_on_few_items_covers_half_of_them_so_that_losing_it_spares_the_rest():
+    engine = ScriptedEngine(rationales=("bad bad bad",))
+    service = LabelingService(engine, calibration="none")
+    texts = [("good " if i % 2 else "bad ") + f"item {i}." for i in range(25)]
+    gold = np.array([0 if i % 2 else 1 for i in range(25)])
+    base = CandidateResult("v0", ControlRecipe(), np.eye(2)[gold] * 0.8 + 0.1, gold)
+    with pytest.raises(PlanSkipped, match="12-item pilot"):
+        evaluate_reasoning(service, _control(), texts, gold, base, np.arange(25) % 5, Reasoning(), None)
+    assert {t for t in texts if any(t in str(call) for call in engine.calls)} == set(texts[:12])
+
+
 def test_self_consistency_waits_for_reason_then_select_and_for_time_to_pay_k_times_its_pass():
     service = LabelingService(ScriptedEngine(rationales=("",)), calibration="none")
     texts = [("good " if i % 2 else "bad ") + f"item {i}" for i in range(40)]
