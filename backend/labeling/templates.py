@@ -42,6 +42,13 @@ def template_instructions(name: str, control: ChoiceControl) -> str:
     return template.format(options=", ".join(shown_labels(control.labels).values()))
 
 
+def template_wording(prompt: PromptVersion, control: ChoiceControl) -> bool:
+    """Whether `prompt`'s instructions are the built-in ones or a template's: chosen without
+    labels, so they learnt nothing from the project's ground truth (a rewritten one did)."""
+    return prompt.instructions is None or prompt.instructions in {template_instructions(name, control)
+                                                                    for name in TEMPLATES}
+
+
 def template_prompt(name: str, control: ChoiceControl) -> PromptVersion:
     """Version 0's prompt with template `name` (the default template is the built-in prompt itself)."""
     if name == DEFAULT:

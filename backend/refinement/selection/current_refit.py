@@ -12,7 +12,8 @@ items, so if anything it slightly understates the current version.
 
 What cannot be refit stays out of the comparison: items shown as fixed demonstrations (the prompt
 holds their labels), and every seen item when the instructions were searched on ground truth (a
-rewritten instruction was chosen on them) or when the head reads a body fine-tuned on them.
+rewritten instruction was chosen on them; the caller says when they are a wording chosen without
+labels, `fixed_wording`) or when the head reads a body fine-tuned on them.
 
 `refreshed_current` is the same recipe with those parts, its pooling temperature and its decision
 threshold refit on all the ground truth there is now: a version keeps what its first few labels
@@ -39,15 +40,17 @@ from ..validation.crossval import CandidateResult
 
 def cross_fit_current(current: CandidateResult, served: Calibrator, logits: np.ndarray, embeddings: np.ndarray,
                       texts: list[str], seen: np.ndarray, folds: np.ndarray, *,
-                      prior: Calibrator | None = None) -> tuple[CandidateResult, np.ndarray]:
+                      prior: Calibrator | None = None,
+                      fixed_wording: bool = False) -> tuple[CandidateResult, np.ndarray]:
     """(`current` with out-of-fold probabilities on the `seen` items it can be refit on, the mask
     of items it may be judged on). `served` is the LLM calibration as served (before any head);
-    `prior` the content-free one that a fitted calibration is fitted around."""
+    `prior` the content-free one that a fitted calibration is fitted around; `fixed_wording`:
+    the prompt's instructions, if any, were chosen without labels (labeling/templates.py)."""
     recipe: ControlRecipe = current.recipe
     kind = current.kind
     seen = np.asarray(seen, bool)
     judge = ~seen
-    if not seen.any() or recipe.prompt.instructions is not None or tuned_head(recipe):
+    if not seen.any() or searched_wording(recipe, fixed_wording) or tuned_head(recipe):
         return current, judge
     demo_texts = {d.text for d in recipe.prompt.demos}
     refittable = seen & np.array([t not in demo_texts and clip_demo(t) not in demo_texts for t in texts])
@@ -71,23 +74,23 @@ def cross_fit_current(current: CandidateResult, served: Calibrator, logits: np.n
 
 def refreshed_current(current: CandidateResult, served: Calibrator, logits: np.ndarray, embeddings: np.ndarray,
                       texts: list[str], folds: np.ndarray, name: str = "current-refit", *,
-                      prior: Calibrator | None = None) -> CandidateResult | None:
+                      prior: Calibrator | None = None, fixed_wording: bool = False) -> CandidateResult | None:
     """The current recipe with its fitted calibration, its head and the head's pooling temperature
     (a mixture head's own temperature too) refit on all items (pooling weight kept), with
     cross-fitted probabilities to judge it by (the temperature fitted on the other folds too); None
     when it learnt nothing refittable. Demo items keep the current's probabilities: judge the result
-    where `current` is judged. `prior` is the content-free calibration (cross_fit_current)."""
+    where `current` is judged. `prior` and `fixed_wording` as for cross_fit_current."""
     recipe: ControlRecipe = current.recipe
     kind = current.kind
     refit_calibration = kind.calibration_fit(recipe.calibrator, prior)
-    if recipe.prompt.instructions is not None or tuned_head(recipe) or (
+    if searched_wording(recipe, fixed_wording) or tuned_head(recipe) or (
             refit_calibration is None and recipe.head is None and recipe.threshold is None):
         return None
     untempered = replace(recipe, head=_untempered_head(recipe.head, embeddings, current.gold, folds)) if recipe.head \
         else recipe
     everything = np.ones(len(texts), bool)
     refit, judged = cross_fit_current(current.like(name, untempered, current.probs), served, logits,
-                                      embeddings, texts, everything, folds, prior=prior)
+                                      embeddings, texts, everything, folds, prior=prior, fixed_wording=fixed_wording)
     gold, probs = current.gold, refit.probs.copy()
     calibrator = refit_calibration(logits, gold) if refit_calibration else recipe.calibrator
     head, temperature = None, 1.0
@@ -97,6 +100,12 @@ def refreshed_current(current: CandidateResult, served: Calibrator, logits: np.n
         head = replace(_refit_head(untempered.head, embeddings, gold, kind, llm), temperature=temperature)
     refreshed = current.like(name, replace(recipe, calibrator=calibrator, head=head), probs)
     return refreshed.with_threshold(folds) if kind.multiple else refreshed
+
+
+def searched_wording(recipe: ControlRecipe, fixed_wording: bool) -> bool:
+    """Whether the recipe's instructions may have been searched on its ground truth: any but the
+    built-in ones, unless the caller knows them to be a wording chosen without labels."""
+    return recipe.prompt.instructions is not None and not fixed_wording
 
 
 def tuned_head(recipe: ControlRecipe) -> bool:

@@ -29,6 +29,7 @@ from ...labeling.prompt import PromptVersion
 from ...labeling.reasoning import Reasoning
 from ...labeling.recipe import ControlRecipe
 from ...labeling.service import LabelingService
+from ...labeling.templates import template_wording
 from ..candidates.contract import Candidate, ControlJob, Plan
 from ..candidates.embedding_head import EmbeddingHead
 from ..candidates.few_shot import FewShot, NearestShot
@@ -273,9 +274,11 @@ class ControlSearch:
         cur = evaluate_fixed("current", current, service, control, texts, gold, cur_logits, embeddings)
         content_free = service.calibrator(control, current.prompt)
         self.served = current.calibrator or content_free
+        # version 0's template was chosen without labels: its items can be cross-fitted and refreshed
+        self.fixed_wording = template_wording(current.prompt, control)
         if judge_mask is not None:
             cur, judge_mask = cross_fit_current(cur, self.served, cur_logits, embeddings, texts, ~judge_mask,
-                                                self.fold, prior=content_free)
+                                                self.fold, prior=content_free, fixed_wording=self.fixed_wording)
         self.job = ControlJob(service, control, kind, texts, gold, self.fold, embeddings, current, cur, cur_logits,
                               content_free, shots, deadline, judge_mask, rewrite, tuple(reasoning), tuple(typed),
                               tuning, skipped=skipped)
@@ -420,7 +423,7 @@ class ControlSearch:
         fitted = None
         if refit and not accepted:
             fitted = refreshed_current(job.judged_current, self.served, job.current_logits, job.embeddings, job.texts,
-                                       self.fold, prior=job.content_free)
+                                       self.fold, prior=job.content_free, fixed_wording=self.fixed_wording)
             if fitted is not None:
                 fitted = fitted.subset(job.judge_mask) if cur is not job.judged_current else fitted
                 no_worse(fitted, cur, self.alpha)

@@ -82,6 +82,9 @@ def test_fixed_demonstrations_and_searched_instructions_stay_out_of_the_judging(
     current = CandidateResult("current", rewritten, calibrator.apply(logits, False), gold)
     _, judge = cross_fit_current(current, calibrator, logits, emb, texts, seen, fold_ids(40, 5))
     np.testing.assert_array_equal(judge, ~seen)
+    # the same words as a wording chosen without labels (version 0's template): nothing to hide
+    _, judge = cross_fit_current(current, calibrator, logits, emb, texts, seen, fold_ids(40, 5), fixed_wording=True)
+    assert judge.all()
 
 
 def test_content_free_calibration_learnt_nothing_and_is_kept():

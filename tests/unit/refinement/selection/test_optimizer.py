@@ -5,14 +5,16 @@ import time
 import numpy as np
 
 from backend.evaluation.datasets import Dataset
+from backend.labeling.calibration import fit_calibrator
 from backend.labeling.label_config import parse_label_config
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.recipe import ControlRecipe
 from backend.labeling.service import LabelingService
+from backend.labeling.templates import template_prompt
 from backend.metrics.multi_label import predicted_sets
 from backend.refinement.candidates.contract import Plan
 from backend.refinement.candidates.instruction_rewrite import MINIBATCH, Rewrite, RewriteBudget
-from backend.refinement.selection.optimizer import optimize_control, run_plans, select
+from backend.refinement.selection.optimizer import ControlSearch, optimize_control, run_plans, select
 from backend.refinement.validation.control_kind import MULTIPLE
 from backend.refinement.validation.crossval import CandidateResult, OverBudget
 from tests.unit.helpers import GOOD, LABELS, MEH, Clock, RuleFollowingEngine, ScriptedTeacher, WordEmbedder, data
@@ -161,6 +163,28 @@ def test_optimize_control_lists_the_rewrite_and_judges_all_candidates_without_th
     assert decision.n_eval == 100 - MINIBATCH
     row = next(r for r in decision.table if r["name"] == "rewrite")
     assert row["rewrite_teacher_calls"] == 2 and "p_vs_current" in row
+
+
+def test_a_version_on_a_template_wording_is_judged_on_its_own_items_and_can_be_refreshed():
+    """Version 0's template was chosen without labels: a version built on it is cross-fitted on
+    the items it was built from and refit on all of them, as one on the built-in wording is; a
+    rewritten wording was searched on those items, which stay out of the judging."""
+    control = parse_label_config(Dataset("t", LABELS, (), ()).label_config()).controls[0]
+    service = LabelingService(RuleFollowingEngine(), embedder=WordEmbedder())
+    texts, gold = data(60)
+    seen = np.arange(60) < 30
+    calibrator = fit_calibrator(np.random.default_rng(0).normal(size=(30, 2)), gold[:30])
+
+    def first_stage(prompt):
+        search = ControlSearch(service, control, texts, gold, ControlRecipe(prompt, calibrator), folds=5, shots=4,
+                               alpha=0.05, deadline=time.monotonic() + 600, judge_mask=~seen, candidates=())
+        return search.first_stage()
+
+    template = first_stage(template_prompt("answer", control))
+    assert template.n_eval == 60 and template.refit is not None
+    assert template.refit.recipe.prompt == template_prompt("answer", control)
+    rewritten = first_stage(PromptVersion(name="rewrite", instructions=GOOD))
+    assert rewritten.n_eval == 30 and rewritten.refit is None
 
 
 def test_multilabel_selection_prefers_honest_sets_to_saying_yes_to_everything():
