@@ -23,14 +23,22 @@ def make_queue(settings: Settings, connection) -> Queue:
     return Queue(settings.rq_queue_name, connection=connection, serializer=JSONSerializer)
 
 
+MAINTENANCE_S = 60
+
+
+def make_worker(settings: Settings, connection) -> MeteredWorker:
+    """Maintenance every minute (RQ's default is 10), and an idle worker wakes often enough to run
+    it: RQ blocks on an empty queue for its worker TTL less 15 s (405 s by default) and maintains
+    only between waits. Maintenance is what retries a job whose worker died once its heartbeat
+    has expired, and what takes over a dead worker's scheduler, without which no debounced or
+    retried job is enqueued."""
+    return MeteredWorker([make_queue(settings, connection)], connection=connection, serializer=JSONSerializer,
+                         maintenance_interval=MAINTENANCE_S, worker_ttl=MAINTENANCE_S - 15)
+
+
 def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     """Work the queue; the scheduler runs too, because debounced and retried jobs are scheduled."""
-    connection = connect(settings)
-    queue = make_queue(settings, connection)
-    # Maintenance every minute (RQ's default is 10): a job whose worker died is retried soon after
-    # its heartbeat expires instead of up to ten minutes later.
-    worker = MeteredWorker([queue], connection=connection, serializer=JSONSerializer, maintenance_interval=60)
-    return worker.work(burst=burst, with_scheduler=True)
+    return make_worker(settings, connect(settings)).work(burst=burst, with_scheduler=True)
 
 
 class MeteredWorker(Worker):
