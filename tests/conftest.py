@@ -125,6 +125,9 @@ class Server:
 
     def stop(self) -> None:
         self.proc.terminate()
+        self.reap()
+
+    def reap(self) -> None:
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -145,8 +148,10 @@ def server_factory(tmp_path_factory, engine):
         return server
 
     yield start
+    for server in started:  # all at once: each gunicorn takes seconds to shut its workers down
+        server.proc.terminate()
     for server in started:
-        server.stop()
+        server.reap()
 
 
 def python() -> str:

@@ -46,7 +46,7 @@ def test_generated_requests_get_no_server_error_and_match_the_spec(server, tmp_p
         sys.executable, "-m", "schemathesis.cli", "run", server.url + "/openapi.json",
         "--auth", ":".join(AUTH), "--checks", "all", "--exclude-checks", "positive_data_acceptance,negative_data_rejection",
         "--mode", "all", "--max-examples", "40", "--seed", "20261202", "--phases", "examples,coverage,fuzzing",
-        "--generation-database", "none", "--request-timeout", "100", "--max-response-time", "100", "--max-time", "60",
+        "--generation-database", "none", "--request-timeout", "100", "--max-response-time", "100", "--max-time", "25",
         "--report", "har", "--report-har-path", str(har), "--no-color", "--workers", "1",
     ]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its cache stays there
