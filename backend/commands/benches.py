@@ -30,13 +30,16 @@ def int_list(value: str, option: str) -> list[int]:
 @click.option("--simulate", is_flag=True, help="Stream train.jsonl (beside --dataset) as annotations into a running service.")
 @click.option("--rounds", default="25,50,100,200", help="With --simulate: ground-truth sizes at which to refine and measure.")
 @click.option("--naive/--no-naive", default=True, help="Also measure the naive free-text baseline (with --simulate or --report).")
+@click.option("--train-seed", type=int, default=None,
+              help="With --simulate: shuffle train.jsonl with this seed before streaming it (another draw of "
+                   "annotations; default: file order).")
 @click.option("--report", "report_dir", type=click.Path(), default=None, help="Write report.html + metrics.json here.")
 @click.option("--train-size", type=int, default=0, help="With --report: labels from train.jsonl for the refined and embedding baselines.")
 @click.option("--instruction", default=None,
               help="Evaluate version 0 with this instruction, as if an annotator typed it in the editor.")
 @json_option(ALREADY_JSON)
 def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool, rounds: str, naive: bool,
-          report_dir: str | None, train_size: int, instruction: str | None, as_json: bool) -> None:
+          train_seed: int | None, report_dir: str | None, train_size: int, instruction: str | None, as_json: bool) -> None:
     """Accuracy, macro-F1 and ECE of raw vs calibrated probabilities and items/s; or, with
     --simulate, the learning curve of refinement against the naive prompt and version 0."""
     from ..evaluation.run import evaluate
@@ -47,6 +50,8 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
     if instruction is not None and (simulate or report_dir):
         raise click.UsageError("--instruction evaluates version 0 with that instruction alone; "
                                "it does not combine with --simulate or --report")
+    if train_seed is not None and not simulate:
+        raise click.UsageError("--train-seed shuffles the annotations --simulate streams; it needs --simulate")
     if simulate and data.multiple:
         raise click.UsageError("--simulate streams single-label annotations; it does not take a multi-label set yet")
     if simulate:
@@ -58,7 +63,7 @@ def eval_(dataset: str, limit: int | None, json_out: str | None, simulate: bool,
         from ..evaluation.simulate import plain_calibrated
         from ..labeling.service import LabelingService
 
-        train = read_dataset(*beside(dataset, "train.jsonl", "--simulate"))
+        train = read_dataset(*beside(dataset, "train.jsonl", "--simulate"), seed=train_seed)
         engine = load_engine(settings)
         naive_pred = naive_predictions(engine, data) if naive else None
         baseline = evaluate_naive(None, data, naive_pred) if naive else None

@@ -6,6 +6,7 @@ whose rows carry `labels` lists and no `label` string is a multi-label set (choi
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -47,8 +48,10 @@ def _is_multi_label(rows: list[dict]) -> bool:
     return not any(isinstance(r.get("label"), str) for r in rows) and any(isinstance(r.get("labels"), list) for r in rows)
 
 
-def load_dataset(path: str | Path, *, limit: int | None = None, labels_file: str | Path | None = None) -> Dataset:
-    """Read a labelled JSONL; labels come from labels.json next to it (fixed order) or the data."""
+def load_dataset(path: str | Path, *, limit: int | None = None, labels_file: str | Path | None = None,
+                 seed: int | None = None) -> Dataset:
+    """Read a labelled JSONL; labels come from labels.json next to it (fixed order) or the data.
+    `seed` shuffles the rows before `limit` (None: file order): another draw of the same set."""
     path = Path(path)
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     multi = _is_multi_label(rows)
@@ -59,6 +62,8 @@ def load_dataset(path: str | Path, *, limit: int | None = None, labels_file: str
     if not rows:
         raise DatasetError(f'{path}: no row has a "label" string or a "labels" list '
                            "(span annotations such as NER are not served)")
+    if seed is not None:
+        random.Random(seed).shuffle(rows)
     if limit:
         rows = rows[:limit]
     used = {label for r in rows for label in (r["labels"] if multi else [r["label"]])}

@@ -137,6 +137,9 @@ def test_a_file_read_beside_the_data_set_is_named(tmp_path):
     assert missing.stderr.strip().splitlines()[-1] == f"Error: Invalid value for '--dataset': File '{tmp_path / 'nope.jsonl'}' does not exist."
     rounds = cli("eval", "--dataset", str(test), "--simulate", "--rounds", "10,x", env=env)
     assert rounds.returncode == 2 and rounds.stderr.strip().endswith("comma-separated whole numbers, got '10,x'")
+    seed = cli("eval", "--dataset", str(test), "--train-seed", "1", env=env)
+    assert seed.returncode == 2 and seed.stderr.strip().endswith("--train-seed shuffles the annotations --simulate "
+                                                                 "streams; it needs --simulate")
 
 
 def publish(redis_conn, model_dir: str) -> ModelVersion:

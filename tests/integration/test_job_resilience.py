@@ -193,7 +193,7 @@ def test_a_job_whose_worker_is_killed_is_retried_and_no_ground_truth_is_lost(tmp
     # enqueues the retry. Nothing renews the dead worker's heartbeat (90 s) or scheduler lock (61 s)
     # after the kill, so both are expired here at once instead of being waited out.
     registry = StartedJobRegistry(queue=Queue(env["RQ_QUEUE_NAME"], connection=redis_conn, serializer=JSONSerializer))
-    entries = [e for e in redis_conn.zrange(registry.key, 0, -1) if e.decode().startswith(job.id)]
+    entries = [e for e in redis_conn.zrange(registry.key, 0, -1) if registry.parse_job_id(e) == job.id]
     assert entries and job.id not in registry.get_expired_job_ids()  # still counted as running
     redis_conn.zadd(registry.key, {e: time.time() - 1 for e in entries}, xx=True)
     assert redis_conn.delete(RQScheduler.get_locking_key(env["RQ_QUEUE_NAME"])) == 1

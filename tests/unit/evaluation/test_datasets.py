@@ -25,3 +25,14 @@ def test_a_span_data_set_is_refused_by_name():
 
     with pytest.raises(DatasetError, match="span annotations"):
         load_dataset(DATASETS / "wnut17" / "test.jsonl")
+
+
+def test_a_seed_draws_other_items_before_the_limit_and_the_same_ones_again(tmp_path):
+    rows = [{"text": f"t{i}", "label": "ab"[i % 2]} for i in range(40)]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    first = load_dataset(tmp_path / "train.jsonl", limit=10)
+    drawn = load_dataset(tmp_path / "train.jsonl", limit=10, seed=1)
+    assert first.texts == tuple(f"t{i}" for i in range(10))
+    assert drawn.texts != first.texts and set(drawn.texts) <= {r["text"] for r in rows}
+    assert load_dataset(tmp_path / "train.jsonl", limit=10, seed=1) == drawn
+    assert all(drawn.labels[g] == "ab"[int(t[1:]) % 2] for t, g in zip(drawn.texts, drawn.gold))
