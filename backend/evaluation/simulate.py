@@ -143,7 +143,8 @@ def first_better_seconds(result: dict) -> float | None:
 def tuned_outcome(result: dict) -> dict:
     """Per control, what the job's fine-tuned head stage did: its best candidate, whether it
     shipped, and the scores it was compared by (cross-validated label F1 less selection
-    optimism: optimizer.ControlSearch.tuned_stage); or why it did not run."""
+    optimism: optimizer.ControlSearch.tuned_stage), or that it shipped as the refresh of a
+    version on a tuned body; or why it did not run."""
     out = {}
     for name, decision in (result.get("controls") or {}).items():
         tuned = decision.get("tuned") if isinstance(decision, dict) else None
@@ -151,6 +152,7 @@ def tuned_outcome(result: dict) -> dict:
             continue
         compared = next((c for c in tuned["candidates"] if "compared_with" in c), None)
         out[name] = {"best": tuned["best"], "accepted": tuned["accepted"],
+                     **({"refresh": True} if tuned.get("refresh") else {}),
                      **({"candidate": compared["name"],
                          "score": round(compared["macro_f1"] - compared["optimism"], 4),
                          "against": compared["compared_with"], "against_score": compared["compared_score"]}

@@ -32,6 +32,7 @@ from .candidates.typed_instruction import most_typed
 from .fingerprint import job_fingerprint
 from .label_review import keep_ranking, suspect_rows
 from .lost_body import lost_heads
+from .selection.current_refit import tuned_head
 from .selection.optimizer import ControlSearch
 from .selection.template_choice import choose_templates
 from .span_learning import refine_spans, usable_span_gold
@@ -176,21 +177,23 @@ def tuning_due(settings: Settings, conn: redis.Redis, project: int, lineage: str
 
 
 def tuned_stage(settings: Settings, conn: redis.Redis, project: int, lineage: str, searches: list,
-                decisions: dict, refreshed: dict) -> dict:
+                decisions: dict, refreshed: dict, due: bool = False) -> dict:
     """Run the fine-tuned head's stage of every control it is due for, within REFINE_TUNE_SECONDS
     (shared like the job's budget), against what the job serves now (`refreshed`: the refits
-    it shipped, by control); note each outcome under `tuned` in the control's decision.
-    Returns the accepted decisions by control."""
-    due = [(c, s) for c, s in searches if s.job.tuning is not None]
+    it shipped, by control); `due`: the current version's refresh is due (refresh_due), which
+    for a control whose head reads a fine-tuned body only this stage can make. Note each outcome
+    under `tuned` in the control's decision. Returns the accepted decisions by control."""
+    ready = [(c, s) for c, s in searches if s.job.tuning is not None]
     deadline = time.monotonic() + settings.refine_tune_seconds
     won = {}
-    for done, (control, search) in enumerate(due):
-        decision = search.tuned_stage(control_deadline(time.monotonic(), deadline, len(due) - done),
-                                      refreshed.get(control.name))
+    for done, (control, search) in enumerate(ready):
+        decision = search.tuned_stage(control_deadline(time.monotonic(), deadline, len(ready) - done),
+                                      refreshed.get(control.name), refresh_tuned=due and tuned_head(search.job.current))
         if decision is None:
             continue
         ran = bool(decision.results)
         decisions[control.name]["tuned"] = {"best": decision.best.name, "accepted": decision.accepted,
+                                            "refresh": bool(decision.accepted and decision.best.metrics.get("no_worse")),
                                             "p_value": round(decision.p_value, 5), "candidates": decision.table,
                                             "skipped": decision.skipped}
         if ran:  # tried on these items: again once they have doubled
@@ -345,7 +348,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     if lost and published is current:  # nothing better won: serve what needs no lost body
         published = publish(registry, project, label_task, published, recipes, {}, lost, len(gold), trained_on,
                             span_prompts=span_prompts)
-    tuned_won = tuned_stage(settings, conn, project, label_task.config_hash, searches, decisions, early_refresh)
+    tuned_won = tuned_stage(settings, conn, project, label_task.config_hash, searches, decisions, early_refresh, due)
     if tuned_won:
         published = publish_tuned(registry, bodies, project, label_task, published, tuned_won, searches, len(gold),
                                   trained_on)

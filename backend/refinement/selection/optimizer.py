@@ -299,7 +299,8 @@ class ControlSearch:
         self.second = self._second_stage(deadline)
         return self.second
 
-    def tuned_stage(self, deadline: float, refreshed: CandidateResult | None = None) -> ControlDecision | None:
+    def tuned_stage(self, deadline: float, refreshed: CandidateResult | None = None, *,
+                    refresh_tuned: bool = False) -> ControlDecision | None:
         """The late plans (the fine-tuned head), until `deadline`, as a family of their own. Their
         best must be significantly better than the current version, as every candidate of the
         job's first family is; then, if the job accepted a choice, it must also outscore that
@@ -310,8 +311,13 @@ class ControlSearch:
         family's of three: compared raw, the job's choice wins on luck. If the job accepted no
         choice but shipped `refreshed` (the current recipe refit, which replaces the current
         version on being no worse), the late best need only outscore that refit the same way:
-        it is what the stage would replace. None when no late plan applies; a decision that
-        accepts nothing when they were skipped (`skipped` says why)."""
+        it is what the stage would replace. With `refresh_tuned` (the current version reads a
+        fine-tuned body and its refresh is due, job.refresh_due), the late best also replaces it
+        when, though not significantly better, it is no worse (`no_worse`), as a refresh does: no
+        other stage can refit a tuned body (current_refit.tuned_head), and without this a version
+        tuned on the first 50 items would stay until a body tuned on all of them beat it
+        significantly on the items it has not seen. None when no late plan applies; a decision
+        that accepts nothing when they were skipped (`skipped` says why)."""
         job = self.job
         late = [p for p in self.plans if p.late]
         if not late:
@@ -334,6 +340,8 @@ class ControlSearch:
             accepted = self._outscores(best, new, bar, [])
         elif accepted and bar is not cur:
             accepted = self._outscores(best, new, bar, everything[:before])
+        elif not accepted and bar is cur and refresh_tuned:
+            accepted = no_worse(best, cur, self.alpha)
         log.info("%s-choice control %s, tuned stage: best %s %s vs %s %s, accepted=%s", job.kind.name,
                  self.control.name, best.name, best.metrics, bar.name, bar.metrics, accepted)
         return ControlDecision(self.control.name, len(cur.gold), cur, best if accepted else bar, accepted, b, c, p,

@@ -29,9 +29,12 @@ def test_the_tuned_stage_outcome_names_its_best_and_the_scores_it_was_compared_b
                             "skipped": []}},
         "topic": {"tuned": {"best": "current", "accepted": False, "candidates": [],
                             "skipped": ["tuned-head: time budget spent"]}},
-        "other": {"accepted": False}}}
+        "other": {"accepted": False},
+        "refreshed": {"tuned": {"best": "x+tuned-head", "accepted": True, "refresh": True,
+                                "candidates": [{"name": "x+tuned-head", "no_worse": True}], "skipped": []}}}}
     assert tuned_outcome(result) == {
         "label": {"best": "tuned-head", "accepted": True, "candidate": "tuned-head", "score": 0.958,
                   "against": "head-balanced", "against_score": 0.907},
-        "topic": {"best": "current", "accepted": False, "skipped": ["tuned-head: time budget spent"]}}
+        "topic": {"best": "current", "accepted": False, "skipped": ["tuned-head: time budget spent"]},
+        "refreshed": {"best": "x+tuned-head", "accepted": True, "refresh": True}}
     assert tuned_outcome({"status": "kept"}) == {}

@@ -35,3 +35,31 @@ def test_a_refresh_is_published_only_once_the_ground_truth_has_doubled():
     assert refresh_due(100, 50) and refresh_due(400, 50)
     assert not refresh_due(99, 50)  # each job would otherwise publish a new model_version
     assert not refresh_due(100, 0)  # version 0 learnt nothing from ground truth
+
+
+def test_the_tuned_stage_may_refresh_only_a_current_version_on_a_tuned_body_whose_refresh_is_due():
+    """Only the tuned stage can refit a fine-tuned body (current_refit.tuned_head): the job tells it
+    when that refresh is due, and for no other version."""
+    from types import SimpleNamespace
+
+    from backend.labeling.head import HeadWeights
+    from backend.labeling.label_config import ChoiceControl
+    from backend.labeling.recipe import ControlRecipe
+    from backend.refinement.job import tuned_stage
+    from backend.settings import Settings
+
+    class Search:
+        def __init__(self, embedder):
+            head = HeadWeights(((0.0,),), (0.0,), 0.0, embedder=embedder)
+            self.job = SimpleNamespace(tuning=object(), current=ControlRecipe(head=head))
+            self.asked = None
+
+        def tuned_stage(self, deadline, refreshed=None, *, refresh_tuned=False):
+            self.asked = refresh_tuned
+            return None
+
+    control = ChoiceControl("label", "text", "text", ("x", "y"), False)
+    for embedder, due, asked in (("tuned:abc", True, True), ("tuned:abc", False, False), ("minilm", True, False)):
+        search = Search(embedder)
+        assert tuned_stage(Settings.from_env({}), None, 1, "config", [(control, search)], {}, {}, due) == {}
+        assert search.asked is asked, (embedder, due)

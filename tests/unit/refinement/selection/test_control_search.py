@@ -156,6 +156,22 @@ def test_after_a_refresh_a_late_plan_replaces_the_refit_only_if_it_outscores_it(
         assert tuned.accepted is accepted and tuned.best.name == ("late" if accepted else "current-refit")
 
 
+def test_a_late_plan_refreshes_a_current_version_on_a_tuned_body_when_due_and_no_worse():
+    """The current version reads a fine-tuned body (nothing else can refit it) and its refresh is
+    due: a late plan a little better (not significantly) replaces it, as a refresh would; not when
+    the refresh is not due, nor when it is worse."""
+    for late_accuracy, due, accepted in ((0.87, True, True), (0.87, False, False), (0.8, True, False)):
+        late = Scripted("late", late_accuracy, late=True, seed=5)  # right where the current is, and more
+        search = _search(Scripted("poor", None, cheap=True), late)
+        search.job.judged_current = _right_on("current", 0.85, search.job.gold, seed=5)
+        assert not search.second_stage().accepted
+        tuned = search.tuned_stage(time.monotonic() + 600, refresh_tuned=due)
+        row = tuned.table[0]
+        assert row["p_vs_current"] > 0.05, row  # not significantly better
+        assert tuned.accepted is accepted and tuned.best.name == ("late" if accepted else "current")
+        assert row.get("no_worse") is (accepted if due else None)
+
+
 def test_the_jobs_choice_from_many_alike_candidates_loses_its_luck_before_a_late_plan_is_compared_with_it():
     """Twelve cheap candidates equally good (0.8) and one late plan a little better (0.83): the
     best cheap one scores above the late plan on these items by luck alone; net of each family's
