@@ -13,7 +13,8 @@ Reasoning candidates come last and must also beat the best candidate without rea
 (select_paying): they cost the most to serve. A third stage (ControlSearch.tuned_stage), with a
 budget of its own, runs the `late` plans (the fine-tuned head): significant against the current
 version, then compared with the job's choice net of each one's selection optimism; where the job
-shipped the current recipe refit instead, compared with that refit alone.
+shipped the current recipe refit instead, compared with that refit alone; where the current
+version reads a fine-tuned body whose refresh is due, no worse than it, as a refresh.
 """
 from __future__ import annotations
 
