@@ -193,7 +193,7 @@ def tuned_stage(settings: Settings, conn: redis.Redis, project: int, lineage: st
             continue
         ran = bool(decision.results)
         decisions[control.name]["tuned"] = {"best": decision.best.name, "accepted": decision.accepted,
-                                            "refresh": bool(decision.accepted and decision.best.metrics.get("no_worse")),
+                                            "refresh": decision.refreshes_tuned,
                                             "p_value": round(decision.p_value, 5), "candidates": decision.table,
                                             "skipped": decision.skipped}
         if ran:  # tried on these items: again once they have doubled

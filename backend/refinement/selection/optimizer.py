@@ -72,6 +72,9 @@ class ControlDecision:
     # probabilities of `issues_from`, the candidate with the lowest log-loss on all of them
     issues: list[LabelIssue] = field(default_factory=list)
     issues_from: str = ""
+    # the tuned stage's choice replaces the current version as its refresh: no worse, not better
+    # (ControlSearch.tuned_stage's `refresh_tuned`)
+    refreshes_tuned: bool = False
 
     @property
     def refreshed(self) -> CandidateResult | None:
@@ -335,6 +338,7 @@ class ControlSearch:
             return ControlDecision(self.control.name, len(cur.gold), cur, bar, False, skipped=job.skipped[skipped:],
                                    used=self.used)
         best, b, c, p, accepted = select(cur, new, self.alpha)
+        refreshes = False
         for r in new:
             r.metrics["judged_against"] = cur.name
         if bar is refreshed:
@@ -342,12 +346,12 @@ class ControlSearch:
         elif accepted and bar is not cur:
             accepted = self._outscores(best, new, bar, everything[:before])
         elif not accepted and bar is cur and refresh_tuned:
-            accepted = no_worse(best, cur, self.alpha)
+            accepted = refreshes = no_worse(best, cur, self.alpha)
         log.info("%s-choice control %s, tuned stage: best %s %s vs %s %s, accepted=%s", job.kind.name,
                  self.control.name, best.name, best.metrics, bar.name, bar.metrics, accepted)
         return ControlDecision(self.control.name, len(cur.gold), cur, best if accepted else bar, accepted, b, c, p,
                                [{"name": r.name, **r.metrics} for r in new], job.skipped[skipped:], new,
-                               used=self.used)
+                               used=self.used, refreshes_tuned=refreshes)
 
     def _outscores(self, best: CandidateResult, family: list[CandidateResult], bar: CandidateResult,
                    earlier: list[CandidateResult]) -> bool:

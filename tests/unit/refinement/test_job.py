@@ -55,11 +55,13 @@ def test_the_tuned_stage_may_refresh_only_a_current_version_on_a_tuned_body_whos
             self.asked = None
 
         def tuned_stage(self, deadline, refreshed=None, *, refresh_tuned=False):
-            self.asked = refresh_tuned
-            return None
+            self.asked = refresh_tuned  # a late plan no worse than the version it refreshes, when asked
+            return SimpleNamespace(results=[], best=SimpleNamespace(name="late"), accepted=refresh_tuned,
+                                   refreshes_tuned=refresh_tuned, p_value=0.3, table=[], skipped=[])
 
     control = ChoiceControl("label", "text", "text", ("x", "y"), False)
     for embedder, due, asked in (("tuned:abc", True, True), ("tuned:abc", False, False), ("minilm", True, False)):
-        search = Search(embedder)
-        assert tuned_stage(Settings.from_env({}), None, 1, "config", [(control, search)], {}, {}, due) == {}
+        search, decisions = Search(embedder), {"label": {}}
+        won = tuned_stage(Settings.from_env({}), None, 1, "config", [(control, search)], decisions, {}, due)
         assert search.asked is asked, (embedder, due)
+        assert decisions["label"]["tuned"]["refresh"] is asked and list(won) == (["label"] if asked else [])

@@ -169,7 +169,7 @@ def test_a_late_plan_refreshes_a_current_version_on_a_tuned_body_when_due_and_no
         row = tuned.table[0]
         assert row["p_vs_current"] > 0.05, row  # not significantly better
         assert tuned.accepted is accepted and tuned.best.name == ("late" if accepted else "current")
-        assert row.get("no_worse") is (accepted if due else None)
+        assert row.get("no_worse") is (accepted if due else None) and tuned.refreshes_tuned is accepted
 
 
 def test_the_jobs_choice_from_many_alike_candidates_loses_its_luck_before_a_late_plan_is_compared_with_it():
