@@ -293,7 +293,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         trained_on.update(g.task_id for g, used in zip(usable, search.used) if used)
         first = search.first_stage()
         decisions[control.name] = {"first_stage": {"best": first.best.name, "accepted": first.accepted,
-                                                   "p_value": round(first.p_value, 5)}}
+                                                   "p_value": round(first.p_value, 5),
+                                                   **({"first_fit": True} if first.first_fit else {})}}
         searches.append((control, search))
     stages: list[dict] = []
     published = current

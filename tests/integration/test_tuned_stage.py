@@ -12,6 +12,7 @@ from backend.app import create_app
 from backend.engines.factory import engine_id
 from backend.engines.scripted import ScriptedEngine
 from backend.evaluation.datasets import load_dataset
+from backend.labeling.calibration import Calibrator
 from backend.labeling.head import Embedder, HeadWeights, load_minilm
 from backend.labeling.label_config import parse_label_config
 from backend.labeling.model_version import ModelVersion
@@ -187,8 +188,10 @@ def test_a_job_repairs_a_current_version_whose_fine_tuned_body_was_lost(engine, 
     head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.0, embedder=body.name)
     TunedBodies(redis_conn).save(body.name, body.top, body.tensors)
     registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir, ModelVersion)
-    broken = registry.publish(project, ModelVersion(label="", lineage=lineage, kind="label:tuned-head", gt_count=45,
-                                                    controls={"label": ControlRecipe(PromptVersion(), None, head)}))
+    fitted = Calibrator((0.0,) * len(DATA.labels), method="fitted")  # learnt from labels without the head too
+    broken = registry.publish(project, ModelVersion(label="", lineage=lineage, kind="label:calibrated+tuned-head",
+                                                    gt_count=45, controls={"label": ControlRecipe(PromptVersion(),
+                                                                                                  fitted, head)}))
     redis_conn.set(tuned_key(project, lineage, "label"), 45)  # tuned on these items: not due again until 90
     assert run_refinement(settings, redis_conn, project, engine=engine)["status"] == "kept"
     assert run_refinement(settings, redis_conn, project, engine=engine)["status"] == "unchanged"

@@ -26,10 +26,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from ...labeling.calibration import Calibrator
+from ...labeling.calibration import BATCH, Calibrator
 from ...labeling.head import HeadWeights, stacked_features, unseen_label_mass
+from ...labeling.label_config import ChoiceControl
 from ...labeling.prompt import clip_demo
 from ...labeling.recipe import ControlRecipe
+from ...labeling.templates import template_wording
 from ...labeling.tuned_body import is_tuned
 from ..candidates.embedding_head import REGULARISATION_C, fit_head_temperature, train_head
 from ..candidates.robust_head import refit_weights
@@ -106,6 +108,16 @@ def searched_wording(recipe: ControlRecipe, fixed_wording: bool) -> bool:
     """Whether the recipe's instructions may have been searched on its ground truth: any but the
     built-in ones, unless the caller knows them to be a wording chosen without labels."""
     return recipe.prompt.instructions is not None and not fixed_wording
+
+
+def learnt_nothing(recipe: ControlRecipe, control: ChoiceControl) -> bool:
+    """Whether the recipe was fitted on no ground truth: version 0's wording or a template's
+    (labeling/templates.py), with at most its content-free or batch calibration (both set
+    without labels), no demonstrations, head or fitted threshold."""
+    prompt, calibrator = recipe.prompt, recipe.calibrator
+    return (template_wording(prompt, control) and not prompt.demos and not prompt.nearest and prompt.reasoning is None
+            and recipe.head is None and recipe.threshold is None
+            and (calibrator is None or calibrator.method in ("contextual", BATCH)))
 
 
 def tuned_head(recipe: ControlRecipe) -> bool:

@@ -15,6 +15,12 @@ budget of its own, runs the `late` plans (the fine-tuned head): significant agai
 version, then compared with the job's choice net of each one's selection optimism; where the job
 shipped the current recipe refit instead, compared with that refit alone; where the current
 version reads a fine-tuned body whose refresh is due, no worse than it, as a refresh.
+
+A single-choice control whose current recipe learnt from no labels (version 0's wording or a
+template's, current_refit.learnt_nothing) is replaced by the job's choice when that choice is
+no worse (`no_worse`), as a refresh is: the significance gate guards a version that earned its
+place on ground truth against a lucky candidate, and on 25 or 50 labels it kept version 0 where
+the candidates were far better on new items (docs/how-it-learns.md#the-first-fit).
 """
 from __future__ import annotations
 
@@ -48,7 +54,7 @@ from ..validation.crossval import (CandidateResult, PlanSkipped, evaluate_fixed,
 from ..validation.label_errors import LabelIssue, label_issues
 from ..validation.optimism import selection_optimism
 from ..validation.significance import holm_rejections, mcnemar_exact, paired_bootstrap_mean
-from .current_refit import cross_fit_current, refreshed_current
+from .current_refit import cross_fit_current, learnt_nothing, refreshed_current
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,8 @@ class ControlDecision:
     # the tuned stage's choice replaces the current version as its refresh: no worse, not better
     # (ControlSearch.tuned_stage's `refresh_tuned`)
     refreshes_tuned: bool = False
+    # accepted as the control's first fit on labels: no worse than a recipe that learnt from none
+    first_fit: bool = False
 
     @property
     def refreshed(self) -> CandidateResult | None:
@@ -95,6 +103,7 @@ class ControlDecision:
             "mcnemar": {"only_best_right": self.b, "only_current_right": self.c},
             "candidates": self.table,
             "skipped": self.skipped,
+            **({"first_fit": True} if self.first_fit else {}),
             **({"suspects": len(self.issues), "suspects_from": self.issues_from} if self.issues_from else {}),
         }
 
@@ -280,6 +289,7 @@ class ControlSearch:
         self.served = current.calibrator or content_free
         # version 0's template was chosen without labels: its items can be cross-fitted and refreshed
         self.fixed_wording = template_wording(current.prompt, control)
+        self.unfitted = not kind.multiple and learnt_nothing(current, control)
         if judge_mask is not None:
             cur, judge_mask = cross_fit_current(cur, self.served, cur_logits, embeddings, texts, ~judge_mask,
                                                 self.fold, prior=content_free, fixed_wording=self.fixed_wording)
@@ -400,7 +410,8 @@ class ControlSearch:
                  self.control.name, best.name, best.metrics, bar.name, bar.metrics, accepted)
         return ControlDecision(self.control.name, len(cur.gold), cur, best, True, b, c, p,
                                [{"name": r.name, **r.metrics} for r in [cur, *everything]], list(job.skipped),
-                               everything, None, self.used, *suspects(ready, job.kind.multiple))
+                               everything, None, self.used, *suspects(ready, job.kind.multiple),
+                               first_fit=self.first.first_fit)
 
     def _tempered(self, best: CandidateResult) -> CandidateResult:
         """The chosen candidate with a fitted temperature after its content-free calibration, where
@@ -429,6 +440,9 @@ class ControlSearch:
         job = self.job
         cur, judged, ready = self._judged()
         best, b, c, p, accepted = select_paying(cur, judged, self.alpha)
+        first_fit = False
+        if not accepted and self.unfitted and best is not cur:
+            accepted = first_fit = no_worse(best, cur, self.alpha)
         if accepted:
             best = self._tempered(best)
         log.info("%s-choice control %s: best %s %s vs current %s, p=%.4f, accepted=%s", job.kind.name,
@@ -442,7 +456,7 @@ class ControlSearch:
                 no_worse(fitted, cur, self.alpha)
         return ControlDecision(self.control.name, len(cur.gold), cur, best, accepted, b, c, p,
                                [{"name": r.name, **r.metrics} for r in [cur, *judged]], list(job.skipped), judged,
-                               fitted, self.used, *suspects(ready, job.kind.multiple))
+                               fitted, self.used, *suspects(ready, job.kind.multiple), first_fit=first_fit)
 
 
 def optimize_control(service: LabelingService, control: ChoiceControl, texts: list[str], gold: np.ndarray,

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from backend.evaluation.datasets import Dataset
+from backend.labeling.calibration import BATCH, Calibrator
 from backend.labeling.label_config import parse_label_config
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.recipe import ControlRecipe
@@ -45,11 +46,11 @@ def _right_on(name, accuracy, gold, seed=7) -> CandidateResult:
     return CandidateResult(name, ControlRecipe(PromptVersion(name=name)), probs, gold)
 
 
-def _search(*candidates, n=120):
+def _search(*candidates, n=120, current=ControlRecipe()):
     control = parse_label_config(Dataset("t", LABELS, (), ()).label_config()).controls[0]
     service = LabelingService(ScriptedEngine(), embedder=WordEmbedder())
     texts, gold = data(n)
-    return ControlSearch(service, control, texts, gold, ControlRecipe(), folds=5, shots=0, alpha=0.05,
+    return ControlSearch(service, control, texts, gold, current, folds=5, shots=0, alpha=0.05,
                          deadline=time.monotonic() + 600, candidates=candidates)
 
 
@@ -192,3 +193,22 @@ def test_a_late_plan_past_its_deadline_is_skipped_and_the_stage_says_why():
     search = _search(Scripted("cheap", 0.8, cheap=True), late)
     tuned = search.tuned_stage(time.monotonic() - 1)
     assert late.runs == 0 and not tuned.accepted and tuned.skipped == ["late: time budget spent"]
+
+
+def test_a_first_fit_replaces_a_version_that_learnt_from_no_labels_on_being_no_worse():
+    """Version 0 (or a template's wording, batch-calibrated) learnt nothing from labels: a cheap
+    candidate a little better, not significantly, replaces it; not a version with a calibration
+    fitted on labels, and not a worse candidate."""
+    batch = Calibrator((0.1, -0.1), method=BATCH)  # set without labels, on the project's texts
+    fitted = Calibrator((0.1, -0.1), method="fitted")
+    for current, accuracy, accepted in ((ControlRecipe(), 0.87, True), (ControlRecipe(calibrator=batch), 0.87, True),
+                                        (ControlRecipe(calibrator=fitted), 0.87, False), (ControlRecipe(), 0.8, False)):
+        search = _search(Scripted("cheap", accuracy, cheap=True, seed=5), current=current)
+        search.job.judged_current = _right_on("current", 0.85, search.job.gold, seed=5)
+        first = search.first_stage()
+        row = first.table[1]
+        assert row["p_vs_current"] > 0.05, row  # never significantly better
+        assert (first.accepted, first.first_fit) == (accepted, accepted), (current, accuracy)
+        assert first.best.name == "cheap" and first.summary().get("first_fit") is (accepted or None)
+        final = search.second_stage()
+        assert (final.accepted, final.first_fit) == (accepted, accepted)

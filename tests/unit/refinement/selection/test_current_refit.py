@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from backend.labeling.calibration import Calibrator, fit_calibrator
+from backend.labeling.calibration import BATCH, Calibrator, fit_calibrator
 from backend.labeling.head import HeadWeights
 from backend.labeling.prompt import Demo, PromptVersion
 from backend.labeling.recipe import ControlRecipe
@@ -293,3 +293,25 @@ def test_a_stacked_head_is_cross_fitted_and_refreshed_with_the_llm_features_it_r
     refreshed = refreshed_current(current, calibrator, logits, emb, texts, folds)
     assert refreshed.recipe.head.llm_scale == 1.0 and len(refreshed.recipe.head.coef[0]) == 16 + 2
     assert (_served(refreshed.recipe, logits, emb).argmax(1) == gold).mean() > 0.75
+
+
+def test_only_a_template_wording_with_calibration_set_without_labels_learnt_nothing():
+    from backend.evaluation.datasets import Dataset
+    from backend.labeling.label_config import parse_label_config
+    from backend.labeling.templates import template_prompt
+    from backend.refinement.selection.current_refit import learnt_nothing
+
+    control = parse_label_config(Dataset("t", ("pos", "neg"), (), ()).label_config()).controls[0]
+    demo = Demo("a text", "pos")
+    head = HeadWeights(((0.0,), (0.0,)), (0.0, 0.0), 0.0)
+    batch = Calibrator((0.1, -0.1), method=BATCH)
+    nothing = [ControlRecipe(), ControlRecipe(template_prompt("plain", control)), ControlRecipe(calibrator=batch),
+               ControlRecipe(calibrator=Calibrator.contextual(np.array([[0.3, -0.3]]), False)),
+               ControlRecipe(calibrator=Calibrator.contextual(np.array([[0.3, -0.3]]), False).batched(
+                   np.array([[0.7, 0.3], [0.6, 0.4]])))]
+    learnt = [ControlRecipe(calibrator=replace(batch, method="fitted")), ControlRecipe(head=head),
+              ControlRecipe(PromptVersion(demos=(demo,))), ControlRecipe(PromptVersion(pool=(demo,), nearest=1)),
+              ControlRecipe(PromptVersion(name="rewrite", instructions="Say whether the text is pos or neg.")),
+              ControlRecipe(threshold=0.4)]
+    assert all(learnt_nothing(r, control) for r in nothing)
+    assert not any(learnt_nothing(r, control) for r in learnt)
