@@ -19,8 +19,8 @@ version reads a fine-tuned body whose refresh is due, no worse than it, as a ref
 A single-choice control whose current recipe learnt from no labels (version 0's wording or a
 template's, current_refit.learnt_nothing) is replaced by the job's choice when that choice is
 no worse (`no_worse`), as a refresh is: the significance gate guards a version that earned its
-place on ground truth against a lucky candidate, and on 25 or 50 labels it kept version 0 where
-the candidates were far better on new items (docs/how-it-learns.md#the-first-fit).
+place on ground truth against a lucky candidate, and on few labels it often kept version 0
+where the choice it turned down was better on new items (docs/how-it-learns.md#the-first-fit).
 """
 from __future__ import annotations
 
