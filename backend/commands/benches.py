@@ -367,16 +367,22 @@ def head_bench(dataset: str, test_path: str, budgets: str, limit_test: int, seed
               help="Without --dataset: these sets of SHARED_DIR/datasets.")
 @click.option("--labels", "budgets", default="25,50,200", show_default=True, help="Label budgets: first N train items.")
 @click.option("--limit-test", type=int, default=300, show_default=True, help="First N test items.")
+@click.option("--train-seed", type=int, default=None,
+              help="Shuffle each train set with this seed before taking the first N (default: file order).")
 @click.option("--weights", default="0.5,1,2", show_default=True, help="Scales of the Gemma block in the concat.")
 @click.option("--cs", default="1,10,100", show_default=True, help="Logistic regression C grid.")
-@click.option("--n-ctx", type=int, default=512, show_default=True,
-              help="Gemma context; longer texts are cut in tokens.")
+@click.option("--n-ctx", type=int, default=1024, show_default=True,
+              help="Gemma context; longer texts (or prompts) are cut in tokens.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch and llama.cpp threads.")
+@click.option("--states", default="text", show_default=True,
+              help="What Gemma reads, comma-separated: text (the text alone), prompt (version 0's prompt "
+                   "up to the answer, as the scoring pass reads it).")
 @click.option("--check-pooling", is_flag=True, help="First compare our pooling with llama.cpp's MEAN/LAST on 5 texts.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the report as JSON here.")
 @json_option("Print the report as JSON at the end instead of a table.")
-def feature_bench(datasets: tuple[str, ...], sets: str, budgets: str, limit_test: int, weights: str, cs: str,
-                  n_ctx: int, threads: int, check_pooling: bool, out: str | None, as_json: bool) -> None:
+def feature_bench(datasets: tuple[str, ...], sets: str, budgets: str, limit_test: int, train_seed: int | None,
+                  weights: str, cs: str, n_ctx: int, threads: int, states: str, check_pooling: bool,
+                  out: str | None, as_json: bool) -> None:
     """MiniLM head vs Gemma hidden states vs both, settings chosen leaving each set out: macro-F1, accuracy."""
     import time
 
@@ -400,17 +406,22 @@ def feature_bench(datasets: tuple[str, ...], sets: str, budgets: str, limit_test
     pairs = []
     for path in paths:
         test_path, why = beside(path, "test.jsonl", "--dataset")
-        train, test = read_dataset(path), read_dataset(test_path, why, limit=limit_test)
+        train, test = read_dataset(path, seed=train_seed), read_dataset(test_path, why, limit=limit_test)
         if train.multiple or test.multiple:
             raise click.UsageError(f"feature-bench takes single-label sets; {path} is multi-label")
         pairs.append((train, test))
     grid = bench.setting_grid(floats(weights, "--weights"), floats(cs, "--cs"))
+    sources = [x.strip() for x in states.split(",") if x.strip()]
+    if not sources or any(x not in bench.STATES for x in sources):
+        raise click.BadParameter(f"comma-separated, each one of {', '.join(bench.STATES)}; got {states!r}",
+                                 param_hint="--states")
     model_path = prepare_model(settings)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     report = {"command": " ".join(sys.argv), "model": str(model_path), "n_test": limit_test, "threads": threads,
-              "budgets": int_list(budgets, "--labels"), "settings": len(grid)}
+              "budgets": int_list(budgets, "--labels"), "settings": len(grid), "states": sources,
+              "train_seed": train_seed}
     if check_pooling:
         report["pooling_check_max_relative_diff"] = bench.pooling_check(model_path, list(pairs[0][1].texts[:5]), n_ctx)
         click.echo(f"pooling check: {report['pooling_check_max_relative_diff']}", err=True)
@@ -425,7 +436,7 @@ def feature_bench(datasets: tuple[str, ...], sets: str, budgets: str, limit_test
         if out:
             Path(out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
-    report.update(bench.feature_bench(pairs, minilm, gemma, report["budgets"], grid, on_set=done))
+    report.update(bench.feature_bench(pairs, minilm, gemma, report["budgets"], grid, sources, on_set=done))
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if out:
         Path(out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

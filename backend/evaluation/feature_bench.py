@@ -11,7 +11,13 @@ out), never on that set's test items. No product code changes; it only measures.
 
 One Gemma pass per text (pooling NONE: every token's hidden state) gives both poolings: the mean of
 the token states and the last token's state, as llama.cpp's MEAN and LAST poolings compute them
-(`pooling_check` compares them on a few texts). Texts longer than the context are cut in tokens.
+(`pooling_check` compares them on a few texts). Texts longer than the context are cut in tokens
+(a cut prompt loses its answer; `stats` counts the cuts).
+
+Gemma reads either the text alone (`text` states) or the text as version 0's built-in prompt
+shows it, up to the answer (`prompt` states): the last token's state there is the one the
+scoring pass turns into the label logits, so a served version would get it for no extra pass;
+it is conditioned on the instruction and the label names.
 """
 from __future__ import annotations
 
@@ -21,11 +27,14 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..labeling.label_config import parse_label_config
+from ..labeling.prompt import PromptVersion, clean_text, render
 from ..metrics.single_label import summarize
 from ..refinement.candidates.embedding_head import REGULARISATION_C, head_probs, train_head
 from .datasets import Dataset
 
 POOLINGS = ("mean", "last")
+STATES = ("text", "prompt")  # what Gemma reads: the text alone, or version 0's prompt up to the answer
 DEFAULT_WEIGHTS = (0.5, 1.0, 2.0)
 DEFAULT_CS = (1.0, REGULARISATION_C, 100.0)
 DEFAULT_BUDGETS = (25, 50, 200)
@@ -52,6 +61,14 @@ def gemma_block(train: np.ndarray, test: np.ndarray, centre: bool) -> tuple[np.n
 def concat_blocks(first: np.ndarray, second: np.ndarray, weight: float = 1.0) -> np.ndarray:
     """[first / |first|, weight · second / |second|], row by row."""
     return np.hstack([l2_rows(first), weight * l2_rows(second)])
+
+
+def answer_prompt(dataset: Dataset) -> Callable[[str], str]:
+    """A text as version 0's built-in prompt for the set's labels shows it to the scoring pass,
+    up to the answer (prefix, item head, cleaned text, item tail)."""
+    control = parse_label_config(dataset.label_config()).controls[0]
+    rendered = render(control, PromptVersion())
+    return lambda text: f"{rendered.prefix}{rendered.item_head}{clean_text(text)}{rendered.item_tail}"
 
 
 def pool_tokens(tokens: np.ndarray) -> dict[str, np.ndarray]:
@@ -162,7 +179,9 @@ class GemmaFeatures:
         states = self.llm.embed(text, normalize=False, truncate=True)  # truncate: the first n_batch tokens
         return pool_tokens(np.asarray(states))
 
-    def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
+    def encode(self, texts: list[str], frame: Callable[[str], str] | None = None) -> dict[str, np.ndarray]:
+        """Pooled states of `texts`, each read as `frame(text)` when a frame is given."""
+        texts = [frame(t) for t in texts] if frame else list(texts)
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
         wall, cpu = time.perf_counter(), time.process_time()
         for text in missing:
@@ -195,12 +214,13 @@ def pooling_check(model_path: str, texts: list[str], n_ctx: int = 512) -> dict[s
 
 
 def score_grid(train: Dataset, test: Dataset, n: int, grid: list[Setting], minilm: MiniLMFeatures,
-               gemma: GemmaFeatures) -> dict[Setting, dict]:
+               gemma: GemmaFeatures, states: str = "text") -> dict[Setting, dict]:
     """Test accuracy and macro-F1 of every setting, trained on the first n train items."""
     texts, gold = list(train.texts[:n]), np.asarray(train.gold[:n])
     test_texts, test_gold, n_labels = list(test.texts), np.asarray(test.gold), len(test.labels)
     mini = (minilm.encode(texts), minilm.encode(test_texts))
-    g_train, g_test = gemma.encode(texts), gemma.encode(test_texts)
+    frame = answer_prompt(train) if states == "prompt" else None
+    g_train, g_test = gemma.encode(texts, frame), gemma.encode(test_texts, frame)
     gem = {p: (g_train[p], g_test[p]) for p in POOLINGS}
     out = {}
     for setting in grid:
@@ -236,28 +256,32 @@ def lodo_rows(results: dict[str, dict[int, dict[Setting, dict]]], grid: list[Set
 
 
 def feature_bench(sets: list[tuple[Dataset, Dataset]], minilm: MiniLMFeatures, gemma: GemmaFeatures,
-                  budgets: list[int], grid: list[Setting],
+                  budgets: list[int], grid: list[Setting], states: Iterable[str] = ("text",),
                   on_set: Callable[[str, dict], None] = lambda name, scores: None) -> dict:
-    """Every setting's test scores per set and budget, then the leave-one-set-out rows."""
-    results: dict[str, dict[int, dict[Setting, dict]]] = {}
-    for train, test in sets:
-        results[train.name] = {n: score_grid(train, test, n, grid, minilm, gemma) for n in budgets}
-        on_set(train.name, results[train.name])
-    return {"rows": lodo_rows(results, grid) if len(results) > 1 else [],
-            "grid": {name: {str(n): {s.label: v for s, v in scored.items()} for n, scored in by.items()}
-                     for name, by in results.items()},
-            "timing": {"minilm": minilm.clock.per_100(), "gemma": gemma.stats()}}
+    """Every setting's test scores per kind of Gemma states, set and budget, then the
+    leave-one-set-out rows (each row names its states)."""
+    rows, grids = [], {}
+    for source in states:
+        results: dict[str, dict[int, dict[Setting, dict]]] = {}
+        for train, test in sets:
+            results[train.name] = {n: score_grid(train, test, n, grid, minilm, gemma, source) for n in budgets}
+            on_set(f"{source} {train.name}", results[train.name])
+        rows += [{"states": source, **row} for row in (lodo_rows(results, grid) if len(results) > 1 else [])]
+        grids[source] = {name: {str(n): {s.label: v for s, v in scored.items()} for n, scored in by.items()}
+                         for name, by in results.items()}
+    return {"rows": rows, "grid": grids, "timing": {"minilm": minilm.clock.per_100(), "gemma": gemma.stats()}}
 
 
-TABLE_HEADER = ("| set | labels | MiniLM (shipped) F1 / acc | MiniLM LODO-C F1 | Gemma mean F1 | Gemma last F1 | "
-                "Gemma LODO F1 / acc | concat LODO F1 / acc | gain vs shipped | concat LODO setting | "
+TABLE_HEADER = ("| Gemma states | set | labels | MiniLM (shipped) F1 / acc | MiniLM LODO-C F1 | Gemma mean F1 | "
+                "Gemma last F1 | Gemma LODO F1 / acc | concat LODO F1 / acc | gain vs shipped | concat LODO setting | "
                 "Gemma LODO setting | concat best-on-test F1 (bound) |\n"
-                "|---|---|---|---|---|---|---|---|---|---|---|---|")
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def markdown_row(row: dict) -> str:
     m, g, c = row["minilm"], row["gemma_lodo"], row["concat_lodo"]
-    return (f"| {row['set']} | {row['labels']} | {m['macro_f1']:.3f} / {m['accuracy']:.3f} | "
+    return (f"| {row.get('states', 'text')} | {row['set']} | {row['labels']} | "
+            f"{m['macro_f1']:.3f} / {m['accuracy']:.3f} | "
             f"{row['minilm_lodo']['macro_f1']:.3f} | {row['gemma_mean']['macro_f1']:.3f} | "
             f"{row['gemma_last']['macro_f1']:.3f} | {g['macro_f1']:.3f} / {g['accuracy']:.3f} | "
             f"{c['macro_f1']:.3f} / {c['accuracy']:.3f} | {row['gain']:+.3f} | {c['setting']} | {g['setting']} | "

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from backend.evaluation.feature_bench import (Setting, concat_blocks, features, gemma_block, l2_rows, lodo_choice,
-                                              lodo_rows, pool_tokens, setting_grid)
+from backend.evaluation.datasets import Dataset
+from backend.evaluation.feature_bench import (Setting, answer_prompt, concat_blocks, features, gemma_block, l2_rows,
+                                              lodo_choice, lodo_rows, pool_tokens, setting_grid)
 from backend.refinement.candidates.embedding_head import REGULARISATION_C
 
 
@@ -89,3 +90,12 @@ def test_lodo_rows_report_the_shipped_head_and_the_choice_made_elsewhere():
     assert rows["x"]["minilm"]["setting"] == shipped.label
     assert rows["y"]["concat_lodo"]["setting"] == concat[0].label  # x and z tie 0.7: the earliest
     assert rows["y"]["gain"] == 0.0
+
+
+def test_prompt_states_read_the_text_as_version_0_shows_it_up_to_the_answer():
+    data = Dataset("x", ("spam", "ham"), ("a", "b"), (0, 1))
+    frame = answer_prompt(data)
+    framed = frame("Win  a\tprize now")
+    assert framed.endswith("Text: Win a prize now\nLabel:")  # cleaned as the prompt cleans it
+    assert "spam" in framed and "ham" in framed  # the instruction names the labels
+    assert frame("other").split("Text: ")[0] == framed.split("Text: ")[0]  # one shared prefix
