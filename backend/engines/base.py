@@ -39,6 +39,9 @@ class Capabilities:
     exact_token_counts: bool = True  # count_tokens is the model's tokenizer, not an estimate
     parallel_requests: int = 1  # texts the labeling service may score at the same time
     probability_source: str = "exact"  # exact | top_logprobs | votes (shown in predictions unless exact)
+    # score_with_state: the model's final hidden state where it reads the answer (the state the
+    # label scores come from), for a head to read beside the sentence embedding
+    answer_state: bool = False
 
 
 class LabelEngine(Protocol):

@@ -114,7 +114,7 @@ class LlamaCppEngine:
         self._n_vocab = self._llm.n_vocab()
         self._lock = threading.Lock()
         self.model_id = path.stem.lower().replace("_", "-")
-        self.capabilities = Capabilities(exact_logprobs=True, max_context=self._llm.n_ctx())
+        self.capabilities = Capabilities(exact_logprobs=True, max_context=self._llm.n_ctx(), answer_state=True)
         self.tokens_evaluated = 0  # for benchmarks: what the KV cache did not save
         self._tokenize = lru_cache(maxsize=4096)(self._tokenize_uncached)
         self._ll_tokenizer = None  # built on the first constrained generation
@@ -205,6 +205,27 @@ class LlamaCppEngine:
         self.tokens_evaluated += len(batch)
         return out
 
+    def _answer_state(self, context: tuple[int, ...]) -> np.ndarray:
+        """The final hidden state of the context's last token, where the answer is read.
+
+        With llama.cpp's embeddings output on, every token of a batch is an output, and each
+        output costs the vocabulary-wide projection: scoring with it on ran at half speed. So the
+        last token alone is evaluated again, with it on, once the branch is scored (its scores
+        are not touched; the next text re-evaluates from a cut before that token anyway)."""
+        import llama_cpp
+
+        llm = self._llm
+        llm.n_tokens = len(context) - 1
+        llama_cpp.llama_set_embeddings(llm._ctx.ctx, True)
+        try:
+            llm.eval([context[-1]])
+            pointer = llama_cpp.llama_get_embeddings_ith(llm._ctx.ctx, -1)
+            state = np.ctypeslib.as_array(pointer, shape=(llm.n_embd(),)).astype(np.float32)
+        finally:
+            llama_cpp.llama_set_embeddings(llm._ctx.ctx, False)
+        self.tokens_evaluated += 1
+        return state
+
     def _score_branch(
         self, context: tuple[int, ...], cuts: tuple[int, ...], continuations: Sequence[tuple[int, ...]]
     ) -> np.ndarray:
@@ -220,6 +241,17 @@ class LlamaCppEngine:
         return np.array([sum(logprobs[cont[:k]][token] for k, token in enumerate(cont)) for cont in continuations])
 
     def score(self, prefix: str, item: str, branches: Sequence[Branch]) -> list[np.ndarray]:
+        return self._score(prefix, item, branches, None)
+
+    def score_with_state(self, prefix: str, item: str,
+                         branches: Sequence[Branch]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """`score`, and per branch the final hidden state where its answer is read (the last
+        token of prefix + item + suffix): one token evaluated again, not a second pass."""
+        states: list[np.ndarray] = []
+        return self._score(prefix, item, branches, states), states
+
+    def _score(self, prefix: str, item: str, branches: Sequence[Branch],
+               states: list[np.ndarray] | None) -> list[np.ndarray]:
         prefix_tokens = self._tokenize(prefix, True)
         base = prefix_tokens + self._tokenize(item, False)
         out = []
@@ -231,6 +263,8 @@ class LlamaCppEngine:
                     raise EngineError("a label is empty after tokenization", field="label_config")
                 cuts = (len(prefix_tokens), len(base), len(context))
                 out.append(self._score_branch(context, cuts, conts))
+                if states is not None:
+                    states.append(self._answer_state(context))
         return out
 
     def rationale(self, prefix: str, item: str, *, max_tokens: int, temperature: float = 0.0, seed: int = 0) -> str:

@@ -16,7 +16,7 @@ the token states and the last token's state, as llama.cpp's MEAN and LAST poolin
 
 Gemma reads either the text alone (`text` states) or the text as version 0's built-in prompt
 shows it, up to the answer (`prompt` states): the last token's state there is the one the
-scoring pass turns into the label logits, so a served version would get it for no extra pass;
+scoring pass turns into the label logits, so a served version would get it without a second pass;
 it is conditioned on the instruction and the label names.
 """
 from __future__ import annotations
