@@ -65,10 +65,10 @@ def concat_blocks(first: np.ndarray, second: np.ndarray, weight: float = 1.0) ->
 
 def answer_prompt(dataset: Dataset) -> Callable[[str], str]:
     """A text as version 0's built-in prompt for the set's labels shows it to the scoring pass,
-    up to the answer (prefix, item head, cleaned text, item tail)."""
+    up to the answer: the shared prefix, then the item the pass scores the cleaned text in."""
     control = parse_label_config(dataset.label_config()).controls[0]
     rendered = render(control, PromptVersion())
-    return lambda text: f"{rendered.prefix}{rendered.item_head}{clean_text(text)}{rendered.item_tail}"
+    return lambda text: rendered.prefix + rendered.item(clean_text(text))
 
 
 def pool_tokens(tokens: np.ndarray) -> dict[str, np.ndarray]:
