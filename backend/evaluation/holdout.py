@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import DatasetError
 from ..labeling.label_config import ChoiceControl
 from ..labeling.service import LabelingService
-from ..refinement.validation.crossval import evaluate_fixed, logits_matrix
+from ..refinement.validation.crossval import evaluate_fixed, paced_logits
 from .datasets import Dataset
 
 
@@ -22,7 +22,8 @@ def gold_indices(control: ChoiceControl, test: Dataset) -> np.ndarray:
 
 def serve_candidates(service: LabelingService, control: ChoiceControl, decision, test: Dataset) -> list[dict]:
     """One row per candidate (the current version first): its cross-validated macro-F1 and
-    log-loss, and accuracy / macro-F1 / ECE served on `test`. One LLM pass per distinct prompt."""
+    log-loss, and accuracy / macro-F1 / ECE served on `test`. One LLM pass per distinct prompt
+    (with the states at the answer, where the engine gives them, for a head that reads them)."""
     gold, texts = gold_indices(control, test), list(test.texts)
     embeddings = service.embedder.encode(texts)
     logits: dict = {}
@@ -33,8 +34,10 @@ def serve_candidates(service: LabelingService, control: ChoiceControl, decision,
     for result in results:
         prompt = result.recipe.prompt
         if prompt not in logits:
-            logits[prompt] = logits_matrix(service, control, prompt, texts)
-        served = evaluate_fixed(result.name, result.recipe, service, control, texts, gold, logits[prompt], embeddings)
+            logits[prompt] = paced_logits(service, control, prompt, texts, None, partial=False, states=True)
+        scored = logits[prompt]
+        served = evaluate_fixed(result.name, result.recipe, service, control, texts, gold, scored.logits, embeddings,
+                                states=scored.states)
         chosen = " (chosen)" if result is decision.best and decision.accepted else ""
         rows.append({"name": result.name + chosen, "cv_macro_f1": result.metrics.get("macro_f1"),
                      "cv_log_loss": result.metrics.get("log_loss", ""),

@@ -133,6 +133,13 @@ def plain_calibrated(service, test: Dataset) -> dict:
     return {"macro_f1": metrics["macro_f1"], "ece": metrics["ece"]}
 
 
+def cross_validated(result: dict) -> dict:
+    """Each candidate's cross-validated macro-F1 in the job's decision (first two stages), per
+    control: what the selection saw, beside what the served version does on the test items."""
+    return {control: {row["name"]: row.get("macro_f1") for row in decision.get("candidates", [])}
+            for control, decision in (result.get("controls") or {}).items() if isinstance(decision, dict)}
+
+
 def first_better_seconds(result: dict) -> float | None:
     """Seconds from the job's start to its first published version (None: it published none)."""
     if result.get("stages"):
@@ -240,6 +247,7 @@ def simulate(settings: Settings, train: Dataset, test: Dataset, rounds: list[int
                    "stages": [f"{st['stage']}: {st['kind']}" for st in result.get("stages", [])],
                    "tuned": tuned_outcome(result),
                    "logit_cache": result.get("logit_cache"),  # `predicted`: items /predict had scored
+                   "cv_macro_f1": cross_validated(result),
                    **_measure(stack.url, test, probs_out),
                    "head_only_macro_f1": head_only_macro_f1(train_emb, train, target, test_emb, test),
                    **v0_head_ensemble(v0_train, train_emb, train, target, v0_test, test_emb, test, settings.refine_folds)}

@@ -24,6 +24,11 @@ times `llm_scale`, enter the logistic regression as features beside the embeddin
 distribution is served alone. Pooling gives the LLM one weight for every label; stacking learns how
 far to trust it label by label, and where its answers carry what the embedding misses.
 
+Either may also read the LLM's state at the answer (`state_weight` > 0): the final hidden state
+where the scoring pass reads the label, which the pass computes anyway. It enters beside the
+embedding centred on the training items' mean (LLM states share one large common direction),
+at unit length, times `state_weight`; the head then needs the LLM pass even when it serves alone.
+
 For a multi-choice control the head is one-vs-rest (`one_vs_rest`): one binary logistic regression
 per label, pooled with the LLM label by label on the yes/no logit,
 logit = w · logit(P_llm) + (1 − w) · logit(P_head), which is the same log-linear pooling applied
@@ -92,11 +97,26 @@ class HeadWeights:
     head_temperature: float = 1.0  # the head's own temperature before a "mix" pool
     llm_scale: float = 0.0  # > 0: stacked, the LLM's centred log-probabilities are features times this
     c: float | None = None  # the inverse L2 strength the job chose (refit the same way); None: the default
+    state_weight: float = 0.0  # > 0: the LLM's state at the answer is read beside the embedding, times this
+    state_mean: tuple[float, ...] = ()  # what that state is centred on (its training items' mean)
 
     @property
     def reads_llm(self) -> bool:
-        """Whether the LLM's answer enters what is served: else no LLM pass is needed."""
-        return self.weight_llm > 0.0 or self.llm_scale > 0.0
+        """Whether the LLM's pass enters what is served: else no LLM pass is needed."""
+        return self.weight_llm > 0.0 or self.llm_scale > 0.0 or self.reads_state
+
+    @property
+    def reads_state(self) -> bool:
+        """Whether the head reads the LLM's state at the answer (the engine must give it)."""
+        return self.state_weight > 0.0
+
+    def features(self, embeddings: np.ndarray, states: np.ndarray | None) -> np.ndarray:
+        """What the logistic regression reads for these items, before any stacked LLM part."""
+        if not self.reads_state:
+            return np.asarray(embeddings)
+        if states is None:
+            raise ValueError("this head reads the LLM's state at the answer, and none was given")
+        return with_state(embeddings, states, np.asarray(self.state_mean), self.state_weight)
 
     def head_logits(self, features: np.ndarray) -> np.ndarray:
         return features @ np.asarray(self.coef).T + np.asarray(self.intercept)
@@ -104,7 +124,10 @@ class HeadWeights:
     def head_probs(self, features: np.ndarray) -> np.ndarray:
         return with_unseen_mass(softmax(self.head_logits(features)), self.intercept, self.unseen_mass)
 
-    def combine(self, llm_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    def combine(self, llm_probs: np.ndarray, embeddings: np.ndarray, states: np.ndarray | None = None) -> np.ndarray:
+        """The served distribution from the LLM's calibrated one, the items' embeddings and, for a
+        head that reads it, the LLM's state at the answer."""
+        embeddings = self.features(embeddings, states)
         if self.llm_scale > 0.0:
             return temper(self.head_probs(stacked_features(embeddings, llm_probs, self.llm_scale)), self.temperature)
         if self.one_vs_rest:
@@ -125,6 +148,8 @@ class HeadWeights:
             **({"pooling": self.pooling, "head_temperature": self.head_temperature} if self.pooling != "log" else {}),
             **({"llm_scale": self.llm_scale} if self.llm_scale else {}),
             **({"c": self.c} if self.c is not None else {}),
+            **({"state_weight": self.state_weight, "state_mean": [round(v, 5) for v in self.state_mean]}
+               if self.reads_state else {}),
             "embedder": self.embedder,
             "weight_llm": self.weight_llm,
             "temperature": self.temperature,
@@ -150,7 +175,28 @@ class HeadWeights:
             head_temperature=float(data.get("head_temperature", 1.0)),
             llm_scale=float(data.get("llm_scale", 0.0)),
             c=_positive(data.get("c"), "head.c"),
+            **_state_block(data),
         )
+
+
+def _state_block(data: dict) -> dict:
+    """A stored head's state block, checked: a weight without a mean would read nothing."""
+    if "state_weight" not in data:
+        return {}
+    weight, mean = _positive(data["state_weight"] or 0, "head.state_weight"), data.get("state_mean")
+    if not isinstance(mean, list) or not mean or not all(isinstance(v, (int, float)) for v in mean):
+        raise ValueError("head.state_mean must be a non-empty list of numbers beside head.state_weight")
+    if len(data["coef"]) and len(data["coef"][0]) <= len(mean):
+        raise ValueError("head.coef must have more columns than head.state_mean has numbers")
+    return {"state_weight": weight, "state_mean": tuple(float(v) for v in mean)}
+
+
+def with_state(embeddings: np.ndarray, states: np.ndarray, mean: np.ndarray, weight: float) -> np.ndarray:
+    """The embedding with the LLM's state at the answer beside it: centred on `mean`, at unit
+    length, times `weight` (how loud it is against the unit-length embedding)."""
+    centred = np.asarray(states, dtype=np.float64) - mean
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    return np.hstack([np.asarray(embeddings), weight * centred / np.where(norms > 0, norms, 1.0)])
 
 
 def _positive(value: object, name: str) -> float | None:

@@ -32,8 +32,9 @@ class ControlRecipe:
         the shift the evidence lines give content-free inputs (LabelingService.calibrated). The
         head still sees the text only (its embeddings were trained on texts alone), pooled with
         the LLM's answer that sees the evidence; a head that answers alone runs no LLM pass, so
-        it gets no evidence at all."""
-        if not evidence or (self.head is not None and not self.head.reads_llm):
+        it gets no evidence at all. Nor does a head that reads the LLM's state at the answer:
+        it learnt from states of prompts without evidence lines, which move the state."""
+        if not evidence or (self.head is not None and (not self.head.reads_llm or self.head.reads_state)):
             return self
         return replace(self, prompt=replace(self.prompt, evidence=evidence))
 

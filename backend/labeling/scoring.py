@@ -66,7 +66,20 @@ def fit_text(engine: LabelEngine, rendered: RenderedPrompt, text: str) -> Fitted
 
 def label_logits(engine: LabelEngine, rendered: RenderedPrompt, control: ChoiceControl, text: str) -> np.ndarray:
     """One logit per label of `control` for `text` (already cleaned and fitted)."""
-    scores = engine.score(rendered.prefix, rendered.item(text), rendered.branches)
+    return _to_logits(engine.score(rendered.prefix, rendered.item(text), rendered.branches), control)
+
+
+def label_logits_with_state(engine: LabelEngine, rendered: RenderedPrompt, control: ChoiceControl,
+                            text: str) -> tuple[np.ndarray, np.ndarray]:
+    """`label_logits` and the model's final hidden state where a single-choice answer is read
+    (an engine with `capabilities.answer_state`): what a head may read beside the embedding."""
+    if control.multiple:
+        raise ValueError("the state at the answer is read for single choice only")
+    scores, states = engine.score_with_state(rendered.prefix, rendered.item(text), rendered.branches)
+    return _to_logits(scores, control), np.asarray(states[0], dtype=np.float32)
+
+
+def _to_logits(scores: list[np.ndarray], control: ChoiceControl) -> np.ndarray:
     if control.multiple:
         return np.array([s[0] - s[1] for s in scores], dtype=np.float64)
     ll = scores[0]

@@ -28,7 +28,7 @@ from .prediction import ControlPrediction, decide, to_ls_prediction
 from .prompt import CONTENT_FREE_TEXTS, Demo, PromptVersion, RenderedPrompt, clean_text, evidence_of, render
 from .reasoning import clean_rationale, pool_samples
 from .recipe import ControlRecipe
-from .scoring import fit_text, label_logits, uses_codes
+from .scoring import fit_text, label_logits, label_logits_with_state, uses_codes
 from .spans import SpanPrompt, extract_spans, propose_occurrences, span_region, span_support
 from .tuned_body import TunedBody, is_tuned, tuned_embedder
 
@@ -73,13 +73,15 @@ def map_tasks(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]
 
 @dataclass(frozen=True)
 class Scored:
-    """One text scored: uncalibrated label logits, whether the text was cut, tokens it cost, and
-    the rationales written first (a reasoning prompt; none when the logit cache had the text)."""
+    """One text scored: uncalibrated label logits, whether the text was cut, tokens it cost, the
+    rationales written first (a reasoning prompt; none when the logit cache had the text), and
+    the LLM's state at the answer when it was asked for (`score_texts`' `states`)."""
 
     logits: np.ndarray
     truncated: bool
     usage: dict | None = None
     rationales: tuple[str, ...] = ()
+    state: np.ndarray | None = None
 
 
 @dataclass
@@ -192,19 +194,29 @@ class LabelingService:
     def logits(self, control: ChoiceControl, prompt: PromptVersion, text: str,
                task_demos: tuple[Demo, ...] = ()) -> tuple[np.ndarray, bool]:
         """Uncalibrated label logits of one text, and whether the text had to be cut to fit."""
-        logits, truncated, _ = self._score_one(control, prompt, text, task_demos)
+        logits, truncated, _, _ = self._score_one(control, prompt, text, task_demos)
         return logits, truncated
 
-    def _score_one(self, control: ChoiceControl, prompt: PromptVersion, text: str,
-                   task_demos: tuple[Demo, ...]) -> tuple[np.ndarray, bool, tuple[str, ...]]:
-        """`logits`, plus the rationales written first when the prompt reasons."""
+    def gives_state(self, control: ChoiceControl, prompt: PromptVersion) -> bool:
+        """Whether scoring `control` with `prompt` can give the LLM's state at the answer: a
+        single-choice control on an engine that exposes it, a prompt that reads the label right
+        after the text (a reasoning prompt reads it after rationales that differ per sample)."""
+        return self.engine.capabilities.answer_state and not control.multiple and prompt.reasoning is None
+
+    def _score_one(self, control: ChoiceControl, prompt: PromptVersion, text: str, task_demos: tuple[Demo, ...],
+                   state: bool = False) -> tuple[np.ndarray, bool, tuple[str, ...], np.ndarray | None]:
+        """`logits`, plus the rationales written first when the prompt reasons, and the state at
+        the answer when asked for (`state`, where `gives_state`)."""
         rendered = render(control, prompt, codes=self.uses_codes(control), task_demos=task_demos)
         fitted = fit_text(self.engine, rendered, text)
+        if state:
+            logits, answer_state = label_logits_with_state(self.engine, rendered, control, fitted.text)
+            return logits, fitted.truncated, (), answer_state
         if rendered.reasoning is None:
-            return label_logits(self.engine, rendered, control, fitted.text), fitted.truncated, ()
+            return label_logits(self.engine, rendered, control, fitted.text), fitted.truncated, (), None
         rationales = tuple(self.rationale(rendered, fitted.text, seed) for seed in rendered.reasoning.seeds())
         samples = [label_logits(self.engine, rendered.with_rationale(r), control, fitted.text) for r in rationales]
-        return pool_samples(samples, control.multiple), fitted.truncated, rationales
+        return pool_samples(samples, control.multiple), fitted.truncated, rationales, None
 
     def rationale(self, rendered: RenderedPrompt, text: str, seed: int) -> str:
         """One rationale the model writes for `text` (reason-then-select), one line."""
@@ -225,41 +237,45 @@ class LabelingService:
 
     def score_texts(self, control: ChoiceControl, prompt: PromptVersion, texts: Sequence[str],
                     task_demos: Sequence[tuple[Demo, ...]] | None = None, *,
-                    keep: LogitSink | None = None) -> list[Scored]:
+                    keep: LogitSink | None = None, states: bool = False) -> list[Scored]:
         """`logits` of many texts, concurrently when the engine is a server; each with its token usage
         (none for a text the logit cache already had).
 
         `task_demos` overrides the per-task demos the prompt's pool would give (cross-validation
         picks them from the training folds only). `keep` is also given every text's logits
         (`/predict` keeps a version's for the project's next job); it is never read here, so a
-        request's pace is always that of scoring."""
+        request's pace is always that of scoring. With `states` (where `gives_state`), each text
+        also gets the LLM's state at the answer; a cached entry without one is scored again."""
         meter = getattr(self.engine, "usage", None)
         texts = list(texts)
         pairs = list(zip(texts, list(task_demos) if task_demos is not None else self.task_demos(prompt, texts)))
+        states = states and self.gives_state(control, prompt)
 
         def one(pair: tuple[str, tuple[Demo, ...]]) -> Scored:
             with meter.scope() if meter else nullcontext() as usage:
-                logits, truncated, rationales = self._score_one(control, prompt, *pair)
-            return Scored(logits, truncated, meter.to_dict(usage) if meter else None, rationales)
+                logits, truncated, rationales, state = self._score_one(control, prompt, *pair, state=states)
+            return Scored(logits, truncated, meter.to_dict(usage) if meter else None, rationales, state)
 
         if prompt.evidence:  # evidence is per request: nothing to keep
             return map_tasks(one, pairs, self.engine.capabilities.parallel_requests)
-        out = self._through_cache(control, prompt, pairs, one)
+        out = self._through_cache(control, prompt, pairs, one, states)
         if keep is not None:
-            keep.put_many({self._cache_field(keep, control, prompt, *pair): (s.logits, s.truncated)
+            keep.put_many({self._cache_field(keep, control, prompt, *pair): (s.logits, s.truncated, s.state)
                            for pair, s in zip(pairs, out)})
         return out
 
     def _through_cache(self, control: ChoiceControl, prompt: PromptVersion, pairs: list[tuple[str, tuple[Demo, ...]]],
-                       one: Callable[[tuple[str, tuple[Demo, ...]]], Scored]) -> list[Scored]:
-        """`one` of each pair, but what the logit cache holds read from it and the rest written to it."""
+                       one: Callable[[tuple[str, tuple[Demo, ...]]], Scored], states: bool = False) -> list[Scored]:
+        """`one` of each pair, but what the logit cache holds read from it and the rest written to
+        it; with `states`, an entry without the state at the answer counts as not held."""
         if self.logit_cache is None:
             return map_tasks(one, pairs, self.engine.capabilities.parallel_requests)
         fields = [self._cache_field(self.logit_cache, control, prompt, *pair) for pair in pairs]
-        out = [None if hit is None else Scored(*hit) for hit in self.logit_cache.get_many(fields)]
+        out = [None if hit is None or (states and hit[2] is None) else Scored(hit[0], hit[1], state=hit[2])
+               for hit in self.logit_cache.get_many(fields)]
         todo = [i for i, hit in enumerate(out) if hit is None]
         fresh = map_tasks(one, [pairs[i] for i in todo], self.engine.capabilities.parallel_requests)
-        self.logit_cache.put_many({fields[i]: (s.logits, s.truncated) for i, s in zip(todo, fresh)})
+        self.logit_cache.put_many({fields[i]: (s.logits, s.truncated, s.state) for i, s in zip(todo, fresh)})
         for i, s in zip(todo, fresh):
             out[i] = s
         return out
@@ -285,16 +301,24 @@ class LabelingService:
         A recipe without a calibrator gets content-free calibration of its prompt; one with a head
         pools the LLM's distribution with the head's. A head pooled with LLM weight 0 (the head
         alone won) runs no LLM pass: its answer would not count. `keep` receives the LLM's
-        logits for the project's next job."""
+        logits for the project's next job, with its states at the answer where the engine gives
+        them (a job's head may learn from them; labeling.head); a head that reads them gets them."""
         if recipe.head is not None and not recipe.head.reads_llm:
             return self._predict_head_alone(control, recipe, texts)
+        reads_state = recipe.head is not None and recipe.head.reads_state
+        if reads_state and not self.gives_state(control, recipe.prompt):
+            raise BadRequest(f"the engine {self.engine.model_id!r} does not give the LLM's state at the answer "
+                             f"that the head of control {control.name!r} reads; use a version without it",
+                             field="model_version")
         calibrator = self.calibrated(control, recipe)
         embeddings = self.embedder.encode(texts) if recipe.prompt.nearest else None
         scored = self.score_texts(control, recipe.prompt, texts, self.task_demos(recipe.prompt, texts, embeddings),
-                                  keep=keep)
+                                  keep=keep, states=reads_state or keep is not None)
         probs = [calibrator.apply(s.logits, control.multiple) for s in scored]
         if recipe.head is not None:
-            probs = list(recipe.head.combine(np.stack(probs), self.head_embeddings(recipe.head, texts, embeddings)))
+            states = np.stack([s.state for s in scored]) if reads_state else None
+            probs = list(recipe.head.combine(np.stack(probs), self.head_embeddings(recipe.head, texts, embeddings),
+                                             states))
         source = self.engine.capabilities.probability_source
         return [
             (decide(control, p, raw_probabilities(s.logits, control.multiple), source=source, usage=s.usage,

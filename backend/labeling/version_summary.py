@@ -43,12 +43,14 @@ def recipe_facts(recipe: ControlRecipe) -> dict:
     else:
         kind = ("one-vs-rest " if head.one_vs_rest else "") + ("balanced " if head.balanced else "")
         kind += "logistic head" + (f" (L2 C = {head.c:g})" if head.c is not None else "")
+        reads = f"{head.embedder} embeddings" + (f" and the LLM's state at the answer (weight {head.state_weight:g})"
+                                                 if head.reads_state else "")
         if head.llm_scale:
-            facts["head"] = (f"{kind} on {head.embedder} embeddings and the LLM's log-probabilities "
+            facts["head"] = (f"{kind} on {reads} and the LLM's log-probabilities "
                              f"(stacked, scale {head.llm_scale:g}), temperature {head.temperature:.2f}")
         else:
-            facts["head"] = (f"{kind} on {head.embedder} embeddings, {head.pooling} pooling, LLM weight "
-                             f"{head.weight_llm:.2f}{' (no LLM pass at serving)' if head.weight_llm == 0 else ''}, "
+            facts["head"] = (f"{kind} on {reads}, {head.pooling} pooling, LLM weight "
+                             f"{head.weight_llm:.2f}{' (no LLM pass at serving)' if not head.reads_llm else ''}, "
                              f"temperature {head.temperature:.2f}")
     if recipe.threshold is not None:
         facts["decision threshold"] = f"{recipe.threshold:.2f}"

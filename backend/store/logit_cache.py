@@ -5,7 +5,8 @@ and between two jobs only the few new items change. With many labels that pass i
 job (docs/benchmarks.md), paid again on every save.
 An entry is keyed by what determines the logits: the model, its context size, the rendered
 prompt (instructions, demonstrations, this item's nearest demos, label branches) and the text;
-the float64 logits are stored exactly, so a cached item scores as it would fresh.
+the float64 logits are stored exactly, so a cached item scores as it would fresh, with the LLM's
+state at the answer beside them where the pass computed it (float32, what the engine gives).
 
 One Redis hash per project. After each job the entries it did not touch are dropped (`prune`), so
 the hash holds one job's work: the current version's and the plain prompt's logits, which the
@@ -26,7 +27,8 @@ from .redis import key
 TTL_SECONDS = 30 * 24 * 3600  # a project nobody labels for a month gives its cache back
 
 
-Entry = tuple[np.ndarray, bool]  # (logits, whether the text was cut to fit)
+# (logits, whether the text was cut to fit, the state at the answer or None)
+Entry = tuple[np.ndarray, bool, "np.ndarray | None"]
 
 
 def logit_field(model: str, multiple: bool, rendered: object, text: str, max_context: int) -> bytes:
@@ -55,13 +57,26 @@ class LogitHash:
         return [bool(x) for x in pipe.execute()]
 
 
-def encode_entry(logits: np.ndarray, truncated: bool) -> bytes:
-    """Exact float64 logits after one flag byte."""
-    return (b"\1" if truncated else b"\0") + np.asarray(logits, "<f8").tobytes()
+TRUNCATED, WITH_STATE = 1, 2  # bits of an entry's flag byte
+
+
+def encode_entry(logits: np.ndarray, truncated: bool, state: np.ndarray | None = None) -> bytes:
+    """One flag byte, then the exact float64 logits; with a state, the number of logits (4 bytes)
+    comes first and the float32 state after them."""
+    flags = (TRUNCATED if truncated else 0) | (WITH_STATE if state is not None else 0)
+    logits = np.asarray(logits, "<f8")
+    if state is None:
+        return bytes([flags]) + logits.tobytes()
+    return bytes([flags]) + len(logits).to_bytes(4, "little") + logits.tobytes() + np.asarray(state, "<f4").tobytes()
 
 
 def decode_entry(value: bytes) -> Entry:
-    return np.frombuffer(value[1:], dtype="<f8").copy(), value[:1] == b"\1"
+    flags = value[0]
+    if not flags & WITH_STATE:
+        return np.frombuffer(value[1:], dtype="<f8").copy(), bool(flags & TRUNCATED), None
+    n = int.from_bytes(value[1:5], "little")
+    logits = np.frombuffer(value[5:5 + 8 * n], dtype="<f8").copy()
+    return logits, bool(flags & TRUNCATED), np.frombuffer(value[5 + 8 * n:], dtype="<f4").copy()
 
 
 class LogitCache(LogitHash):

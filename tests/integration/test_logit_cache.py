@@ -53,7 +53,7 @@ def test_the_current_pass_takes_cached_items_first_then_the_newest(engine, redis
     cache = LogitCache(redis_conn, 7, "gemma")
     service = LabelingService(engine, logit_cache=cache)
     service.score_texts(CONTROL, PROMPT, DATA.texts[:3])  # the oldest three were scored by the last job
-    logits, used, _ = paced_logits(service, CONTROL, PROMPT, DATA.texts, stop_at=0.0, partial=True)
+    logits, used, _, _ = paced_logits(service, CONTROL, PROMPT, DATA.texts, stop_at=0.0, partial=True)
     # time is up before it starts: the cached items, and one chunk of the newest
     assert used.tolist() == [True] * 3 + [False] * (20 - 3 - PACE_CHUNK) + [True] * PACE_CHUNK
     assert cache.stats() == {"hits": 3, "misses": 3 + PACE_CHUNK, "predicted": 0}

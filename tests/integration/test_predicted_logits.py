@@ -97,9 +97,11 @@ def test_predict_keeps_the_logits_of_the_version_only_not_of_a_typed_instruction
 def test_kept_logits_are_read_back_exactly_and_stop_at_the_cap(redis_conn, monkeypatch):
     kept = PredictedLogits(redis_conn, PROJECT, "v", "gemma")
     logits = np.array([0.1, -2.5, 1e-300])
-    kept.put_many({b"a": (logits, True), b"b": (logits * 2, False)})
-    (a, truncated), (b, cut), missing = kept.get_many([b"a", b"b", b"c"])
+    state = np.linspace(-3.0, 3.0, 640, dtype=np.float32)
+    kept.put_many({b"a": (logits, True), b"b": (logits * 2, False, state)})
+    (a, truncated, no_state), (b, cut, b_state), missing = kept.get_many([b"a", b"b", b"c"])
     assert np.array_equal(a, logits) and truncated and np.array_equal(b, logits * 2) and not cut and missing is None
+    assert no_state is None and b_state.dtype == np.float32 and np.array_equal(b_state, state)
     assert kept.holds([b"a", b"c"]) == [True, False]
     monkeypatch.setattr(predicted_logits, "MAX_ENTRIES", 2)
     kept.put_many({b"c": (logits, False)})

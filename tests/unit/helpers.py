@@ -34,7 +34,10 @@ class RecordingService:
     def cached(self, control, prompt, texts, task_demos):
         return np.zeros(len(texts), bool)
 
-    def score_texts(self, control, prompt, texts, task_demos=None):
+    def gives_state(self, control, prompt):
+        return False
+
+    def score_texts(self, control, prompt, texts, task_demos=None, states=False):
         out = []
         for text in texts:
             self.calls.append((prompt.demos, text))

@@ -73,6 +73,9 @@ class ControlJob:
     results: list[CandidateResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     base: PromptVersion = PromptVersion(name="base")
+    # the LLM's state at the answer of each item under the current prompt (`current_logits`' pass),
+    # where the engine gives it (a head may read it beside the embedding: candidates/state_head.py)
+    current_states: np.ndarray | None = None
 
     def best_llm(self, *, reasoned: bool = False) -> CandidateResult | None:
         """The LLM-only candidate a head or a reasoning mode builds on: the best so far (the

@@ -108,10 +108,11 @@ def evaluate_head(llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarra
 
 
 def evaluate_stacked(name: str, llm: CandidateResult, embeddings: np.ndarray, folds: np.ndarray,
-                     balanced: bool, c: float = REGULARISATION_C) -> CandidateResult:
+                     balanced: bool, c: float = REGULARISATION_C, **flags) -> CandidateResult:
     """The head trained on the embedding and `llm`'s log-probabilities together (labeling.head,
     stacked), served alone. The features' scale is chosen like a pooling weight: on the other
-    folds for each fold's out-of-fold probabilities, on all items for the head that ships."""
+    folds for each fold's out-of-fold probabilities, on all items for the head that ships.
+    `flags` as for head_results (`embeddings` then holds what they add: the state at the answer)."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
     oof = {scale: head_out_of_fold(stacked_features(embeddings, llm.probs, scale), gold, n_labels, balanced, folds, c)
            for scale in STACK_SCALES}
@@ -120,7 +121,7 @@ def evaluate_stacked(name: str, llm: CandidateResult, embeddings: np.ndarray, fo
     coef, intercept = train_head(stacked_features(embeddings, llm.probs, scale), gold, n_labels, balanced, c=c)
     head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), 0.0,
                        fitted_temperature(oof[scale], gold), balanced=balanced,
-                       unseen_mass=unseen_label_mass(gold, n_labels), llm_scale=scale, c=c)
+                       unseen_mass=unseen_label_mass(gold, n_labels), llm_scale=scale, c=c, **flags)
     return CandidateResult(f"{llm.name}+{name}-stacked", ControlRecipe(llm.recipe.prompt, llm.recipe.calibrator, head),
                            probs, gold)
 

@@ -46,6 +46,7 @@ from ..candidates.one_vs_rest_head import OneVsRestHead
 from ..candidates.plain_prompt import PlainPrompt
 from ..candidates.reasoning_first import ReasoningFirst, ReasoningHeads, reasons
 from ..candidates.robust_head import RobustHead
+from ..candidates.state_head import StateHead
 from ..candidates.tuned_head import Tuning, TunedHead
 from ..candidates.typed_instruction import TypedInstruction
 from ..validation.control_kind import kind_of
@@ -209,19 +210,22 @@ def run_plans(plans: list[Plan], deadline: float, results: list, skipped: list[s
 
 
 def judged_items(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts: list[str],
-                 deadline: float, skipped: list[str]) -> tuple[np.ndarray, np.ndarray, float | None]:
+                 deadline: float, skipped: list[str]) -> tuple[np.ndarray, np.ndarray, float | None, np.ndarray | None]:
     """(the current prompt's logits on the items scored, mask of those items, seconds per item
-    scored): cached items, then the newest that fit CURRENT_SHARE of the time left (noted in
-    `skipped` when not all did). No pace for a prompt with per-task demos: they cost several
-    times the tokens of a shared prompt, so its pace says nothing about the candidates'; nor for
-    one that reasons first (its rationales cost the most)."""
+    scored, the LLM's states at the answer of those items where the engine gives them): cached
+    items, then the newest that fit CURRENT_SHARE of the time left (noted in `skipped` when not
+    all did). No pace for a prompt with per-task demos: they cost several times the tokens of a
+    shared prompt, so its pace says nothing about the candidates'; nor for one that reasons
+    first (its rationales cost the most)."""
     now = time.monotonic()
-    logits, used, pace = paced_logits(service, control, prompt, texts,
-                                      now + CURRENT_SHARE * max(0.0, deadline - now), partial=True)
+    scored = paced_logits(service, control, prompt, texts, now + CURRENT_SHARE * max(0.0, deadline - now),
+                          partial=True, states=True)
+    used = scored.scored
     if not used.all():
         skipped.append(f"current: judged on {int(used.sum())} of {len(texts)} items; scoring the rest would take "
                        f"more than {CURRENT_SHARE:.0%} of the time budget left")
-    return logits[used], used, None if prompt.nearest or prompt.reasoning else pace
+    return (scored.logits[used], used, None if prompt.nearest or prompt.reasoning else scored.pace,
+            None if scored.states is None else scored.states[used])
 
 
 def select_paying(current: CandidateResult, candidates: list[CandidateResult], alpha: float):
@@ -250,7 +254,7 @@ def select_paying(current: CandidateResult, candidates: list[CandidateResult], a
 # it builds on the best of them). Each says for which controls it applies.
 CANDIDATES: tuple[Candidate, ...] = (FittedCalibration(), PlainPrompt(), TypedInstruction(), FewShot(),
                                      NearestShot(), InstructionRewrite(), ReasoningFirst(), EmbeddingHead(),
-                                     RobustHead(), OneVsRestHead(), ReasoningHeads(), TunedHead())
+                                     StateHead(), RobustHead(), OneVsRestHead(), ReasoningHeads(), TunedHead())
 
 
 class ControlSearch:
@@ -279,12 +283,13 @@ class ControlSearch:
         self.control, self.alpha = control, alpha
         kind = kind_of(control)
         skipped: list[str] = []
-        cur_logits, self.used, self.pace = judged_items(service, control, current.prompt, texts, deadline, skipped)
+        cur_logits, self.used, self.pace, states = judged_items(service, control, current.prompt, texts, deadline,
+                                                                skipped)
         texts, gold = [t for t, u in zip(texts, self.used) if u], kind.targets(gold)[self.used]
         judge_mask = None if judge_mask is None else np.asarray(judge_mask)[self.used]
         self.fold = fold_ids(len(texts), folds)
         embeddings = service.embedder.encode(texts)
-        cur = evaluate_fixed("current", current, service, control, texts, gold, cur_logits, embeddings)
+        cur = evaluate_fixed("current", current, service, control, texts, gold, cur_logits, embeddings, states=states)
         content_free = service.calibrator(control, current.prompt)
         self.served = current.calibrator or content_free
         # version 0's template was chosen without labels: its items can be cross-fitted and refreshed
@@ -292,10 +297,11 @@ class ControlSearch:
         self.unfitted = not kind.multiple and learnt_nothing(current, control)
         if judge_mask is not None:
             cur, judge_mask = cross_fit_current(cur, self.served, cur_logits, embeddings, texts, ~judge_mask,
-                                                self.fold, prior=content_free, fixed_wording=self.fixed_wording)
+                                                self.fold, prior=content_free, fixed_wording=self.fixed_wording,
+                                                states=states)
         self.job = ControlJob(service, control, kind, texts, gold, self.fold, embeddings, current, cur, cur_logits,
                               content_free, shots, deadline, judge_mask, rewrite, tuple(reasoning), tuple(typed),
-                              tuning, skipped=skipped)
+                              tuning, skipped=skipped, current_states=states)
         self.plans = [plan for candidate in candidates for plan in candidate.plans(self.job)]
         self.first: ControlDecision | None = None
         self.second: ControlDecision | None = None
@@ -450,7 +456,8 @@ class ControlSearch:
         fitted = None
         if refit and not accepted:
             fitted = refreshed_current(job.judged_current, self.served, job.current_logits, job.embeddings, job.texts,
-                                       self.fold, prior=job.content_free, fixed_wording=self.fixed_wording)
+                                       self.fold, prior=job.content_free, fixed_wording=self.fixed_wording,
+                                       states=job.current_states)
             if fitted is not None:
                 fitted = fitted.subset(job.judge_mask) if cur is not job.judged_current else fitted
                 no_worse(fitted, cur, self.alpha)

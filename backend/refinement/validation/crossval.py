@@ -126,6 +126,7 @@ class Pass(NamedTuple):
     logits: np.ndarray
     scored: np.ndarray  # which items have logits
     pace: float | None  # seconds per item the engine scored (not cached); None below one chunk
+    states: np.ndarray | None = None  # the LLM's state at the answer of each item scored, when asked for
 
 
 def logits_matrix(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts,
@@ -137,23 +138,31 @@ def logits_matrix(service: LabelingService, control: ChoiceControl, prompt: Prom
 
 
 def paced_logits(service: LabelingService, control: ChoiceControl, prompt: PromptVersion, texts,
-                 stop_at: float | None, *, partial: bool,
+                 stop_at: float | None, *, partial: bool, states: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> Pass:
     """The logits of the items scored. What the logit cache holds comes first, for free; the
     rest is scored newest first (`texts` run oldest to newest) in chunks of PACE_CHUNK.
 
     `partial` (the current version's pass): stop once `stop_at` has passed and return what is
     scored; the job then judges every candidate on those items. Otherwise all or nothing:
-    OverBudget as soon as the pace of the chunks so far says the rest would end after `stop_at`."""
+    OverBudget as soon as the pace of the chunks so far says the rest would end after `stop_at`.
+    With `states` (where the service `gives_state`), each item's state at the answer too."""
     texts = list(texts)
     demos = service.task_demos(prompt, texts, leave_out_self=True)
     logits = np.zeros((len(texts), len(control.labels)))
     scored = service.cached(control, prompt, texts, demos)
+    states = states and service.gives_state(control, prompt)
+    held: np.ndarray | None = None
 
     def score(rows: np.ndarray) -> None:
-        results = service.score_texts(control, prompt, [texts[i] for i in rows], [demos[i] for i in rows])
+        nonlocal held
+        results = service.score_texts(control, prompt, [texts[i] for i in rows], [demos[i] for i in rows],
+                                      states=states)
         logits[rows] = np.stack([s.logits for s in results])
         scored[rows] = True
+        if states:
+            held = np.zeros((len(texts), len(results[0].state)), np.float32) if held is None else held
+            held[rows] = np.stack([s.state for s in results])
 
     if scored.any():
         score(np.flatnonzero(scored))
@@ -166,19 +175,21 @@ def paced_logits(service: LabelingService, control: ChoiceControl, prompt: Promp
         check(begin)
         score(todo[begin:begin + PACE_CHUNK])
         done = min(len(todo), begin + PACE_CHUNK)
-    return Pass(logits, scored, (clock() - start) / done if done >= PACE_CHUNK else None)
+    return Pass(logits, scored, (clock() - start) / done if done >= PACE_CHUNK else None, held)
 
 
 def evaluate_fixed(name: str, recipe: ControlRecipe, service: LabelingService, control: ChoiceControl,
                    texts, gold: np.ndarray, logits: np.ndarray | None = None,
-                   embeddings: np.ndarray | None = None, deadline: float | None = None) -> CandidateResult:
-    """A recipe used as is (the current version, or one that learns nothing from ground truth)."""
+                   embeddings: np.ndarray | None = None, deadline: float | None = None,
+                   states: np.ndarray | None = None) -> CandidateResult:
+    """A recipe used as is (the current version, or one that learns nothing from ground truth);
+    `states`, the LLM's states at the answer of `logits`' items, for a head that reads them."""
     kind = kind_of(control)
     logits = logits_matrix(service, control, recipe.prompt, texts, deadline) if logits is None else logits
     calibrator = recipe.calibrator or service.calibrator(control, recipe.prompt)
     probs = calibrator.apply(logits, kind.multiple)
     if recipe.head is not None:  # `embeddings` are the bundled MiniLM's; a fine-tuned head reads its own body's
-        probs = recipe.head.combine(probs, service.head_embeddings(recipe.head, list(texts), embeddings))
+        probs = recipe.head.combine(probs, service.head_embeddings(recipe.head, list(texts), embeddings), states)
     return CandidateResult(name, recipe, probs, gold, kind=kind)
 
 

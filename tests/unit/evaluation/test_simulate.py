@@ -1,6 +1,6 @@
 """What `eval --simulate` says of a round (pure logic): the time to the first better version,
 and the served version against the best baseline."""
-from backend.evaluation.simulate import first_better_seconds, tuned_outcome, verdict
+from backend.evaluation.simulate import cross_validated, first_better_seconds, tuned_outcome, verdict
 
 
 def test_the_first_better_version_is_the_cheap_stage_s_when_the_job_published_in_stages():
@@ -38,3 +38,11 @@ def test_the_tuned_stage_outcome_names_its_best_and_the_scores_it_was_compared_b
         "topic": {"best": "current", "accepted": False, "skipped": ["tuned-head: time budget spent"]},
         "refreshed": {"best": "x+tuned-head", "accepted": True, "refresh": True}}
     assert tuned_outcome({"status": "kept"}) == {}
+
+
+def test_each_round_shows_what_the_selection_saw_per_candidate():
+    result = {"controls": {"label": {"candidates": [{"name": "current", "macro_f1": 0.61},
+                                                    {"name": "head-state", "macro_f1": 0.83}]},
+                           "other": {"skipped": "3 labelled items; need 10"}}}
+    assert cross_validated(result) == {"label": {"current": 0.61, "head-state": 0.83}, "other": {}}
+    assert cross_validated({"status": "unchanged"}) == {}

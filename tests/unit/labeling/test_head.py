@@ -84,3 +84,34 @@ def test_one_vs_rest_weights_round_trip_and_endpoints_are_the_parts():
     np.testing.assert_allclose(HeadWeights(head.coef, head.intercept, 0.0, one_vs_rest=True).combine(llm, emb),
                                sigmoid(emb @ np.array(head.coef).T + head.intercept), atol=1e-6)
     assert "one_vs_rest" not in HeadWeights(((1.0,),), (0.0,), 0.5).to_dict()  # single-choice JSON unchanged
+
+
+def _state_head(weight=1.0):
+    mean = (1.0, 1.0, 1.0)
+    coef = ((0.0, 0.0, 4.0, 0.0, 0.0), (0.0, 0.0, -4.0, 0.0, 0.0))  # reads the state's first number only
+    return HeadWeights(coef, (0.0, 0.0), 0.0, state_weight=weight, state_mean=mean)
+
+
+def test_a_head_that_reads_the_state_at_the_answer_centres_it_and_needs_it():
+    head = _state_head(2.0)
+    embeddings = np.array([[1.0, 0.0], [0.0, 1.0]])
+    states = np.array([[4.0, 1.0, 1.0], [-2.0, 1.0, 1.0]])  # centred: (+3, 0, 0) and (-3, 0, 0)
+    features = head.features(embeddings, states)
+    np.testing.assert_allclose(features, [[1.0, 0.0, 2.0, 0.0, 0.0], [0.0, 1.0, -2.0, 0.0, 0.0]])
+    probs = head.combine(np.full((2, 2), 0.5), embeddings, states)
+    assert probs[0, 0] > 0.99 and probs[1, 1] > 0.99
+    assert head.reads_llm and head.reads_state  # the state comes from the LLM's pass
+    with pytest.raises(ValueError, match="state at the answer"):
+        head.combine(np.full((2, 2), 0.5), embeddings)
+    assert not HeadWeights(((0.0,),), (0.0,), 0.0).reads_llm
+
+
+def test_a_state_head_round_trips_and_a_broken_stored_one_is_refused_by_field():
+    head = _state_head()
+    stored = json.loads(json.dumps(head.to_dict()))
+    assert HeadWeights.from_dict(stored) == head
+    assert "state_weight" not in HeadWeights(((0.0,),), (0.0,), 0.0).to_dict()
+    for broken, field in (({"state_mean": None}, "head.state_mean"), ({"state_weight": -1}, "head.state_weight"),
+                          ({"state_mean": [0.0] * 5}, "head.coef")):
+        with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+            HeadWeights.from_dict({**stored, **broken})

@@ -4,6 +4,7 @@ import time
 import numpy as np
 import pytest
 
+from backend.engines.base import Capabilities
 from backend.engines.scripted import ScriptedEngine
 from backend.errors import BadRequest
 from backend.labeling.calibration import softmax
@@ -235,3 +236,60 @@ def test_a_head_that_answers_alone_gets_no_evidence_and_a_pooled_head_keeps_its_
     shown = pooled.with_evidence((("mood", "good"),))
     assert (shown.head, shown.threshold, shown.prompt.evidence) == (pooled.head, 0.3, (("mood", "good"),))
     assert pooled.with_evidence(()) is pooled
+    stateful = ControlRecipe(head=HeadWeights(((1.0, 0.0),), (0.0,), weight_llm=0.5, state_weight=1.0,
+                                              state_mean=(0.0,)))
+    assert stateful.with_evidence((("mood", "good"),)) is stateful  # evidence lines would move the state
+
+
+class StatefulEngine(ScriptedEngine):
+    """The scripted engine with a state at the answer: 1 where "prize" is in the item, else -1."""
+
+    capabilities = Capabilities(exact_logprobs=True, max_context=4096, answer_state=True)
+
+    def __init__(self):
+        super().__init__()
+        self.with_state = 0
+
+    def score_with_state(self, prefix, item, branches):
+        self.with_state += 1
+        return self.score(prefix, item, branches), [np.array([1.0 if "prize" in item else -1.0, 0.0], np.float32)]
+
+
+class Sink:
+    def __init__(self):
+        self.entries = {}
+
+    def field(self, multiple, rendered, text, max_context):
+        return text.encode()
+
+    def put_many(self, entries):
+        self.entries.update(entries)
+
+
+def test_a_head_that_reads_the_state_at_the_answer_gets_it_and_kept_logits_carry_it():
+    from backend.labeling.head import HeadWeights
+    from backend.labeling.recipe import ControlRecipe
+    from tests.unit.helpers import WordEmbedder
+
+    label_task = parse_label_config(CONFIG)
+    control = label_task.controls[0]
+    n = len(control.labels)
+    # reads the state alone: label 0 where it is +1 ("prize"), label 1 where it is -1
+    coef = tuple(tuple([0.0] * (len(WordEmbedder.VOCAB) + 1) + [s, 0.0]) for s in (5.0, -5.0, 0.0))
+    head = HeadWeights(coef, (0.0,) * n, 0.0, state_weight=1.0, state_mean=(0.0, 0.0))
+    engine, sink = StatefulEngine(), Sink()
+    service = LabelingService(engine, embedder=WordEmbedder())
+    texts = ["win a prize", "see you at lunch"]
+    preds = service.predict_control(control, ControlRecipe(head=head), texts, keep=sink)
+    assert [p.chosen for p, _ in preds] == [(control.labels[0],), (control.labels[1],)]
+    assert engine.with_state == 2  # the tasks; the content-free calibration reads no state
+    assert {k: v[2].tolist() for k, v in sink.entries.items()} == {b"win a prize": [1.0, 0.0],
+                                                                    b"see you at lunch": [-1.0, 0.0]}
+    engine.with_state, sink.entries = 0, {}
+    service.predict_control(control, ControlRecipe(), texts)  # nothing kept, nothing read: no state
+    assert engine.with_state == 0
+    service.predict_control(control, ControlRecipe(), texts, keep=sink)  # kept for a job's head to learn from
+    assert engine.with_state == 2 and all(v[2] is not None for v in sink.entries.values())
+    with pytest.raises(BadRequest) as err:
+        LabelingService(ScriptedEngine()).predict_control(control, ControlRecipe(head=head), texts)
+    assert err.value.field == "model_version"

@@ -55,7 +55,7 @@ class SecondPerText(ScriptedEngine):
 def test_the_current_pass_keeps_the_newest_items_it_scored_before_its_time_was_up():
     clock = Clock()
     engine = SecondPerText(clock)
-    logits, used, pace = paced_logits(LabelingService(engine), CONTROL, PROMPT, TEXTS, stop_at=12.0, partial=True,
+    logits, used, pace, _ = paced_logits(LabelingService(engine), CONTROL, PROMPT, TEXTS, stop_at=12.0, partial=True,
                                       clock=clock)
     # a chunk ends at 8 s (go on), the next at 16 s (past 12 s: stop)
     assert used.tolist() == [False] * (30 - 2 * PACE_CHUNK) + [True] * (2 * PACE_CHUNK)
@@ -72,7 +72,7 @@ def test_another_pass_stops_as_soon_as_its_pace_says_it_would_end_after_the_dead
     assert len(engine.calls) == PACE_CHUNK
 
     clock.now = 0.0
-    logits, scored, _ = paced_logits(LabelingService(SecondPerText(clock)), CONTROL, PROMPT, TEXTS, 31.0,
+    logits, scored, _, _ = paced_logits(LabelingService(SecondPerText(clock)), CONTROL, PROMPT, TEXTS, 31.0,
                                      partial=False, clock=clock)
     assert scored.all() and logits.shape == (30, 2)
 
