@@ -312,8 +312,9 @@ class LabelingService:
                              field="model_version")
         calibrator = self.calibrated(control, recipe)
         embeddings = self.embedder.encode(texts) if recipe.prompt.nearest else None
+        kept_state = keep is not None and not recipe.prompt.evidence  # logits with evidence are not kept
         scored = self.score_texts(control, recipe.prompt, texts, self.task_demos(recipe.prompt, texts, embeddings),
-                                  keep=keep, states=reads_state or keep is not None)
+                                  keep=keep, states=reads_state or kept_state)
         probs = [calibrator.apply(s.logits, control.multiple) for s in scored]
         if recipe.head is not None:
             states = np.stack([s.state for s in scored]) if reads_state else None
