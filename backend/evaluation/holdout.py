@@ -26,16 +26,16 @@ def serve_candidates(service: LabelingService, control: ChoiceControl, decision,
     (with the states at the answer, where the engine gives them, for a head that reads them)."""
     gold, texts = gold_indices(control, test), list(test.texts)
     embeddings = service.embedder.encode(texts)
-    logits: dict = {}
+    passes: dict = {}
     rows = []
     results = [decision.current, *decision.results]
     if decision.accepted and all(r is not decision.best for r in results):
         results.append(decision.best)  # as it ships: e.g. with a temperature fitted once chosen
     for result in results:
         prompt = result.recipe.prompt
-        if prompt not in logits:
-            logits[prompt] = paced_logits(service, control, prompt, texts, None, partial=False, states=True)
-        scored = logits[prompt]
+        if prompt not in passes:
+            passes[prompt] = paced_logits(service, control, prompt, texts, None, partial=False, states=True)
+        scored = passes[prompt]
         served = evaluate_fixed(result.name, result.recipe, service, control, texts, gold, scored.logits, embeddings,
                                 states=scored.states)
         chosen = " (chosen)" if result is decision.best and decision.accepted else ""
