@@ -58,7 +58,10 @@ def test_the_stage_runs_once_a_control_has_enough_labels_and_again_once_they_hav
     json.dumps(out)
     tuned = out["controls"]["label"]["tuned"]
     names = [c["name"] for c in tuned["candidates"]]
-    assert len(names) == 3 and names[0] == "tuned-head" and all("tuned-head" in n for n in names), tuned
+    # the embedded engine gives the states at the answer: the head that reads them beside the tuned body too
+    assert len(names) == 6 and names[0] == "tuned-head" and all("tuned-head" in n for n in names[:3]), tuned
+    assert names[3] == "tuned-head-state" and names[4].endswith("+tuned-head-state"), tuned
+    assert names[5].endswith("+tuned-head-state-mix"), tuned
     assert all(c["judged_against"] == "current" and 0 <= c["p_vs_current"] <= 1 for c in tuned["candidates"]), tuned
     if tuned["accepted"] and out["controls"]["label"]["accepted"]:  # then it outscored the job's choice
         best = next(c for c in tuned["candidates"] if c["name"] == tuned["best"])

@@ -1,5 +1,7 @@
 """The embedding head on a MiniLM body whose top layers are fine-tuned on the control's ground
-truth (SetFit, Tunstall et al. 2022): alone, pooled and mixed with the best LLM candidate.
+truth (SetFit, Tunstall et al. 2022): alone, pooled and mixed with the best LLM candidate; and,
+where the job has the LLM's states at the answer, the same with the state beside the tuned
+embedding, paired with the current prompt (whose states they are).
 
 Where the frozen head alone is the best a job finds, fine-tuning the body moves the sentence
 embeddings apart by label, and the logistic regression on them gains several points
@@ -17,13 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...labeling.head import unseen_label_mass
+from ...labeling.head import unseen_label_mass, with_state
 from ...labeling.tuned_body import TunedBody
 from ..validation.control_kind import SINGLE
 from ..validation.crossval import CandidateResult, OverBudget
 from .body_tuning import LowerStates, tune_top, tuning_steps
 from .contract import ControlJob, Plan
 from .embedding_head import C_GRID, cross_chosen, head_probs, head_results, train_head
+from .state_head import STATE_WEIGHTS, current_llm
 
 NAME = "tuned-head"
 PROBE_STEPS = 16  # optimizer steps timed before the stage's pace is trusted
@@ -74,29 +77,49 @@ def evaluate_tuned_head(job: ControlJob, tuning: Tuning, clock=time.monotonic) -
     """Out-of-fold probabilities of the head on a body tuned on the other folds (the
     regularisation chosen among C_GRID as the frozen head's is), then the body and head fitted on
     all items. Stops (OverBudget, StepPace) when the fine-tunings could not end by `job.deadline`.
-    The body is kept in `job.bodies` for the job to store if a version ships it."""
+    The body is kept in `job.bodies` for the job to store if a version ships it. Where the job
+    has the current pass's states at the answer, the same fine-tunings also give the head that
+    reads them beside the tuned embedding (`tuned-head-state`, as state_head's on the frozen one)."""
     gold, folds, n_labels = job.gold, job.folds, len(job.control.labels)
     fold_list = np.unique(folds)
     options = {"seed": tuning.seed, "max_pairs": tuning.max_pairs}
     lower = LowerStates(job.service.embedder.model, job.texts, tuning.layers)
     pace = StepPace(sum(tuning_steps(gold[folds != f], **options) for f in fold_list) + tuning_steps(gold, **options),
                     job.deadline, clock)  # from the first step: the lower layers' pass is done
-    oof = {c: np.zeros((len(gold), n_labels)) for c in C_GRID}
+    states = job.current_states
+    mean = None if states is None else np.asarray(states, dtype=np.float64).mean(axis=0)
+    weights = (0.0,) if states is None else (0.0, *STATE_WEIGHTS)  # 0: the embedding alone
+    oof = {(w, c): np.zeros((len(gold), n_labels)) for w in weights for c in C_GRID}
     for f in fold_list:
         train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         layers = tune_top(lower, train, gold[train], on_step=pace.step, **options)
         train_emb, test_emb = lower.encode(layers, train), lower.encode(layers, test)
-        for c in C_GRID:
-            coef, intercept = train_head(train_emb, gold[train], n_labels, c=c)
-            oof[c][test] = head_probs(coef, intercept, test_emb, unseen_label_mass(gold[train], n_labels))
-    head_oof, c = cross_chosen(oof, gold, folds)
+        for w in weights:
+            train_x, test_x = _read(train_emb, states, mean, w, train), _read(test_emb, states, mean, w, test)
+            for c in C_GRID:
+                coef, intercept = train_head(train_x, gold[train], n_labels, c=c)
+                oof[(w, c)][test] = head_probs(coef, intercept, test_x, unseen_label_mass(gold[train], n_labels))
     everything = np.arange(len(gold))
     layers = tune_top(lower, everything, gold, on_step=pace.step, **options)
     body = TunedBody.of(layers)
     job.bodies[body.name] = body
-    coef, intercept = train_head(lower.encode(layers, everything), gold, n_labels, c=c)
-    return head_results(NAME, job.best_llm() or job.judged_current, head_oof, coef, intercept, folds, c=c,
-                        embedder=body.name)
+    embeddings = lower.encode(layers, everything)
+    head_oof, (_, c) = cross_chosen({k: v for k, v in oof.items() if k[0] == 0.0}, gold, folds)
+    coef, intercept = train_head(embeddings, gold, n_labels, c=c)
+    results = head_results(NAME, job.best_llm() or job.judged_current, head_oof, coef, intercept, folds, c=c,
+                           embedder=body.name)
+    if states is None:
+        return results
+    head_oof, (w, c) = cross_chosen({k: v for k, v in oof.items() if k[0] > 0.0}, gold, folds)
+    coef, intercept = train_head(_read(embeddings, states, mean, w, everything), gold, n_labels, c=c)
+    return [*results, *head_results(f"{NAME}-state", current_llm(job), head_oof, coef, intercept, folds, c=c,
+                                    embedder=body.name, state_weight=w, state_mean=tuple(mean.tolist()))]
+
+
+def _read(embeddings: np.ndarray, states: np.ndarray | None, mean: np.ndarray | None, weight: float,
+          rows: np.ndarray) -> np.ndarray:
+    """What a head with state weight `weight` reads for `rows`: the embeddings alone at 0."""
+    return embeddings if weight == 0.0 else with_state(embeddings, states[rows], mean, weight)
 
 
 class TunedHead:

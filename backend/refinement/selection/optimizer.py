@@ -328,7 +328,7 @@ class ControlSearch:
         The stages are split for latency alone and a head on a tuned body costs what a frozen
         one does to serve, so the later family is not asked for more than the earlier one; but
         the job's choice is the best of some thirty candidates on the same items and the late
-        family's of three: compared raw, the job's choice wins on luck. If the job accepted no
+        family's of three or six: compared raw, the job's choice wins on luck. If the job accepted no
         choice but shipped `refreshed` (the current recipe refit, which replaces the current
         version on being no worse), the late best need only outscore that refit the same way:
         it is what the stage would replace. With `refresh_tuned` (the current version reads a
