@@ -194,9 +194,14 @@ def _state_block(data: dict) -> dict:
 def with_state(embeddings: np.ndarray, states: np.ndarray, mean: np.ndarray, weight: float) -> np.ndarray:
     """The embedding with the LLM's state at the answer beside it: centred on `mean`, at unit
     length, times `weight` (how loud it is against the unit-length embedding)."""
+    return np.hstack([np.asarray(embeddings), weight * unit_states(states, mean)])
+
+
+def unit_states(states: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The LLM's states at the answer centred on `mean` and at unit length (a zero row stays zero)."""
     centred = np.asarray(states, dtype=np.float64) - mean
     norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    return np.hstack([np.asarray(embeddings), weight * centred / np.where(norms > 0, norms, 1.0)])
+    return centred / np.where(norms > 0, norms, 1.0)
 
 
 def _positive(value: object, name: str) -> float | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...labeling.head import unseen_label_mass, with_state
+from ...labeling.head import unit_states, unseen_label_mass
 from ...labeling.tuned_body import TunedBody
 from ..validation.control_kind import SINGLE
 from ..validation.crossval import CandidateResult, OverBudget
@@ -88,17 +88,19 @@ def evaluate_tuned_head(job: ControlJob, tuning: Tuning, clock=time.monotonic) -
                     job.deadline, clock)  # from the first step: the lower layers' pass is done
     states = job.current_states
     mean = None if states is None else np.asarray(states, dtype=np.float64).mean(axis=0)
+    unit = None if states is None else unit_states(states, mean)  # once: each fold and weight slices it
     weights = (0.0,) if states is None else (0.0, *STATE_WEIGHTS)  # 0: the embedding alone
     oof = {(w, c): np.zeros((len(gold), n_labels)) for w in weights for c in C_GRID}
     for f in fold_list:
         train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         layers = tune_top(lower, train, gold[train], on_step=pace.step, **options)
         train_emb, test_emb = lower.encode(layers, train), lower.encode(layers, test)
+        unseen = unseen_label_mass(gold[train], n_labels)
         for w in weights:
-            train_x, test_x = _read(train_emb, states, mean, w, train), _read(test_emb, states, mean, w, test)
+            train_x, test_x = _read(train_emb, unit, w, train), _read(test_emb, unit, w, test)
             for c in C_GRID:
                 coef, intercept = train_head(train_x, gold[train], n_labels, c=c)
-                oof[(w, c)][test] = head_probs(coef, intercept, test_x, unseen_label_mass(gold[train], n_labels))
+                oof[(w, c)][test] = head_probs(coef, intercept, test_x, unseen)
     everything = np.arange(len(gold))
     layers = tune_top(lower, everything, gold, on_step=pace.step, **options)
     body = TunedBody.of(layers)
@@ -111,15 +113,15 @@ def evaluate_tuned_head(job: ControlJob, tuning: Tuning, clock=time.monotonic) -
     if states is None:
         return results
     head_oof, (w, c) = cross_chosen({k: v for k, v in oof.items() if k[0] > 0.0}, gold, folds)
-    coef, intercept = train_head(_read(embeddings, states, mean, w, everything), gold, n_labels, c=c)
+    coef, intercept = train_head(_read(embeddings, unit, w, everything), gold, n_labels, c=c)
     return [*results, *head_results(f"{NAME}-state", current_llm(job), head_oof, coef, intercept, folds, c=c,
                                     embedder=body.name, state_weight=w, state_mean=tuple(mean.tolist()))]
 
 
-def _read(embeddings: np.ndarray, states: np.ndarray | None, mean: np.ndarray | None, weight: float,
-          rows: np.ndarray) -> np.ndarray:
-    """What a head with state weight `weight` reads for `rows`: the embeddings alone at 0."""
-    return embeddings if weight == 0.0 else with_state(embeddings, states[rows], mean, weight)
+def _read(embeddings: np.ndarray, unit: np.ndarray | None, weight: float, rows: np.ndarray) -> np.ndarray:
+    """What a head with state weight `weight` reads for `rows` (as labeling.head.with_state
+    builds it at predict time, from `unit_states`): the embeddings alone at 0."""
+    return embeddings if weight == 0.0 else np.hstack([embeddings, weight * unit[rows]])
 
 
 class TunedHead:
