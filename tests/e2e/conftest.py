@@ -1,5 +1,6 @@
 """A real Label Studio 1.23.2 and our real service (gunicorn + RQ worker + embedded Redis), both on
-127.0.0.1, started once per session.
+127.0.0.1, started once per session. Label Studio is started as soon as collection ends and comes
+up while the tests before these run (pytest.ini lists tests/e2e last).
 
 Label Studio is installed into its own virtualenv (never ours) by the shared start script, in
 E2E_LS_VENV (default ~/.cache/llmlb-e2e/lsenv), and reused when it is there: a cold install
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ START_SCRIPT = SHARED / "scripts" / "start-label-studio.sh"
 INSTALL_AND_START_TIMEOUT_S = 20 * 60  # cold pip install (≈3 min) + first start with migrations (≈1 min), with room
 BASIC_AUTH = ("ls-e2e", "e2e-basic-password-0123")
 TIMINGS: dict[str, float] = {}  # printed at the end of the session (pytest_terminal_summary)
+EARLY: dict = {}  # the start script launched as collection ends (pytest_collection_finish)
 
 
 class LabelStudioError(AssertionError):
@@ -76,20 +80,34 @@ class LabelStudio:
                          json=body, timeout=300)
 
 
-def _start_label_studio(data_dir: Path) -> LabelStudio:
+def _launch_label_studio() -> dict:
+    """Run the start script in the background (it installs if needed, starts, waits for health,
+    prints the token, and exits with Label Studio left running); its output goes to files, which a
+    pipe left unread could fill."""
     if not START_SCRIPT.is_file():
         pytest.fail(f"{START_SCRIPT} is missing: the e2e tests need ../shared beside the repository")
-    port = free_port()
-    t0 = time.monotonic()
-    proc = subprocess.run(
-        ["bash", str(START_SCRIPT), str(LS_VENV), str(port), str(data_dir)],
-        check=False, capture_output=True, text=True, timeout=INSTALL_AND_START_TIMEOUT_S,
-        env=dict(os.environ, LS_HEALTH_TIMEOUT="300"),
-    )
-    TIMINGS["label_studio_install_and_start_s"] = round(time.monotonic() - t0, 1)
-    out = dict(line.split("=", 1) for line in proc.stdout.splitlines() if line.startswith("LS_") and "=" in line)
-    if proc.returncode != 0 or "LS_TOKEN" not in out:
-        pytest.fail(f"start-label-studio.sh failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    work = Path(tempfile.mkdtemp(prefix="llmlb-e2e-ls-"))
+    out, err = open(work / "start.out", "w+"), open(work / "start.err", "w+")
+    proc = subprocess.Popen(["bash", str(START_SCRIPT), str(LS_VENV), str(free_port()), str(work / "data")],
+                            stdout=out, stderr=err, text=True, env=dict(os.environ, LS_HEALTH_TIMEOUT="300"),
+                            start_new_session=True)
+    return {"proc": proc, "out": out, "err": err, "work": work, "t0": time.monotonic()}
+
+
+def _wait_label_studio(launch: dict) -> LabelStudio:
+    proc = launch["proc"]
+    try:
+        code = proc.wait(timeout=max(1.0, INSTALL_AND_START_TIMEOUT_S - (time.monotonic() - launch["t0"])))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"start-label-studio.sh did not finish in {INSTALL_AND_START_TIMEOUT_S} s")
+    TIMINGS["label_studio_install_and_start_s"] = round(time.monotonic() - launch["t0"], 1)
+    launch["out"].seek(0)
+    launch["err"].seek(0)
+    stdout, stderr = launch["out"].read(), launch["err"].read()
+    out = dict(line.split("=", 1) for line in stdout.splitlines() if line.startswith("LS_") and "=" in line)
+    if code != 0 or "LS_TOKEN" not in out:
+        pytest.fail(f"start-label-studio.sh failed ({code}):\n{stderr[-3000:]}")
     return LabelStudio(url=out["LS_URL"], token=out["LS_TOKEN"], pid=int(out["LS_PID"]), log=out.get("LS_LOG", ""))
 
 
@@ -110,15 +128,48 @@ def _stop(pid: int, timeout: float = 5) -> None:
 
 
 @pytest.fixture(scope="session")
-def label_studio(tmp_path_factory):
+def label_studio():
     if os.environ.get("E2E_LS_URL") and os.environ.get("E2E_LS_TOKEN"):
         yield LabelStudio(url=os.environ["E2E_LS_URL"].rstrip("/"), token=os.environ["E2E_LS_TOKEN"])
         return
-    ls = _start_label_studio(tmp_path_factory.mktemp("label-studio"))
+    launch = EARLY.get("launch") or EARLY.setdefault("launch", _launch_label_studio())
     try:
-        yield ls
+        yield _wait_label_studio(launch)
     finally:
-        _stop(ls.pid)
+        _finish(launch)
+
+
+def _finish(launch: dict) -> None:
+    """Stop what the launch started: the script and its Label Studio if the script still runs
+    (they share the process group it was started in), else Label Studio by its pid file."""
+    if launch["proc"].poll() is None:
+        os.killpg(launch["proc"].pid, signal.SIGKILL)
+        launch["proc"].wait()
+    pid_file = launch["work"] / "data" / "label-studio.pid"
+    if pid_file.is_file():
+        _stop(int(pid_file.read_text()))
+    launch["out"].close()
+    launch["err"].close()
+    shutil.rmtree(launch["work"], ignore_errors=True)
+
+
+def pytest_collection_finish(session):
+    """Start Label Studio as soon as the session knows it will need it: the e2e tests run last
+    (pytest.ini's testpaths), so its install and start (a minute or two, mostly one core) overlap
+    the tests before them instead of adding to the run."""
+    if os.environ.get("E2E_LS_URL") and os.environ.get("E2E_LS_TOKEN") or session.config.option.collectonly:
+        return
+    if not START_SCRIPT.is_file():
+        return  # the fixture says so, as a test failure
+    if any(Path(str(item.fspath)).is_relative_to(Path(__file__).parent) for item in session.items):
+        EARLY["launch"] = _launch_label_studio()
+
+
+def pytest_sessionfinish(session):
+    """A launch whose Label Studio no test asked for (the e2e tests deselected or not reached)."""
+    launch = EARLY.pop("launch", None)
+    if launch is not None and not launch["out"].closed:
+        _finish(launch)
 
 
 @dataclass

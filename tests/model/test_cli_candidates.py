@@ -36,7 +36,7 @@ def test_candidates_prints_every_candidate_against_version_0():
 
 
 def test_candidates_json_is_the_same_decision_as_the_tables():
-    env = dict(os.environ, MODEL_DIR=str(MODEL_DIR), LOG_LEVEL="WARNING", LLM_N_THREADS="1",
+    env = dict(os.environ, MODEL_DIR=str(MODEL_DIR), LOG_LEVEL="WARNING",
                REFINE_REASONING_SAMPLES="0")
     done = subprocess.run(
         [sys.executable, "-m", "backend", "candidates", "--dataset", str(DATASETS / "sms_spam" / "train.jsonl"),

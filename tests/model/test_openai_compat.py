@@ -141,8 +141,8 @@ def test_votes_under_a_grammar_of_escaped_odd_labels_stay_in_the_set(llama_serve
     assert llama_server.alive()
 
 
-def test_accuracy_on_60_subjectivity_items_is_within_5_points_of_the_local_engine(engine, llama_server):
-    data = load_dataset(DATASETS / "subjectivity" / "test.jsonl", limit=60)
+def test_accuracy_on_40_subjectivity_items_is_within_5_points_of_the_local_engine(engine, llama_server):
+    data = load_dataset(DATASETS / "subjectivity" / "test.jsonl", limit=40)
     local = evaluate(LabelingService(engine), data)
     remote_engine = OpenAICompatEngine(openai_settings(llama_server.base_url, OPENAI_CONCURRENCY=2))
     remote = evaluate(LabelingService(remote_engine), data)
