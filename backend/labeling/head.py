@@ -194,7 +194,13 @@ def _state_block(data: dict) -> dict:
 def with_state(embeddings: np.ndarray, states: np.ndarray, mean: np.ndarray, weight: float) -> np.ndarray:
     """The embedding with the LLM's state at the answer beside it: centred on `mean`, at unit
     length, times `weight` (how loud it is against the unit-length embedding)."""
-    return np.hstack([np.asarray(embeddings), weight * unit_states(states, mean)])
+    return state_beside(embeddings, unit_states(states, mean), weight)
+
+
+def state_beside(embeddings: np.ndarray, unit: np.ndarray, weight: float) -> np.ndarray:
+    """The features a state head reads: the embedding, then `unit_states` times `weight`; a job
+    that tries several weights or row subsets centres the states once and builds them here."""
+    return np.hstack([np.asarray(embeddings), weight * unit])
 
 
 def unit_states(states: np.ndarray, mean: np.ndarray) -> np.ndarray:

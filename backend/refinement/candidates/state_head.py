@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...labeling.head import with_state
+from ...labeling.head import state_beside, unit_states
 from ...labeling.recipe import ControlRecipe
 from ..validation.control_kind import SINGLE
 from ..validation.crossval import CandidateResult
@@ -29,7 +29,8 @@ def evaluate_state_head(llm: CandidateResult, embeddings: np.ndarray, states: np
     and mixed with `llm` (the current prompt's answer), and stacked with it."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
     mean = np.asarray(states, dtype=np.float64).mean(axis=0)  # no label enters it: the same on every fold
-    features = {w: with_state(embeddings, states, mean, w) for w in STATE_WEIGHTS}
+    unit = unit_states(states, mean)  # once for every weight
+    features = {w: state_beside(embeddings, unit, w) for w in STATE_WEIGHTS}
     oof = {(w, c): head_out_of_fold(features[w], gold, n_labels, False, folds, c) for w in STATE_WEIGHTS for c in C_GRID}
     head_oof, (weight, c) = cross_chosen(oof, gold, folds)
     coef, intercept = train_head(features[weight], gold, n_labels, c=c)

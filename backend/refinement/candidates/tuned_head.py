@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...labeling.head import unit_states, unseen_label_mass
+from ...labeling.head import state_beside, unit_states, unseen_label_mass
 from ...labeling.tuned_body import TunedBody
 from ..validation.control_kind import SINGLE
 from ..validation.crossval import CandidateResult, OverBudget
@@ -119,9 +119,8 @@ def evaluate_tuned_head(job: ControlJob, tuning: Tuning, clock=time.monotonic) -
 
 
 def _read(embeddings: np.ndarray, unit: np.ndarray | None, weight: float, rows: np.ndarray) -> np.ndarray:
-    """What a head with state weight `weight` reads for `rows` (as labeling.head.with_state
-    builds it at predict time, from `unit_states`): the embeddings alone at 0."""
-    return embeddings if weight == 0.0 else np.hstack([embeddings, weight * unit[rows]])
+    """What a head with state weight `weight` reads for `rows`: the embeddings alone at 0."""
+    return embeddings if weight == 0.0 else state_beside(embeddings, unit[rows], weight)
 
 
 class TunedHead:
