@@ -48,7 +48,6 @@ class LabelStudio:
 
     url: str
     token: str
-    pid: int | None = None
     log: str = ""
     http: requests.Session = field(default_factory=requests.Session)
 
@@ -91,19 +90,17 @@ def _launch_label_studio() -> dict:
     proc = subprocess.Popen(["bash", str(START_SCRIPT), str(LS_VENV), str(free_port()), str(work / "data")],
                             stdout=out, stderr=err, text=True, env=dict(os.environ, LS_HEALTH_TIMEOUT="300"),
                             start_new_session=True)
-    return {"proc": proc, "out": out, "err": err, "work": work, "t0": time.monotonic(), "started": time.time()}
+    return {"proc": proc, "out": out, "err": err, "work": work, "started": time.time()}
 
 
 def _wait_label_studio(launch: dict) -> LabelStudio:
     """The launched Label Studio once it is up. Timings: how long the script took (its output's
     last write) and how much of it the e2e tests still had to wait."""
-    proc, waiting = launch["proc"], time.monotonic()
-    try:
-        code = proc.wait(timeout=max(1.0, INSTALL_AND_START_TIMEOUT_S - (waiting - launch["t0"])))
+    waiting = time.monotonic()
+    try:  # on failure the fixture's _finish stops the script and what it started
+        code = launch["proc"].wait(timeout=max(1.0, INSTALL_AND_START_TIMEOUT_S - (time.time() - launch["started"])))
     except subprocess.TimeoutExpired:
-        proc.kill()
         pytest.fail(f"start-label-studio.sh did not finish in {INSTALL_AND_START_TIMEOUT_S} s")
-    launch["out"].flush()
     TIMINGS["label_studio_install_and_start_s"] = round(os.stat(launch["out"].name).st_mtime - launch["started"], 1)
     TIMINGS["label_studio_waited_s"] = round(time.monotonic() - waiting, 1)
     launch["out"].seek(0)
@@ -112,7 +109,7 @@ def _wait_label_studio(launch: dict) -> LabelStudio:
     out = dict(line.split("=", 1) for line in stdout.splitlines() if line.startswith("LS_") and "=" in line)
     if code != 0 or "LS_TOKEN" not in out:
         pytest.fail(f"start-label-studio.sh failed ({code}):\n{stderr[-3000:]}")
-    return LabelStudio(url=out["LS_URL"], token=out["LS_TOKEN"], pid=int(out["LS_PID"]), log=out.get("LS_LOG", ""))
+    return LabelStudio(url=out["LS_URL"], token=out["LS_TOKEN"], log=out.get("LS_LOG", ""))
 
 
 def _stop(pid: int, timeout: float = 5) -> None:
@@ -133,14 +130,19 @@ def _stop(pid: int, timeout: float = 5) -> None:
 
 @pytest.fixture(scope="session")
 def label_studio():
-    if os.environ.get("E2E_LS_URL") and os.environ.get("E2E_LS_TOKEN"):
+    if _given():
         yield LabelStudio(url=os.environ["E2E_LS_URL"].rstrip("/"), token=os.environ["E2E_LS_TOKEN"])
         return
-    launch = EARLY.get("launch") or EARLY.setdefault("launch", _launch_label_studio())
+    launch = EARLY.pop("launch", None) or _launch_label_studio()  # the fixture owns it from here
     try:
         yield _wait_label_studio(launch)
     finally:
         _finish(launch)
+
+
+def _given() -> bool:
+    """E2E_LS_URL and E2E_LS_TOKEN name a Label Studio that is already running: none is started."""
+    return bool(os.environ.get("E2E_LS_URL") and os.environ.get("E2E_LS_TOKEN"))
 
 
 def _finish(launch: dict) -> None:
@@ -161,7 +163,7 @@ def pytest_collection_finish(session):
     """Start Label Studio as soon as the session knows it will need it: the e2e tests run last
     (pytest.ini's testpaths), so its install and start (a minute or two, mostly one core) overlap
     the tests before them instead of adding to the run."""
-    if os.environ.get("E2E_LS_URL") and os.environ.get("E2E_LS_TOKEN") or session.config.option.collectonly:
+    if _given() or session.config.option.collectonly:
         return
     if not START_SCRIPT.is_file():
         return  # the fixture says so, as a test failure
@@ -172,7 +174,7 @@ def pytest_collection_finish(session):
 def pytest_sessionfinish(session):
     """A launch whose Label Studio no test asked for (the e2e tests deselected or not reached)."""
     launch = EARLY.pop("launch", None)
-    if launch is not None and not launch["out"].closed:
+    if launch is not None:
         _finish(launch)
 
 
