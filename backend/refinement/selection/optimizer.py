@@ -21,6 +21,11 @@ template's, current_refit.learnt_nothing) is replaced by the job's choice when t
 no worse (`no_worse`), as a refresh is: the significance gate guards a version that earned its
 place on ground truth against a lucky candidate, and on few labels it often kept version 0
 where the choice it turned down was better on new items (docs/how-it-learns.md#the-first-fit).
+Such a first fit in the cheap stage is provisional: the second stage decides every candidate
+against the current recipe again, as if the cheap stage had accepted nothing (significant, else
+the first fit of the best), and that choice is the job's: an LLM candidate better on new items
+than a cheap first fit could seldom beat it significantly on a few labels. Only where that
+decision accepts nothing does the first fit stand, to be beaten as any choice is.
 """
 from __future__ import annotations
 
@@ -264,7 +269,8 @@ class ControlSearch:
     rewrites, reasoning, and the heads again on the best of them). A user gets the better
     version the cheap stage found within a minute instead of after the whole search; a second
     version ships only if it is significantly better than the first (it is judged against it,
-    by the same rule: each publication is one test family at `alpha`).
+    by the same rule: each publication is one test family at `alpha`), unless the first was a
+    first fit (see the module's docstring).
 
     `gold` is a label index per item (single choice) or an items × labels 0/1 matrix (multiple).
     `judge_mask` marks the items the current version was not built from (a version always looks
@@ -384,7 +390,9 @@ class ControlSearch:
         """The LLM-heavy plans (and the cheap ones that build on the best LLM candidate, again),
         until `deadline`. The decision is the control's outcome of the whole job: if the first
         stage kept the current version, every candidate against it, as one family; else the first
-        stage's choice, unless a second-stage candidate is significantly better than it."""
+        stage's choice, unless a second-stage candidate is significantly better than it; if that
+        choice was a first fit, the decision of every candidate against the current version
+        again, where it accepts one."""
         job = self.job
         if self.first is None:
             self.first_stage()
@@ -399,6 +407,10 @@ class ControlSearch:
                 plan.after()
         if not self.first.accepted:  # the refit was judged with the cheap stage, on the same items
             return replace(self._decide(refit=False), refit=self.first.refit)
+        if self.first.first_fit:  # a provisional choice: the whole job decides as if it had not shipped
+            again = self._decide(refit=False)
+            if again.accepted:
+                return again
         cur, everything, ready = self._judged()
         cheap = [r for r in everything if r.name in seen]
         later = [r for r in everything if r.name not in seen]

@@ -212,3 +212,25 @@ def test_a_first_fit_replaces_a_version_that_learnt_from_no_labels_on_being_no_w
         assert first.best.name == "cheap" and first.summary().get("first_fit") is (accepted or None)
         final = search.second_stage()
         assert (final.accepted, final.first_fit) == (accepted, accepted)
+
+
+def test_after_a_first_fit_the_second_stage_decides_every_candidate_against_version_0_again():
+    """A first fit is let in without a significant gain: the second stage decides as if the
+    first stage had published nothing. An LLM candidate significantly better than version 0,
+    but not than that provisional choice, replaces it; so does one with a higher F1 that is
+    no worse than version 0 (a first fit in turn); a poor one does not, and the best of the
+    whole family is the first fit again."""
+    for other, replaces, significant in ((Scripted("llm", 0.93, seed=5), True, True),
+                                         (Scripted("higher", 0.9, seed=11), True, False),
+                                         (Scripted("poor", None), False, False)):
+        search = _search(Scripted("cheap", 0.87, cheap=True, seed=9), other)
+        search.job.judged_current = _right_on("current", 0.85, search.job.gold, seed=5)
+        first = search.first_stage()
+        assert first.accepted and first.first_fit and first.best.name == "cheap"
+        # the other candidate's answers are not significantly better than the first fit's
+        assert _right_on(other.name, other.accuracy, search.job.gold, other.seed).f1_gain(first.best)[1] > 0.05
+        final = search.second_stage()
+        rows = {row["name"]: row for row in final.table}
+        assert final.accepted and final.best.name == (other.name if replaces else "cheap"), other.name
+        assert final.first_fit is not significant
+        assert "judged_against" not in rows[other.name]  # against version 0, as the whole family
