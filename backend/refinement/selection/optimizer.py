@@ -405,6 +405,13 @@ class ControlSearch:
         for plan in self.plans:
             if plan.after is not None:
                 plan.after()
+        return self._second_decision(seen)
+
+    def _second_decision(self, seen: set[str]) -> ControlDecision:
+        """The job's decision once the second stage's plans ran (`seen`: the first stage's results'
+        names); apart from running them, so that a benchmark can decide from the same candidates
+        as a rule it compares would."""
+        job = self.job
         if not self.first.accepted:  # the refit was judged with the cheap stage, on the same items
             return replace(self._decide(refit=False), refit=self.first.refit)
         if self.first.first_fit:  # a provisional choice: the whole job decides as if it had not shipped
