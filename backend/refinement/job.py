@@ -111,6 +111,19 @@ def usable_gold(control: ChoiceControl, gold: list[GoldItem], newest: int) -> tu
     return usable, targets
 
 
+def too_few(control: ChoiceControl, targets: np.ndarray) -> str:
+    """Why a control's ground truth cannot be learnt from yet, or "". A single-choice control
+    needs MIN_ITEMS items and two of its labels among them: on items that all carry one label,
+    every fitted candidate learns to give that label and scores perfectly where version 0 is
+    judged on its mistakes alone, so the choice passes any test and names every new text so."""
+    if len(targets) < MIN_ITEMS:
+        return f"{len(targets)} labelled items; need {MIN_ITEMS}"
+    if not control.multiple and len(np.unique(targets)) < 2:
+        return (f"all {len(targets)} labelled items have the label {control.labels[targets[0]]!r}; "
+                "need two labels to learn to tell them apart")
+    return ""
+
+
 def control_deadline(now: float, deadline: float, controls_left: int) -> float:
     """Each control still to refine gets an equal share of the job's time left: the first one's
     candidates cannot use up the time of the ones after it, and what one leaves unused goes to
@@ -235,7 +248,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     usable_by_control = {c.name: usable_gold(c, gold, settings.refine_max_eval_items) for c in label_task.controls}
     templates = None
     if settings.template_choice:
-        labelled = frozenset(name for name, (usable, _) in usable_by_control.items() if len(usable) >= MIN_ITEMS)
+        labelled = frozenset(c.name for c in label_task.controls if not too_few(c, usable_by_control[c.name][1]))
         current, templates = choose_templates(conn, registry, project, label_task, current, service, labelled,
                                               settings.refine_alpha, settings.batch_calibration)
     if templates is not None:
@@ -262,8 +275,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     work = []
     for control in label_task.controls:
         usable, targets = usable_by_control[control.name]
-        if len(usable) < MIN_ITEMS:
-            decisions[control.name] = {"skipped": f"{len(usable)} labelled items; need {MIN_ITEMS}"}
+        if skipped := too_few(control, targets):
+            decisions[control.name] = {"skipped": skipped}
         else:
             work.append((control, usable, targets))
     span_work = []

@@ -65,3 +65,19 @@ def test_the_tuned_stage_may_refresh_only_a_current_version_on_a_tuned_body_whos
         won = tuned_stage(Settings.from_env({}), None, 1, "config", [(control, search)], decisions, {}, due)
         assert search.asked is asked, (embedder, due)
         assert decisions["label"]["tuned"]["refresh"] is asked and list(won) == (["label"] if asked else [])
+
+
+def test_a_single_choice_control_whose_labels_are_all_one_is_not_learnt_from_yet():
+    """Ten texts all labelled ham: every fitted candidate would learn to say ham and pass any test
+    against version 0 on them. A multi-choice control's labels are questions of their own."""
+    import numpy as np
+
+    from backend.labeling.label_config import ChoiceControl
+    from backend.refinement.job import MIN_ITEMS, too_few
+
+    single = ChoiceControl("label", "text", "text", ("ham", "spam"), False)
+    assert "have the label 'ham'" in too_few(single, np.zeros(10, int))
+    assert too_few(single, np.array([0] * 9 + [1])) == ""
+    assert too_few(single, np.array([0, 1] * 3)) == f"6 labelled items; need {MIN_ITEMS}"
+    multiple = ChoiceControl("tags", "text", "text", ("a", "b"), True)
+    assert too_few(multiple, np.ones((10, 2), np.int8)) == ""
