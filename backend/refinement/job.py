@@ -246,9 +246,10 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
         return services[0]
 
     usable_by_control = {c.name: usable_gold(c, gold, settings.refine_max_eval_items) for c in label_task.controls}
+    lacking = {c.name: too_few(c, usable_by_control[c.name][1]) for c in label_task.controls}
     templates = None
     if settings.template_choice:
-        labelled = frozenset(c.name for c in label_task.controls if not too_few(c, usable_by_control[c.name][1]))
+        labelled = frozenset(name for name, why in lacking.items() if not why)
         current, templates = choose_templates(conn, registry, project, label_task, current, service, labelled,
                                               settings.refine_alpha, settings.batch_calibration)
     if templates is not None:
@@ -275,8 +276,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     work = []
     for control in label_task.controls:
         usable, targets = usable_by_control[control.name]
-        if skipped := too_few(control, targets):
-            decisions[control.name] = {"skipped": skipped}
+        if lacking[control.name]:
+            decisions[control.name] = {"skipped": lacking[control.name]}
         else:
             work.append((control, usable, targets))
     span_work = []
