@@ -32,6 +32,7 @@ from tests.conftest import MODEL_DIR, ROOT, SHARED, free_port
 
 LS_VENV = Path(os.environ.get("E2E_LS_VENV") or Path.home() / ".cache" / "llmlb-e2e" / "lsenv")
 START_SCRIPT = SHARED / "scripts" / "start-label-studio.sh"
+LS_CONSTRAINTS = Path(__file__).with_name("label-studio-constraints.txt")
 INSTALL_AND_START_TIMEOUT_S = 20 * 60  # cold pip install (≈3 min) + first start with migrations (≈1 min), with room
 BASIC_AUTH = ("ls-e2e", "e2e-basic-password-0123")
 TIMINGS: dict[str, float] = {}  # printed at the end of the session (pytest_terminal_summary)
@@ -87,9 +88,13 @@ def _launch_label_studio() -> dict:
         pytest.fail(f"{START_SCRIPT} is missing: the e2e tests need ../shared beside the repository")
     work = Path(tempfile.mkdtemp(prefix="llmlb-e2e-ls-"))
     out, err = open(work / "start.out", "w+"), open(work / "start.err", "w+")
+    env = dict(os.environ, LS_HEALTH_TIMEOUT="300", PIP_CONSTRAINT=str(LS_CONSTRAINTS))
+    pip = LS_VENV / "bin" / "pip"
+    if pip.exists():  # an env installed before a pin was added is brought within it (a no-op once it is)
+        subprocess.run([str(pip), "install", "-q", "--disable-pip-version-check", "-r", str(LS_CONSTRAINTS)],
+                       stdout=out, stderr=err, env=env, check=False, timeout=300)
     proc = subprocess.Popen(["bash", str(START_SCRIPT), str(LS_VENV), str(free_port()), str(work / "data")],
-                            stdout=out, stderr=err, text=True, env=dict(os.environ, LS_HEALTH_TIMEOUT="300"),
-                            start_new_session=True)
+                            stdout=out, stderr=err, text=True, env=env, start_new_session=True)
     return {"proc": proc, "out": out, "err": err, "work": work, "started": time.time()}
 
 
