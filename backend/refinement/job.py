@@ -354,9 +354,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     if won or won_spans:
         published = publish(registry, project, label_task, published, recipes, won, {}, len(gold), trained_on,
                             span_prompts=span_prompts, span_won=won_spans)
-        if stages:
-            stages.append({"stage": "llm", "model_version": published.label, "kind": published.kind,
-                           "seconds": round(time.monotonic() - t0, 2)})
+        stages.append({"stage": "llm", "model_version": published.label, "kind": published.kind,
+                       "seconds": round(time.monotonic() - t0, 2)})
     if published is not current:  # its report (the cheap stage's, if nothing later won) gets the whole search
         report(conn, settings, project, published.label, reports, out, frozenset(early_refresh) - set(won),
                span_reports, suspects)

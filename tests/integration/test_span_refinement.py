@@ -55,6 +55,8 @@ def test_span_annotations_refine_into_a_version_that_finds_what_annotators_mark(
     assert decision["accepted"] is True, decision
     assert metrics["exact_f1"] > metrics["current_exact_f1"] and metrics["p"] < 0.05
     assert result["status"] == "published" and result["model_version"].endswith(".v1")
+    # no cheap stage for spans: the one publication is the second stage's, and `stages` lists it
+    assert [(s["stage"], s["model_version"]) for s in result["stages"]] == [("llm", result["model_version"])]
     spans = [(x["value"]["text"], x["value"]["labels"]) for x in prediction["result"]]
     assert ("ZP-9123", ["Ticket"]) in spans, prediction
     report = served.get(f"/versions/{result['model_version']}/report?project={PROJECT}")
