@@ -40,16 +40,17 @@ from .span_learning import refine_spans, usable_span_gold
 log = logging.getLogger(__name__)
 
 MIN_ITEMS = 8  # fewer labelled items than this cannot show a significant difference anyway
-# When no cheap candidate wins, the current recipe is refit on all ground truth (calibration, head,
-# pooling temperature) and published once the ground truth has grown this many times over since
-# the current version was fitted: parameters fitted on 50 items deserve a second look at 100,
-# and a version per job would churn model_version for nothing.
+# When no cheap candidate wins, a refresh (the current recipe refit on all ground truth, or a
+# candidate, whichever is best of those no worse than the current version) is published once the
+# ground truth has grown this many times over since the current version was fitted: a choice and
+# parameters fitted on 50 items deserve a second look at 100, and a version per job would churn
+# model_version for nothing.
 REFRESH_GROWTH = 2
 
 
 def refresh_due(gt_count: int, fitted_on: int) -> bool:
     """Whether the ground truth has grown enough since the current version was fitted to publish
-    the current recipe refit on it."""
+    a refresh (ControlSearch._refresh) on it."""
     return fitted_on > 0 and gt_count >= REFRESH_GROWTH * fitted_on
 
 
@@ -58,8 +59,8 @@ def store_version_report(conn: redis.Redis, settings: Settings, project: int, la
                          suspects: dict[str, dict] | None = None) -> None:
     """The held-out evaluation behind a published version, as HTML: in Redis (any web replica can
     serve it at /versions/<label>/report) and under MODEL_DIR/versions/project-<id>/<label>/.
-    `refreshed` names the controls published as their current recipe's refit (a control whose refit
-    passed but was not due keeps its recipe, and its report shows the best candidate as before)."""
+    `refreshed` names the controls published as a refresh (a control whose refresh was not due
+    keeps its recipe, and its report shows the best candidate as before)."""
     from ..metrics.html_report import multilabel_system_metrics, system_metrics, write_report
 
     systems = []
@@ -135,7 +136,7 @@ def publish(registry: VersionRegistry, project: int, label_task, parent: ModelVe
             won: dict, refreshed: dict, gt_count: int, trained_on: set[int], *, span_prompts: dict,
             span_won: dict | None = None) -> ModelVersion:
     """Publish `parent` with the recipes of the controls a stage `won` (ControlDecisions), the
-    `refreshed` ones (CandidateResults: the current recipe refit) and the span prompts."""
+    `refreshed` ones (CandidateResults: what a due refresh ships) and the span prompts."""
     span_won = span_won or {}
     recipes = {**recipes, **{n: d.best.recipe for n, d in won.items()}, **{n: r.recipe for n, r in refreshed.items()}}
     kind = "+".join([f"{n}:{d.best.name}" for n, d in won.items()] + [f"{n}:{d.summary()['best']}" for n, d in span_won.items()]
@@ -192,7 +193,7 @@ def tuning_due(settings: Settings, conn: redis.Redis, project: int, lineage: str
 def tuned_stage(settings: Settings, conn: redis.Redis, project: int, lineage: str, searches: list,
                 decisions: dict, refreshed: dict, due: bool = False) -> dict:
     """Run the fine-tuned head's stage of every control it is due for, within REFINE_TUNE_SECONDS
-    (shared like the job's budget), against what the job serves now (`refreshed`: the refits
+    (shared like the job's budget), against what the job serves now (`refreshed`: the refreshes
     it shipped, by control); `due`: the current version's refresh is due (refresh_due), which
     for a control whose head reads a fine-tuned body only this stage can make. Note each outcome
     under `tuned` in the control's decision. Returns the accepted decisions by control."""
@@ -314,8 +315,8 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     published = current
     due = refresh_due(len(gold), current.gt_count)
     first_won = {c.name: s.first for c, s in searches if s.first.accepted}
-    # a control whose cheap stage accepted nothing ships its refit now, if due: it is the same
-    # recipe fitted on more of the same ground truth, and an LLM candidate may still beat it
+    # a control whose cheap stage accepted nothing ships its refresh now, if due: no worse than
+    # the current version on more of the same ground truth, and an LLM candidate may still beat it
     early_refresh = {c.name: s.first.refreshed for c, s in searches if due and s.first.refreshed is not None}
     if first_won or early_refresh:  # the cheap stage's better version ships now; the LLM-heavy search may take minutes
         published = publish(registry, project, label_task, published, recipes, first_won, early_refresh, len(gold),

@@ -13,8 +13,12 @@ Reasoning candidates come last and must also beat the best candidate without rea
 (select_paying): they cost the most to serve. A third stage (ControlSearch.tuned_stage), with a
 budget of its own, runs the `late` plans (the fine-tuned head): significant against the current
 version, then compared with the job's choice net of each one's selection optimism; where the job
-shipped the current recipe refit instead, compared with that refit alone; where the current
-version reads a fine-tuned body whose refresh is due, no worse than it, as a refresh.
+shipped a refresh instead, compared with that refresh alone; where the current version reads a
+fine-tuned body whose refresh is due, no worse than it, as a refresh.
+
+Where no candidate is accepted and the current version's refresh is due (job.refresh_due), a
+single-choice control gets the best candidate or current-recipe refit that is no worse than the
+current version (ControlSearch._refresh); a multiple-choice one, its refit if no worse.
 
 A single-choice control whose current recipe learnt from no labels (version 0's wording or a
 template's, current_refit.learnt_nothing) is replaced by the job's choice when that choice is
@@ -89,15 +93,18 @@ class ControlDecision:
     refreshes_tuned: bool = False
     # accepted as the control's first fit on labels: no worse than a recipe that learnt from none
     first_fit: bool = False
+    # what a due refresh ships (when no candidate won): see ControlSearch._refresh
+    refresh: CandidateResult | None = None
 
     @property
     def refreshed(self) -> CandidateResult | None:
-        """The refit, if it may replace the current version (see `no_worse`)."""
-        return self.refit if self.refit is not None and self.refit.metrics.get("no_worse") else None
+        """What may replace the current version once its refresh is due (see `no_worse`)."""
+        return self.refresh
 
     def summary(self) -> dict:
         return {
             **({"current_refit": self.refit.metrics} if self.refit is not None else {}),
+            **({"refresh": self.refresh.name} if self.refresh is not None else {}),
             "n_eval": self.n_eval,
             **({"judged_items": f"{int(self.used.sum())} of {len(self.used)}"} if self.used is not None
                and not self.used.all() else {}),
@@ -335,10 +342,11 @@ class ControlSearch:
         one does to serve, so the later family is not asked for more than the earlier one; but
         the job's choice is the best of some thirty candidates on the same items and the late
         family's of three or six: compared raw, the job's choice wins on luck. If the job accepted no
-        choice but shipped `refreshed` (the current recipe refit, which replaces the current
-        version on being no worse), the late best need only outscore that refit the same way:
-        it is what the stage would replace. With `refresh_tuned` (the current version reads a
-        fine-tuned body and its refresh is due, job.refresh_due), the late best also replaces it
+        choice but shipped `refreshed` (the current recipe refit or a cheap candidate, which
+        replaces the current version on being no worse: ControlSearch._refresh), the late best
+        need only outscore that refresh the same way: it is what the stage would replace. With
+        `refresh_tuned` (the current version reads a fine-tuned body and its refresh is due,
+        job.refresh_due), the late best also replaces it
         when, though not significantly better, it is no worse (`no_worse`), as a refresh does: no
         other stage can refit a tuned body (current_refit.tuned_head), and without this a version
         tuned on the first 50 items would stay until a body tuned on all of them beat it
@@ -363,8 +371,9 @@ class ControlSearch:
         refreshes = False
         for r in new:
             r.metrics["judged_against"] = cur.name
-        if bar is refreshed:
-            accepted = self._outscores(best, new, bar, [])
+        if bar is refreshed:  # a refresh chosen among the cheap candidates carries their optimism
+            accepted = self._outscores(best, new, bar, [] if bar is self.first.refit else
+                                       [r for r in self.first.results if r.name != bar.name])
         elif accepted and bar is not cur:
             accepted = self._outscores(best, new, bar, everything[:before])
         elif not accepted and bar is cur and refresh_tuned:
@@ -412,8 +421,8 @@ class ControlSearch:
         names); apart from running them, so that a benchmark can decide from the same candidates
         as a rule it compares would."""
         job = self.job
-        if not self.first.accepted:  # the refit was judged with the cheap stage, on the same items
-            return replace(self._decide(refit=False), refit=self.first.refit)
+        if not self.first.accepted:  # the refresh was chosen with the cheap stage, on the same items
+            return replace(self._decide(refit=False), refit=self.first.refit, refresh=self.first.refresh)
         if self.first.first_fit:  # a provisional choice: the whole job decides as if it had not shipped
             again = self._decide(refit=False)
             if again.accepted:
@@ -472,7 +481,7 @@ class ControlSearch:
             best = self._tempered(best)
         log.info("%s-choice control %s: best %s %s vs current %s, p=%.4f, accepted=%s", job.kind.name,
                  self.control.name, best.name, best.metrics, cur.metrics, p, accepted)
-        fitted = None
+        fitted = refresh = None
         if refit and not accepted:
             fitted = refreshed_current(job.judged_current, self.served, job.current_logits, job.embeddings, job.texts,
                                        self.fold, prior=job.content_free, fixed_wording=self.fixed_wording,
@@ -480,9 +489,29 @@ class ControlSearch:
             if fitted is not None:
                 fitted = fitted.subset(job.judge_mask) if cur is not job.judged_current else fitted
                 no_worse(fitted, cur, self.alpha)
+            refresh = self._refresh(cur, judged, fitted)
         return ControlDecision(self.control.name, len(cur.gold), cur, best, accepted, b, c, p,
                                [{"name": r.name, **r.metrics} for r in [cur, *judged]], list(job.skipped), judged,
-                               fitted, self.used, *suspects(ready, job.kind.multiple), first_fit=first_fit)
+                               fitted, self.used, *suspects(ready, job.kind.multiple), first_fit=first_fit,
+                               refresh=refresh)
+
+    def _refresh(self, cur: CandidateResult, judged: list[CandidateResult],
+                 fitted: CandidateResult | None) -> CandidateResult | None:
+        """What a due refresh ships where no candidate was accepted: for a single-choice control,
+        the best label F1 (ties: lower log-loss) among the candidates and the current recipe's
+        refit that are no worse than the current version (`no_worse`); for a multiple-choice one,
+        the refit alone, if no worse. The current version was chosen on half the ground truth
+        there is now or less, and its refit keeps what was chosen then (the candidate, its
+        regularisation, its label weighting), which may no longer suit the grown ground truth
+        (docs/how-it-learns.md#refresh). None: nothing is no worse."""
+        pool = [fitted] if fitted is not None and fitted.metrics.get("no_worse") else []
+        if not self.job.kind.multiple:
+            pool += [r for r in judged if r is not fitted and no_worse(r, cur, self.alpha)]
+        if not pool:
+            return None
+        metric = self.job.kind.label_metric
+        chosen = max(pool, key=lambda r: (r.metrics[metric], -float(r.item_loss.mean())))
+        return chosen if chosen is fitted else self._tempered(chosen)
 
 
 def optimize_control(service: LabelingService, control: ChoiceControl, texts: list[str], gold: np.ndarray,

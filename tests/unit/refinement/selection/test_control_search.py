@@ -234,3 +234,39 @@ def test_after_a_first_fit_the_second_stage_decides_every_candidate_against_vers
         assert final.accepted and final.best.name == (other.name if replaces else "cheap"), other.name
         assert final.first_fit is not significant
         assert "judged_against" not in rows[other.name]  # against version 0, as the whole family
+
+
+def test_a_due_refresh_ships_the_best_candidate_or_refit_that_is_no_worse_than_the_current_version():
+    """A version fitted on labels (its calibration), no candidate significantly better: what its
+    refresh would ship is the best of the candidates and the current recipe's refit that are no
+    worse than it (lower log-loss, F1 not significantly lower), named as it is; nothing when
+    none is. The second stage's decision carries the same refresh."""
+    fitted = Calibrator((0.1, -0.1), method="fitted")
+    for accuracy, refresh in ((0.87, "cheap"), (0.8, None)):
+        search = _search(Scripted("cheap", accuracy, cheap=True, seed=5), Scripted("poor", None, cheap=True),
+                         current=ControlRecipe(calibrator=fitted))
+        search.job.judged_current = _right_on("current", 0.85, search.job.gold, seed=5)
+        first = search.first_stage()
+        assert not first.accepted and first.table[1]["p_vs_current"] > 0.05
+        assert getattr(first.refreshed, "name", None) == refresh and first.summary().get("refresh") == refresh
+        assert search.second_stage().refreshed is first.refreshed
+    cur, cheap = first.current, _right_on("cheap", 0.87, search.job.gold, seed=5)
+    for refit_accuracy, chosen in ((0.9, "current-refit"), (0.86, "cheap")):  # the refit competes on F1
+        refit = _right_on("current-refit", refit_accuracy, search.job.gold, seed=5)
+        refit.metrics["no_worse"] = True
+        assert search._refresh(cur, [cheap], refit).name == chosen
+
+
+def test_a_late_plan_is_compared_with_a_refresh_chosen_among_the_cheap_candidates_net_of_their_optimism():
+    """A refresh that is the best of many alike cheap candidates owes part of its score to luck:
+    the tuned stage lowers it by the family's selection optimism, as it does the job's choice."""
+    fitted = Calibrator((0.1, -0.1), method="fitted")
+    alike = [Scripted(f"cheap{i}", 0.87, cheap=True, seed=i) for i in range(10)]
+    search = _search(*alike, Scripted("late", 0.88, late=True, seed=99), n=150,
+                     current=ControlRecipe(calibrator=fitted))
+    search.job.judged_current = _right_on("current", 0.85, search.job.gold, seed=5)
+    first = search.first_stage()
+    assert not first.accepted and first.refreshed.name.startswith("cheap")
+    tuned = search.tuned_stage(time.monotonic() + 600, first.refreshed)
+    row = tuned.table[0]
+    assert row["compared_with"] == first.refreshed.name and row["compared_optimism"] > 0.005, row
