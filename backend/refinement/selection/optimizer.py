@@ -18,7 +18,8 @@ fine-tuned body whose refresh is due, no worse than it, as a refresh.
 
 Where no candidate is accepted and the current version's refresh is due (job.refresh_due), a
 single-choice control gets the best candidate or current-recipe refit that is no worse than the
-current version (ControlSearch._refresh); a multiple-choice one, its refit if no worse.
+current version (ControlSearch._refresh); a multiple-choice one, its refit if no worse; one on
+a fine-tuned body, the tuned stage's refresh.
 
 A single-choice control whose current recipe learnt from no labels (version 0's wording or a
 template's, current_refit.learnt_nothing) is replaced by the job's choice when that choice is
@@ -64,7 +65,7 @@ from ..validation.crossval import (CandidateResult, PlanSkipped, evaluate_fixed,
 from ..validation.label_errors import LabelIssue, label_issues
 from ..validation.optimism import selection_optimism
 from ..validation.significance import holm_rejections, mcnemar_exact, paired_bootstrap_mean
-from .current_refit import cross_fit_current, learnt_nothing, refreshed_current
+from .current_refit import cross_fit_current, learnt_nothing, refreshed_current, tuned_head
 
 log = logging.getLogger(__name__)
 
@@ -503,9 +504,10 @@ class ControlSearch:
         the refit alone, if no worse. The current version was chosen on half the ground truth
         there is now or less, and its refit keeps what was chosen then (the candidate, its
         regularisation, its label weighting), which may no longer suit the grown ground truth
-        (docs/how-it-learns.md#refresh). None: nothing is no worse."""
+        (docs/how-it-learns.md#refresh). A version on a fine-tuned body is refreshed by the
+        tuned stage (tuned_stage's `refresh_tuned`). None: nothing is no worse."""
         pool = [fitted] if fitted is not None and fitted.metrics.get("no_worse") else []
-        if not self.job.kind.multiple:
+        if not self.job.kind.multiple and not tuned_head(self.job.current):
             pool += [r for r in judged if r is not fitted and no_worse(r, cur, self.alpha)]
         if not pool:
             return None

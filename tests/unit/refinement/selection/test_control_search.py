@@ -8,6 +8,7 @@ import numpy as np
 
 from backend.evaluation.datasets import Dataset
 from backend.labeling.calibration import BATCH, Calibrator
+from backend.labeling.head import HeadWeights
 from backend.labeling.label_config import parse_label_config
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.recipe import ControlRecipe
@@ -255,6 +256,10 @@ def test_a_due_refresh_ships_the_best_candidate_or_refit_that_is_no_worse_than_t
         refit = _right_on("current-refit", refit_accuracy, search.job.gold, seed=5)
         refit.metrics["no_worse"] = True
         assert search._refresh(cur, [cheap], refit).name == chosen
+    # a version on a fine-tuned body (no refit: the cheap stage cannot refit its body) is left
+    # to the tuned stage's refresh
+    search.job.current = ControlRecipe(head=HeadWeights(((0.0,), (0.0,)), (0.0, 0.0), 0.0, embedder="tuned:abc"))
+    assert search._refresh(cur, [cheap], None) is None
 
 
 def test_a_late_plan_is_compared_with_a_refresh_chosen_among_the_cheap_candidates_net_of_their_optimism():
