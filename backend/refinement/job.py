@@ -67,7 +67,7 @@ def store_version_report(conn: redis.Redis, settings: Settings, project: int, la
     for control, decision in reports:
         labels = list(control.labels)
         metrics_of = multilabel_system_metrics if control.multiple else system_metrics
-        chosen = decision.refreshed if control.name in refreshed else decision.best
+        chosen = decision.refresh if control.name in refreshed else decision.best
         for role, result in (("current", decision.current), ("chosen", chosen)):
             decides = {"threshold": result.threshold} if control.multiple else {}
             systems.append(metrics_of(f"{control.name}: {role} ({result.name}), cross-validated",
@@ -317,7 +317,7 @@ def run_refinement(settings: Settings, conn: redis.Redis, project: int, engine=N
     first_won = {c.name: s.first for c, s in searches if s.first.accepted}
     # a control whose cheap stage accepted nothing ships its refresh now, if due: no worse than
     # the current version on more of the same ground truth, and an LLM candidate may still beat it
-    early_refresh = {c.name: s.first.refreshed for c, s in searches if due and s.first.refreshed is not None}
+    early_refresh = {c.name: s.first.refresh for c, s in searches if due and s.first.refresh is not None}
     if first_won or early_refresh:  # the cheap stage's better version ships now; the LLM-heavy search may take minutes
         published = publish(registry, project, label_task, published, recipes, first_won, early_refresh, len(gold),
                             trained_on, span_prompts=dict(current.spans))

@@ -97,11 +97,6 @@ class ControlDecision:
     # what a due refresh ships (when no candidate won): see ControlSearch._refresh
     refresh: CandidateResult | None = None
 
-    @property
-    def refreshed(self) -> CandidateResult | None:
-        """What may replace the current version once its refresh is due (see `no_worse`)."""
-        return self.refresh
-
     def summary(self) -> dict:
         return {
             **({"current_refit": self.refit.metrics} if self.refit is not None else {}),

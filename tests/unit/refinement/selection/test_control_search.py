@@ -249,8 +249,8 @@ def test_a_due_refresh_ships_the_best_candidate_or_refit_that_is_no_worse_than_t
         search.job.judged_current = _right_on("current", 0.85, search.job.gold, seed=5)
         first = search.first_stage()
         assert not first.accepted and first.table[1]["p_vs_current"] > 0.05
-        assert getattr(first.refreshed, "name", None) == refresh and first.summary().get("refresh") == refresh
-        assert search.second_stage().refreshed is first.refreshed
+        assert getattr(first.refresh, "name", None) == refresh and first.summary().get("refresh") == refresh
+        assert search.second_stage().refresh is first.refresh
     cur, cheap = first.current, _right_on("cheap", 0.87, search.job.gold, seed=5)
     for refit_accuracy, chosen in ((0.9, "current-refit"), (0.86, "cheap")):  # the refit competes on F1
         refit = _right_on("current-refit", refit_accuracy, search.job.gold, seed=5)
@@ -271,7 +271,7 @@ def test_a_late_plan_is_compared_with_a_refresh_chosen_among_the_cheap_candidate
                      current=ControlRecipe(calibrator=fitted))
     search.job.judged_current = _right_on("current", 0.85, search.job.gold, seed=5)
     first = search.first_stage()
-    assert not first.accepted and first.refreshed.name.startswith("cheap")
-    tuned = search.tuned_stage(time.monotonic() + 600, first.refreshed)
+    assert not first.accepted and first.refresh.name.startswith("cheap")
+    tuned = search.tuned_stage(time.monotonic() + 600, first.refresh)
     row = tuned.table[0]
-    assert row["compared_with"] == first.refreshed.name and row["compared_optimism"] > 0.005, row
+    assert row["compared_with"] == first.refresh.name and row["compared_optimism"] > 0.005, row
