@@ -43,18 +43,32 @@ def paired_bootstrap_macro_f1(
     Returns (observed difference, p) where p is the share of resamples (items drawn with
     replacement, both systems judged on the same draw) in which the candidate is not better.
     Macro-F1 is what annotators feel on rare labels; accuracy alone rewards predicting the
-    majority label, which is why selection uses this test rather than McNemar.
+    majority label, which is why selection uses this test rather than McNemar. Every
+    resample's counts come at once (a job runs this test for every candidate, and again for
+    each no-worse check of a refresh): the same resamples as one drawn at a time.
     """
     gold, cand, cur = (np.asarray(a, dtype=int) for a in (gold, candidate_pred, current_pred))
     observed = macro_f1_counts(gold, cand, n_labels) - macro_f1_counts(gold, cur, n_labels)
-    rng = np.random.default_rng(seed)
-    n = len(gold)
-    not_better = 0
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        diff = macro_f1_counts(gold[idx], cand[idx], n_labels) - macro_f1_counts(gold[idx], cur[idx], n_labels)
-        not_better += diff <= 0
-    return observed, (not_better + 1) / (n_boot + 1)
+    draws = np.random.default_rng(seed).integers(0, len(gold), (n_boot, len(gold)))
+    diff = _resampled_macro_f1(draws, gold, cand, n_labels) - _resampled_macro_f1(draws, gold, cur, n_labels)
+    return observed, (int((diff <= 0).sum()) + 1) / (n_boot + 1)
+
+
+def _resampled_macro_f1(draws: np.ndarray, gold: np.ndarray, pred: np.ndarray, n_labels: int) -> np.ndarray:
+    """macro_f1_counts of every resample (a row of item positions): each count is one bincount
+    over (resample, label) cells."""
+    rows = np.arange(len(draws))[:, None] * n_labels
+
+    def counts(labels: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+        cells = (rows + labels[draws]).ravel()
+        return np.bincount(cells if keep is None else cells[keep[draws].ravel()],
+                           minlength=len(draws) * n_labels).reshape(len(draws), n_labels)
+
+    tp, denom = counts(gold, gold == pred), counts(pred) + counts(gold)
+    present = denom > 0
+    f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
+    count = present.sum(axis=1)
+    return np.where(count > 0, f1.sum(axis=1) / np.maximum(count, 1), 0.0)
 
 
 def paired_bootstrap_mean(diffs: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from backend.metrics.multi_label import macro_f1, micro_f1
-from backend.refinement.validation.significance import (mcnemar_exact, paired_bootstrap_macro_f1,
+from backend.refinement.validation.significance import (macro_f1_counts, mcnemar_exact, paired_bootstrap_macro_f1,
                                                         paired_bootstrap_multilabel_f1)
 
 
@@ -25,6 +25,23 @@ def test_bootstrap_is_significant_only_for_a_real_gain():
     assert gain > 0.2 and p < 0.01
     gain, p = paired_bootstrap_macro_f1(gold, bad, good, 2)
     assert gain < 0 and p > 0.99
+
+
+def test_bootstrap_counts_every_resample_as_macro_f1_does():
+    """The resamples are counted all at once; each must score as macro_f1_counts scores it,
+    labels missing from a resample (neither gold nor predicted) left out of its mean."""
+    rng = np.random.default_rng(3)
+    gold = np.r_[rng.integers(0, 4, 39), 4]  # label 4: one item, absent from a third of the resamples
+    cand = np.where(rng.random(40) < 0.7, gold, rng.integers(0, 4, 40))
+    cur = cand.copy()
+    cur[:3] = (gold[:3] + 1) % 4  # wrong where the candidate may be right: resamples without them tie
+    cand[0] = 4  # label 4 predicted by one system only
+    draws = np.random.default_rng(0).integers(0, 40, (300, 40))
+    diffs = np.array([macro_f1_counts(gold[i], cand[i], 5) - macro_f1_counts(gold[i], cur[i], 5) for i in draws])
+    gain, p = paired_bootstrap_macro_f1(gold, cand, cur, 5, n_boot=300)
+    assert gain == pytest.approx(macro_f1_counts(gold, cand, 5) - macro_f1_counts(gold, cur, 5))
+    assert p == pytest.approx(((diffs <= 0).sum() + 1) / 301)
+    assert 0 < (diffs == 0).sum() < 300  # ties count as "not better"
 
 
 def test_holm_rejects_in_order_and_stops_at_the_first_failure():
