@@ -50,25 +50,36 @@ def paired_bootstrap_macro_f1(
     gold, cand, cur = (np.asarray(a, dtype=int) for a in (gold, candidate_pred, current_pred))
     observed = macro_f1_counts(gold, cand, n_labels) - macro_f1_counts(gold, cur, n_labels)
     draws = np.random.default_rng(seed).integers(0, len(gold), (n_boot, len(gold)))
-    diff = _resampled_macro_f1(draws, gold, cand, n_labels) - _resampled_macro_f1(draws, gold, cur, n_labels)
+    gold_n = _resampled_counts(draws, gold, n_labels)
+    diff = (_resampled_macro_f1(draws, gold, gold_n, cand, n_labels)
+            - _resampled_macro_f1(draws, gold, gold_n, cur, n_labels))
     return observed, (int((diff <= 0).sum()) + 1) / (n_boot + 1)
 
 
-def _resampled_macro_f1(draws: np.ndarray, gold: np.ndarray, pred: np.ndarray, n_labels: int) -> np.ndarray:
-    """macro_f1_counts of every resample (a row of item positions): each count is one bincount
-    over (resample, label) cells."""
-    rows = np.arange(len(draws))[:, None] * n_labels
+def _resampled_counts(draws: np.ndarray, labels: np.ndarray, n_labels: int,
+                      keep: np.ndarray | None = None) -> np.ndarray:
+    """Per-label counts of `labels` (where `keep`) in every resample (a row of item positions):
+    one bincount over (resample, label) cells."""
+    cells = (np.arange(len(draws))[:, None] * n_labels + labels[draws]).ravel()
+    return np.bincount(cells if keep is None else cells[keep[draws].ravel()],
+                       minlength=len(draws) * n_labels).reshape(len(draws), n_labels)
 
-    def counts(labels: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
-        cells = (rows + labels[draws]).ravel()
-        return np.bincount(cells if keep is None else cells[keep[draws].ravel()],
-                           minlength=len(draws) * n_labels).reshape(len(draws), n_labels)
 
-    tp, denom = counts(gold, gold == pred), counts(pred) + counts(gold)
+def _resampled_macro_f1(draws: np.ndarray, gold: np.ndarray, gold_n: np.ndarray, pred: np.ndarray,
+                        n_labels: int) -> np.ndarray:
+    """macro_f1_counts of every resample; `gold_n` (the gold counts) is shared by both systems."""
+    tp, denom = _resampled_counts(draws, gold, n_labels, gold == pred), _resampled_counts(draws, pred, n_labels) + gold_n
     present = denom > 0
     f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
     count = present.sum(axis=1)
     return np.where(count > 0, f1.sum(axis=1) / np.maximum(count, 1), 0.0)
+
+
+def _resample_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """How often each of n items is drawn in each of n_boot resamples (n_boot × n), from one draw
+    of the same stream as n_boot draws of n."""
+    draws = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+    return np.bincount((np.arange(n_boot)[:, None] * n + draws).ravel(), minlength=n_boot * n).reshape(n_boot, n)
 
 
 def paired_bootstrap_mean(diffs: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -101,8 +112,7 @@ def paired_bootstrap_multilabel_f1(
 
     cand, cur = cells(candidate_pred), cells(current_pred)
     observed = f1_from_counts(*(c.sum(0) for c in cand)) - f1_from_counts(*(c.sum(0) for c in cur))
-    rng = np.random.default_rng(seed)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
+    weights = _resample_weights(n, n_boot, seed).astype(float)
     cand_counts = [weights @ c for c in cand]  # n_boot × labels each
     cur_counts = [weights @ c for c in cur]
     not_better = sum(
@@ -139,8 +149,6 @@ def paired_bootstrap_span_f1(candidate: np.ndarray, current: np.ndarray, *, n_bo
         return 2 * counts[..., 0] / np.maximum(counts[..., 1] + counts[..., 2], 1)
 
     observed = float(f1(cand.sum(axis=0)) - f1(cur.sum(axis=0)))
-    rng = np.random.default_rng(seed)
-    n = len(cand)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)])
+    weights = _resample_weights(len(cand), n_boot, seed)
     diffs = f1(weights @ cand) - f1(weights @ cur)
     return observed, float(((diffs <= 0).sum() + 1) / (n_boot + 1))

@@ -66,6 +66,18 @@ def test_multilabel_bootstrap_is_significant_only_for_a_real_gain():
     assert gain == pytest.approx(micro_f1(gold, good) - micro_f1(gold, bad)) and p < 0.01
 
 
+def test_multilabel_bootstrap_judges_both_systems_on_each_resample_of_items():
+    rng = np.random.default_rng(4)
+    gold = (rng.random((30, 3)) < 0.4).astype(int)
+    cand = np.where(rng.random(gold.shape) < 0.8, gold, 1 - gold)
+    cur = np.where(rng.random(gold.shape) < 0.75, gold, 1 - gold)
+    draws = np.random.default_rng(0).integers(0, 30, (200, 30))
+    diffs = np.array([macro_f1(gold[i], cand[i]) - macro_f1(gold[i], cur[i]) for i in draws])
+    _, p = paired_bootstrap_multilabel_f1(gold, cand, cur, n_boot=200)
+    assert p == pytest.approx(((diffs <= 1e-12).sum() + 1) / 201)
+    assert 0 < (diffs <= 0).sum() < 200
+
+
 def test_span_f1_bootstrap_rewards_the_system_that_finds_more_and_is_paired():
     from backend.refinement.validation.significance import paired_bootstrap_span_f1
 
