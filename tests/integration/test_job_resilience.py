@@ -148,7 +148,7 @@ def test_concurrent_webhooks_at_four_gunicorn_workers_all_land(server_factory, r
 
 
 def _worker(env: dict) -> subprocess.Popen:
-    # the retry is under test here, not the candidates: the LLM pass over the 80 items and the cheap ones
+    # the retry is under test here, not the candidates: the LLM pass over the items and the cheap ones
     full = dict(os.environ, **{**env, "MODEL_DIR": str(MODEL_DIR), "REFINE_MAX_SHOTS": "0", "REFINE_REASONING_SAMPLES": "0",
                              "REFINE_REWRITE_ROUNDS": "0", "REFINE_TUNE_SECONDS": "0"})
     return subprocess.Popen([sys.executable, "-m", "backend", "worker"], env=full, cwd=ROOT,
@@ -165,12 +165,15 @@ def _wait_status(job: Job, wanted: set, timeout: float) -> str:
     raise TimeoutError(f"job {job.id} still {job.get_status(refresh=True)}")
 
 
+ITEMS = 40  # enough for the job to be under way when its worker is killed
+
+
 @pytest.mark.service
 @pytest.mark.model
 def test_a_job_whose_worker_is_killed_is_retried_and_no_ground_truth_is_lost(tmp_path, redis_conn, redis_url):
     app, env = _app(tmp_path, redis_conn, redis_url, refine_min_new=100000, refine_delay_s=3600)
     client = app.test_client()
-    for i in range(80):
+    for i in range(ITEMS):
         assert client.post("/webhook", json=annotation_event(DATA, i, project=21)).status_code == 200
     queued = app.extensions["llmlb.scheduler"].notify(21, changes=0, force=True, reason="test")
     job = Job.fetch(queued["id"], connection=redis_conn, serializer=JSONSerializer)
@@ -187,7 +190,7 @@ def test_a_job_whose_worker_is_killed_is_retried_and_no_ground_truth_is_lost(tmp
         if first.poll() is None:
             first.kill()
     killed_at = datetime.now(timezone.utc)
-    assert GroundTruthStore(redis_conn, 21).count() == 80
+    assert GroundTruthStore(redis_conn, 21).count() == ITEMS
 
     # once the dead job's heartbeat has expired, a new worker's maintenance finds it and its scheduler
     # enqueues the retry. Nothing renews the dead worker's heartbeat (90 s) or scheduler lock (61 s)
@@ -205,7 +208,7 @@ def test_a_job_whose_worker_is_killed_is_retried_and_no_ground_truth_is_lost(tmp
         second.wait(30)
     job.refresh()
     assert job.started_at > killed_at  # it ran again after the kill
-    assert job.return_value()["gt_count"] == 80
+    assert job.return_value()["gt_count"] == ITEMS
 
 
 def test_an_embedded_redis_does_not_outlive_the_process_that_started_it(tmp_path):

@@ -30,7 +30,7 @@ def emotions_subset(n: int) -> Dataset:
     return Dataset("goemotions-4", LABELS, tuple(texts[:n]), (), tuple(sets[:n]))
 
 
-DATA = emotions_subset(60)
+DATA = emotions_subset(40)
 
 
 @pytest.fixture(scope="module")

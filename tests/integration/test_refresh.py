@@ -1,6 +1,7 @@
 """When no candidate wins, a version fitted on few labels is refit on the ground truth it has
 grown to and, with the candidates no worse than it, competes to be published as a refresh, with
-the cheap stage, on real parts (Redis, the embedded model)."""
+the cheap stage, on real parts (Redis, the embedded model). A job that publishes drops the
+fine-tuned bodies only older versions read (the rules themselves: test_body_retention.py)."""
 import json
 
 import numpy as np
@@ -13,9 +14,11 @@ from backend.labeling.head import Embedder, HeadWeights
 from backend.labeling.model_version import ModelVersion
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.recipe import ControlRecipe
+from backend.refinement.body_retention import unneeded_bodies
 from backend.refinement.candidates.embedding_head import train_head
 from backend.refinement.job import run_refinement
 from backend.settings import Settings
+from backend.store.tuned_bodies import TunedBodies
 from backend.store.versions import VersionRegistry
 from tests.conftest import DATASETS
 from tests.annotated_project import annotate
@@ -37,21 +40,31 @@ def _only_a_refresh_can_publish(redis_url: str, tmp_path) -> Settings:
 
 def test_a_version_fitted_on_few_labels_is_refreshed_once_the_ground_truth_has_doubled(engine, redis_conn, redis_url,
                                                                                       tmp_path):
-    settings = _only_a_refresh_can_publish(redis_url, tmp_path)
+    """The refresh is published, and then (TUNED_BODIES_KEPT=1) the fine-tuned body only the version
+    before the current one read is dropped."""
+    settings = _only_a_refresh_can_publish(redis_url, tmp_path).with_overrides(tuned_bodies_kept=1)
     label_task, events = annotate(redis_conn, DATA, PROJECT)
+    registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir, ModelVersion)
+    bodies = TunedBodies(redis_conn)
+    registry.publish(PROJECT, ModelVersion(
+        label="", lineage=label_task.config_hash, kind="label:tuned-head", gt_count=FITTED_ON,
+        controls={"label": ControlRecipe(PromptVersion(), None, HeadWeights(
+            ((0.0,) * 384,) * 2, (0.0, 0.0), weight_llm=0.0, embedder="tuned:old"))}))
+    bodies.save("tuned:old", 3, b"tensors")
     gold = np.array(DATA.gold)
     coef, intercept = train_head(Embedder().encode(list(DATA.texts[:FITTED_ON])), gold[:FITTED_ON], len(DATA.labels))
     head = HeadWeights(tuple(map(tuple, coef.tolist())), tuple(intercept.tolist()), weight_llm=0.0,
                        temperature=BAD_TEMPERATURE)
-    registry = VersionRegistry(redis_conn, engine_id(settings), settings.model_dir, ModelVersion)
     v1 = registry.publish(PROJECT, ModelVersion(
         label="", lineage=label_task.config_hash, kind="label:head", gt_count=FITTED_ON,
         controls={"label": ControlRecipe(PromptVersion(), Calibrator.identity(len(DATA.labels)), head)},
         trained_on=tuple(e["task"]["id"] for e in events[:FITTED_ON])))
+    assert unneeded_bodies(registry, PROJECT, keep=1) == {"tuned:old"}  # not dropped before a job publishes
 
     out = run_refinement(settings, redis_conn, PROJECT, engine=engine)
 
     json.dumps(out)  # the job result is stored as JSON
+    assert out["dropped_bodies"] == ["tuned:old"] and not bodies.has("tuned:old"), out
     decision = out["controls"]["label"]
     assert not decision["accepted"]
     # the refit mends the flattened head: no worse than the current version, so it competes
@@ -86,14 +99,14 @@ MULTI_PROJECT = 45
 
 def test_a_multi_choice_version_fitted_on_few_labels_is_refreshed_too(engine, redis_conn, redis_url, tmp_path):
     """The same for a multi-choice control: per-label calibration, one-vs-rest head and yes/no
-    temperature refit on all 60 items, judged by micro-F1 and the log-loss summed over labels."""
+    temperature refit on all 40 items, judged by micro-F1 and the log-loss summed over labels."""
     from backend.labeling.calibration import fit_multilabel_calibrator
     from backend.labeling.service import LabelingService
     from backend.refinement.candidates.one_vs_rest_head import train_one_vs_rest
     from backend.refinement.validation.crossval import logits_matrix
     from tests.integration.test_multilabel_refinement_job import emotions_subset
 
-    data = emotions_subset(60)
+    data = emotions_subset(2 * FITTED_ON)  # the ground truth has just doubled
     settings = _only_a_refresh_can_publish(redis_url, tmp_path)
     label_task, events = annotate(redis_conn, data, MULTI_PROJECT)
     control = label_task.controls[0]

@@ -1,7 +1,8 @@
 """Version 0's template is chosen without labels on the tasks /predict saw (real embedded model,
 real Redis): a sample of distinct texts schedules a job, the job scores every template's answers
 on them, publishes the template with the most mutual information as a version of its own, and
-/predict serves it; until the sample grows, nothing is chosen again."""
+/predict serves it; until the sample grows, nothing is chosen again, and the first job on labels
+judges that version as it was served."""
 import itertools
 
 import numpy as np
@@ -13,9 +14,11 @@ from backend.evaluation.datasets import load_dataset
 from backend.labeling.label_config import parse_label_config
 from backend.labeling.model_version import ModelVersion
 from backend.labeling.templates import DEFAULT, TEMPLATES, mutual_information
+from backend.metrics.single_label import macro_f1
 from backend.refinement.job import run_refinement
 from backend.refinement.selection.template_choice import due
 from backend.settings import Settings
+from backend.store.ground_truth import GoldItem, GroundTruthStore
 from backend.store.unlabelled import MAX_TEXTS, UnlabelledTexts
 from backend.store.versions import VersionRegistry
 from tests.conftest import DATASETS
@@ -79,6 +82,20 @@ def test_a_template_is_chosen_on_unlabelled_tasks_and_served(redis_conn, redis_u
     registry = VersionRegistry(redis_conn, engine_id(settings), tmp_path, ModelVersion)
     assert len(registry.history(project, parse_label_config(CONFIG).config_hash)) == 2
 
+    # the first job on labels judges the batch-calibrated version as /predict served it
+    data = load_dataset(DATASETS / "sentence_polarity" / "test.jsonl", limit=12)
+    answered = _predict(client, project, list(data.texts))["results"]  # what an annotator sees
+    store = GroundTruthStore(redis_conn, project)
+    for i, (text, gold) in enumerate(zip(data.texts, data.gold)):
+        store.upsert(GoldItem(i + 1, {"review": text}, {"sentiment": [data.labels[gold]]}, i + 1, "2026-12-01"))
+
+    labelled = run_refinement(settings.with_overrides(refine_max_shots=0), redis_conn, project, engine=engine)
+
+    assert labelled["current"] == out["model_version"], labelled
+    answers = [data.labels.index(r["result"][0]["value"]["choices"][0]) for r in answered]
+    judged = labelled["controls"]["sentiment"]["current"]["macro_f1"]
+    assert judged == pytest.approx(macro_f1(np.array(data.gold), np.array(answers), 2), abs=1e-3), labelled
+
 
 def _served_score(app, project: int, text: str) -> float:
     """The top probability of `text` recomputed from the current version's stored recipe."""
@@ -106,32 +123,6 @@ def test_without_batch_calibration_the_template_is_served_content_free(redis_con
         "calibrator"] is None
 
 
-def test_the_first_job_on_labels_judges_the_batch_calibrated_version_as_served(redis_conn, redis_url, tmp_path,
-                                                                               engine):
-    from backend.metrics.single_label import macro_f1
-    from backend.store.ground_truth import GoldItem, GroundTruthStore
-
-    settings = _settings(tmp_path, redis_url).with_overrides(refine_max_shots=0, refine_tune_seconds=0)
-    app = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn)
-    client = app.test_client()
-    project = next(_projects)
-    _predict(client, project, TEXTS[:40])
-    template = run_refinement(settings, redis_conn, project, engine=engine)
-    assert template["status"] == "published", template
-    data = load_dataset(DATASETS / "sentence_polarity" / "test.jsonl", limit=12)
-    served = _predict(client, project, list(data.texts))["results"]  # what an annotator sees
-    store = GroundTruthStore(redis_conn, project)
-    for i, (text, gold) in enumerate(zip(data.texts, data.gold)):
-        store.upsert(GoldItem(i + 1, {"review": text}, {"sentiment": [data.labels[gold]]}, i + 1, "2026-12-01"))
-
-    out = run_refinement(settings, redis_conn, project, engine=engine)
-
-    assert out["current"] == template["model_version"], out
-    answers = [data.labels.index(r["result"][0]["value"]["choices"][0]) for r in served]
-    judged = out["controls"]["sentiment"]["current"]["macro_f1"]
-    assert judged == pytest.approx(macro_f1(np.array(data.gold), np.array(answers), 2), abs=1e-3), out["controls"]
-
-
 def test_a_version_learnt_from_labels_stops_the_sampling(redis_conn, redis_url, tmp_path, engine):
     settings = _settings(tmp_path, redis_url)
     app = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn)
@@ -154,8 +145,6 @@ def test_template_choice_off_samples_nothing(redis_conn, redis_url, tmp_path, en
 
 
 def test_a_control_with_enough_labels_gets_no_template(redis_conn, redis_url, tmp_path, engine):
-    from backend.store.ground_truth import GoldItem, GroundTruthStore
-
     settings = _settings(tmp_path, redis_url).with_overrides(refine_max_shots=0)
     app = create_app(settings, engine_factory=lambda: engine, redis_conn=redis_conn)
     project = next(_projects)
