@@ -68,7 +68,8 @@ def _resampled_counts(draws: np.ndarray, labels: np.ndarray, n_labels: int,
 def _resampled_macro_f1(draws: np.ndarray, gold: np.ndarray, gold_n: np.ndarray, pred: np.ndarray,
                         n_labels: int) -> np.ndarray:
     """macro_f1_counts of every resample; `gold_n` (the gold counts) is shared by both systems."""
-    tp, denom = _resampled_counts(draws, gold, n_labels, gold == pred), _resampled_counts(draws, pred, n_labels) + gold_n
+    tp = _resampled_counts(draws, gold, n_labels, gold == pred)
+    denom = _resampled_counts(draws, pred, n_labels) + gold_n
     present = denom > 0
     f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
     count = present.sum(axis=1)
@@ -79,7 +80,7 @@ def _resample_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
     """How often each of n items is drawn in each of n_boot resamples (n_boot × n), from one draw
     of the same stream as n_boot draws of n."""
     draws = np.random.default_rng(seed).integers(0, n, (n_boot, n))
-    return np.bincount((np.arange(n_boot)[:, None] * n + draws).ravel(), minlength=n_boot * n).reshape(n_boot, n)
+    return _resampled_counts(draws, np.arange(n), n)
 
 
 def paired_bootstrap_mean(diffs: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
