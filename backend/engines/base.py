@@ -40,11 +40,8 @@ class Capabilities:
     parallel_requests: int = 1  # texts the labeling service may score at the same time
     probability_source: str = "exact"  # exact | top_logprobs | votes (shown in predictions unless exact)
     # score_with_state: the model's final hidden state where it reads the answer (the state the
-    # label scores come from), for a head to read beside the sentence embedding; `state_size`
-    # numbers in `state_blocks` equal blocks (layers), each normalised on its own by the head
+    # label scores come from), for a head to read beside the sentence embedding
     answer_state: bool = False
-    state_size: int = 0
-    state_blocks: int = 1
 
 
 class LabelEngine(Protocol):

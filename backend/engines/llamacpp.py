@@ -22,7 +22,6 @@ import numpy as np
 
 from ..errors import EngineError
 from .base import Branch, Capabilities
-from .layer_tap import LayerTap, tap_layer
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ def tree_batches(continuations: Sequence[TokenPath], *, max_sequences: int, max_
 
 class LlamaCppEngine:
     def __init__(self, model_path: str | Path, *, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 512):
-        from llama_cpp import Llama, llama_model_n_layer
+        from llama_cpp import Llama
 
         path = Path(model_path)
         if not path.is_file():
@@ -111,16 +110,11 @@ class LlamaCppEngine:
             logits_all=False,
             verbose=False,
         )
-        width = self._llm.n_embd()
-        self._tap = LayerTap(tap_layer(llama_model_n_layer(self._llm._model.model)), width)
         self._use_tree_context(n_seq_max=TREE_SEQUENCES)
         self._n_vocab = self._llm.n_vocab()
         self._lock = threading.Lock()
         self.model_id = path.stem.lower().replace("_", "-")
-        # the state: the final hidden state, then the tapped layer's output (two blocks of `width`)
-        self.capabilities = Capabilities(exact_logprobs=True, max_context=self._llm.n_ctx(), answer_state=True,
-                                         state_size=2 * width, state_blocks=2)
-        self._tap_missed = False
+        self.capabilities = Capabilities(exact_logprobs=True, max_context=self._llm.n_ctx(), answer_state=True)
         self.tokens_evaluated = 0  # for benchmarks: what the KV cache did not save
         self._tokenize = lru_cache(maxsize=4096)(self._tokenize_uncached)
         self._ll_tokenizer = None  # built on the first constrained generation
@@ -136,7 +130,6 @@ class LlamaCppEngine:
         params = llm.context_params
         params.n_seq_max = min(n_seq_max, llama_max_parallel_sequences())
         params.kv_unified = True
-        self._tap.install(params)
         context = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         llm._ctx.close()
         llm._ctx = context
@@ -213,8 +206,7 @@ class LlamaCppEngine:
         return out
 
     def _answer_state(self, context: tuple[int, ...]) -> np.ndarray:
-        """The context's last token's final hidden state, where the answer is read, then the
-        tapped inner layer's output at that token (layer_tap.py).
+        """The final hidden state of the context's last token, where the answer is read.
 
         With llama.cpp's embeddings output on, every token of a batch is an output, and each
         output costs the vocabulary-wide projection: scoring with it on ran at half speed. So the
@@ -226,18 +218,13 @@ class LlamaCppEngine:
         llm.n_tokens = len(context) - 1
         llama_cpp.llama_set_embeddings(llm._ctx.ctx, True)
         try:
-            with self._tap.capture() as inner:
-                llm.eval([context[-1]])
+            llm.eval([context[-1]])
             pointer = llama_cpp.llama_get_embeddings_ith(llm._ctx.ctx, -1)
-            final = np.ctypeslib.as_array(pointer, shape=(llm.n_embd(),)).astype(np.float32)
+            state = np.ctypeslib.as_array(pointer, shape=(llm.n_embd(),)).astype(np.float32)
         finally:
             llama_cpp.llama_set_embeddings(llm._ctx.ctx, False)
         self.tokens_evaluated += 1
-        if not inner[0].any() and not self._tap_missed:
-            self._tap_missed = True  # a head then reads the final state alone (the block is zero)
-            log.warning("llama.cpp gave no output of layer %d for %s: the state carries the final layer only",
-                        self._tap.layer, self.model_id)
-        return np.concatenate([final, inner[0]])
+        return state
 
     def _score_branch(
         self, context: tuple[int, ...], cuts: tuple[int, ...], continuations: Sequence[tuple[int, ...]]

@@ -99,7 +99,6 @@ class HeadWeights:
     c: float | None = None  # the inverse L2 strength the job chose (refit the same way); None: the default
     state_weight: float = 0.0  # > 0: the LLM's state at the answer is read beside the embedding, times this
     state_mean: tuple[float, ...] = ()  # what that state is centred on (its training items' mean)
-    state_blocks: int = 1  # the state's blocks (the engine's layers), each at unit length; 1: a final-state head
 
     @property
     def reads_llm(self) -> bool:
@@ -117,7 +116,7 @@ class HeadWeights:
             return np.asarray(embeddings)
         if states is None:
             raise ValueError("this head reads the LLM's state at the answer, and none was given")
-        return with_state(embeddings, states, np.asarray(self.state_mean), self.state_weight, self.state_blocks)
+        return with_state(embeddings, states, np.asarray(self.state_mean), self.state_weight)
 
     def head_logits(self, features: np.ndarray) -> np.ndarray:
         return features @ np.asarray(self.coef).T + np.asarray(self.intercept)
@@ -151,7 +150,6 @@ class HeadWeights:
             **({"c": self.c} if self.c is not None else {}),
             **({"state_weight": self.state_weight, "state_mean": [round(v, 5) for v in self.state_mean]}
                if self.reads_state else {}),
-            **({"state_blocks": self.state_blocks} if self.reads_state and self.state_blocks > 1 else {}),
             "embedder": self.embedder,
             "weight_llm": self.weight_llm,
             "temperature": self.temperature,
@@ -182,8 +180,7 @@ class HeadWeights:
 
 
 def _state_block(data: dict) -> dict:
-    """A stored head's state block, checked: a weight without a mean would read nothing, and the
-    mean must split into `state_blocks` equal blocks."""
+    """A stored head's state block, checked: a weight without a mean would read nothing."""
     if "state_weight" not in data:
         return {}
     weight, mean = _positive(data["state_weight"] or 0, "head.state_weight"), data.get("state_mean")
@@ -191,17 +188,13 @@ def _state_block(data: dict) -> dict:
         raise ValueError("head.state_mean must be a non-empty list of numbers beside head.state_weight")
     if len(data["coef"]) and len(data["coef"][0]) <= len(mean):
         raise ValueError("head.coef must have more columns than head.state_mean has numbers")
-    blocks = data.get("state_blocks", 1)
-    if not isinstance(blocks, int) or isinstance(blocks, bool) or blocks < 1 or len(mean) % blocks:
-        raise ValueError("head.state_blocks must be a positive integer that divides the length of head.state_mean")
-    return {"state_weight": weight, "state_mean": tuple(float(v) for v in mean), "state_blocks": blocks}
+    return {"state_weight": weight, "state_mean": tuple(float(v) for v in mean)}
 
 
-def with_state(embeddings: np.ndarray, states: np.ndarray, mean: np.ndarray, weight: float,
-               blocks: int = 1) -> np.ndarray:
-    """The embedding with the LLM's state at the answer beside it: each block centred on its part
-    of `mean`, at unit length, times `weight` (how loud it is against the unit-length embedding)."""
-    return state_beside(embeddings, unit_states(states, mean, blocks), weight)
+def with_state(embeddings: np.ndarray, states: np.ndarray, mean: np.ndarray, weight: float) -> np.ndarray:
+    """The embedding with the LLM's state at the answer beside it: centred on `mean`, at unit
+    length, times `weight` (how loud it is against the unit-length embedding)."""
+    return state_beside(embeddings, unit_states(states, mean), weight)
 
 
 def state_beside(embeddings: np.ndarray, unit: np.ndarray, weight: float) -> np.ndarray:
@@ -210,16 +203,11 @@ def state_beside(embeddings: np.ndarray, unit: np.ndarray, weight: float) -> np.
     return np.hstack([np.asarray(embeddings), weight * unit])
 
 
-def unit_states(states: np.ndarray, mean: np.ndarray, blocks: int = 1) -> np.ndarray:
-    """The LLM's states at the answer centred on `mean`, each of `blocks` equal blocks (the final
-    layer, an inner one: their scales differ a hundredfold) at unit length; a zero block stays zero.
-    A state wider than `mean` is read up to its length: a head trained on the final layer alone
-    reads the first block of a state that has more."""
-    mean = np.asarray(mean, dtype=np.float64)
-    states = np.asarray(states, dtype=np.float64)
-    centred = (states[:, :mean.shape[-1]] - mean).reshape(len(states), blocks, -1)
-    norms = np.linalg.norm(centred, axis=2, keepdims=True)
-    return (centred / np.where(norms > 0, norms, 1.0)).reshape(len(states), -1)
+def unit_states(states: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The LLM's states at the answer centred on `mean` and at unit length (a zero row stays zero)."""
+    centred = np.asarray(states, dtype=np.float64) - mean
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    return centred / np.where(norms > 0, norms, 1.0)
 
 
 def _positive(value: object, name: str) -> float | None:

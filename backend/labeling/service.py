@@ -267,14 +267,12 @@ class LabelingService:
     def _through_cache(self, control: ChoiceControl, prompt: PromptVersion, pairs: list[tuple[str, tuple[Demo, ...]]],
                        one: Callable[[tuple[str, tuple[Demo, ...]]], Scored], states: bool = False) -> list[Scored]:
         """`one` of each pair, but what the logit cache holds read from it and the rest written to
-        it; with `states`, an entry without the state at the answer the engine gives now (none, or
-        one of another size: kept before the engine's state had its inner layer) counts as not held."""
+        it; with `states`, an entry without the state at the answer counts as not held."""
         if self.logit_cache is None:
             return map_tasks(one, pairs, self.engine.capabilities.parallel_requests)
         fields = [self._cache_field(self.logit_cache, control, prompt, *pair) for pair in pairs]
-        size = self.engine.capabilities.state_size
-        out = [None if hit is None or (states and (hit[2] is None or len(hit[2]) != size))
-               else Scored(hit[0], hit[1], state=hit[2]) for hit in self.logit_cache.get_many(fields)]
+        out = [None if hit is None or (states and hit[2] is None) else Scored(hit[0], hit[1], state=hit[2])
+               for hit in self.logit_cache.get_many(fields)]
         todo = [i for i, hit in enumerate(out) if hit is None]
         fresh = map_tasks(one, [pairs[i] for i in todo], self.engine.capabilities.parallel_requests)
         self.logit_cache.put_many({fields[i]: (s.logits, s.truncated, s.state) for i, s in zip(todo, fresh)})

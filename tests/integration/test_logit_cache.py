@@ -7,7 +7,7 @@ from backend.labeling.label_config import parse_label_config
 from backend.labeling.prompt import PromptVersion
 from backend.labeling.service import LabelingService
 from backend.refinement.validation.crossval import PACE_CHUNK, paced_logits
-from backend.store.logit_cache import LogitCache, encode_entry
+from backend.store.logit_cache import LogitCache
 from tests.conftest import DATASETS
 
 pytestmark = pytest.mark.model
@@ -59,18 +59,3 @@ def test_the_current_pass_takes_cached_items_first_then_the_newest(engine, redis
     assert cache.stats() == {"hits": 3, "misses": 3 + PACE_CHUNK, "predicted": 0}
     alone = LabelingService(engine).score_texts(CONTROL, PROMPT, [DATA.texts[i] for i in np.flatnonzero(used)])
     assert np.array_equal(logits[used], np.stack([s.logits for s in alone]))
-
-
-def test_a_state_kept_before_the_engine_read_an_inner_layer_is_scored_again(engine, redis_conn):
-    cache = LogitCache(redis_conn, 7, "gemma")
-    service = LabelingService(engine, logit_cache=cache)
-    (fresh,) = service.score_texts(CONTROL, PROMPT, TEXTS[:1], states=True)
-    assert fresh.state.shape == (engine.capabilities.state_size,)
-    (field,) = redis_conn.hkeys(cache.key)  # as an earlier release kept it: the final layer's state alone
-    redis_conn.hset(cache.key, field, encode_entry(fresh.logits, False, fresh.state[:len(fresh.state) // 2]))
-    job, before = LogitCache(redis_conn, 7, "gemma"), engine.tokens_evaluated
-    (again,) = LabelingService(engine, logit_cache=job).score_texts(CONTROL, PROMPT, TEXTS[:1], states=True)
-    assert engine.tokens_evaluated > before  # scored again, not read
-    assert np.array_equal(again.state, fresh.state) and np.array_equal(again.logits, fresh.logits)
-    (plain,) = LabelingService(engine, logit_cache=job).score_texts(CONTROL, PROMPT, TEXTS[:1])
-    assert np.array_equal(plain.state, fresh.state)  # now kept whole

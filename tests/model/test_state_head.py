@@ -24,13 +24,12 @@ def test_a_job_s_state_head_serves_with_the_states_it_was_fitted_on(engine):
     search = ControlSearch(service, CONTROL, texts, gold, ControlRecipe(), folds=5, shots=4, alpha=0.05,
                            deadline=time.monotonic() + 600)
     states = search.job.current_states
-    assert states.shape == (40, 2 * engine._llm.n_embd()) and np.isfinite(states).all()  # final and inner layer
+    assert states.shape == (40, engine._llm.n_embd()) and np.isfinite(states).all()
     search.first_stage()
     results = {r.name: r for r in search.job.results}
     alone = results["head-state"]
     head = alone.recipe.head
     assert head.reads_state and head.weight_llm == 0.0 and alone.recipe.prompt == ControlRecipe().prompt
-    assert head.state_blocks == 2
     assert "current+head-state-stacked" in results
     np.testing.assert_allclose(head.state_mean, states.mean(axis=0), rtol=1e-5, atol=1e-5)
 

@@ -76,7 +76,6 @@ class ControlJob:
     # the LLM's state at the answer of each item under the current prompt (`current_logits`' pass),
     # where the engine gives it (a head may read it beside the embedding: candidates/state_head.py)
     current_states: np.ndarray | None = None
-    state_blocks: int = 1  # the states' equal blocks (the engine's layers), each normalised on its own
 
     def best_llm(self, *, reasoned: bool = False) -> CandidateResult | None:
         """The LLM-only candidate a head or a reasoning mode builds on: the best so far (the

@@ -24,18 +24,17 @@ STATE_WEIGHTS = (0.5, 1.0, 2.0)  # the state's length beside the unit-length emb
 
 
 def evaluate_state_head(llm: CandidateResult, embeddings: np.ndarray, states: np.ndarray,
-                        folds: np.ndarray, blocks: int = 1) -> list[CandidateResult]:
-    """The head on embedding ⊕ state (its `blocks` each at unit length), its weight and C chosen
-    together out of fold; alone, pooled and mixed with `llm` (the current prompt's answer), and
-    stacked with it."""
+                        folds: np.ndarray) -> list[CandidateResult]:
+    """The head on embedding ⊕ state, its weight and C chosen together out of fold; alone, pooled
+    and mixed with `llm` (the current prompt's answer), and stacked with it."""
     gold, n_labels = llm.gold, llm.probs.shape[1]
     mean = np.asarray(states, dtype=np.float64).mean(axis=0)  # no label enters it: the same on every fold
-    unit = unit_states(states, mean, blocks)  # once for every weight
+    unit = unit_states(states, mean)  # once for every weight
     features = {w: state_beside(embeddings, unit, w) for w in STATE_WEIGHTS}
     oof = {(w, c): head_out_of_fold(features[w], gold, n_labels, False, folds, c) for w in STATE_WEIGHTS for c in C_GRID}
     head_oof, (weight, c) = cross_chosen(oof, gold, folds)
     coef, intercept = train_head(features[weight], gold, n_labels, c=c)
-    flags = {"state_weight": weight, "state_mean": tuple(mean.tolist()), "state_blocks": blocks}
+    flags = {"state_weight": weight, "state_mean": tuple(mean.tolist())}
     return [*head_results("head-state", llm, head_oof, coef, intercept, folds, c=c, **flags),
             evaluate_stacked("head-state", llm, features[weight], folds, False, c, **flags)]
 
@@ -60,4 +59,4 @@ class StateHead:
         if job.kind is not SINGLE or job.current_states is None:
             return []
         return [Plan("head-state", lambda: evaluate_state_head(current_llm(job), job.embeddings, job.current_states,
-                                                                job.folds, job.state_blocks), cheap=True)]
+                                                                job.folds), cheap=True)]

@@ -88,7 +88,7 @@ def evaluate_tuned_head(job: ControlJob, tuning: Tuning, clock=time.monotonic) -
                     job.deadline, clock)  # from the first step: the lower layers' pass is done
     states = job.current_states
     mean = None if states is None else np.asarray(states, dtype=np.float64).mean(axis=0)
-    unit = None if states is None else unit_states(states, mean, job.state_blocks)  # once: folds and weights slice it
+    unit = None if states is None else unit_states(states, mean)  # once: each fold and weight slices it
     weights = (0.0,) if states is None else (0.0, *STATE_WEIGHTS)  # 0: the embedding alone
     oof = {(w, c): np.zeros((len(gold), n_labels)) for w in weights for c in C_GRID}
     for f in fold_list:
@@ -115,8 +115,7 @@ def evaluate_tuned_head(job: ControlJob, tuning: Tuning, clock=time.monotonic) -
     head_oof, (w, c) = cross_chosen({k: v for k, v in oof.items() if k[0] > 0.0}, gold, folds)
     coef, intercept = train_head(_read(embeddings, unit, w, everything), gold, n_labels, c=c)
     return [*results, *head_results(f"{NAME}-state", current_llm(job), head_oof, coef, intercept, folds, c=c,
-                                    embedder=body.name, state_weight=w, state_mean=tuple(mean.tolist()),
-                                    state_blocks=job.state_blocks)]
+                                    embedder=body.name, state_weight=w, state_mean=tuple(mean.tolist()))]
 
 
 def _read(embeddings: np.ndarray, unit: np.ndarray | None, weight: float, rows: np.ndarray) -> np.ndarray:

@@ -310,8 +310,7 @@ class ControlSearch:
                                                 states=states)
         self.job = ControlJob(service, control, kind, texts, gold, self.fold, embeddings, current, cur, cur_logits,
                               content_free, shots, deadline, judge_mask, rewrite, tuple(reasoning), tuple(typed),
-                              tuning, skipped=skipped, current_states=states,
-                              state_blocks=service.engine.capabilities.state_blocks)
+                              tuning, skipped=skipped, current_states=states)
         self.plans = [plan for candidate in candidates for plan in candidate.plans(self.job)]
         self.first: ControlDecision | None = None
         self.second: ControlDecision | None = None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from backend.labeling.calibration import sigmoid
-from backend.labeling.head import HeadWeights, pool, unit_states, unseen_label_mass
+from backend.labeling.head import HeadWeights, pool, unseen_label_mass
 from backend.labeling.recipe import ControlRecipe
 from backend.refinement.candidates.embedding_head import train_head
 
@@ -111,29 +111,7 @@ def test_a_state_head_round_trips_and_a_broken_stored_one_is_refused_by_field():
     stored = json.loads(json.dumps(head.to_dict()))
     assert HeadWeights.from_dict(stored) == head
     assert "state_weight" not in HeadWeights(((0.0,),), (0.0,), 0.0).to_dict()
-    assert "state_blocks" not in stored  # one block: the form stored before states had blocks
     for broken, field in (({"state_mean": None}, "head.state_mean"), ({"state_weight": -1}, "head.state_weight"),
-                          ({"state_mean": [0.0] * 5}, "head.coef"), ({"state_blocks": 2}, "head.state_blocks"),
-                          ({"state_blocks": 0}, "head.state_blocks"), ({"state_blocks": True}, "head.state_blocks")):
+                          ({"state_mean": [0.0] * 5}, "head.coef")):
         with pytest.raises(ValueError, match=field.replace(".", r"\.")):
             HeadWeights.from_dict({**stored, **broken})
-
-
-def test_each_block_of_the_state_is_centred_and_scaled_on_its_own():
-    # the final layer's block and an inner layer's, whose numbers are a hundred times larger
-    states = np.array([[2.0, 0.0, 300.0, 400.0], [0.0, 0.0, -300.0, -400.0]])
-    mean = np.array([1.0, 0.0, 0.0, 0.0])
-    np.testing.assert_allclose(unit_states(states, mean, 2), [[1.0, 0.0, 0.6, 0.8], [-1.0, 0.0, -0.6, -0.8]])
-    np.testing.assert_allclose(unit_states(states, mean, 1)[:, :2], [[1 / 500, 0.0], [-1 / 500, 0.0]], rtol=1e-3)
-    head = HeadWeights(((0.0, 0.0, 1.0, 0.0, 0.0, 1.0),), (0.0,), 0.0, state_weight=2.0, state_mean=tuple(mean),
-                       state_blocks=2)
-    assert HeadWeights.from_dict(json.loads(json.dumps(head.to_dict()))) == head
-    np.testing.assert_allclose(head.features(np.zeros((2, 2)), states)[:, 2:], 2.0 * unit_states(states, mean, 2))
-
-
-def test_a_head_trained_on_the_final_state_alone_reads_the_first_block_of_a_wider_state():
-    head = _state_head(2.0)  # a stored head of one block: its mean has the final state's length
-    embeddings = np.array([[1.0, 0.0], [0.0, 1.0]])
-    final = np.array([[4.0, 1.0, 1.0], [-2.0, 1.0, 1.0]])
-    wider = np.hstack([final, [[7e3, -5e3, 1e3], [2e3, 9e3, -4e3]]])  # the engine's state now: final, then inner
-    np.testing.assert_allclose(head.features(embeddings, wider), head.features(embeddings, final))

@@ -244,7 +244,7 @@ def test_a_head_that_answers_alone_gets_no_evidence_and_a_pooled_head_keeps_its_
 class StatefulEngine(ScriptedEngine):
     """The scripted engine with a state at the answer: 1 where "prize" is in the item, else -1."""
 
-    capabilities = Capabilities(exact_logprobs=True, max_context=4096, answer_state=True, state_size=2)
+    capabilities = Capabilities(exact_logprobs=True, max_context=4096, answer_state=True)
 
     def __init__(self):
         super().__init__()

@@ -43,19 +43,6 @@ def test_the_state_lifts_the_head_where_the_embedding_misses_what_it_carries():
     assert (served.argmax(1) == gold).mean() > 0.9
 
 
-def test_a_state_of_two_layers_is_read_block_by_block():
-    gold, emb, states = _items()
-    folds = fold_ids(len(gold), 5)
-    llm = CandidateResult("current", ControlRecipe(), np.full((len(gold), 3), 1 / 3), gold)
-    # an inner layer's block: no signal, numbers a thousand times larger (it would drown the final
-    # block were the state scaled as one)
-    two = np.hstack([states, np.random.default_rng(0).normal(0, 1, states.shape) * 1000 + 4e4])
-    alone = evaluate_state_head(llm, emb, two, folds, blocks=2)[0]
-    assert alone.recipe.head.state_blocks == 2 and alone.metrics["macro_f1"] > 0.8
-    served = HeadWeights.from_dict(alone.recipe.head.to_dict()).combine(llm.probs, emb, two)
-    assert (served.argmax(1) == gold).mean() > 0.9
-
-
 def _job(current_recipe, states, kind=SINGLE, results=()):
     gold = np.arange(40) % 2
     probs = np.eye(2)[gold] * 0.6 + 0.2
